@@ -1,0 +1,120 @@
+"""One error root, typed children, each carrying context and a hint for the user.
+
+The CLI prints ``str(error)`` on one line and exits non-zero; ``--debug`` shows the
+traceback. Every child names what failed (file, key, device, command) so the user
+can act without reading code.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Root of every error the harness raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class UsageError(HarnessError):
+    """Bad command-line usage or bad options (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelError(HarnessError):
+    """A model file is missing, not TFLite, or rejected by the runtime."""
+
+    def __init__(self, path: object, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"model {path}: {reason}", hint=hint)
+        self.path = str(path)
+        self.reason = reason
+
+
+class SuiteError(HarnessError):
+    """A suite or profile file is malformed: names the file, line/key and what is wrong."""
+
+    def __init__(
+        self,
+        path: object,
+        reason: str,
+        *,
+        key: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+        if key:
+            where += f" [{key}]"
+        super().__init__(f"{where}: {reason}", hint=hint)
+        self.path = str(path)
+        self.key = key
+        self.line = line
+        self.reason = reason
+
+
+class ProfileError(SuiteError):
+    """A device profile file is malformed."""
+
+
+class ZooError(HarnessError):
+    """A zoo model cannot be fetched or fails verification."""
+
+
+class StoreError(HarnessError):
+    """A results file or the SQLite index is missing or unreadable."""
+
+
+class DeviceError(HarnessError):
+    """Something went wrong talking to a device."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        command: str | None = None,
+        output: str | None = None,
+        exit_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        prefix = f"[{device}] " if device else ""
+        super().__init__(prefix + message, hint=hint)
+        self.device = device
+        self.command = command
+        self.output = output
+        self.returncode = exit_code
+
+
+class DeviceNotFound(DeviceError):
+    """No device matches the given id."""
+
+
+class DeviceLost(DeviceError):
+    """The device went away (link broken, offline) and did not come back in time."""
+
+
+class CommandTimeout(DeviceError):
+    """A device command ran past its timeout; the remote process was killed."""
+
+    def __init__(self, message: str, *, timeout_s: float, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.timeout_s = timeout_s
+
+
+class AuthError(DeviceError):
+    """The device refused our key."""
+
+
+class DelegateUnavailable(HarnessError):
+    """The requested delegate cannot run on this device (the case is skipped, not failed)."""

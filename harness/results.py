@@ -1,0 +1,243 @@
+"""The versioned result record: the contract between runner, store, analysis and report.
+
+One :class:`Result` per case (model x device x delegate x threads) per run. Every
+number carries its unit in its name (``_us``, ``_mb``, ``_mj``) and every reading
+carries the method that produced it and its sample count.
+
+The unit of replication is the *repetition* (one process or app launch). Each
+repetition keeps its per-iteration samples when the tool gives them, otherwise only
+the tool's aggregates (``count``/``avg_us``/``std_us``...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "failed", "skipped", "timeout", "device_lost")
+RAW_LIMIT_BYTES = 256 * 1024
+RAW_TRUNCATION_MARKER = "\n[... truncated by edgeharness: {n} bytes omitted ...]\n"
+
+
+def truncate_raw(text: str, limit: int = RAW_LIMIT_BYTES) -> str:
+    """Keep head and tail of a tool's output, with a marker saying how much was cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    half = limit // 2
+    head = data[:half].decode("utf-8", "ignore")
+    tail = data[-half:].decode("utf-8", "ignore")
+    return head + RAW_TRUNCATION_MARKER.format(n=len(data) - 2 * half) + tail
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One process/launch of the benchmark: its samples or the tool's aggregates (microseconds)."""
+
+    samples_us: tuple[float, ...] = ()
+    init_us: float | None = None
+    first_inference_us: float | None = None
+    warmup_avg_us: float | None = None
+    count: int | None = None
+    avg_us: float | None = None
+    std_us: float | None = None
+    min_us: float | None = None
+    max_us: float | None = None
+    median_us: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_us) if self.samples_us else (self.count or 0)
+
+    @property
+    def center_us(self) -> float | None:
+        """The repetition's own median (or the tool's median/average when no samples)."""
+        if self.samples_us:
+            return float(statistics.median(self.samples_us))
+        return self.median_us if self.median_us is not None else self.avg_us
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency readings of one case, microseconds."""
+
+    method: str
+    repetitions: tuple[Repetition, ...] = ()
+    unit: str = "us"
+
+    @property
+    def samples_us(self) -> list[float]:
+        """All per-iteration samples, pooled over repetitions (for display, not for inference)."""
+        return [s for r in self.repetitions for s in r.samples_us]
+
+    @property
+    def n_iterations(self) -> int:
+        return sum(r.n for r in self.repetitions)
+
+    @property
+    def init_us(self) -> float | None:
+        vals = [r.init_us for r in self.repetitions if r.init_us is not None]
+        return float(statistics.median(vals)) if vals else None
+
+    @property
+    def first_inference_us(self) -> float | None:
+        vals = [r.first_inference_us for r in self.repetitions if r.first_inference_us is not None]
+        return float(statistics.median(vals)) if vals else None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Memory readings in MB (10^6 bytes is *not* used: MB = 2^20 bytes, as the TFLite tools print)."""
+
+    method: str
+    peak_rss_mb: float | None = None
+    rss_before_init_mb: float | None = None
+    rss_after_init_mb: float | None = None
+    footprint_init_mb: float | None = None
+    footprint_overall_mb: float | None = None
+    samples: int = 0
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy per inference, millijoules; absent readings are ``None`` with a reason."""
+
+    method: str
+    per_inference_mj: float | None = None
+    gross_per_inference_mj: float | None = None
+    idle_power_mw: float | None = None
+    uncertainty_mj: float | None = None
+    samples: int = 0
+    simulated: bool = False
+    estimated: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Thermal:
+    """Temperatures (deg C) before/after, cooldown wait and throttling verdict."""
+
+    method: str
+    before_c: dict[str, float] = field(default_factory=dict)
+    after_c: dict[str, float] = field(default_factory=dict)
+    cooldown_s: float | None = None
+    throttled: bool = False
+    throttle_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What we know of the device a result was measured on."""
+
+    id: str
+    platform: str
+    model: str = ""
+    soc: str = ""
+    os: str = ""
+    abi: str = ""
+    profile: str = ""
+    cpu: str = ""
+    cores: int | None = None
+    device_class: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """The case: what was run, keyed on content (sha256), not on a test id."""
+
+    case_id: str
+    model: str
+    model_sha256: str
+    delegate: str
+    threads: int
+    runner: str
+    model_path: str = ""
+    api: str = "interpreter"
+    warmup_runs: int = 0
+    measured_runs: int = 0
+    repetitions: int = 1
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        """Identity used to match a case across runs (never the pytest node id)."""
+        return (self.model_sha256, self.delegate, self.threads, self.api)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One case's outcome in one run."""
+
+    run_id: str
+    case: CaseInfo
+    device: DeviceInfo
+    status: str
+    reason: str | None = None
+    latency: Latency | None = None
+    memory: Memory | None = None
+    energy: Energy | None = None
+    thermal: Thermal | None = None
+    delegates: tuple[dict[str, Any], ...] = ()
+    ops: tuple[dict[str, Any], ...] = ()
+    environment: dict[str, Any] = field(default_factory=dict)
+    raw: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} not one of {STATUSES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        data = migrate(dict(data))
+        lat = data.get("latency")
+        latency = None
+        if lat is not None:
+            reps = tuple(
+                Repetition(**{**r, "samples_us": tuple(r.get("samples_us") or ())})
+                for r in lat.get("repetitions", ())
+            )
+            latency = Latency(method=lat["method"], repetitions=reps, unit=lat.get("unit", "us"))
+        thermal = data.get("thermal")
+        if thermal is not None:
+            thermal = Thermal(**{**thermal, "throttle_reasons": tuple(thermal.get("throttle_reasons") or ())})
+        return cls(
+            run_id=data["run_id"],
+            case=CaseInfo(**data["case"]),
+            device=DeviceInfo(**data["device"]),
+            status=data["status"],
+            reason=data.get("reason"),
+            latency=latency,
+            memory=Memory(**data["memory"]) if data.get("memory") else None,
+            energy=Energy(**data["energy"]) if data.get("energy") else None,
+            thermal=thermal,
+            delegates=tuple(data.get("delegates") or ()),
+            ops=tuple(data.get("ops") or ()),
+            environment=dict(data.get("environment") or {}),
+            raw=data.get("raw", ""),
+            started_at=data.get("started_at", ""),
+            finished_at=data.get("finished_at", ""),
+            schema=SCHEMA_VERSION,
+        )
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored record up to :data:`SCHEMA_VERSION` (one step per version bump)."""
+    version = int(data.get("schema", 1))
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"result schema {version} is newer than this harness understands ({SCHEMA_VERSION}); upgrade edgeharness"
+        )
+    data["schema"] = SCHEMA_VERSION
+    return data
