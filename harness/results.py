@@ -185,6 +185,7 @@ class Result:
     thermal: Thermal | None = None
     delegates: tuple[dict[str, Any], ...] = ()
     ops: tuple[dict[str, Any], ...] = ()
+    outputs: tuple[dict[str, Any], ...] = ()
     environment: dict[str, Any] = field(default_factory=dict)
     raw: str = ""
     started_at: str = ""
@@ -224,6 +225,7 @@ class Result:
             thermal=thermal,
             delegates=tuple(data.get("delegates") or ()),
             ops=tuple(data.get("ops") or ()),
+            outputs=tuple(data.get("outputs") or ()),
             environment=dict(data.get("environment") or {}),
             raw=data.get("raw", ""),
             started_at=data.get("started_at", ""),

@@ -1,0 +1,264 @@
+"""Run a plan: devices in parallel, cases on one device in series, every result persisted at once.
+
+The data path for one case: resolve the model (zoo or path, validated) -> check the device
+can run the delegate (profile) -> stage model and runner on the device (skipped when the
+same sha256 is there) -> run ``repetitions`` separate processes -> parse each -> one
+:class:`Result` -> appended to the run's JSONL (fsync) and the SQLite index.
+
+A failure stays inside its case: a bad model fails its cases with the reason, a timeout is
+``timeout``, a vanished device is ``device_lost`` (and is tried again for the next case),
+a delegate the device lacks is ``skipped``. The other cases and devices go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import posixpath
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__, profiles, zoo
+from harness.devices.base import Device, sha256_file
+from harness.errors import CommandTimeout, DeviceLost, HarnessError, ModelError
+from harness.models import ModelArtifact, load_model
+from harness.results import CaseInfo, DeviceInfo, Latency, Memory, Result, truncate_raw
+from harness.runners import litert_python
+from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
+from harness.suite import Case, ModelSpec, Suite
+
+log = logging.getLogger("harness")
+
+
+class DeviceLogger(logging.LoggerAdapter):
+    """Every line says which device it came from (a farm log interleaves many)."""
+
+    def process(self, msg: str, kwargs: dict) -> tuple[str, dict]:
+        return f"[{self.extra['device']}] {msg}", kwargs
+
+
+def device_label(device_id: str) -> str:
+    """Short, id-safe label for case ids: ``host``, ``adb-127.0.0.1-5555``, ``ios-00008030``."""
+    label = device_id.replace(":", "-").replace("/", "-")
+    return label if len(label) <= 40 else label[:40]
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    results_path: Path
+    results: list[Result] = field(default_factory=list)
+    report_path: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+class CaseRunner:
+    """Runs single cases on devices, caching model validation, device info and staged files.
+
+    Used case by case by the pytest plugin and in bulk by :func:`run_suite`.
+    """
+
+    def __init__(self, run_id: str, writer: ResultWriter | None = None) -> None:
+        self.run_id = run_id
+        self.writer = writer
+        self._lock = threading.Lock()
+        self._models: dict[tuple, ModelArtifact | ModelError] = {}
+        self._info: dict[str, DeviceInfo] = {}
+        self._staged: dict[tuple[str, str], str] = {}
+
+    # -- inputs ---------------------------------------------------------------------------
+    def model(self, spec: ModelSpec) -> ModelArtifact:
+        key = (spec.zoo, str(spec.path))
+        with self._lock:
+            cached = self._models.get(key)
+        if cached is None:
+            try:
+                path = zoo.fetch(spec.zoo) if spec.zoo else spec.path
+                cached = load_model(path)  # type: ignore[arg-type]
+            except ModelError as exc:
+                cached = exc
+            except HarnessError as exc:
+                cached = ModelError(spec.zoo or spec.path, str(exc))
+            with self._lock:
+                self._models[key] = cached
+        if isinstance(cached, ModelError):
+            raise cached
+        return cached
+
+    def device_info(self, device: Device) -> DeviceInfo:
+        with self._lock:
+            info = self._info.get(device.id)
+        if info is None:
+            info = device.info()
+            with self._lock:
+                self._info[device.id] = info
+        return info
+
+    def stage(self, device: Device, local: Path, sha256: str | None = None) -> str:
+        """Put ``local`` on the device once per run (the backend also skips same-hash files)."""
+        if getattr(device, "shares_host_fs", False):
+            return str(local)
+        digest = sha256 or sha256_file(local)
+        key = (device.id, digest)
+        with self._lock:
+            if key in self._staged:
+                return self._staged[key]
+        remote = posixpath.join(device.workdir(), digest[:16], local.name)
+        device.push(local, remote)
+        with self._lock:
+            self._staged[key] = remote
+        return remote
+
+    # -- one case -------------------------------------------------------------------------
+    def run_case(self, device: Device, case: Case) -> Result:
+        """Run one case on one device, persist and return its result (never raises for the case's own faults)."""
+        started = now_iso()
+        dlog = DeviceLogger(log, {"device": device.id})
+        case_id = case.case_id(device_label(device.id))
+        try:
+            info = self.device_info(device)
+        except DeviceLost as exc:
+            info = DeviceInfo(id=device.id, platform=device.platform)
+            return self._finish(self._result(case, case_id, None, info, "device_lost", str(exc), started))
+        try:
+            artifact = self.model(case.model)
+        except ModelError as exc:
+            return self._finish(self._result(case, case_id, None, info, "failed", str(exc), started))
+        profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
+        if profile is not None and not profile.supports(case.delegate):
+            reason = f"device profile {profile.name!r} lacks delegate {case.delegate!r} (has: {', '.join(profile.delegates)})"
+            return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
+        if case.delegate not in litert_python.DELEGATES:
+            reason = (f"delegate {case.delegate!r} needs the native benchmark_model tool, which this suite "
+                      f"does not configure for {device.id}")
+            return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
+        dlog.info("%s: %d repetition(s) x %d runs", case_id, case.model.repetitions, case.model.measured_runs)
+        try:
+            result = self._measure(device, case, case_id, artifact, info, started)
+        except CommandTimeout as exc:
+            result = self._result(case, case_id, artifact, info, "timeout", str(exc), started, raw=exc.output or "")
+        except DeviceLost as exc:
+            result = self._result(case, case_id, artifact, info, "device_lost", str(exc), started)
+        except HarnessError as exc:
+            result = self._result(case, case_id, artifact, info, "failed", str(exc), started)
+        dlog.info("%s: %s%s", case_id, result.status, f" ({result.reason})" if result.reason else "")
+        return self._finish(result)
+
+    def _measure(self, device: Device, case: Case, case_id: str, artifact: ModelArtifact, info: DeviceInfo,
+                 started: str) -> Result:
+        python = device.python()
+        if python is None:
+            return self._result(case, case_id, artifact, info, "skipped",
+                                f"{device.id} has no Python for the litert-python runner", started)
+        model_remote = self.stage(device, artifact.path, artifact.sha256)
+        script_remote = self.stage(device, litert_python.SCRIPT)
+        m = case.model
+        reps, raws, outcomes = [], [], []
+        for i in range(m.repetitions):
+            cmd = litert_python.command(
+                python, script_remote, model_remote, delegate=case.delegate, threads=case.threads,
+                warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
+            )
+            shell = device.shell(cmd, timeout_s=m.timeout_s)
+            raws.append(f"$ {cmd}\n{shell.output}")
+            outcome = litert_python.parse(shell.output, shell.exit_code)
+            if outcome.status != "ok":
+                status = outcome.status
+                reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
+                return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws))
+            outcomes.append(outcome)
+            reps.append(outcome.repetition)
+        peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
+        before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
+        after = [o.rss_after_init_mb for o in outcomes if o.rss_after_init_mb is not None]
+        memory = Memory(
+            method=litert_python.MEMORY_METHOD,
+            peak_rss_mb=max(peaks) if peaks else None,
+            rss_before_init_mb=_median(before),
+            rss_after_init_mb=_median(after),
+            samples=len(outcomes),
+        )
+        env = dict(outcomes[0].environment)
+        return self._result(
+            case, case_id, artifact, info, "ok", None, started,
+            latency=Latency(method=litert_python.METHOD, repetitions=tuple(reps)),
+            memory=memory, raw="\n".join(raws), env=env, outputs=outcomes[0].outputs,
+        )
+
+    def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
+                reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
+                raw: str = "", env: dict | None = None, outputs: tuple = ()) -> Result:
+        m = case.model
+        return Result(
+            run_id=self.run_id,
+            case=CaseInfo(
+                case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
+                delegate=case.delegate, threads=case.threads, runner=litert_python.NAME,
+                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.api,
+                warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, repetitions=m.repetitions,
+                settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget,
+                          "model_size_bytes": artifact.size_bytes if artifact else None,
+                          "model_ops": artifact.op_total if artifact else None},
+            ),
+            device=info, status=status, reason=reason, latency=latency, memory=memory,
+            environment={"harness": __version__, "host": platform.node(),
+                         "host_python": platform.python_version(), **(env or {})},
+            raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
+        )
+
+    def _finish(self, result: Result) -> Result:
+        if self.writer is not None:
+            self.writer.append(result)
+        return result
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _profile_exists(name: str) -> bool:
+    return any(p.name == name for p in profiles.load_profiles())
+
+
+def run_suite(
+    suite: Suite,
+    devices: Sequence[Device],
+    store: LocalStore,
+    *,
+    run_id: str | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> RunSummary:
+    """Run every case of ``suite`` on every device; results are on disk as each case ends."""
+    run_id = run_id or new_run_id()
+    writer = store.begin_run(run_id, suite.name)
+    runner = CaseRunner(run_id, writer)
+    summary = RunSummary(run_id, writer.path)
+    lock = threading.Lock()
+
+    def one_device(device: Device) -> None:
+        for case in suite.cases():
+            result = runner.run_case(device, case)
+            with lock:
+                summary.results.append(result)
+            if on_result:
+                on_result(result)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(devices)), thread_name_prefix="device") as pool:
+            for fut in [pool.submit(one_device, d) for d in devices]:
+                fut.result()
+    finally:
+        writer.close()
+    return summary

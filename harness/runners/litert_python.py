@@ -1,0 +1,109 @@
+"""Runner ``litert-python``: the single-file :mod:`harness.runners.pyrunner` run by a device's Python.
+
+Builds the (quoted) command line for one repetition and turns its output into a
+:class:`RunnerOutcome`. It never talks to a device: the orchestrator runs the command
+and hands the output back.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.results import Repetition
+
+NAME = "litert-python"
+SCRIPT = Path(__file__).with_name("pyrunner.py")
+RESULT_PREFIX = "EDGEHARNESS_RESULT "
+METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration samples)"
+MEMORY_METHOD = "child's own /proc/self/status VmRSS before/after init and getrusage ru_maxrss (peak)"
+# pyrunner takes these delegates; the others need a native tool (benchmark_model).
+DELEGATES = ("cpu", "xnnpack", "gpu")
+
+
+@dataclass(frozen=True)
+class RunnerOutcome:
+    """One repetition's outcome as read from the runner's output."""
+
+    status: str  # ok | failed | skipped
+    reason: str | None
+    repetition: Repetition | None = None
+    peak_rss_mb: float | None = None
+    rss_before_init_mb: float | None = None
+    rss_after_init_mb: float | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[dict[str, Any], ...] = ()
+
+
+def command(
+    python: str,
+    script: str,
+    model: str,
+    *,
+    delegate: str,
+    threads: int,
+    warmup_runs: int,
+    measured_runs: int,
+    api: str = "interpreter",
+    seed: int = 0,
+) -> str:
+    """The shell command for one repetition; every argument is quoted for the device shell."""
+    argv = [
+        python, script, "--model", model, "--delegate", delegate, "--threads", str(threads),
+        "--warmup", str(warmup_runs), "--runs", str(measured_runs), "--api", api, "--seed", str(seed),
+    ]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _diagnostic_line(output: str) -> str | None:
+    """The runtime's own error line from stderr (e.g. 'No adapters found'), to make a reason useful."""
+    for line in output.splitlines():
+        low = line.lower()
+        if ("failed" in low or "error" in low or "cannot" in low) and not line.startswith(RESULT_PREFIX):
+            text = " ".join(line.split())
+            if "source location" not in low and len(text) > 20:
+                return text[:240]
+    return None
+
+
+def parse(output: str, exit_code: int | None) -> RunnerOutcome:
+    """Read the ``EDGEHARNESS_RESULT`` line; anything else is a failure that keeps the raw output."""
+    payload = None
+    for line in output.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            try:
+                payload = json.loads(line[len(RESULT_PREFIX):])
+            except json.JSONDecodeError:
+                payload = None
+    if not isinstance(payload, dict):
+        tail = " | ".join(output.strip().splitlines()[-3:])[-300:]
+        why = f"exit code {exit_code}" if exit_code not in (None, 0) else "no result line"
+        return RunnerOutcome("failed", f"runner produced no result ({why}): {tail or 'no output'}")
+    status = payload.get("status", "failed")
+    if status != "ok":
+        reason = payload.get("reason") or "unknown error"
+        extra = _diagnostic_line(output)
+        if extra and extra not in reason:
+            reason = f"{reason} ({extra})"
+        return RunnerOutcome("skipped" if status == "skipped" else "failed", reason)
+    warmup = payload.get("warmup_us") or []
+    rep = Repetition(
+        samples_us=tuple(float(x) for x in payload.get("samples_us", ())),
+        init_us=payload.get("init_us"),
+        first_inference_us=payload.get("first_inference_us"),
+        warmup_avg_us=(sum(warmup) / len(warmup)) if warmup else None,
+    )
+    env = {k: payload.get(k) for k in ("runtime", "runtime_version", "python", "api") if payload.get(k) is not None}
+    return RunnerOutcome(
+        "ok",
+        None,
+        repetition=rep,
+        peak_rss_mb=payload.get("peak_rss_mb"),
+        rss_before_init_mb=payload.get("rss_before_init_mb"),
+        rss_after_init_mb=payload.get("rss_after_init_mb"),
+        environment=env,
+        outputs=tuple(payload.get("outputs") or ()),
+    )

@@ -1,0 +1,309 @@
+"""Suite files (TOML): load, validate and expand into cases (model x delegate x threads).
+
+A suite is a ``[suite]`` table of defaults and one ``[[models]]`` table per model. Every
+key is checked: an unknown key or a bad value is a :class:`SuiteError` naming the file,
+the line, the key and what is allowed. See the README for the format.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.errors import SuiteError
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
+APIS = ("interpreter", "compiled")
+RUNNERS = ("auto", "litert-python", "benchmark_model")
+BUDGET_KEYS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
+GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv")
+COOLDOWN_MODES = ("off", "threshold", "pause")
+
+# Per-case settings: allowed in [suite] as defaults and in [[models]] as overrides.
+_SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "delegates": list,
+    "threads": (list, int),
+    "warmup_runs": int,
+    "measured_runs": int,
+    "repetitions": int,
+    "timeout_s": (int, float),
+    "api": str,
+    "runner": str,
+}
+_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
+_MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict}
+
+DEFAULTS: dict[str, Any] = {
+    "delegates": ["cpu", "xnnpack"],
+    "threads": [1],
+    "warmup_runs": 5,
+    "measured_runs": 50,
+    "repetitions": 3,
+    "timeout_s": 120.0,
+    "api": "interpreter",
+    "runner": "auto",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``[[models]]`` entry, with the suite defaults applied."""
+
+    name: str
+    zoo: str | None
+    path: Path | None
+    delegates: tuple[str, ...]
+    threads: tuple[int, ...]
+    warmup_runs: int
+    measured_runs: int
+    repetitions: int
+    timeout_s: float
+    api: str
+    runner: str
+    budget: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One unit of work: a model with one delegate and one thread count (a device is chosen at run time)."""
+
+    model: ModelSpec
+    delegate: str
+    threads: int
+
+    def case_id(self, device_label: str) -> str:
+        """``face_landmark[host-xnnpack-t1]``: the pytest item id and the report's row label."""
+        return f"{self.model.name}[{device_label}-{self.delegate}-t{self.threads}]"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path | None
+    description: str
+    models: tuple[ModelSpec, ...]
+    gate: dict[str, Any] = field(default_factory=dict)
+    cooldown: dict[str, Any] = field(default_factory=dict)
+    tool: dict[str, Any] = field(default_factory=dict)
+
+    def cases(self) -> list[Case]:
+        return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
+
+
+class _Ctx:
+    """Where we are in the file, to put the line number into errors."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str, table: str | None = None, index: int = 0) -> int | None:
+        start = 0
+        if table:
+            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
+            seen = -1
+            for i, line in enumerate(self.lines):
+                if header.match(line):
+                    seen += 1
+                    if seen == index:
+                        start = i
+                        break
+        pat = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
+        for i in range(start, len(self.lines)):
+            if pat.match(self.lines[i]):
+                return i + 1
+        return start + 1 if table else None
+
+    def error(self, reason: str, key: str, table: str | None = None, index: int = 0, hint: str | None = None) -> SuiteError:
+        label = f"{table}[{index}].{key}" if table == "models" else (f"{table}.{key}" if table else key)
+        return SuiteError(self.path, reason, key=label, line=self.line_of(key.split(".")[-1], table, index), hint=hint)
+
+
+def _check_type(ctx: _Ctx, key: str, value: Any, expected: type | tuple[type, ...], table: str, index: int) -> None:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    # bool is an int in Python, but `threads = true` is a mistake.
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ctx.error(f"expected {names}, got {type(value).__name__} {value!r}", key, table, index)
+
+
+def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _SETTINGS:
+            continue
+        _check_type(ctx, key, value, _SETTINGS[key], table, index)
+        if key == "delegates":
+            if not value:
+                raise ctx.error("needs at least one delegate", key, table, index)
+            for d in value:
+                if d not in DELEGATES:
+                    raise ctx.error(f"unknown delegate {d!r}", key, table, index,
+                                    hint=f"allowed: {', '.join(DELEGATES)}")
+            value = list(dict.fromkeys(value))
+        elif key == "threads":
+            value = [value] if isinstance(value, int) else value
+            if not value or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in value):
+                raise ctx.error(f"threads must be positive integers, got {value!r}", key, table, index)
+        elif key in ("warmup_runs",) and value < 1:
+            raise ctx.error(f"must be >= 1 (the first run is reported as first inference), got {value}", key, table, index)
+        elif key in ("measured_runs", "repetitions") and value < 1:
+            raise ctx.error(f"must be >= 1, got {value}", key, table, index)
+        elif key == "timeout_s" and value <= 0:
+            raise ctx.error(f"must be > 0 seconds, got {value}", key, table, index)
+        elif key == "api" and value not in APIS:
+            raise ctx.error(f"unknown api {value!r}", key, table, index, hint=f"allowed: {', '.join(APIS)}")
+        elif key == "runner" and value not in RUNNERS:
+            raise ctx.error(f"unknown runner {value!r}", key, table, index, hint=f"allowed: {', '.join(RUNNERS)}")
+        out[key] = value
+    return out
+
+
+def _reject_unknown(ctx: _Ctx, values: dict[str, Any], allowed: set[str], table: str, index: int = 0) -> None:
+    for key in values:
+        if key not in allowed:
+            raise ctx.error(f"unknown key {key!r}", key, table, index, hint=f"allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _validate_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in budget.items():
+        if isinstance(value, dict):  # per device class: [models.budget.flagship]
+            out[key] = _validate_budget(ctx, value, index)
+            continue
+        if key not in BUDGET_KEYS:
+            raise ctx.error(f"unknown budget {key!r}", key, "models", index, hint=f"allowed: {', '.join(BUDGET_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ctx.error(f"budget must be a positive number, got {value!r}", key, "models", index)
+        out[key] = float(value)
+    return out
+
+
+def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
+    if "name" in raw:
+        name = raw["name"]
+    elif "zoo" in raw:
+        name = raw["zoo"]
+    else:
+        name = Path(raw["path"]).stem
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise ctx.error(f"model name {name!r} may only use letters, digits and _ . + -", "name", "models", index,
+                        hint="set `name = \"...\"` for a model whose file name has other characters")
+    return name
+
+
+def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int) -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise ctx.error("each [[models]] entry must be a table", "models", None)
+    _reject_unknown(ctx, raw, set(_SETTINGS) | set(_MODEL_ONLY), "models", index)
+    for key in _MODEL_ONLY:
+        if key in raw:
+            _check_type(ctx, key, raw[key], _MODEL_ONLY[key], "models", index)
+    if ("zoo" in raw) == ("path" in raw):
+        raise ctx.error("give exactly one of `zoo = NAME` or `path = PATH`", "zoo", "models", index)
+    if "zoo" in raw:
+        from harness import zoo  # local: suite parsing must not need the zoo unless used
+
+        if raw["zoo"] not in zoo.MODELS:
+            raise ctx.error(f"unknown zoo model {raw['zoo']!r}", "zoo", "models", index,
+                            hint=f"known: {', '.join(sorted(zoo.MODELS))}")
+    settings = {**defaults, **_validate_settings(ctx, raw, "models", index)}
+    path = None
+    if "path" in raw:
+        path = Path(raw["path"])
+        if not path.is_absolute() and ctx.path.name:
+            path = (ctx.path.parent / path).resolve()
+    return ModelSpec(
+        name=_model_name(ctx, raw, index),
+        zoo=raw.get("zoo"),
+        path=path,
+        delegates=tuple(settings["delegates"]),
+        threads=tuple(settings["threads"]),
+        warmup_runs=settings["warmup_runs"],
+        measured_runs=settings["measured_runs"],
+        repetitions=settings["repetitions"],
+        timeout_s=float(settings["timeout_s"]),
+        api=settings["api"],
+        runner=settings["runner"],
+        budget=_validate_budget(ctx, raw.get("budget", {}), index),
+    )
+
+
+def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
+    if not isinstance(gate, dict):
+        raise ctx.error("[gate] must be a table", "gate")
+    _reject_unknown(ctx, gate, set(GATE_KEYS), "gate")
+    if "noisy" in gate and gate["noisy"] not in ("fail", "warn"):
+        raise ctx.error(f"noisy must be 'fail' or 'warn', got {gate['noisy']!r}", "noisy", "gate")
+    return dict(gate)
+
+
+def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
+    _reject_unknown(ctx, cooldown, {"mode", "threshold_c", "pause_s", "timeout_s"}, "suite.cooldown")
+    mode = cooldown.get("mode", "off")
+    if mode not in COOLDOWN_MODES:
+        raise ctx.error(f"unknown cooldown mode {mode!r}", "mode", "suite.cooldown",
+                        hint=f"allowed: {', '.join(COOLDOWN_MODES)}")
+    return dict(cooldown)
+
+
+def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
+    """Parse suite TOML text; ``path`` names the file in errors and anchors relative model paths."""
+    path = Path(path)
+    ctx = _Ctx(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise SuiteError(path, f"invalid TOML: {exc}", line=int(m.group(1)) if m else None) from None
+    _reject_unknown(ctx, data, {"suite", "models", "gate"}, None)
+    head = data.get("suite", {})
+    if not isinstance(head, dict):
+        raise ctx.error("[suite] must be a table", "suite")
+    _reject_unknown(ctx, head, set(_SETTINGS) | set(_SUITE_ONLY), "suite")
+    for key in _SUITE_ONLY:
+        if key in head:
+            _check_type(ctx, key, head[key], _SUITE_ONLY[key], "suite", 0)
+    defaults = {**DEFAULTS, **_validate_settings(ctx, head, "suite")}
+    models_raw = data.get("models")
+    if not models_raw:
+        raise ctx.error("a suite needs at least one [[models]] table", "models", None,
+                        hint='add:\n[[models]]\nzoo = "face_landmark"')
+    if not isinstance(models_raw, list):
+        raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
+    models = tuple(_parse_model(ctx, raw, defaults, i) for i, raw in enumerate(models_raw))
+    names = [m.name for m in models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ctx.error(f"model names must be unique; repeated: {', '.join(dupes)}", "name", "models",
+                        names.index(dupes[0]), hint="set `name = \"...\"` to tell them apart")
+    return Suite(
+        name=head.get("name") or (path.stem if path.name and path.suffix else "suite"),
+        path=path if path.name and path.suffix else None,
+        description=head.get("description", ""),
+        models=models,
+        gate=_parse_gate(ctx, data.get("gate", {})),
+        cooldown=_parse_cooldown(ctx, head.get("cooldown", {})),
+        tool=dict(head.get("tool", {})),
+    )
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(path, "suite file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(path, f"cannot read suite: {exc}") from None
+    return parse_suite(text, path)
+
+
+def with_overrides(suite: Suite, **overrides: Any) -> Suite:
+    """A copy of ``suite`` with settings forced on every model (e.g. fewer runs for a quick check)."""
+    models = tuple(replace(m, **{k: v for k, v in overrides.items() if v is not None}) for m in suite.models)
+    return replace(suite, models=models)
