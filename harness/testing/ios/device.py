@@ -1,0 +1,399 @@
+"""``FakeIPhone``: a wire-level fake iPhone behind a fake usbmuxd on a temporary UNIX socket.
+
+The fake sits at the lowest transport boundary only: unmodified pymobiledevice3 client code
+connects to its usbmuxd socket (``USBMUXD_SOCKET_ADDRESS`` or ``usbmux_address``) and speaks
+real usbmuxd, lockdownd (with a real TLS session), installation_proxy, house_arrest + AFC,
+syslog_relay, diagnostics_relay and DVT/DTX to it. Apps "run" as host processes in the
+app's container directory. What it cannot prove: code signing, DDI mounting, iOS 17 tunnels
+(RemoteXPC), real battery update rates and real device timing.
+
+The daemons run on their own event loop in a background thread, so a synchronous test and
+the harness's own per-device loop can both talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import plistlib
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from harness.testing.ios import services
+from harness.testing.ios.dvt import serve_dvt
+from harness.testing.ios.lockdownd import Lockdownd, server_tls_context
+from harness.testing.ios.usbmuxd import Usbmuxd
+
+LOCKDOWN_PORT = 62078
+BENCH_BUNDLE_ID = "com.edgeharness.bench"
+APP_SCRIPT = Path(__file__).with_name("benchmark_app.py")
+PYRUNNER = Path(__file__).resolve().parents[2] / "runners" / "pyrunner.py"
+TRUST_ANSWERS = ("accept", "pending", "deny", "pending_then_deny", "pending_then_accept")
+
+
+@dataclass(frozen=True)
+class FakeFaults:
+    """Faults the fake injects (all off by default).
+
+    ``trust``: how the Trust prompt answers ``Pair`` (see :data:`TRUST_ANSWERS`);
+    ``locked``: StartService answers ``PasswordProtected``; ``install_error``: installation_proxy
+    fails with this error code; ``drop_push_after_bytes``: the first house_arrest push that
+    reaches this many bytes loses its socket; ``app_hangs``: the app never finishes.
+    """
+
+    trust: str = "accept"
+    locked: bool = False
+    install_error: str | None = None
+    drop_push_after_bytes: int | None = None
+    app_hangs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trust not in TRUST_ANSWERS:
+            raise ValueError(f"trust must be one of {TRUST_ANSWERS}, not {self.trust!r}")
+
+
+@dataclass
+class FakeApp:
+    """An installed app: its Info.plist facts and container directory."""
+
+    bundle_id: str
+    version: str
+    container: Path
+    name: str = "EdgeBench"
+
+    def info(self) -> dict[str, Any]:
+        return {"CFBundleIdentifier": self.bundle_id, "CFBundleShortVersionString": self.version,
+                "CFBundleVersion": self.version, "CFBundleName": self.name, "ApplicationType": "User",
+                "Container": str(self.container)}
+
+
+DEFAULT_VALUES: dict[str, Any] = {
+    "ProductType": "iPhone14,5",
+    "ProductVersion": "16.7.2",
+    "BuildVersion": "20H115",
+    "HardwareModel": "D17AP",
+    "HardwarePlatform": "t8110",
+    "CPUArchitecture": "arm64e",
+    "DeviceClass": "iPhone",
+    "DeviceName": "edgeharness fake iPhone",
+    "ChipID": 0x8110,
+}
+
+
+@dataclass
+class DeviceState:
+    """Everything the fake's daemons share: identity, pairings, apps, processes, logs."""
+
+    root: Path
+    udid: str
+    values: dict[str, Any]
+    faults: FakeFaults
+    sysmon_interval_s: float
+    battery: dict[str, Any]
+    device_id: int = 1
+    attached: bool = True
+    usbmux_pair_records: dict[str, bytes] = field(default_factory=dict)
+    host_pairings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    apps: dict[str, FakeApp] = field(default_factory=dict)
+    processes: dict[int, tuple[str, asyncio.subprocess.Process]] = field(default_factory=dict)
+    syslog: list[str] = field(default_factory=list)
+    output_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
+    _ports: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    _next_port: int = 49152
+    _pair_attempts: int = 0
+    _push_drop_left: int | None = None
+    _syslog_queues: list[asyncio.Queue[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.media_root = self.root / "media"
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        self._push_drop_left = self.faults.drop_push_after_bytes
+
+    @property
+    def major_version(self) -> int:
+        return int(str(self.values["ProductVersion"]).split(".")[0])
+
+    def lockdown_values(self) -> dict[str, Any]:
+        public = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+        return {**self.values, "UniqueDeviceID": self.udid, "SerialNumber": self.udid[-12:],
+                "UniqueChipID": int(self.udid.replace("-", "")[-16:], 16), "DevicePublicKey": public,
+                "WiFiAddress": "02:00:00:ed:9e:01", "ActivationState": "Activated"}
+
+    # --- pairing and TLS -------------------------------------------------
+    def next_trust_answer(self) -> str:
+        self._pair_attempts += 1
+        mode = self.faults.trust
+        if mode.startswith("pending_then_"):
+            return "pending" if self._pair_attempts == 1 else mode.removeprefix("pending_then_")
+        return mode
+
+    def tls_context(self, host_id: str | None = None) -> ssl.SSLContext:
+        """The device's TLS identity: its own key and the DeviceCertificate a paired host issued."""
+        records = [self.host_pairings[host_id]] if host_id else list(self.host_pairings.values())
+        key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        cert = records[0]["DeviceCertificate"]
+        return server_tls_context(bytes(cert), key_pem, [bytes(r["HostCertificate"]) for r in records], self.root)
+
+    # --- services ----------------------------------------------------------
+    def open_service_port(self, name: str, use_ssl: bool) -> int | None:
+        if name not in SERVICES:
+            return None
+        port, self._next_port = self._next_port, self._next_port + 1
+        self._ports[port] = (name, use_ssl)
+        return port
+
+    def accepts(self, port: int) -> bool:
+        return port == LOCKDOWN_PORT or port in self._ports
+
+    async def route(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve a device port on a usbmux stream that just connected to it."""
+        if port == LOCKDOWN_PORT:
+            await Lockdownd(self).serve(reader, writer)
+            return
+        name, use_ssl = self._ports.pop(port)
+        if use_ssl:
+            await writer.start_tls(self.tls_context())
+        await SERVICES[name](self, reader, writer)
+
+    def take_push_drop(self, nbytes: int) -> bool:
+        """Count pushed bytes; True once when the drop fault's budget is used up."""
+        if self._push_drop_left is None:
+            return False
+        self._push_drop_left -= nbytes
+        if self._push_drop_left <= 0:
+            self._push_drop_left = None
+            return True
+        return False
+
+    # --- apps and processes ----------------------------------------------------
+    def install(self, info: dict[str, Any]) -> FakeApp:
+        bundle_id = str(info["CFBundleIdentifier"])
+        container = self.root / "containers" / bundle_id
+        for sub in ("Documents", "Library", "tmp"):
+            (container / sub).mkdir(parents=True, exist_ok=True)
+        app = FakeApp(bundle_id, str(info.get("CFBundleShortVersionString", "1.0")), container,
+                      str(info.get("CFBundleName", "EdgeBench")))
+        self.apps[bundle_id] = app
+        self.log(f"installd: installed {bundle_id} {app.version}")
+        return app
+
+    def uninstall(self, bundle_id: str) -> None:
+        app = self.apps.pop(bundle_id, None)
+        if app is not None:
+            shutil.rmtree(app.container, ignore_errors=True)
+
+    async def launch_app(self, bundle_id: str, args: list[str], env: dict[str, Any], kill_existing: bool) -> int:
+        if kill_existing and (old := self.running_pid(bundle_id)):
+            self.signal(old, signal.SIGKILL)
+        app = self.apps[bundle_id]
+        argv = [sys.executable, str(APP_SCRIPT), "--container", str(app.container), "--pyrunner", str(PYRUNNER),
+                *(["--hang"] if self.faults.app_hangs else []), *args]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=app.container, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **{str(k): str(v) for k, v in env.items()}})
+        self.processes[proc.pid] = (app.name, proc)
+        asyncio.create_task(self._pump_output(proc, app.name))
+        return proc.pid
+
+    async def _pump_output(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.log(f"{name}({proc.pid}) <Notice>: {line}")
+            for listener in list(self.output_listeners):
+                await listener(proc.pid, line)
+        await proc.wait()
+        self.processes.pop(proc.pid, None)
+        self.log(f"SpringBoard: process {name}({proc.pid}) exited with status {proc.returncode}")
+
+    def signal(self, pid: int, sig: int) -> None:
+        entry = self.processes.get(pid)
+        if entry is not None and entry[1].returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                entry[1].send_signal(sig)
+
+    def running_pid(self, bundle_id: str) -> int:
+        name = self.apps[bundle_id].name if bundle_id in self.apps else None
+        return next((pid for pid, (n, p) in self.processes.items() if n == name and p.returncode is None), 0)
+
+    def process_names(self) -> dict[int, str]:
+        return {pid: name for pid, (name, proc) in self.processes.items() if proc.returncode is None}
+
+    # --- logs and battery --------------------------------------------------------
+    def log(self, line: str) -> None:
+        self.syslog.append(line)
+        for queue in self._syslog_queues:
+            queue.put_nowait(line)
+
+    def subscribe_syslog(self) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._syslog_queues.append(queue)
+        return queue
+
+    def unsubscribe_syslog(self, queue: asyncio.Queue[str]) -> None:
+        with contextlib.suppress(ValueError):
+            self._syslog_queues.remove(queue)
+
+    def battery_registry(self) -> dict[str, Any]:
+        return dict(self.battery)
+
+
+SERVICES: dict[str, Callable[[DeviceState, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]] = {
+    "com.apple.afc": lambda s, r, w: services.AfcService(s).serve(r, w),
+    "com.apple.mobile.house_arrest": lambda s, r, w: services.HouseArrestService(s).serve(r, w),
+    "com.apple.mobile.installation_proxy": lambda s, r, w: services.InstallationProxyService(s).serve(r, w),
+    "com.apple.syslog_relay": lambda s, r, w: services.SyslogRelayService(s).serve(r, w),
+    "com.apple.mobile.diagnostics_relay": lambda s, r, w: services.DiagnosticsRelayService(s).serve(r, w),
+    "com.apple.instruments.remoteserver.DVTSecureSocketProxy": serve_dvt,
+    "com.apple.instruments.remoteserver": serve_dvt,
+}
+
+#: What the fake's battery reports by default: a phone on USB power, as on a cabled farm.
+USB_POWERED_BATTERY: dict[str, Any] = {
+    "ExternalConnected": True, "IsCharging": True, "FullyCharged": False, "CurrentCapacity": 80,
+    "InstantAmperage": 350, "Amperage": 350, "Voltage": 4200, "Temperature": 3050,
+}
+
+
+class FakeIPhone:
+    """A fake iPhone with its own usbmuxd socket; use as a context manager.
+
+    >>> with FakeIPhone() as phone:          # doctest: +SKIP
+    ...     os.environ["USBMUXD_SOCKET_ADDRESS"] = phone.usbmux_address
+    """
+
+    def __init__(
+        self,
+        *,
+        udid: str = "00008110-000A1B2C3D4E5F60",
+        values: dict[str, Any] | None = None,
+        faults: FakeFaults | None = None,
+        installed: dict[str, str] | None = None,
+        sysmon_interval_s: float = 0.5,
+        battery: dict[str, Any] | None = None,
+        root: Path | None = None,
+    ) -> None:
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="fake-iphone-")) if root is None else root
+        self.state = DeviceState(self.root, udid, {**DEFAULT_VALUES, **(values or {})}, faults or FakeFaults(),
+                                 sysmon_interval_s, dict(battery or USB_POWERED_BATTERY))
+        for bundle_id, version in (installed or {}).items():
+            self.state.install({"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version})
+        self.usbmux_address = str(self.root / "usbmuxd.sock")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def udid(self) -> str:
+        return self.state.udid
+
+    @property
+    def device_id(self) -> str:
+        """The harness's name for this phone."""
+        return f"ios:{self.udid}"
+
+    @property
+    def syslog(self) -> list[str]:
+        return list(self.state.syslog)
+
+    def container(self, bundle_id: str = BENCH_BUNDLE_ID) -> Path:
+        return self.state.apps[bundle_id].container
+
+    def running_pids(self) -> list[int]:
+        return list(self._call(lambda: list(self.state.process_names())))
+
+    def start(self) -> FakeIPhone:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(asyncio.start_unix_server(
+                lambda r, w: Usbmuxd(self.state).serve(r, w), path=self.usbmux_address))
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-iphone", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the fake's loop (the state belongs to that thread)."""
+        async def wrap() -> Any:
+            return fn()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result(10)
+
+    def stop(self) -> None:
+        """Kill app processes, close every connection, stop the loop and remove the temp root."""
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    async def _shutdown(self) -> None:
+        for _name, proc in list(self.state.processes.values()):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._server is not None:
+            self._server.close()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __enter__(self) -> FakeIPhone:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def make_test_ipa(path: Path, bundle_id: str = BENCH_BUNDLE_ID, version: str = "1.0", name: str = "EdgeBench") -> Path:
+    """Write an (unsigned) ipa with just an Info.plist: enough for the fake's installation_proxy."""
+    info = {"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version, "CFBundleVersion": version,
+            "CFBundleName": name, "CFBundleExecutable": name, "UIFileSharingEnabled": True}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"Payload/{name}.app/Info.plist", plistlib.dumps(info))
+        zf.writestr(f"Payload/{name}.app/{name}", b"")
+    return path
+
+
+@contextlib.contextmanager
+def fake_iphone_env(phone: FakeIPhone) -> Iterator[FakeIPhone]:
+    """Point pymobiledevice3 (and the harness) at ``phone`` through ``USBMUXD_SOCKET_ADDRESS``."""
+    old = os.environ.get("USBMUXD_SOCKET_ADDRESS")
+    os.environ["USBMUXD_SOCKET_ADDRESS"] = phone.usbmux_address
+    try:
+        yield phone
+    finally:
+        if old is None:
+            os.environ.pop("USBMUXD_SOCKET_ADDRESS", None)
+        else:
+            os.environ["USBMUXD_SOCKET_ADDRESS"] = old
