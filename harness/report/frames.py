@@ -1,0 +1,305 @@
+"""Tables (pandas DataFrames) built from :class:`harness.results.Result` records.
+
+The report never computes from the records directly: it reads these frames, so the
+numbers in a table, a chart and a test are the same numbers. Latencies stay in
+microseconds (``_us``) and memory in MB (2^20 bytes, ``_mb``) here; the templates
+convert for display.
+
+The speedup interval uses a minimal hierarchical bootstrap written here because
+``harness/stats.py`` did not exist when this module was written; replace
+:func:`bootstrap_medians` by the stats module's function once it lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.results import STATUSES, Result
+
+BASELINE_DELEGATE = "cpu"
+CONFIDENCE = 0.95
+N_BOOT = 2000
+SEED = 20240601
+_BOOT_CHUNK_VALUES = 2_000_000  # bound the bootstrap's working array (~16 MB of float64)
+
+CASE_COLUMNS = [
+    "index",
+    "run_id",
+    "device_id",
+    "device",
+    "model",
+    "model_sha256",
+    "delegate",
+    "threads",
+    "api",
+    "status",
+    "reason",
+    "median_us",
+    "p90_us",
+    "p99_us",
+    "mean_us",
+    "std_us",
+    "n",
+    "repetitions",
+    "latency_basis",
+    "latency_method",
+    "init_us",
+    "first_inference_us",
+    "peak_memory_mb",
+    "memory_method",
+    "throttled",
+]
+
+SPEEDUP_COLUMNS = [
+    "run_id",
+    "device_id",
+    "device",
+    "model",
+    "delegate",
+    "threads",
+    "baseline_median_us",
+    "median_us",
+    "speedup",
+    "ci_low",
+    "ci_high",
+    "baseline_repetitions",
+    "repetitions",
+    "note",
+]
+
+
+def device_label(result: Result) -> str:
+    """Human name of the device a result came from: model name when known, always the id."""
+    dev = result.device
+    name = dev.model or dev.platform
+    return f"{name} ({dev.id})" if name and name != dev.id else dev.id
+
+
+def repetition_arrays(result: Result) -> list[np.ndarray]:
+    """Per-repetition latency values in microseconds, the unit the bootstrap resamples.
+
+    A repetition with per-iteration samples gives all of them; one with only the
+    tool's aggregates gives its single centre value (median, else average).
+    """
+    if result.latency is None:
+        return []
+    arrays = []
+    for rep in result.latency.repetitions:
+        if rep.samples_us:
+            arrays.append(np.asarray(rep.samples_us, dtype=float))
+        elif rep.center_us is not None:
+            arrays.append(np.asarray([rep.center_us], dtype=float))
+    return arrays
+
+
+def _latency_summary(result: Result) -> dict[str, object]:
+    """Median, p90, p99, mean, std (us) over pooled iterations, or over repetition aggregates."""
+    empty = dict.fromkeys(("median_us", "p90_us", "p99_us", "mean_us", "std_us"), np.nan)
+    lat = result.latency
+    if lat is None or not lat.repetitions:
+        return {**empty, "n": 0, "repetitions": 0, "latency_basis": "", "latency_method": ""}
+    base = {"n": lat.n_iterations, "repetitions": len(lat.repetitions), "latency_method": lat.method}
+    samples = np.asarray(lat.samples_us, dtype=float)
+    if samples.size:
+        p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+        std = float(np.std(samples, ddof=1)) if samples.size > 1 else np.nan
+        return {
+            **base,
+            "median_us": float(p50),
+            "p90_us": float(p90),
+            "p99_us": float(p99),
+            "mean_us": float(samples.mean()),
+            "std_us": std,
+            "latency_basis": "per-iteration samples",
+        }
+    centers = [r.center_us for r in lat.repetitions if r.center_us is not None]
+    weighted = [(r.avg_us, r.n) for r in lat.repetitions if r.avg_us is not None and r.n]
+    mean = sum(a * n for a, n in weighted) / sum(n for _, n in weighted) if weighted else np.nan
+    stds = [r.std_us for r in lat.repetitions if r.std_us is not None]
+    return {
+        **empty,
+        **base,
+        "median_us": float(np.median(centers)) if centers else np.nan,
+        "mean_us": mean,
+        "std_us": float(np.median(stds)) if stds else np.nan,
+        "latency_basis": "tool aggregates per repetition",
+    }
+
+
+def _memory_summary(result: Result) -> dict[str, object]:
+    mem = result.memory
+    if mem is None:
+        return {"peak_memory_mb": np.nan, "memory_method": ""}
+    if mem.peak_rss_mb is not None:
+        return {"peak_memory_mb": mem.peak_rss_mb, "memory_method": f"{mem.method} (peak RSS)"}
+    if mem.footprint_overall_mb is not None:
+        return {"peak_memory_mb": mem.footprint_overall_mb, "memory_method": f"{mem.method} (overall footprint)"}
+    return {"peak_memory_mb": np.nan, "memory_method": mem.method}
+
+
+def cases_frame(results: Sequence[Result]) -> pd.DataFrame:
+    """One row per result: identity, status, latency summary (us), init (us) and peak memory (MB).
+
+    ``index`` is the result's position in ``results`` so a row can link to its details.
+    """
+    rows = []
+    for i, res in enumerate(results):
+        lat = res.latency
+        rows.append(
+            {
+                "index": i,
+                "run_id": res.run_id,
+                "device_id": res.device.id,
+                "device": device_label(res),
+                "model": res.case.model,
+                "model_sha256": res.case.model_sha256,
+                "delegate": res.case.delegate,
+                "threads": res.case.threads,
+                "api": res.case.api,
+                "status": res.status,
+                "reason": res.reason or "",
+                **_latency_summary(res),
+                "init_us": lat.init_us if lat and lat.init_us is not None else np.nan,
+                "first_inference_us": lat.first_inference_us if lat and lat.first_inference_us is not None else np.nan,
+                **_memory_summary(res),
+                "throttled": bool(res.thermal and res.thermal.throttled),
+            }
+        )
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def samples_frame(results: Sequence[Result]) -> pd.DataFrame:
+    """Long table of every latency value (us) of ok results, one row per iteration (or repetition)."""
+    rows = []
+    for res in results:
+        if res.status != "ok":
+            continue
+        for rep_no, values in enumerate(repetition_arrays(res)):
+            for v in values:
+                rows.append(
+                    (res.run_id, res.device.id, device_label(res), res.case.model, res.case.delegate,
+                     res.case.threads, rep_no, float(v))
+                )
+    cols = ["run_id", "device_id", "device", "model", "delegate", "threads", "repetition", "latency_us"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def bootstrap_medians(reps: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of the pooled median: resample repetitions, then iterations within each.
+
+    The repetition (one process) is the unit of replication: iterations of one process
+    share its caches, clocks and thermal state, so resampling them alone would make a
+    single lucky process look certain. A repetition with only an aggregate is a
+    one-value array and is resampled as a whole.
+    """
+    lengths = np.array([len(r) for r in reps])
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    flat = np.concatenate(reps)
+    n_reps, max_len = len(reps), int(lengths.max())
+    chunk = max(1, _BOOT_CHUNK_VALUES // (n_reps * max_len))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        pick = rng.integers(0, n_reps, size=(b, n_reps))
+        lens = lengths[pick][..., None]
+        idx = offsets[pick][..., None] + (rng.random((b, n_reps, max_len)) * lens).astype(int)
+        vals = np.where(np.arange(max_len) < lens, flat[idx], np.nan)
+        out[start : start + b] = np.nanmedian(vals.reshape(b, -1), axis=1)
+    return out
+
+
+def speedup_interval(
+    baseline: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    *,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+) -> tuple[float, float, float]:
+    """Speedup = baseline median / candidate median (x, >1 is faster), with a percentile bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    point = float(np.median(np.concatenate(baseline)) / np.median(np.concatenate(candidate)))
+    ratios = bootstrap_medians(baseline, n_boot, rng) / bootstrap_medians(candidate, n_boot, rng)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return point, float(low), float(high)
+
+
+def _speedup_key(res: Result) -> tuple[str, str, str, int]:
+    return (res.run_id, res.device.id, res.case.model_sha256 or res.case.model, res.case.threads)
+
+
+def speedup_frame(
+    results: Sequence[Result],
+    *,
+    baseline: str = BASELINE_DELEGATE,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """Speedup of every ok non-baseline case over the ``baseline`` delegate of the same run, device,
+    model and threads, with a bootstrap interval. Cases without a usable baseline get a row with
+    no number and a ``note`` saying why, so the report can say it instead of dropping them.
+    """
+    bases: dict[tuple[str, str, str, int], list[Result]] = {}
+    for res in results:
+        if res.case.delegate == baseline:
+            bases.setdefault(_speedup_key(res), []).append(res)
+    rows = []
+    for res in results:
+        if res.case.delegate == baseline or res.status != "ok":
+            continue
+        cand = repetition_arrays(res)
+        if not cand:
+            continue
+        row = {
+            "run_id": res.run_id,
+            "device_id": res.device.id,
+            "device": device_label(res),
+            "model": res.case.model,
+            "delegate": res.case.delegate,
+            "threads": res.case.threads,
+            "median_us": float(np.median(np.concatenate(cand))),
+            "repetitions": len(cand),
+            "baseline_median_us": np.nan,
+            "speedup": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "baseline_repetitions": 0,
+            "note": "",
+        }
+        candidates = bases.get(_speedup_key(res), [])
+        ok = [b for b in candidates if b.status == "ok" and repetition_arrays(b)]
+        if not ok:
+            if candidates:
+                first = candidates[0]
+                row["note"] = f"{baseline} baseline {first.status}: {first.reason or 'no latency'}"
+            else:
+                row["note"] = f"no {baseline} result for this model, device and thread count"
+            rows.append(row)
+            continue
+        same_api = [b for b in ok if b.case.api == res.case.api]
+        base_arrays = repetition_arrays((same_api or ok)[0])
+        point, low, high = speedup_interval(base_arrays, cand, confidence=confidence, n_boot=n_boot, seed=seed)
+        row.update(
+            baseline_median_us=float(np.median(np.concatenate(base_arrays))),
+            speedup=point,
+            ci_low=low,
+            ci_high=high,
+            baseline_repetitions=len(base_arrays),
+        )
+        if min(len(base_arrays), len(cand)) < 2:
+            row["note"] = "1 repetition: the interval cannot include process-to-process noise"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
+
+
+def status_counts(results: Sequence[Result]) -> dict[str, int]:
+    """Number of results per status, in the record's status order, zeros included."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for res in results:
+        counts[res.status] = counts.get(res.status, 0) + 1
+    return counts

@@ -1,0 +1,273 @@
+"""Render results into ONE self-contained HTML file (Jinja2, autoescaped, inline CSS and SVG).
+
+The page fetches nothing: no CDN, no fonts, no scripts, so it opens the same from a CI
+artifact, an e-mail attachment or an air-gapped lab. Every value from a result (model
+names, reasons, raw tool output) goes through Jinja2's autoescaping; only the SVG made
+by :mod:`harness.report.charts` is marked safe.
+
+The page is a list of :class:`Section`s, each built by one function of
+:data:`SECTION_BUILDERS` from a :class:`ReportData`; a later feature (gate verdicts,
+energy, thermal) adds its section by adding a builder and a template.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+import harness
+from harness.report import charts, frames
+from harness.results import Result
+
+TEMPLATES = Path(__file__).parent / "templates"
+TOP_OPS = 10
+_NOT_OK_ORDER = ("failed", "timeout", "device_lost", "skipped")
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the section builders read: the records and the frames built from them once."""
+
+    results: Sequence[Result]
+    cases: pd.DataFrame
+    samples: pd.DataFrame
+    speedups: pd.DataFrame
+    baseline: str = frames.BASELINE_DELEGATE
+    confidence: float = frames.CONFIDENCE
+
+    @classmethod
+    def build(cls, results: Sequence[Result]) -> ReportData:
+        return cls(
+            results=list(results),
+            cases=frames.cases_frame(results),
+            samples=frames.samples_frame(results),
+            speedups=frames.speedup_frame(results),
+        )
+
+    @property
+    def multi_device(self) -> bool:
+        return self.cases["device_id"].nunique() > 1
+
+    @property
+    def multi_run(self) -> bool:
+        return self.cases["run_id"].nunique() > 1
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: its anchor, heading, template and the values that template reads."""
+
+    anchor: str
+    title: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as dicts with NaN turned into ``None`` (templates test ``is none``)."""
+    return [{k: (None if _is_nan(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _sorted_cases(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["device", "model", "delegate", "threads", "run_id"], kind="stable")
+
+
+def summary_section(data: ReportData) -> Section:
+    """Run ids, time span, devices with their facts, versions and counts by status."""
+    results = data.results
+    devices = {}
+    for res in results:
+        devices.setdefault(res.device.id, res.device)
+    versions: dict[str, set[str]] = {}
+    for res in results:
+        for key, value in res.environment.items():
+            versions.setdefault(str(key), set()).add(str(value))
+    starts = sorted(r.started_at for r in results if r.started_at)
+    ends = sorted(r.finished_at for r in results if r.finished_at)
+    return Section(
+        "summary",
+        "Run summary",
+        "summary.html.j2",
+        {
+            "run_ids": sorted({r.run_id for r in results}),
+            "devices": list(devices.values()),
+            "versions": {k: sorted(v) for k, v in sorted(versions.items())},
+            "started": starts[0] if starts else None,
+            "finished": ends[-1] if ends else None,
+            "counts": frames.status_counts(results),
+            "total": len(results),
+            "harness_version": harness.__version__,
+        },
+    )
+
+
+def results_section(data: ReportData) -> Section:
+    """Per-device tables of model x delegate x threads, plus a device pivot of medians when several."""
+    cases = _sorted_cases(data.cases)
+    groups = [(device, records(df)) for device, df in cases.groupby("device", sort=True)]
+    pivot = None
+    if data.multi_device and (cases["status"] == "ok").any():
+        ok = cases[cases["status"] == "ok"]
+        table = ok.pivot_table(index=["model", "delegate", "threads"], columns="device",
+                               values="median_us", aggfunc="median")
+        pivot = {"devices": list(table.columns),
+                 "rows": [(idx, [None if _is_nan(v) else v for v in vals]) for idx, vals in zip(table.index,
+                                                                                          table.to_numpy())]}
+    return Section(
+        "results",
+        "Results",
+        "results.html.j2",
+        {
+            "groups": groups,
+            "pivot": pivot,
+            "any_ok": bool((cases["status"] == "ok").any()),
+            "multi_run": data.multi_run,
+            "latency_methods": sorted({m for m in cases["latency_method"] if m}),
+            "latency_bases": sorted({b for b in cases["latency_basis"] if b}),
+            "memory_methods": sorted({m for m in cases["memory_method"] if m}),
+        },
+    )
+
+
+def distributions_section(data: ReportData) -> Section:
+    """Box plots of per-iteration latency, one chart per model."""
+    return Section("distributions", "Latency distributions", "distributions.html.j2",
+                   {"charts": charts.latency_charts(data.samples)})
+
+
+def speedups_section(data: ReportData) -> Section:
+    """Speedups over the baseline delegate with intervals, and the cases that have no baseline."""
+    sp = data.speedups.sort_values(["device", "model", "delegate", "threads"], kind="stable")
+    return Section(
+        "speedups",
+        f"Speedup over {data.baseline}",
+        "speedups.html.j2",
+        {
+            "rows": records(sp),
+            "chart": charts.speedup_chart(sp, data.baseline, data.confidence),
+            "baseline": data.baseline,
+            "confidence": data.confidence,
+            "n_boot": frames.N_BOOT,
+            "multi_device": data.multi_device,
+        },
+    )
+
+
+def coverage_section(data: ReportData) -> Section | None:
+    """Delegate coverage (nodes delegated / total) as the tool reported it; absent when no tool did."""
+    rows = [
+        {"result": res, "index": i, **entry}
+        for i, res in enumerate(data.results)
+        for entry in res.delegates
+    ]
+    if not rows:
+        return None
+    return Section("coverage", "Delegate coverage", "coverage.html.j2", {"rows": rows})
+
+
+def ops_section(data: ReportData) -> Section | None:
+    """The slowest operators per case (op profiling), when the tool gave a profile."""
+    cases = []
+    for i, res in enumerate(data.results):
+        if res.ops:
+            top = sorted(res.ops, key=lambda op: op.get("avg_ms") or 0.0, reverse=True)[:TOP_OPS]
+            cases.append({"result": res, "index": i, "ops": top, "total": len(res.ops)})
+    if not cases:
+        return None
+    return Section("ops", f"Top {TOP_OPS} operators", "ops.html.j2", {"cases": cases})
+
+
+def problems_section(data: ReportData) -> Section:
+    """Every case that did not finish ok, worst first, with its reason."""
+    bad = data.cases[data.cases["status"] != "ok"].copy()
+    bad["order"] = bad["status"].map({s: i for i, s in enumerate(_NOT_OK_ORDER)})
+    bad = bad.sort_values(["order", "device", "model", "delegate", "threads"], kind="stable")
+    return Section("problems", "Failed, skipped and lost cases", "problems.html.j2",
+                   {"rows": records(bad), "total": len(data.cases)})
+
+
+def details_section(data: ReportData) -> Section:
+    """One collapsed block per case: how each number was measured, samples, raw tool output."""
+    summaries = {row["index"]: row for row in records(data.cases)}
+    items = [{"index": i, "result": res, "row": summaries[i]} for i, res in enumerate(data.results)]
+    return Section("details", "Case details", "details.html.j2", {"cases": items})
+
+
+SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
+    summary_section,
+    results_section,
+    distributions_section,
+    speedups_section,
+    coverage_section,
+    ops_section,
+    problems_section,
+    details_section,
+]
+
+
+def fmt_ms(value_us: float | None) -> str:
+    """Microseconds shown as milliseconds with 3 significant digits and the unit."""
+    return "—" if value_us is None or _is_nan(value_us) else f"{_sig(value_us / 1000.0)} ms"
+
+
+def fmt_mb(value: float | None) -> str:
+    return "—" if value is None or _is_nan(value) else f"{_sig(value)} MB"
+
+
+def fmt_x(value: float | None) -> str:
+    return "—" if value is None or _is_nan(value) else f"{value:.2f}×"
+
+
+def _sig(value: float) -> str:
+    mag = abs(value)
+    if mag >= 100:
+        return f"{value:,.0f}"
+    if mag >= 10:
+        return f"{value:.1f}"
+    if mag >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def environment() -> Environment:
+    """The Jinja2 environment: autoescape on for every template, undefined names are errors."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ms=fmt_ms, mb=fmt_mb, x=fmt_x)
+    return env
+
+
+def render_html(results: Sequence[Result], *, title: str | None = None) -> str:
+    """The report page as a string (see :func:`render_report`)."""
+    data = ReportData.build(results)
+    sections = [s for s in (build(data) for build in SECTION_BUILDERS) if s is not None]
+    runs = sorted({r.run_id for r in results})
+    page_title = title or ("edgeharness report — " + ", ".join(runs) if runs else "edgeharness report")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return environment().get_template("report.html.j2").render(
+        title=page_title, sections=sections, generated=generated, empty=not results
+    )
+
+
+def render_report(results: Sequence[Result], out_path: Path, *, title: str | None = None) -> Path:
+    """Write the report for ``results`` to ``out_path`` (parents created) and return the path."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(render_html(results, title=title), encoding="utf-8")
+    return out_path
