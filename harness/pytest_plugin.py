@@ -1,0 +1,154 @@
+"""pytest plugin (entry point ``pytest11: edgeharness``): options, collection of suites, fixtures.
+
+It only wires pytest hooks to a :class:`harness.session.HarnessSession`; running, storing
+and reporting live in the core. Every case of every ``suites/*.toml`` becomes its own
+item, e.g. ``suites/smoke.toml::face_landmark[host-xnnpack-t1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.orchestrator import device_label
+from harness.results import Result
+from harness.session import HarnessSession
+from harness.suite import Case, load_suite
+
+_SESSION_KEY = pytest.StashKey[HarnessSession]()
+FAILING = ("failed", "timeout", "device_lost")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("edgeharness", "edgeharness: benchmark TFLite/LiteRT models on devices")
+    group.addoption("--harness-device", action="append", default=None, metavar="ID",
+                    help="device to run suites on: host, adb:HOST:PORT, serial, ios:UDID (repeatable; default host)")
+    group.addoption("--harness-inventory", default=None, metavar="FILE", help="devices.toml listing the devices")
+    group.addoption("--harness-out", default="reports", metavar="DIR",
+                    help="directory for results (JSONL + SQLite) and the report (default: reports)")
+    group.addoption("--harness-report", default=None, metavar="FILE.html",
+                    help="HTML report path (default: DIR/pytest-RUNID.html)")
+    group.addoption("--harness-repetitions", type=int, default=None, metavar="N",
+                    help="override every case's repetitions (separate processes)")
+    group.addoption("--harness-runs", type=int, default=None, metavar="N",
+                    help="override every case's measured runs per repetition")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from harness.devices.discovery import selected_ids
+
+    ids = selected_ids(config.getoption("harness_device"), config.getoption("harness_inventory"))
+    config.stash[_SESSION_KEY] = HarnessSession(
+        ids,
+        config.getoption("harness_out"),
+        report_path=config.getoption("harness_report"),
+        repetitions=config.getoption("harness_repetitions"),
+        measured_runs=config.getoption("harness_runs"),
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    hs = session.config.stash.get(_SESSION_KEY, None)
+    if hs is None:
+        return
+    report = hs.finish()
+    if report is not None and hs.results_path is not None:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.ensure_newline()
+            tr.write_sep("-", "edgeharness")
+            tr.write_line(f"edgeharness: results {hs.results_path}")
+            tr.write_line(f"edgeharness: report  {report}")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".toml" and file_path.parent.name == "suites":
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SuiteFile(pytest.File):
+    """A suite TOML file: one item per case per selected device."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            suite = load_suite(self.path)
+        except HarnessError as exc:
+            raise self.CollectError(str(exc)) from None
+        hs = self.config.stash[_SESSION_KEY]
+        for device_id in hs.device_ids:
+            for case in suite.cases():
+                yield CaseItem.from_parent(self, name=case.case_id(device_label(device_id)),
+                                           case=case, device_id=device_id)
+
+    class CollectError(Exception):
+        pass
+
+
+class CaseFailed(Exception):
+    """The case did not produce a measurement (failed, timed out, device lost)."""
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, case: Case, device_id: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.case = case
+        self.device_id = device_id
+        self.result: Result | None = None
+
+    def runtest(self) -> None:
+        hs = self.config.stash[_SESSION_KEY]
+        result = hs.run_case(self.device_id, self.case)
+        self.result = result
+        self.user_properties.extend(_properties(result))
+        if result.status == "skipped":
+            pytest.skip(result.reason or "skipped")
+        if result.status in FAILING:
+            raise CaseFailed(f"{result.status}: {result.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str:
+        if isinstance(excinfo.value, CaseFailed):
+            return f"{self.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)  # type: ignore[return-value]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"case {self.name} on {self.device_id}"
+
+
+def _properties(result: Result) -> list[tuple[str, object]]:
+    """Figures for ``--junitxml`` (``<property>`` elements)."""
+    props: list[tuple[str, object]] = [("status", result.status), ("device", result.device.id),
+                                       ("model_sha256", result.case.model_sha256)]
+    lat = result.latency
+    if lat and lat.samples_us:
+        s = sorted(lat.samples_us)
+        props += [("median_us", round(s[len(s) // 2], 2)), ("n_iterations", len(s)),
+                  ("repetitions", len(lat.repetitions))]
+    if result.memory and result.memory.peak_rss_mb is not None:
+        props.append(("peak_rss_mb", round(result.memory.peak_rss_mb, 2)))
+    return props
+
+
+@pytest.fixture(scope="session")
+def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
+    """The session's harness (run id, store, devices)."""
+    return request.config.stash[_SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def harness_device(harness_session: HarnessSession) -> object:
+    """The first selected device (``--harness-device``, default the host)."""
+    return harness_session.device(harness_session.device_ids[0])
+
+
+@pytest.fixture
+def bench(harness_session: HarnessSession, harness_device: object) -> object:
+    """``bench(model, delegate=..., threads=..., measured_runs=...) -> Result`` on ``harness_device``."""
+
+    def run(model: str | Path, **kwargs: object) -> Result:
+        return harness_session.bench(model, device_id=harness_device.id, **kwargs)  # type: ignore[attr-defined]
+
+    return run

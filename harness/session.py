@@ -1,0 +1,121 @@
+"""A harness session: one run id, its store and devices, driven case by case.
+
+The pytest plugin holds one of these for the whole test session (as pytest-benchmark's
+plugin holds a ``BenchmarkSession``); nothing here imports pytest, so a plain script can
+drive cases the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.devices.base import Device
+from harness.devices.discovery import open_device
+from harness.orchestrator import CaseRunner
+from harness.results import Result
+from harness.store import LocalStore, ResultWriter, new_run_id, open_store
+from harness.suite import DEFAULTS, Case, ModelSpec
+
+
+class HarnessSession:
+    """Runs cases on demand; results go to ``<out>/<name>-<run_id>.jsonl`` as each case ends."""
+
+    def __init__(
+        self,
+        device_ids: Sequence[str],
+        out_dir: str | Path = "reports",
+        *,
+        name: str = "pytest",
+        report_path: str | Path | None = None,
+        db_path: str | Path | None = None,
+        repetitions: int | None = None,
+        measured_runs: int | None = None,
+    ) -> None:
+        self.device_ids = list(device_ids)
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.report_path = Path(report_path) if report_path else None
+        self.repetitions = repetitions
+        self.measured_runs = measured_runs
+        self.run_id = new_run_id()
+        self.store: LocalStore = open_store(self.out_dir, db_path)
+        self.results: list[Result] = []
+        self._writer: ResultWriter | None = None
+        self._runner: CaseRunner | None = None
+        self._devices: dict[str, Device] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def results_path(self) -> Path | None:
+        return self._writer.path if self._writer else None
+
+    def runner(self) -> CaseRunner:
+        with self._lock:
+            if self._runner is None:
+                self._writer = self.store.begin_run(self.run_id, self.name)
+                self._runner = CaseRunner(self.run_id, self._writer)
+            return self._runner
+
+    def device(self, device_id: str) -> Device:
+        with self._lock:
+            if device_id not in self._devices:
+                self._devices[device_id] = open_device(device_id)
+            return self._devices[device_id]
+
+    def adjust(self, case: Case) -> Case:
+        """Apply session-wide overrides (e.g. fewer repetitions for a quick local check)."""
+        from dataclasses import replace
+
+        changes = {k: v for k, v in (("repetitions", self.repetitions), ("measured_runs", self.measured_runs)) if v}
+        return replace(case, model=replace(case.model, **changes)) if changes else case
+
+    def run_case(self, device_id: str, case: Case) -> Result:
+        result = self.runner().run_case(self.device(device_id), self.adjust(case))
+        self.results.append(result)
+        return result
+
+    def bench(
+        self,
+        model: str | Path,
+        *,
+        device_id: str | None = None,
+        delegate: str = "xnnpack",
+        threads: int = 1,
+        warmup_runs: int = 3,
+        measured_runs: int = 20,
+        repetitions: int = 1,
+        api: str = "interpreter",
+        timeout_s: float = 120.0,
+    ) -> Result:
+        """Benchmark one model (zoo name or file path) ad hoc; the result joins this session's run."""
+        from harness import zoo
+
+        is_zoo = isinstance(model, str) and model in zoo.MODELS
+        path = None if is_zoo else Path(model)
+        spec = ModelSpec(
+            name=str(model) if is_zoo else Path(model).stem, zoo=str(model) if is_zoo else None, path=path,
+            delegates=(delegate,), threads=(threads,), warmup_runs=warmup_runs, measured_runs=measured_runs,
+            repetitions=repetitions, timeout_s=timeout_s, api=api, runner=DEFAULTS["runner"],
+        )
+        device = device_id or self.device_ids[0]
+        result = self.runner().run_case(self.device(device), Case(spec, delegate, threads))
+        self.results.append(result)
+        return result
+
+    def finish(self) -> Path | None:
+        """Close the results file and render the report (when any case ran); return the report path."""
+        for dev in self._devices.values():
+            dev.close()
+        if self._writer is None:
+            return None
+        self._writer.close()
+        report = None
+        if self.results:
+            from harness.api import render
+
+            report = render(self.results, self.report_path or self.out_dir / f"{self.name}-{self.run_id}.html",
+                            title=f"{self.name} — run {self.run_id}")
+        self.store.finish_run(self.run_id, report)
+        return report
