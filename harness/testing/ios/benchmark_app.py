@@ -38,10 +38,16 @@ def runner_argv(params: dict, documents: Path) -> tuple[list[str] | None, str | 
         return None, f"graph {graph!r} is not a file inside Documents/"
     delegate = "gpu" if _flag(params.get("use_gpu")) else "xnnpack" if _flag(params.get("use_xnnpack")) else "cpu"
     return [
-        "--model", str(model), "--delegate", delegate,
-        "--threads", str(int(params.get("num_threads", 1))),
-        "--warmup", str(int(params.get("warmup_runs", 1))),
-        "--runs", str(int(params.get("num_runs", 20))),
+        "--model",
+        str(model),
+        "--delegate",
+        delegate,
+        "--threads",
+        str(int(params.get("num_threads", 1))),
+        "--warmup",
+        str(int(params.get("warmup_runs", 1))),
+        "--runs",
+        str(int(params.get("num_runs", 20))),
     ], None
 
 
@@ -59,8 +65,7 @@ def run_contract(documents: Path, run_id: str, pyrunner: Path) -> str:
         params, argv, reason = {}, None, f"cannot read benchmark_params.json: {exc}"
     else:
         argv, reason = runner_argv(params, documents)
-    result: dict = {"status": "delegate_unavailable" if reason and "delegate" in reason else "failed",
-                    "reason": reason}
+    result: dict = {"status": "delegate_unavailable" if reason and "delegate" in reason else "failed", "reason": reason}
     if argv is not None:
         spec = importlib.util.spec_from_file_location("edgeharness_pyrunner", pyrunner)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -68,10 +73,11 @@ def run_contract(documents: Path, run_id: str, pyrunner: Path) -> str:
         with contextlib.redirect_stdout(log):
             code = module.main(argv)
         line = next((ln for ln in log.getvalue().splitlines() if ln.startswith(RESULT_PREFIX)), None)
-        result = json.loads(line[len(RESULT_PREFIX):]) if line else {"reason": "runner printed no result"}
+        result = json.loads(line[len(RESULT_PREFIX) :]) if line else {"reason": "runner printed no result"}
         result["status"] = STATUS_BY_EXIT.get(code, "failed")
-    result.update({"run_id": run_id, "params": params, "log": log.getvalue(), "started_at": started,
-                   "finished_at": time.time()})
+    result.update(
+        {"run_id": run_id, "params": params, "log": log.getvalue(), "started_at": started, "finished_at": time.time()}
+    )
     results = documents / "results"
     results.mkdir(exist_ok=True)
     tmp = results / f".{run_id}.json.tmp"

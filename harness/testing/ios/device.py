@@ -75,9 +75,14 @@ class FakeApp:
     name: str = "EdgeBench"
 
     def info(self) -> dict[str, Any]:
-        return {"CFBundleIdentifier": self.bundle_id, "CFBundleShortVersionString": self.version,
-                "CFBundleVersion": self.version, "CFBundleName": self.name, "ApplicationType": "User",
-                "Container": str(self.container)}
+        return {
+            "CFBundleIdentifier": self.bundle_id,
+            "CFBundleShortVersionString": self.version,
+            "CFBundleVersion": self.version,
+            "CFBundleName": self.name,
+            "ApplicationType": "User",
+            "Container": str(self.container),
+        }
 
 
 DEFAULT_VALUES: dict[str, Any] = {
@@ -129,9 +134,15 @@ class DeviceState:
 
     def lockdown_values(self) -> dict[str, Any]:
         public = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
-        return {**self.values, "UniqueDeviceID": self.udid, "SerialNumber": self.udid[-12:],
-                "UniqueChipID": int(self.udid.replace("-", "")[-16:], 16), "DevicePublicKey": public,
-                "WiFiAddress": "02:00:00:ed:9e:01", "ActivationState": "Activated"}
+        return {
+            **self.values,
+            "UniqueDeviceID": self.udid,
+            "SerialNumber": self.udid[-12:],
+            "UniqueChipID": int(self.udid.replace("-", "")[-16:], 16),
+            "DevicePublicKey": public,
+            "WiFiAddress": "02:00:00:ed:9e:01",
+            "ActivationState": "Activated",
+        }
 
     # --- pairing and TLS -------------------------------------------------
     def next_trust_answer(self) -> str:
@@ -144,8 +155,9 @@ class DeviceState:
     def tls_context(self, host_id: str | None = None) -> ssl.SSLContext:
         """The device's TLS identity: its own key and the DeviceCertificate a paired host issued."""
         records = [self.host_pairings[host_id]] if host_id else list(self.host_pairings.values())
-        key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption())
+        key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         cert = records[0]["DeviceCertificate"]
         return server_tls_context(bytes(cert), key_pem, [bytes(r["HostCertificate"]) for r in records], self.root)
 
@@ -186,8 +198,12 @@ class DeviceState:
         container = self.root / "containers" / bundle_id
         for sub in ("Documents", "Library", "tmp"):
             (container / sub).mkdir(parents=True, exist_ok=True)
-        app = FakeApp(bundle_id, str(info.get("CFBundleShortVersionString", "1.0")), container,
-                      str(info.get("CFBundleName", "EdgeBench")))
+        app = FakeApp(
+            bundle_id,
+            str(info.get("CFBundleShortVersionString", "1.0")),
+            container,
+            str(info.get("CFBundleName", "EdgeBench")),
+        )
         self.apps[bundle_id] = app
         self.log(f"installd: installed {bundle_id} {app.version}")
         return app
@@ -201,11 +217,23 @@ class DeviceState:
         if kill_existing and (old := self.running_pid(bundle_id)):
             self.signal(old, signal.SIGKILL)
         app = self.apps[bundle_id]
-        argv = [sys.executable, str(APP_SCRIPT), "--container", str(app.container), "--pyrunner", str(PYRUNNER),
-                *(["--hang"] if self.faults.app_hangs else []), *args]
+        argv = [
+            sys.executable,
+            str(APP_SCRIPT),
+            "--container",
+            str(app.container),
+            "--pyrunner",
+            str(PYRUNNER),
+            *(["--hang"] if self.faults.app_hangs else []),
+            *args,
+        ]
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=app.container, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **{str(k): str(v) for k, v in env.items()}})
+            *argv,
+            cwd=app.container,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **{str(k): str(v) for k, v in env.items()}},
+        )
         self.processes[proc.pid] = (app.name, proc)
         asyncio.create_task(self._pump_output(proc, app.name))
         return proc.pid
@@ -265,8 +293,14 @@ SERVICES: dict[str, Callable[[DeviceState, asyncio.StreamReader, asyncio.StreamW
 
 #: What the fake's battery reports by default: a phone on USB power, as on a cabled farm.
 USB_POWERED_BATTERY: dict[str, Any] = {
-    "ExternalConnected": True, "IsCharging": True, "FullyCharged": False, "CurrentCapacity": 80,
-    "InstantAmperage": 350, "Amperage": 350, "Voltage": 4200, "Temperature": 3050,
+    "ExternalConnected": True,
+    "IsCharging": True,
+    "FullyCharged": False,
+    "CurrentCapacity": 80,
+    "InstantAmperage": 350,
+    "Amperage": 350,
+    "Voltage": 4200,
+    "Temperature": 3050,
 }
 
 
@@ -290,8 +324,14 @@ class FakeIPhone:
     ) -> None:
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="fake-iphone-")) if root is None else root
-        self.state = DeviceState(self.root, udid, {**DEFAULT_VALUES, **(values or {})}, faults or FakeFaults(),
-                                 sysmon_interval_s, dict(battery or USB_POWERED_BATTERY))
+        self.state = DeviceState(
+            self.root,
+            udid,
+            {**DEFAULT_VALUES, **(values or {})},
+            faults or FakeFaults(),
+            sysmon_interval_s,
+            dict(battery or USB_POWERED_BATTERY),
+        )
         for bundle_id, version in (installed or {}).items():
             self.state.install({"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version})
         self.usbmux_address = str(self.root / "usbmuxd.sock")
@@ -324,8 +364,9 @@ class FakeIPhone:
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(asyncio.start_unix_server(
-                lambda r, w: Usbmuxd(self.state).serve(r, w), path=self.usbmux_address))
+            self._server = self._loop.run_until_complete(
+                asyncio.start_unix_server(lambda r, w: Usbmuxd(self.state).serve(r, w), path=self.usbmux_address)
+            )
             ready.set()
             self._loop.run_forever()
 
@@ -336,8 +377,10 @@ class FakeIPhone:
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the fake's loop (the state belongs to that thread)."""
+
         async def wrap() -> Any:
             return fn()
+
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result(10)
 
@@ -377,8 +420,14 @@ class FakeIPhone:
 
 def make_test_ipa(path: Path, bundle_id: str = BENCH_BUNDLE_ID, version: str = "1.0", name: str = "EdgeBench") -> Path:
     """Write an (unsigned) ipa with just an Info.plist: enough for the fake's installation_proxy."""
-    info = {"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version, "CFBundleVersion": version,
-            "CFBundleName": name, "CFBundleExecutable": name, "UIFileSharingEnabled": True}
+    info = {
+        "CFBundleIdentifier": bundle_id,
+        "CFBundleShortVersionString": version,
+        "CFBundleVersion": version,
+        "CFBundleName": name,
+        "CFBundleExecutable": name,
+        "UIFileSharingEnabled": True,
+    }
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"Payload/{name}.app/Info.plist", plistlib.dumps(info))
         zf.writestr(f"Payload/{name}.app/{name}", b"")

@@ -43,15 +43,19 @@ class FakeProcessControl(DTXService):
 
     async def _forward_output(self, pid: int, line: str) -> None:
         with contextlib.suppress(Exception):
-            await self._channel.invoke("outputReceived:fromProcess:atTime:", line + "\n", pid, time.time(),
-                                       expects_reply=False)
+            await self._channel.invoke(
+                "outputReceived:fromProcess:atTime:", line + "\n", pid, time.time(), expects_reply=False
+            )
 
     @dtx_on_invoke("launchSuspendedProcessWithDevicePath:bundleIdentifier:environment:arguments:options:")
     async def launch(self, path: str, bundle_id: str, env: dict[str, Any], args: list[str], opts: dict) -> Any:
         state = _state(self)
         if bundle_id not in state.apps:
-            return NSError(1, "FBSOpenApplicationErrorDomain",
-                           {"NSLocalizedDescription": f"The request to open {bundle_id!r} failed: not installed"})
+            return NSError(
+                1,
+                "FBSOpenApplicationErrorDomain",
+                {"NSLocalizedDescription": f"The request to open {bundle_id!r} failed: not installed"},
+            )
         return await state.launch_app(bundle_id, list(args), dict(env or {}), bool((opts or {}).get("KillExisting")))
 
     @dtx_on_invoke("sendSignal:toPid:")

@@ -95,8 +95,9 @@ class AfcServer:
             return _status(AFC_OK)
         if opcode == OP_DEVINFO:
             usage = shutil.disk_usage(self.root)
-            return OP_DATA, _kv({"Model": "iPhone", "FSTotalBytes": usage.total, "FSFreeBytes": usage.free,
-                                 "FSBlockSize": 4096})
+            return OP_DATA, _kv(
+                {"Model": "iPhone", "FSTotalBytes": usage.total, "FSFreeBytes": usage.free, "FSBlockSize": 4096}
+            )
         if opcode == OP_FILE_OPEN:
             (mode,) = struct.unpack_from("<Q", body)
             return self._open(self._path(body[8:]), mode)
@@ -141,14 +142,16 @@ def _kv(values: dict[str, Any]) -> bytes:
 
 def _stat(path: Path) -> bytes:
     st = path.stat()
-    return _kv({
-        "st_size": st.st_size,
-        "st_blocks": st.st_blocks,
-        "st_nlink": st.st_nlink,
-        "st_ifmt": "S_IFDIR" if path.is_dir() else "S_IFREG",
-        "st_mtime": st.st_mtime_ns,
-        "st_birthtime": st.st_mtime_ns,
-    })
+    return _kv(
+        {
+            "st_size": st.st_size,
+            "st_blocks": st.st_blocks,
+            "st_nlink": st.st_nlink,
+            "st_ifmt": "S_IFDIR" if path.is_dir() else "S_IFREG",
+            "st_mtime": st.st_mtime_ns,
+            "st_birthtime": st.st_mtime_ns,
+        }
+    )
 
 
 class AfcService:
@@ -199,19 +202,29 @@ class InstallationProxyService:
             self.state.uninstall(request.get("ApplicationIdentifier", ""))
             return [{"PercentComplete": 50, "Status": "RemovingApplication"}, {"Status": "Complete"}]
         if command == "Browse":
-            return [{"CurrentList": [a.info() for a in self.state.apps.values()], "Status": "BrowsingApplications"},
-                    {"Status": "Complete"}]
+            return [
+                {"CurrentList": [a.info() for a in self.state.apps.values()], "Status": "BrowsingApplications"},
+                {"Status": "Complete"},
+            ]
         if command == "Lookup":
             wanted = (request.get("ClientOptions") or {}).get("BundleIDs")
-            return [{"LookupResult": {b: a.info() for b, a in self.state.apps.items() if not wanted or b in wanted},
-                     "Status": "Complete"}]
+            return [
+                {
+                    "LookupResult": {b: a.info() for b, a in self.state.apps.items() if not wanted or b in wanted},
+                    "Status": "Complete",
+                }
+            ]
         return [{"Error": "UnknownCommand", "ErrorDescription": f"unsupported command {command!r}"}]
 
     def _install(self, package_path: str) -> list[dict[str, Any]]:
         if self.state.faults.install_error:
-            return [{"PercentComplete": 20, "Status": "VerifyingApplication"},
-                    {"Error": self.state.faults.install_error,
-                     "ErrorDescription": "The application could not be verified (fake iPhone fault)."}]
+            return [
+                {"PercentComplete": 20, "Status": "VerifyingApplication"},
+                {
+                    "Error": self.state.faults.install_error,
+                    "ErrorDescription": "The application could not be verified (fake iPhone fault).",
+                },
+            ]
         package = AfcServer(self.state.media_root, self.state)._path(package_path.encode())
         if package is None or not package.is_file():
             return [{"Error": "PackageNotFound", "ErrorDescription": f"no package at {package_path}"}]
@@ -220,16 +233,19 @@ class InstallationProxyService:
         except (zipfile.BadZipFile, KeyError, plistlib.InvalidFileException) as exc:
             return [{"Error": "PackageInspectionFailed", "ErrorDescription": str(exc)}]
         self.state.install(info)
-        return [{"PercentComplete": 40, "Status": "CopyingApplication"},
-                {"PercentComplete": 90, "Status": "GeneratingApplicationMap"},
-                {"Status": "Complete"}]
+        return [
+            {"PercentComplete": 40, "Status": "CopyingApplication"},
+            {"PercentComplete": 90, "Status": "GeneratingApplicationMap"},
+            {"Status": "Complete"},
+        ]
 
 
 def read_ipa_info(package: Path) -> dict[str, Any]:
     """The Info.plist of the one ``Payload/*.app`` in an ipa."""
     with zipfile.ZipFile(package) as zf:
-        name = next(n for n in zf.namelist() if n.startswith("Payload/") and n.endswith(".app/Info.plist")
-                    and n.count("/") == 2)
+        name = next(
+            n for n in zf.namelist() if n.startswith("Payload/") and n.endswith(".app/Info.plist") and n.count("/") == 2
+        )
         return plistlib.loads(zf.read(name))
 
 

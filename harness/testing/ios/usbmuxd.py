@@ -81,5 +81,3 @@ class Usbmuxd:
 
 def _result(number: int) -> dict[str, Any]:
     return {"MessageType": "Result", "Number": number}
-
-

@@ -29,8 +29,7 @@ def usbmux_packet(tag: int, body: dict[str, Any]) -> bytes:
     """One plist usbmuxd reply (version 1, so the client stays in plist mode)."""
     payload = plistlib.dumps(body)
     return (
-        USBMUX_HEADER.pack(USBMUX_HEADER.size + len(payload), USBMUX_PLIST_VERSION, USBMUX_PLIST_MESSAGE, tag)
-        + payload
+        USBMUX_HEADER.pack(USBMUX_HEADER.size + len(payload), USBMUX_PLIST_VERSION, USBMUX_PLIST_MESSAGE, tag) + payload
     )
 
 

@@ -1,0 +1,141 @@
+"""The virtual device's filesystem: device paths mapped into one host directory.
+
+Only the device directories below exist on the "device"; every other path is
+refused, and a path that resolves (through ``..`` or symlinks) outside the
+sandbox root is refused too, so the sync service never touches other host files.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from harness.testing.profile import DeviceProfile
+
+#: Device directories backed by the sandbox (the host's own /data, /sys are never touched).
+DEVICE_DIRS = ("/data", "/sdcard", "/system", "/sys/class/power_supply", "/sys/class/thermal")
+WORKDIRS = ("/data/local/tmp", "/sdcard/Download", "/system/bin")
+MAX_PATH_BYTES = 1024
+
+
+class PathRefused(Exception):
+    """A device path outside the sandbox (its message is sent to the host in ``FAIL``)."""
+
+
+class Sandbox:
+    """Host directory ``root`` holding the device's files, plus its ``getprop`` state."""
+
+    def __init__(self, root: Path, profile: DeviceProfile) -> None:
+        self.root = Path(root).resolve()
+        self.profile = profile
+
+    def populate(self) -> None:
+        """Create the device tree, tools, properties and sensor files (idempotent)."""
+        for device_dir in (*DEVICE_DIRS, *WORKDIRS):
+            self.host_dir(device_dir).mkdir(parents=True, exist_ok=True)
+        (self.host_dir("/system") / "build.prop").unlink(missing_ok=True)
+        self.write_properties()
+        self._install_tools()
+        self._write_sensors()
+
+    def host_dir(self, device_dir: str) -> Path:
+        """Host directory backing a device directory from :data:`DEVICE_DIRS` (no checks)."""
+        return self.root / device_dir.lstrip("/")
+
+    def write_properties(self, updates: dict[str, str] | None = None) -> None:
+        """Write ``/system/build.prop`` (what ``getprop`` reads): current values plus ``updates``."""
+        props = dict(self.profile.properties)
+        path = self.host_dir("/system") / "build.prop"
+        if path.exists():
+            props.update(_read_props(path))
+        props.update(updates or {})
+        lines = [f"{k}={v.replace(chr(10), ' ')}" for k, v in sorted(props.items())]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def properties(self) -> dict[str, str]:
+        """Current properties as ``getprop`` would print them."""
+        return _read_props(self.host_dir("/system") / "build.prop")
+
+    def _install_tools(self) -> None:
+        bin_dir = self.host_dir("/system/bin")
+        for tool in resources.files("harness.testing").joinpath("tools").iterdir():
+            if tool.name.startswith(".") or tool.name.startswith("_"):
+                continue
+            target = bin_dir / tool.name
+            target.write_bytes(tool.read_bytes())
+            target.chmod(0o755)
+        python = bin_dir / "python3"
+        if self.profile.has_python:
+            python.write_text(f'#!/bin/sh\nexec {_sh_quote(sys.executable)} "$@"\n', encoding="utf-8")
+            python.chmod(0o755)
+        elif python.exists():
+            python.unlink()
+
+    def _write_sensors(self) -> None:
+        s = self.profile.sensors
+        battery = self.host_dir("/sys/class/power_supply") / "battery"
+        battery.mkdir(parents=True, exist_ok=True)
+        values = {
+            "type": "Battery",
+            "status": s.battery_status,
+            "present": "1",
+            "capacity": str(s.battery_capacity_pct),
+            "voltage_now": str(s.battery_voltage_uv),
+            "current_now": str(s.battery_current_ua),
+            "temp": str(s.battery_temp_decic),
+            "technology": "Li-ion",
+            "health": "Good",
+        }
+        for name, value in values.items():
+            (battery / name).write_text(value + "\n")
+        uevent = "".join(f"POWER_SUPPLY_{k.upper()}={v}\n" for k, v in values.items() if k != "type")
+        (battery / "uevent").write_text("POWER_SUPPLY_NAME=battery\n" + uevent)
+        thermal = self.host_dir("/sys/class/thermal")
+        for index, (zone_type, millideg) in enumerate(s.thermal_zones):
+            zone = thermal / f"thermal_zone{index}"
+            zone.mkdir(parents=True, exist_ok=True)
+            (zone / "type").write_text(zone_type + "\n")
+            (zone / "temp").write_text(f"{millideg}\n")
+
+    def resolve(self, device_path: str) -> Path:
+        """Host path for a device path; raise :class:`PathRefused` when it leaves the sandbox.
+
+        Symlinks are followed on the host, so a link planted on the device that points
+        at ``/etc`` is refused rather than followed.
+        """
+        if len(device_path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+            raise PathRefused(f"path longer than {MAX_PATH_BYTES} bytes")
+        if "\0" in device_path or not device_path.startswith("/"):
+            raise PathRefused(f"not an absolute device path: {device_path!r}")
+        normal = posixpath.normpath(device_path)
+        if normal.startswith("//"):
+            normal = "/" + normal.lstrip("/")
+        if not any(normal == d or normal.startswith(d + "/") for d in DEVICE_DIRS):
+            raise PathRefused(f"{device_path}: outside the device sandbox ({', '.join(DEVICE_DIRS)})")
+        host = self.root / normal.lstrip("/")
+        real = Path(os.path.realpath(host))
+        if real != self.root and self.root not in real.parents:
+            raise PathRefused(f"{device_path}: resolves outside the device sandbox")
+        return host
+
+    def wipe(self) -> None:
+        """Remove the whole sandbox directory."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _read_props(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key and not key.startswith("#"):
+                props[key] = value
+    return props
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"

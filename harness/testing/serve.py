@@ -1,0 +1,71 @@
+"""``harness virtual-device serve``: run a virtual device until interrupted.
+
+The lead's ``cli.py`` wires :func:`add_arguments` and :func:`run` under the
+``virtual-device serve`` subcommand; ``python -m harness.testing serve`` works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from harness.errors import HarnessError
+from harness.testing.adb_auth import AuthMode
+from harness.testing.profile import DEFAULT_PROFILE
+from harness.testing.virtual_device import VirtualDevice
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``virtual-device serve``."""
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: pick a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="device profile name or .toml path")
+    parser.add_argument("--root", default=None, help="sandbox directory kept after exit (default: temporary)")
+    parser.add_argument("--auth", default="none", choices=[m.value for m in AuthMode], help="host authentication")
+    parser.add_argument("--key", action="append", default=[], help="accepted adbkey.pub (with --auth keys)")
+    parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "proot"])
+
+
+def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); print the address first, flushed."""
+    stop = stop or threading.Event()
+    device = VirtualDevice(
+        port=args.port,
+        host=args.host,
+        profile=args.profile,
+        root=args.root,
+        auth=args.auth,
+        keys=args.key,
+        isolation=args.isolation,
+    )
+    device.start()
+    try:
+        print(
+            f"virtual device listening on {device.address} "
+            f"(serial {device.serial}, profile {device.profile.name}, auth {device.policy.mode.value}, "
+            f"isolation {device.isolation.name if device.isolation else '?'}, root {device.sandbox.root})",
+            flush=True,
+        )
+        print(f"connect with: adb connect {device.address}", flush=True)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        device.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m harness.testing``."""
+    parser = argparse.ArgumentParser(prog="python -m harness.testing", description="virtual Android device")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("serve", help="serve a virtual device until interrupted"))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
