@@ -174,15 +174,14 @@ def test_speedup_is_ratio_of_medians_with_interval_around_it(mixed):
     assert again[["ci_low", "ci_high"]].equals(sp[["ci_low", "ci_high"]])  # seeded: reproducible
 
 
-def test_bootstrap_widens_when_repetitions_disagree(measured):
+def test_speedup_interval_widens_when_repetitions_disagree(measured):
     """One slow process among four must widen the interval far beyond one process with the same iterations."""
+    cand = [np.asarray(r.samples_us) for r in measured[1].latency.repetitions]
     a = np.asarray(measured[0].latency.repetitions[0].samples_us)
     disagree = [a, a, a, a * 1.5]
-    pooled = [np.concatenate(disagree)]
-    rng = np.random.default_rng(1)
-    wide = np.percentile(frames.bootstrap_medians(disagree, 2000, rng), [2.5, 97.5])
-    narrow = np.percentile(frames.bootstrap_medians(pooled, 2000, rng), [2.5, 97.5])
-    assert np.diff(wide)[0] > 2 * np.diff(narrow)[0]
+    _, wide_lo, wide_hi = frames.speedup_interval(disagree, cand)
+    _, narrow_lo, narrow_hi = frames.speedup_interval([np.concatenate(disagree)], cand)
+    assert wide_hi - wide_lo > 2 * (narrow_hi - narrow_lo)
 
 
 def test_speedup_without_baseline_says_why(measured):
@@ -287,3 +286,11 @@ def test_chromium_screenshot(page):
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     width, height = struct.unpack(">II", shot.read_bytes()[16:24])
     assert (width, height) == (1400, 2600)
+
+
+def test_latency_axis_goes_log_when_ranges_differ_a_lot(measured):
+    df = frames.samples_frame(measured[:2])
+    fast = df["delegate"] == "xnnpack"
+    assert "log scale" not in charts.latency_charts(df)[0].svg
+    spread = df.assign(latency_us=df["latency_us"].where(~fast, df["latency_us"] / 100))  # a 100x faster delegate
+    assert "log scale" in charts.latency_charts(spread)[0].svg

@@ -5,9 +5,8 @@ numbers in a table, a chart and a test are the same numbers. Latencies stay in
 microseconds (``_us``) and memory in MB (2^20 bytes, ``_mb``) here; the templates
 convert for display.
 
-The speedup interval uses a minimal hierarchical bootstrap written here because
-``harness/stats.py`` did not exist when this module was written; replace
-:func:`bootstrap_medians` by the stats module's function once it lands.
+Summaries and speedup intervals come from :mod:`harness.stats` (hierarchical bootstrap:
+repetitions, then iterations within each), so the report and the gate agree.
 """
 
 from __future__ import annotations
@@ -17,13 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness import stats
 from harness.results import STATUSES, Result
 
 BASELINE_DELEGATE = "cpu"
 CONFIDENCE = 0.95
 N_BOOT = 2000
-SEED = 20240601
-_BOOT_CHUNK_VALUES = 2_000_000  # bound the bootstrap's working array (~16 MB of float64)
+SEED = stats.DEFAULT_SEED
 
 CASE_COLUMNS = [
     "index",
@@ -102,17 +101,15 @@ def _latency_summary(result: Result) -> dict[str, object]:
     if lat is None or not lat.repetitions:
         return {**empty, "n": 0, "repetitions": 0, "latency_basis": "", "latency_method": ""}
     base = {"n": lat.n_iterations, "repetitions": len(lat.repetitions), "latency_method": lat.method}
-    samples = np.asarray(lat.samples_us, dtype=float)
-    if samples.size:
-        p50, p90, p99 = np.percentile(samples, [50, 90, 99])
-        std = float(np.std(samples, ddof=1)) if samples.size > 1 else np.nan
+    if lat.samples_us:
+        summary = stats.summarize([r.samples_us for r in lat.repetitions if r.samples_us], n_boot=0)
         return {
             **base,
-            "median_us": float(p50),
-            "p90_us": float(p90),
-            "p99_us": float(p99),
-            "mean_us": float(samples.mean()),
-            "std_us": std,
+            "median_us": summary.median_us,
+            "p90_us": summary.p90_us,
+            "p99_us": summary.p99_us,
+            "mean_us": summary.mean_us,
+            "std_us": summary.std_us if summary.n > 1 else np.nan,
             "latency_basis": "per-iteration samples",
         }
     centers = [r.center_us for r in lat.repetitions if r.center_us is not None]
@@ -187,30 +184,6 @@ def samples_frame(results: Sequence[Result]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def bootstrap_medians(reps: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap distribution of the pooled median: resample repetitions, then iterations within each.
-
-    The repetition (one process) is the unit of replication: iterations of one process
-    share its caches, clocks and thermal state, so resampling them alone would make a
-    single lucky process look certain. A repetition with only an aggregate is a
-    one-value array and is resampled as a whole.
-    """
-    lengths = np.array([len(r) for r in reps])
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    flat = np.concatenate(reps)
-    n_reps, max_len = len(reps), int(lengths.max())
-    chunk = max(1, _BOOT_CHUNK_VALUES // (n_reps * max_len))
-    out = np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        pick = rng.integers(0, n_reps, size=(b, n_reps))
-        lens = lengths[pick][..., None]
-        idx = offsets[pick][..., None] + (rng.random((b, n_reps, max_len)) * lens).astype(int)
-        vals = np.where(np.arange(max_len) < lens, flat[idx], np.nan)
-        out[start : start + b] = np.nanmedian(vals.reshape(b, -1), axis=1)
-    return out
-
-
 def speedup_interval(
     baseline: Sequence[np.ndarray],
     candidate: Sequence[np.ndarray],
@@ -219,13 +192,14 @@ def speedup_interval(
     n_boot: int = N_BOOT,
     seed: int = SEED,
 ) -> tuple[float, float, float]:
-    """Speedup = baseline median / candidate median (x, >1 is faster), with a percentile bootstrap interval."""
-    rng = np.random.default_rng(seed)
+    """Speedup = baseline median / candidate median (x, >1 is faster) with its bootstrap interval.
+
+    The interval inverts :func:`harness.stats.ratio_ci` (candidate/baseline), which
+    resamples repetitions, then iterations, so one lucky process does not look certain.
+    """
     point = float(np.median(np.concatenate(baseline)) / np.median(np.concatenate(candidate)))
-    ratios = bootstrap_medians(baseline, n_boot, rng) / bootstrap_medians(candidate, n_boot, rng)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return point, float(low), float(high)
+    ratio = stats.ratio_ci(baseline, candidate, n_boot=n_boot, seed=seed, level=confidence)
+    return point, 1.0 / ratio.high, 1.0 / ratio.low
 
 
 def _speedup_key(res: Result) -> tuple[str, str, str, int]:
