@@ -294,3 +294,19 @@ def test_latency_axis_goes_log_when_ranges_differ_a_lot(measured):
     assert "log scale" not in charts.latency_charts(df)[0].svg
     spread = df.assign(latency_us=df["latency_us"].where(~fast, df["latency_us"] / 100))  # a 100x faster delegate
     assert "log scale" in charts.latency_charts(spread)[0].svg
+
+
+def test_tool_aggregates_only_use_one_value_per_repetition(measured):
+    """A tool that prints only count/avg/std per run (no samples) still gets a median, a speedup and a caveat."""
+    def aggregates(res: Result) -> Result:
+        reps = tuple(Repetition(count=len(r.samples_us), avg_us=float(np.mean(r.samples_us)),
+                                std_us=float(np.std(r.samples_us)), init_us=r.init_us) for r in res.latency.repetitions)
+        return dataclasses.replace(res, latency=Latency(method="tool aggregates", repetitions=reps))
+
+    agg = [aggregates(r) for r in measured[:2]]
+    row = frames.cases_frame(agg).iloc[0]
+    avgs = [np.mean(r.samples_us) for r in measured[0].latency.repetitions]
+    assert row["median_us"] == pytest.approx(np.median(avgs)) and np.isnan(row["p90_us"])
+    assert row["n"] == REPS * ITERS and row["latency_basis"] == "tool aggregates per repetition"
+    assert frames.speedup_frame(agg)["speedup"].notna().all()
+    assert "p90/p99 are not available" in render_html(agg)
