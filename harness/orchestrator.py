@@ -134,7 +134,7 @@ class CaseRunner:
             return self._finish(self._result(case, case_id, None, info, "failed", str(exc), started))
         profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
         if profile is not None and not profile.supports(case.delegate):
-            reason = f"device profile {profile.name!r} lacks delegate {case.delegate!r} (has: {', '.join(profile.delegates)})"
+            reason = profile.lacks_reason(case.delegate)
             return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
         if case.delegate not in litert_python.DELEGATES:
             reason = (f"delegate {case.delegate!r} needs the native benchmark_model tool, which this suite "

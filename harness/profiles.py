@@ -25,7 +25,7 @@ _KNOWN = {
     "name": str, "platform": str, "marketing_name": str, "soc": str, "chip": str, "device_class": str,
     "tags": list, "delegates": list, "nnapi_accelerators": list, "priority": int, "neural_engine_cores": int,
     "match": dict, "properties": dict, "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict,
-    "notes": str,
+    "notes": str, "unavailable": dict,
 }
 
 
@@ -42,6 +42,7 @@ class Profile:
     priority: int = 0
     match: dict[str, tuple[str, ...]] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
@@ -55,6 +56,12 @@ class Profile:
 
     def supports(self, delegate: str) -> bool:
         return delegate in self.delegates
+
+    def lacks_reason(self, delegate: str) -> str:
+        """Why this device cannot run ``delegate`` (the profile's own words when it gives them)."""
+        why = self.unavailable.get(delegate)
+        base = f"device profile {self.name!r} lacks delegate {delegate!r} (has: {', '.join(self.delegates)})"
+        return f"{base}: {why}" if why else base
 
 
 def default_dir() -> Path:
@@ -95,6 +102,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         priority=data.get("priority", 0),
         match=match,
         properties={k: str(v) for k, v in data.get("properties", {}).items()},
+        unavailable={k: str(v) for k, v in data.get("unavailable", {}).items()},
         extra=extra,
         path=str(path),
     )

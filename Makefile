@@ -1,0 +1,49 @@
+# edgeharness: `make demo` and `make test` work on a fresh machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the test suite drives for real: the AOSP adb client, a headless browser for
+# the report, and proot for the virtual Android device's sandbox.
+SYSTEM_PACKAGES := adb chromium proot
+
+.PHONY: install system-deps demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,ios]'
+	touch $(STAMP)
+
+# Installs the missing Debian packages when we may (root, or passwordless sudo); otherwise says what is missing.
+system-deps:
+	@missing=""; \
+	command -v adb >/dev/null 2>&1 || missing="$$missing adb"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v proot >/dev/null 2>&1 || missing="$$missing proot"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \
+	  else echo "installing Debian packages:$$missing"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi; \
+	fi
+
+demo: install
+	$(BIN)/harness zoo fetch face_detection_front face_landmark iris_landmark
+	$(BIN)/harness run suites/smoke.toml --out reports
+
+lint: install
+	$(BIN)/ruff check harness tests benchmarks
+	$(BIN)/lint-imports
+
+test: install system-deps lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/agreement.py
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

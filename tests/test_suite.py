@@ -1,0 +1,77 @@
+"""Suite files: defaults, overrides, expansion, and errors naming file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import SuiteError
+from harness.suite import load_suite, parse_suite
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_suite_expands_to_cases() -> None:
+    suite = load_suite(REPO / "suites" / "smoke.toml")
+    cases = suite.cases()
+    assert len(cases) == len(suite.models) * 2 * 2
+    assert cases[0].case_id("host") == "face_detection_front[host-cpu-t1]"
+    assert {c.delegate for c in cases} == {"cpu", "xnnpack"}
+
+
+def test_models_only_suite_uses_defaults() -> None:
+    suite = parse_suite('[[models]]\nzoo = "face_landmark"\n', "x.toml")
+    (model,) = suite.models
+    assert model.delegates == ("cpu", "xnnpack") and model.threads == (1,)
+    assert model.repetitions >= 3 and model.measured_runs >= 10
+
+
+def test_per_model_overrides_and_relative_paths(tmp_path: Path) -> None:
+    text = """
+[suite]
+threads = [1, 2]
+[[models]]
+path = "models/m.tflite"
+threads = 4
+delegates = ["xnnpack"]
+[models.budget]
+p50_ms = 5
+"""
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    (model,) = load_suite(path).models
+    assert model.path == (tmp_path / "models" / "m.tflite").resolve()
+    assert model.threads == (4,) and model.delegates == ("xnnpack",)
+    assert model.budget == {"p50_ms": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ('[suite]\nname = "s"\nwarmup = 3\n[[models]]\nzoo = "face_landmark"\n', 3, "unknown key 'warmup'"),
+        ('[[models]]\nzoo = "face_landmark"\ndelegates = ["npu"]\n', 3, "unknown delegate 'npu'"),
+        ('[[models]]\nzoo = "face_landmark"\n\n[[models]]\nzoo = "iris_landmark"\nthreads = [0]\n', 6, "threads"),
+        ('[[models]]\nzoo = "face_landmark"\nrepetitions = "many"\n', 3, "expected int"),
+        ('[suite]\nname = "s"\n[[models]]\nzoo = \n', 4, "invalid TOML"),
+        ('[[models]]\nzoo = "nosuchmodel"\n', 2, "unknown zoo model"),
+        ('[[models]]\nzoo = "face_landmark"\npath = "x.tflite"\n', 2, "exactly one"),
+        ('[[models]]\nzoo = "face_landmark"\n[models.budget]\np42_ms = 3\n', 4, "unknown budget"),
+    ],
+)
+def test_errors_name_file_line_and_key(text: str, line: int, needle: str) -> None:
+    with pytest.raises(SuiteError) as err:
+        parse_suite(text, "bad.toml")
+    message = str(err.value)
+    assert message.startswith(f"bad.toml:{line}"), message
+    assert needle in message
+
+
+def test_no_models_is_an_error() -> None:
+    with pytest.raises(SuiteError, match="at least one"):
+        parse_suite('[suite]\nname = "empty"\n', "e.toml")
+
+
+def test_missing_suite_file(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="not found"):
+        load_suite(tmp_path / "absent.toml")
