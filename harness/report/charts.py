@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from markupsafe import Markup  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 _RC = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9, "axes.titlesize": 10}
 _LOG_RANGE = 20.0  # use a log axis when the plotted values span more than this factor
@@ -53,6 +54,13 @@ def _figure(rows: int) -> Figure:
         return Figure(figsize=(_WIDTH_IN, 1.1 + _ROW_IN * max(rows, 1)))
 
 
+def _log_axis(axis: matplotlib.axis.Axis) -> None:
+    """Log scale with plain-number tick labels (1, 2, 5, 10 ...): mathtext is off, so no 10^x labels."""
+    axis.axes.set_xscale("log")
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+
+
 def _box_label(group: tuple, multi_device: bool) -> str:
     device, delegate, threads = group
     label = f"{delegate} · {threads} thr"
@@ -84,7 +92,7 @@ def latency_charts(samples: pd.DataFrame) -> list[Chart]:
             highs = [np.max(d) for d in data]
             log = min(lows) > 0 and max(highs) / min(lows) > _LOG_RANGE
             if log:
-                ax.set_xscale("log")
+                _log_axis(ax.xaxis)
             ax.set_xlabel("latency per inference (ms" + (", log scale)" if log else ")"))
             ax.set_title(str(model))
             ax.grid(axis="x", alpha=0.3, which="both" if log else "major")
