@@ -133,12 +133,13 @@ def _namespace_script(sandbox: Sandbox, newroot: Path) -> str:
     for device_dir in DEVICE_DIRS:
         target = f"{nr}{q(device_dir)}"
         lines.append(f"mkdir -p {target} && mount --bind {q(str(sandbox.host_dir(device_dir)))} {target}")
-    lines.append("echo READY $$")
-    lines.append(f"exec chroot {nr} /bin/sh -c 'cd /; read _ignored; exit 0'")
+    # READY comes from inside the chroot, so nsenter -r never sees the pre-chroot root.
+    lines.append(f"exec chroot {nr} /bin/sh -c 'cd / && echo READY $$ && read _ignored; exit 0'")
     return "\n".join(lines)
 
 
-def _works(isolation: Isolation) -> bool:
+def _self_test(isolation: Isolation) -> str | None:
+    """None when a command sees the device tree, else why not."""
     try:
         done = subprocess.run(
             isolation.argv("test -d /data/local/tmp && test -x /system/bin/getprop"),
@@ -146,9 +147,11 @@ def _works(isolation: Isolation) -> bool:
             timeout=10,
             env=device_environment(),
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    return f"test command exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[:200]}"
 
 
 def start_isolation(sandbox: Sandbox, kind: str = "auto") -> Isolation:
@@ -169,8 +172,9 @@ def start_isolation(sandbox: Sandbox, kind: str = "auto") -> Isolation:
         except DeviceError as exc:
             errors.append(f"{name}: {exc.message}")
             continue
-        if _works(isolation):
+        problem = _self_test(isolation)
+        if problem is None:
             return isolation
         isolation.close()
-        errors.append(f"{name}: test command failed")
+        errors.append(f"{name}: {problem}")
     raise DeviceError("virtual device cannot isolate shell commands: " + "; ".join(errors), hint=_HINT)

@@ -132,7 +132,6 @@ class VirtualDevice:
 
     def go_offline(self, seconds: float) -> None:
         """Drop every connection and refuse new ones for ``seconds``, then come back (like a reboot)."""
-        self.faults.fire("offline", f"offline for {seconds}s", disarm=False)
         self._call(self._offline(seconds))
 
     def is_online(self) -> bool:
@@ -194,6 +193,7 @@ class VirtualDevice:
         await asyncio.gather(*(c.abort() for c in list(self._connections)), return_exceptions=True)
 
     async def _offline(self, seconds: float) -> None:
+        self.faults.fire("offline", f"offline for {seconds}s", disarm=False)
         await self._close_all()
         if self._online_at is not None:
             self._online_at.cancel()
