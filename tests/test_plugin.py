@@ -1,0 +1,97 @@
+"""The pytest plugin through pytester: collection of suites, ids, options, fixtures, failures."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _suite(pytester: pytest.Pytester, model: Path, name: str = "tiny", extra: str = "") -> None:
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / f"{name}.toml").write_text(f"""
+[suite]
+name = "{name}"
+delegates = ["cpu", "xnnpack"]
+threads = [1, 2]
+repetitions = 1
+measured_runs = 3
+warmup_runs = 1
+{extra}
+[[models]]
+path = "{model}"
+name = "blazeface"
+""")
+
+
+def test_each_case_is_an_item_with_a_readable_id(pytester: pytest.Pytester, small_model: Path) -> None:
+    _suite(pytester, small_model)
+    result = pytester.runpytest_subprocess("suites/", "--collect-only", "-q")
+    result.stdout.fnmatch_lines([
+        "suites/tiny.toml::blazeface[[]host-cpu-t1[]]",
+        "suites/tiny.toml::blazeface[[]host-cpu-t2[]]",
+        "suites/tiny.toml::blazeface[[]host-xnnpack-t1[]]",
+        "suites/tiny.toml::blazeface[[]host-xnnpack-t2[]]",
+    ])
+
+
+def test_run_writes_results_report_and_junit_figures(pytester: pytest.Pytester, small_model: Path) -> None:
+    _suite(pytester, small_model)
+    out = pytester.path / "out"
+    report = pytester.path / "r.html"
+    result = pytester.runpytest_subprocess("suites/", "--harness-out", str(out), "--harness-report", str(report),
+                                "--junitxml", "junit.xml", "-k", "t1")
+    result.assert_outcomes(passed=2)
+    assert report.exists() and "blazeface" in report.read_text()
+    rows = [json.loads(x) for x in next(out.glob("pytest-*.jsonl")).read_text().splitlines()]
+    assert sorted(r["case"]["case_id"] for r in rows) == ["blazeface[host-cpu-t1]", "blazeface[host-xnnpack-t1]"]
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert float(props["median_us"]) > 0 and props["status"] == "ok"
+
+
+def test_bad_model_fails_its_items_with_the_reason(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_text("definitely not a flatbuffer model")
+    _suite(pytester, bad)
+    result = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "o"), "-k", "cpu-t1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*failed: model *bad.tflite: not a TFLite flatbuffer*"])
+
+
+def test_unsupported_delegate_is_skipped_with_reason(pytester: pytest.Pytester, small_model: Path) -> None:
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "g.toml").write_text(f"""
+[suite]
+delegates = ["nnapi"]
+[[models]]
+path = "{small_model}"
+name = "m"
+""")
+    result = pytester.runpytest_subprocess("suites/", "-rs", "--harness-out", str(pytester.path / "o"))
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*lacks delegate 'nnapi'*"])
+
+
+def test_malformed_suite_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "bad.toml").write_text('[[models]]\nzoo = "face_landmark"\nthreads = "two"\n')
+    result = pytester.runpytest_subprocess("suites/")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*bad.toml:3*threads*expected*"])
+
+
+def test_bench_fixture_in_a_python_test(pytester: pytest.Pytester, small_model: Path) -> None:
+    pytester.makepyfile(f"""
+        def test_xnnpack_is_measured(bench, harness_device):
+            assert harness_device.id == "host"
+            r = bench({str(small_model)!r}, delegate="xnnpack", measured_runs=5)
+            assert r.status == "ok"
+            assert len(r.latency.samples_us) == 5
+            assert r.device.platform == "host"
+    """)
+    result = pytester.runpytest_subprocess("--harness-out", str(pytester.path / "o"))
+    result.assert_outcomes(passed=1)
