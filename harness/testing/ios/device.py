@@ -255,6 +255,14 @@ class DeviceState:
             with contextlib.suppress(ProcessLookupError):
                 entry[1].send_signal(sig)
 
+    async def signal_and_reap(self, pid: int, sig: int, timeout_s: float = 5.0) -> None:
+        """Signal an app; for SIGKILL also wait until it is gone, so the host sees a settled table."""
+        entry = self.processes.get(pid)
+        self.signal(pid, sig)
+        if entry is not None and sig == signal.SIGKILL:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry[1].wait(), timeout_s)
+
     def running_pid(self, bundle_id: str) -> int:
         name = self.apps[bundle_id].name if bundle_id in self.apps else None
         return next((pid for pid, (n, p) in self.processes.items() if n == name and p.returncode is None), 0)

@@ -60,7 +60,7 @@ class FakeProcessControl(DTXService):
 
     @dtx_on_invoke("sendSignal:toPid:")
     async def send_signal(self, sig: int, pid: int) -> Any:
-        return _state(self).signal(int(pid), int(sig))
+        await _state(self).signal_and_reap(int(pid), int(sig))
 
     @dtx_on_invoke("killPid:")
     async def kill_pid(self, pid: int) -> None:

@@ -1,0 +1,101 @@
+"""The fake iPhone at the wire, driven by plain pymobiledevice3 client code (no harness code)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pymobiledevice3")
+
+from pymobiledevice3 import usbmux  # noqa: E402
+from pymobiledevice3.exceptions import AfcException, AppNotInstalledError, InvalidServiceError, PasswordRequiredError  # noqa: E402
+from pymobiledevice3.lockdown import create_using_usbmux  # noqa: E402
+from pymobiledevice3.services.afc import AfcService  # noqa: E402
+from pymobiledevice3.services.house_arrest import HouseArrestService  # noqa: E402
+from pymobiledevice3.services.installation_proxy import InstallationProxyService  # noqa: E402
+from pymobiledevice3.services.syslog import SyslogService  # noqa: E402
+
+from harness.testing.ios import BENCH_BUNDLE_ID, FakeFaults  # noqa: E402
+
+pytest_plugins = ["harness.testing.ios.fixtures"]
+
+
+async def _lockdown(folder: Path):
+    return await create_using_usbmux(pair_timeout=0, pairing_records_cache_folder=folder)
+
+
+def test_usbmuxd_lists_and_pairs_through_tls(fake_iphone, tmp_path):
+    async def go():
+        devices = await usbmux.list_devices()
+        ld = await _lockdown(tmp_path)
+        try:
+            return devices, ld.paired, await ld.get_value(key="ProductType")
+        finally:
+            await ld.close()
+
+    devices, paired, product = asyncio.run(go())
+    assert [d.serial for d in devices] == [fake_iphone.udid] and devices[0].is_usb
+    assert paired and product == "iPhone14,5"
+    assert (tmp_path / f"{fake_iphone.udid}.plist").exists()
+
+
+def test_install_browse_and_container_sandbox(fake_iphone, bench_ipa, tmp_path):
+    async def go():
+        ld = await _lockdown(tmp_path)
+        try:
+            async with InstallationProxyService(ld) as ip:
+                await ip.install_from_local(bench_ipa)
+                apps = await ip.get_apps(bundle_identifiers=[BENCH_BUNDLE_ID])
+            with pytest.raises(AppNotInstalledError):
+                await HouseArrestService.create(ld, "com.example.absent")
+            async with await HouseArrestService.create(ld, BENCH_BUNDLE_ID) as ha:
+                await ha.set_file_contents("/Documents/hello.txt", b"hi")
+                with pytest.raises(AfcException, match="PERM_DENIED"):
+                    await ha.exists("/../../../media/x")
+                listing = await ha.listdir("/Documents")
+            async with AfcService(ld) as afc:
+                staged = await afc.listdir("/PublicStaging/pymobiledevice3")
+            return apps, listing, staged
+        finally:
+            await ld.close()
+
+    apps, listing, staged = asyncio.run(go())
+    assert apps[BENCH_BUNDLE_ID]["CFBundleShortVersionString"] == "1.0"
+    assert listing == ["hello.txt"] and staged == []
+    assert (fake_iphone.container() / "Documents" / "hello.txt").read_bytes() == b"hi"
+
+
+def test_syslog_relays_device_lines(fake_iphone, bench_ipa, tmp_path):
+    async def go():
+        ld = await _lockdown(tmp_path)
+        try:
+            async with SyslogService(ld) as syslog:
+                lines = syslog.watch()
+                async with InstallationProxyService(ld) as ip:
+                    await ip.install_from_local(bench_ipa)
+                return await asyncio.wait_for(anext(lines), 10)
+        finally:
+            await ld.close()
+
+    assert "installed com.edgeharness.bench" in asyncio.run(go())
+
+
+@pytest.mark.parametrize(("options", "service", "error"), [
+    ({"faults": FakeFaults(locked=True)}, "com.apple.afc", PasswordRequiredError),
+    ({"values": {"ProductVersion": "17.4"}}, "com.apple.instruments.remoteserver.DVTSecureSocketProxy",
+     InvalidServiceError),
+])
+def test_lockdown_faults_use_the_real_error_words(make_fake_iphone, tmp_path, options, service, error):
+    make_fake_iphone(**options)
+
+    async def go():
+        ld = await _lockdown(tmp_path)
+        try:
+            await ld.start_lockdown_service(service)
+        finally:
+            await ld.close()
+
+    with pytest.raises(error):
+        asyncio.run(go())
