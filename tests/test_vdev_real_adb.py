@@ -39,7 +39,9 @@ def test_shell_returns_the_remote_exit_code_and_separates_stderr(adb_client, con
 def test_shell_sees_device_paths_and_getprop(adb_client, connected):  # noqa: F811
     marker = connected.host_path("/data/local/tmp/marker.txt")
     marker.write_text("from the sandbox\n")
-    done = adb_client.run("shell", "cat /data/local/tmp/marker.txt; getprop ro.build.version.sdk", serial=connected.address)
+    done = adb_client.run(
+        "shell", "cat /data/local/tmp/marker.txt; getprop ro.build.version.sdk", serial=connected.address
+    )
     assert done.stdout.decode().splitlines() == ["from the sandbox", "34"]
     connected.set_property("ro.product.model", "Pixel 7")
     assert adb_client.run("shell", "getprop ro.product.model", serial=connected.address).stdout == b"Pixel 7\n"

@@ -69,7 +69,10 @@ class AdbClient:
         deadline = time.monotonic() + timeout_s
         state = ""
         while time.monotonic() < deadline:
-            if state in ("", "offline"):
+            if state == "offline":  # adb keeps a dead TCP transport listed: drop it, then reconnect
+                self.run("disconnect", address, timeout_s=timeout_s)
+                state = ""
+            if state == "":
                 self.run("connect", address, timeout_s=timeout_s)
             state = self.state(address)
             if state == want:
