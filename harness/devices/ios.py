@@ -177,44 +177,43 @@ class _DeviceLoop:
         self.loop.close()
 
 
+#: pymobiledevice3 exception names -> (harness error, what happened, hint); first match wins.
+ERROR_TABLE: tuple[tuple[tuple[str, ...], type[DeviceError], str, str | None], ...] = (
+    (("PairingDialogResponsePendingError",), AuthError, "the phone is waiting for the Trust dialog", HINT_TRUST),
+    (("UserDeniedPairingError",), AuthError, "the user tapped Don't Trust",
+     "reset trust on the phone (Settings > General > Transfer or Reset iPhone > Reset > Reset Location & Privacy), "
+     "reconnect and tap Trust"),
+    (("PasswordRequiredError",), DeviceError, "the phone is locked (PasswordProtected)",
+     "unlock the phone; farm phones should have no passcode and Auto-Lock off"),
+    (("InvalidServiceError",), DeviceError, "the service is not available over lockdown (InvalidService)",
+     HINT_TUNNEL),
+    (("AppNotInstalledError",), DeviceError, "the benchmark app is not installed",
+     "set app = 'path/to/EdgeBench.ipa' in harness.toml or the suite"),
+    (("AppInstallError",), DeviceError, "install failed: {exc}",
+     "the ipa must be signed for this device (development profile with its UDID) and Developer Mode must be on"),
+    (("ConnectionFailedToUsbmuxdError",), DeviceError, "usbmuxd is not reachable",
+     "start usbmuxd (Linux: apt install usbmuxd) or set USBMUXD_SOCKET_ADDRESS"),
+    (("DeviceNotFoundError", "NoDeviceConnectedError"), DeviceNotFound, "usbmuxd does not list the device",
+     "check the cable and that the phone is unlocked; `harness devices` lists phones"),
+    (("ConnectionTerminatedError", "MuxException"), DeviceLost, "the connection to the phone dropped ({name})",
+     "check the cable; finished results are kept, rerun the remaining cases"),
+    (("NotPairedError",), AuthError, "the host is not paired with the phone", HINT_TRUST),
+)
+
+
 def _translate(exc: BaseException, device: str, what: str) -> HarnessError:
     """Map pymobiledevice3's exceptions to the harness's typed errors, with a hint."""
     from pymobiledevice3 import exceptions as px
 
     if isinstance(exc, HarnessError):
         return exc
-    detail = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
-    if isinstance(exc, px.PairingDialogResponsePendingError):
-        return AuthError(f"{what}: the phone is waiting for the Trust dialog", device=device, hint=HINT_TRUST)
-    if isinstance(exc, px.UserDeniedPairingError):
-        return AuthError(f"{what}: the user tapped Don't Trust", device=device,
-                         hint="reset trust on the phone (Settings > General > Transfer or Reset iPhone > Reset > "
-                              "Reset Location & Privacy), reconnect and tap Trust")
-    if isinstance(exc, px.PasswordRequiredError):
-        return DeviceError(f"{what}: the phone is locked (PasswordProtected)", device=device,
-                           hint="unlock the phone; farm phones should have no passcode and Auto-Lock off")
-    if isinstance(exc, px.InvalidServiceError):
-        return DeviceError(f"{what}: the service is not available over lockdown (InvalidService)", device=device,
-                           hint=HINT_TUNNEL)
-    if isinstance(exc, px.AppNotInstalledError):
-        return DeviceError(f"{what}: the benchmark app is not installed", device=device,
-                           hint="set app = 'path/to/EdgeBench.ipa' in harness.toml or the suite")
-    if isinstance(exc, px.AppInstallError):
-        return DeviceError(f"{what}: install failed: {exc}", device=device,
-                           hint="the ipa must be signed for this device (development profile with its UDID) "
-                                "and Developer Mode must be on (iOS 16+)")
-    if isinstance(exc, px.ConnectionFailedToUsbmuxdError):
-        return DeviceError(f"{what}: usbmuxd is not reachable", device=device,
-                           hint="start usbmuxd (Linux: apt install usbmuxd) or set USBMUXD_SOCKET_ADDRESS")
-    if isinstance(exc, (px.DeviceNotFoundError, px.NoDeviceConnectedError)):
-        return DeviceNotFound(f"{what}: usbmuxd does not list the device", device=device,
-                              hint="check the cable and that the phone is unlocked; `harness devices` lists phones")
-    if isinstance(exc, (px.ConnectionTerminatedError, px.MuxException, ConnectionError, asyncio.IncompleteReadError)):
+    for names, error, message, hint in ERROR_TABLE:
+        if isinstance(exc, tuple(getattr(px, n) for n in names)):
+            return error(f"{what}: " + message.format(exc=exc, name=type(exc).__name__), device=device, hint=hint)
+    if isinstance(exc, (ConnectionError, asyncio.IncompleteReadError)):
         return DeviceLost(f"{what}: the connection to the phone dropped ({type(exc).__name__})", device=device,
                           hint="check the cable; finished results are kept, rerun the remaining cases")
-    if isinstance(exc, px.NotPairedError):
-        return AuthError(f"{what}: the host is not paired with the phone", device=device, hint=HINT_TRUST)
-    return DeviceError(detail, device=device)
+    return DeviceError(f"{what}: {type(exc).__name__}: {exc}", device=device)
 
 
 async def _list_udids(usbmux_address: str | None) -> list[str]:
