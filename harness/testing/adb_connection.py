@@ -88,7 +88,8 @@ class AdbConnection:
         await self._wait_stall()
         self._messages_out += 1
         faults = self._ctx.faults
-        corrupt = faults.current.corrupt_checksum_at == self._messages_out
+        at = faults.current.corrupt_checksum_at
+        corrupt = at is not None and self._messages_out >= at and bool(message.data)
         if corrupt:
             faults.fire("corrupt_checksum_at", f"corrupted checksum of device message {self._messages_out}")
         if self._writer.is_closing():
@@ -179,7 +180,10 @@ class AdbConnection:
         elif command == codec.CLSE:
             stream = self._streams.pop(header.arg1, None)
             if stream is not None:
+                answer = not stream.sent_close
                 stream.peer_closed()
+                if answer:  # the host closed first: answer with our own CLSE
+                    await self.send(codec.Message(codec.CLSE, stream.local_id, stream.remote_id))
 
     async def _on_connect(self, header: codec.Header, data: bytes) -> None:
         self._version = min(header.arg0, codec.VERSION_SKIP_CHECKSUM)

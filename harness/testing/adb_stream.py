@@ -48,6 +48,11 @@ class Stream:
         """The host acknowledged our last ``WRTE``."""
         self._peer_ready.set()
 
+    @property
+    def sent_close(self) -> bool:
+        """True once our ``CLSE`` went out (or there is no one left to send it to)."""
+        return self._sent_close
+
     def peer_closed(self) -> None:
         """The host closed the stream (or the connection died)."""
         self.closed.set()

@@ -20,7 +20,8 @@ class Faults:
     - ``stall_s`` with ``stall_at_message``: freeze (read nothing, send nothing) for
       ``stall_s`` seconds when the host's K-th message arrives (default: the first
       ``OPEN``, i.e. the next command or transfer).
-    - ``corrupt_checksum_at``: send the device's K-th message with a wrong checksum.
+    - ``corrupt_checksum_at``: send the first device message carrying data, from the
+      device's K-th message on, with a wrong checksum (an empty payload has nothing to check).
     - ``reject_auth``: refuse every key, whatever the auth mode (stays armed).
     - ``bandwidth_bytes_per_s``: cap each direction's throughput (not one-shot).
     """
