@@ -1,7 +1,9 @@
 """The ``sync:`` service: STAT/LIST (and v2), SEND, RECV, QUIT over one stream.
 
-Every path goes through :meth:`Sandbox.resolve`, so a path outside the device
-directories (or a symlink leading out) gets ``FAIL`` and never touches the host.
+Every path goes through :meth:`Sandbox.resolve`: a transfer (SEND/RECV) of a path
+outside the device directories, or through a symlink leading out, gets ``FAIL``
+and never touches the host; a stat or list of one answers like adbd does for a
+path it may not read (missing / ``EACCES``), which the real client reports cleanly.
 """
 
 from __future__ import annotations
