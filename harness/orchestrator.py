@@ -136,7 +136,7 @@ class CaseRunner:
         if profile is not None and not profile.supports(case.delegate):
             reason = profile.lacks_reason(case.delegate)
             return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
-        if case.delegate not in litert_python.DELEGATES:
+        if not hasattr(device, "run_app_benchmark") and case.delegate not in litert_python.DELEGATES:
             reason = (f"delegate {case.delegate!r} needs the native benchmark_model tool, which this suite "
                       f"does not configure for {device.id}")
             return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
@@ -154,44 +154,57 @@ class CaseRunner:
 
     def _measure(self, device: Device, case: Case, case_id: str, artifact: ModelArtifact, info: DeviceInfo,
                  started: str) -> Result:
-        python = device.python()
-        if python is None:
+        """Run the case's repetitions with the strategy the device supports; assemble one result."""
+        if hasattr(device, "run_app_benchmark"):
+            strategy = self._repetition_app
+        elif device.python() is not None:
+            strategy = self._repetition_python
+        else:
             return self._result(case, case_id, artifact, info, "skipped",
                                 f"{device.id} has no Python for the litert-python runner", started)
+        m = case.model
+        raws, outcomes = [], []
+        for i in range(m.repetitions):
+            outcome, raw = strategy(device, case, artifact, i)
+            raws.append(raw)
+            if outcome.status != "ok":
+                reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
+                status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
+                return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws))
+            outcomes.append(outcome)
+        return self._result(
+            case, case_id, artifact, info, "ok", None, started,
+            latency=Latency(method=litert_python.METHOD, repetitions=tuple(o.repetition for o in outcomes)),
+            memory=_memory(outcomes), raw="\n".join(raws), env=dict(outcomes[0].environment),
+            outputs=outcomes[0].outputs,
+        )
+
+    def _repetition_python(self, device: Device, case: Case, artifact: ModelArtifact,
+                           index: int) -> tuple[litert_python.RunnerOutcome, str]:
+        """One process of the single-file runner, through the device's shell."""
         model_remote = self.stage(device, artifact.path, artifact.sha256)
         script_remote = self.stage(device, litert_python.SCRIPT)
         m = case.model
-        reps, raws, outcomes = [], [], []
-        for i in range(m.repetitions):
-            cmd = litert_python.command(
-                python, script_remote, model_remote, delegate=case.delegate, threads=case.threads,
-                warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
-            )
-            shell = device.shell(cmd, timeout_s=m.timeout_s)
-            raws.append(f"$ {cmd}\n{shell.output}")
-            outcome = litert_python.parse(shell.output, shell.exit_code)
-            if outcome.status != "ok":
-                status = outcome.status
-                reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
-                return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws))
-            outcomes.append(outcome)
-            reps.append(outcome.repetition)
-        peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
-        before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
-        after = [o.rss_after_init_mb for o in outcomes if o.rss_after_init_mb is not None]
-        memory = Memory(
-            method=litert_python.MEMORY_METHOD,
-            peak_rss_mb=max(peaks) if peaks else None,
-            rss_before_init_mb=_median(before),
-            rss_after_init_mb=_median(after),
-            samples=len(outcomes),
+        cmd = litert_python.command(
+            device.python() or "python3", script_remote, model_remote, delegate=case.delegate,
+            threads=case.threads, warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
         )
-        env = dict(outcomes[0].environment)
-        return self._result(
-            case, case_id, artifact, info, "ok", None, started,
-            latency=Latency(method=litert_python.METHOD, repetitions=tuple(reps)),
-            memory=memory, raw="\n".join(raws), env=env, outputs=outcomes[0].outputs,
-        )
+        shell = device.shell(cmd, timeout_s=m.timeout_s)
+        return litert_python.parse(shell.output, shell.exit_code), f"$ {cmd}\n{shell.output}"
+
+    def _repetition_app(self, device: Device, case: Case, artifact: ModelArtifact,
+                        index: int) -> tuple[litert_python.RunnerOutcome, str]:
+        """One launch of the benchmark app (iOS app contract); the app's result file has the runner's keys."""
+        m = case.model
+        params = app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
+        run_tag = f"{self.run_id}-{case.model.name}-{case.delegate}-t{case.threads}-r{index + 1}"
+        outcome = device.run_app_benchmark(artifact.path, params, run_tag, m.timeout_s)  # type: ignore[attr-defined]
+        raw = "\n".join(outcome.log_lines)
+        if outcome.status == "timeout":
+            return litert_python.RunnerOutcome("timeout", outcome.reason), raw
+        if outcome.result is None:
+            return litert_python.RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
+        return litert_python.from_payload(dict(outcome.result), raw), raw
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
@@ -218,6 +231,27 @@ class CaseRunner:
         if self.writer is not None:
             self.writer.append(result)
         return result
+
+
+def app_params(delegate: str, threads: int, warmup_runs: int, measured_runs: int) -> dict:
+    """``benchmark_params.json`` for the iOS benchmark app: TFLite benchmark flags as JSON."""
+    return {
+        "num_threads": threads, "warmup_runs": warmup_runs, "num_runs": measured_runs,
+        "use_xnnpack": delegate == "xnnpack", "use_gpu": delegate == "gpu", "use_coreml": delegate == "coreml",
+    }
+
+
+def _memory(outcomes: list[litert_python.RunnerOutcome]) -> Memory:
+    peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
+    before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
+    after = [o.rss_after_init_mb for o in outcomes if o.rss_after_init_mb is not None]
+    return Memory(
+        method=litert_python.MEMORY_METHOD,
+        peak_rss_mb=max(peaks) if peaks else None,
+        rss_before_init_mb=_median(before),
+        rss_after_init_mb=_median(after),
+        samples=len(outcomes),
+    )
 
 
 def _median(values: list[float]) -> float | None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices.ios import PROFILE_DIR, match_profile
+from harness.profiles import default_dir
+from harness.profiles import match as _match
+
+PROFILE_DIR = default_dir()
+
+
+def match_profile(facts: dict) -> object:
+    return _match({k: str(v) for k, v in facts.items()}, "ios")
 
 IOS_PROFILES = sorted(PROFILE_DIR.glob("iphone-*.toml"))
 
@@ -26,7 +33,7 @@ def test_each_profile_matches_its_own_product_type(path: Path):
     assert set(data["delegates"]) == {"cpu", "xnnpack", "gpu", "coreml"}
     profile = match_profile(dict(data["properties"]))
     assert profile is not None and profile.name == path.stem
-    assert profile.marketing_name == data["marketing_name"] and profile.chip.startswith("A1")
+    assert profile.marketing_name == data["marketing_name"] and profile.extra["chip"].startswith("A1")
 
 
 def test_product_types_are_unique():
@@ -39,4 +46,4 @@ def test_unknown_iphone_falls_back_to_generic_and_the_fake_wins_over_iphone_13()
     fake = tomllib.loads((PROFILE_DIR / "fake-iphone.toml").read_text())
     assert match_profile(fake["properties"]).name == "fake-iphone"
     assert match_profile({**fake["properties"], "DeviceName": "Ana's iPhone"}).name == "iphone-13"
-    assert match_profile({"ProductType": "Watch6,1"}) is None
+    assert match_profile({"ProductType": "Watch6,1"}).name == "generic-ios"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fnmatch
 import json
 import logging
 import os
@@ -27,14 +26,15 @@ import re
 import statistics
 import threading
 import time
-import tomllib
 import zipfile
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness import profiles
 from harness.devices.base import Device, ShellResult, sha256_file
+from harness.devices.discovery import register_backend
 from harness.errors import AuthError, CommandTimeout, DeviceError, DeviceLost, DeviceNotFound, HarnessError
 from harness.results import DeviceInfo
 
@@ -46,7 +46,6 @@ SENTINEL_RE = re.compile(r"EDGEHARNESS_DONE (\S+) (\S+)")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 FACT_KEYS = ("ProductType", "ProductVersion", "BuildVersion", "HardwareModel", "HardwarePlatform",
              "CPUArchitecture", "DeviceName", "DeviceClass")
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
 MAX_LOG_LINES = 5000
 RESULT_POLL_S = 2.0
 BATTERY_POLL_S = 1.0
@@ -69,37 +68,6 @@ def _lock_down_files(folder: Path) -> None:
     """Pair records hold private keys: owner-only."""
     for path in folder.glob("*.plist"):
         path.chmod(0o600)
-
-
-@dataclass(frozen=True)
-class IosProfile:
-    """The parts of a device profile the iOS backend reports."""
-
-    name: str
-    marketing_name: str = ""
-    chip: str = ""
-    device_class: str = ""
-    neural_engine_cores: int | None = None
-    delegates: tuple[str, ...] = ()
-
-
-def match_profile(facts: dict[str, Any], profile_dir: Path = PROFILE_DIR) -> IosProfile | None:
-    """The highest-priority ``platform = "ios"`` profile whose ``[match]`` patterns all fit ``facts``."""
-    best: tuple[int, IosProfile] | None = None
-    for path in sorted(profile_dir.glob("*.toml")):
-        data = tomllib.loads(path.read_text())
-        if data.get("platform") != "ios":
-            continue
-        rules = data.get("match", {})
-        if not all(any(fnmatch.fnmatchcase(str(facts.get(k, "")), p) for p in pats) for k, pats in rules.items()):
-            continue
-        prio = int(data.get("priority", 0))
-        if best is None or prio > best[0]:
-            best = (prio, IosProfile(
-                name=data.get("name", path.stem), marketing_name=data.get("marketing_name", ""),
-                chip=data.get("chip", data.get("soc", "")), device_class=data.get("device_class", ""),
-                neural_engine_cores=data.get("neural_engine_cores"), delegates=tuple(data.get("delegates", ()))))
-    return best[1] if best else None
 
 
 @dataclass(frozen=True)
@@ -287,7 +255,7 @@ class IosDevice(Device):
         pair_timeout_s: float = 0,
         tunnel_provider: TunnelProvider | None = None,
         tunneld_address: tuple[str, int] | None = None,
-        profile_dir: Path = PROFILE_DIR,
+        profile_dir: Path | None = None,
         connect_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(device_id)
@@ -363,19 +331,18 @@ class IosDevice(Device):
         """Lockdown facts matched to an iPhone profile (marketing name, chip, class)."""
         if self._info is None:
             facts = self.facts()
-            profile = match_profile(facts, self.profile_dir)
+            profile = profiles.match({k: str(v) for k, v in facts.items()}, "ios", self.profile_dir)
             extra = {k: str(facts[k]) for k in FACT_KEYS if k in facts}
-            if profile is not None:
-                extra["delegates"] = ",".join(profile.delegates)
-                if profile.neural_engine_cores is not None:
-                    extra["neural_engine_cores"] = str(profile.neural_engine_cores)
+            extra["delegates"] = ",".join(profile.delegates)
+            if profile.extra.get("neural_engine_cores") is not None:
+                extra["neural_engine_cores"] = str(profile.extra["neural_engine_cores"])
             self._info = DeviceInfo(
                 id=self.id, platform="ios",
-                model=(profile.marketing_name if profile and profile.marketing_name else str(facts.get("ProductType"))),
-                soc=profile.chip if profile else str(facts.get("HardwarePlatform", "")),
+                model=profile.marketing_name or str(facts.get("ProductType")),
+                soc=profile.soc or str(facts.get("HardwarePlatform", "")),
                 os=f"iOS {facts.get('ProductVersion', '?')} ({facts.get('BuildVersion', '?')})",
-                abi=str(facts.get("CPUArchitecture", "arm64")), profile=profile.name if profile else "",
-                device_class=profile.device_class if profile else "", extra=extra)
+                abi=str(facts.get("CPUArchitecture", "arm64")), profile=profile.name,
+                device_class=profile.device_class, extra=extra)
         return self._info
 
     def facts(self) -> dict[str, Any]:
@@ -643,3 +610,14 @@ def _is_connection_loss(exc: BaseException) -> bool:
     from pymobiledevice3.exceptions import ConnectionTerminatedError, MuxException
 
     return isinstance(exc, (ConnectionTerminatedError, MuxException, ConnectionError, asyncio.IncompleteReadError))
+
+
+def _list_for_discovery() -> list[str]:
+    """The lister ``harness devices`` calls: no pymobiledevice3 (extra not installed) means no iOS devices."""
+    try:
+        return discover_ios_devices()
+    except ImportError:
+        return []
+
+
+register_backend("ios", open_ios_device, _list_for_discovery)

@@ -82,13 +82,22 @@ def parse(output: str, exit_code: int | None) -> RunnerOutcome:
         tail = " | ".join(output.strip().splitlines()[-3:])[-300:]
         why = f"exit code {exit_code}" if exit_code not in (None, 0) else "no result line"
         return RunnerOutcome("failed", f"runner produced no result ({why}): {tail or 'no output'}")
+    return from_payload(payload, output)
+
+
+
+SKIP_STATUSES = ("skipped", "delegate_unavailable")
+
+
+def from_payload(payload: dict[str, Any], output: str = "") -> RunnerOutcome:
+    """A runner result dict (the JSON line, or the iOS app's result file, which has the same keys)."""
     status = payload.get("status", "failed")
     if status != "ok":
         reason = payload.get("reason") or "unknown error"
         extra = _diagnostic_line(output)
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
-        return RunnerOutcome("skipped" if status == "skipped" else "failed", reason)
+        return RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason)
     warmup = payload.get("warmup_us") or []
     rep = Repetition(
         samples_us=tuple(float(x) for x in payload.get("samples_us", ())),

@@ -1,0 +1,70 @@
+"""A suite end to end on the wire-level fake iPhone, through the CLI as a user runs it.
+
+The fake stands in for a physical iPhone only below pymobiledevice3 (usbmuxd socket upward is
+pymobiledevice3's real client code); the app it "launches" runs the real model with LiteRT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pymobiledevice3")
+
+from harness.testing.ios.device import BENCH_BUNDLE_ID, FakeIPhone  # noqa: E402
+
+pytest_plugins = ["harness.testing.ios.fixtures"]
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+@pytest.fixture
+def phone(make_fake_iphone) -> FakeIPhone:
+    return make_fake_iphone(installed={BENCH_BUNDLE_ID: "1.0"})
+
+
+def test_devices_lists_the_fake_with_its_profile(phone: FakeIPhone) -> None:
+    proc = _cli("devices", "--json", env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    entry = next(d for d in json.loads(proc.stdout) if d["id"] == phone.device_id)
+    assert entry["reachable"] and entry["platform"] == "ios" and entry["profile"] == "fake-iphone"
+
+
+def test_suite_runs_on_the_fake(phone: FakeIPhone, tmp_path: Path, small_model: Path) -> None:
+    suite = tmp_path / "ios.toml"
+    suite.write_text(f"""
+[suite]
+name = "ios"
+delegates = ["cpu", "xnnpack", "gpu", "coreml"]
+repetitions = 2
+measured_runs = 4
+warmup_runs = 1
+timeout_s = 60
+[[models]]
+path = "{small_model}"
+name = "blazeface"
+""")
+    out = tmp_path / "out"
+    proc = _cli("run", str(suite), "--device", phone.device_id, "--out", str(out), env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    rows = {json.loads(x)["case"]["delegate"]: json.loads(x)
+            for x in next(out.glob("ios-*.jsonl")).read_text().splitlines()}
+    for delegate in ("cpu", "xnnpack"):
+        row = rows[delegate]
+        assert row["status"] == "ok", row["reason"]
+        assert row["device"]["platform"] == "ios" and row["device"]["profile"] == "fake-iphone"
+        reps = row["latency"]["repetitions"]
+        assert len(reps) == 2 and all(len(r["samples_us"]) == 4 for r in reps)
+        assert "EDGEHARNESS_DONE" in row["raw"]
+    for delegate in ("gpu", "coreml"):
+        assert rows[delegate]["status"] == "skipped"
+        assert "fake iPhone has no" in rows[delegate]["reason"]
+    assert (out / "ios.html").exists()
