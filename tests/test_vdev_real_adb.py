@@ -152,3 +152,19 @@ def test_two_devices_are_independent(adb_client, virtual_device_factory):  # noq
     assert not second.host_path("/data/local/tmp/only-first").exists()
     for device in (first, second):
         adb_client.run("disconnect", device.address)
+
+
+def test_directory_push_and_pull_round_trip(adb_client, connected, tmp_path):  # noqa: F811
+    tree = tmp_path / "tree"
+    (tree / "sub dir").mkdir(parents=True)
+    files = {"a.txt": b"alpha\n", "sub dir/b 'q' $(x).bin": os.urandom(70_000), "sub dir/é.txt": b"\xc3\xa9\n"}
+    for name, data in files.items():
+        (tree / name).write_bytes(data)
+    pushed = adb_client.run("push", str(tree), "/data/local/tmp/", serial=connected.address)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    back = tmp_path / "back"
+    back.mkdir()
+    pulled = adb_client.run("pull", "/data/local/tmp/tree", str(back), serial=connected.address)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    for name, data in files.items():
+        assert (back / "tree" / name).read_bytes() == data
