@@ -115,7 +115,8 @@ class LocalStore:
         writer = ResultWriter(self, run_id, path)
         with self._db_lock, closing(self._connect()) as conn, conn:
             conn.execute(
-                "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version)"
+                " VALUES (?,?,?,?,?,?)",
                 (run_id, suite, now_iso(), str(path.resolve()), os.uname().nodename, _version()),
             )
         return writer

@@ -117,7 +117,9 @@ class _Ctx:
                 return i + 1
         return start + 1 if table else None
 
-    def error(self, reason: str, key: str, table: str | None = None, index: int = 0, hint: str | None = None) -> SuiteError:
+    def error(
+        self, reason: str, key: str, table: str | None = None, index: int = 0, hint: str | None = None
+    ) -> SuiteError:
         label = f"{table}[{index}].{key}" if table == "models" else (f"{table}.{key}" if table else key)
         return SuiteError(self.path, reason, key=label, line=self.line_of(key.split(".")[-1], table, index), hint=hint)
 
@@ -149,7 +151,8 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
             if not value or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in value):
                 raise ctx.error(f"threads must be positive integers, got {value!r}", key, table, index)
         elif key in ("warmup_runs",) and value < 1:
-            raise ctx.error(f"must be >= 1 (the first run is reported as first inference), got {value}", key, table, index)
+            raise ctx.error(f"must be >= 1 (the first run is reported as first inference), got {value}",
+                            key, table, index)
         elif key in ("measured_runs", "repetitions") and value < 1:
             raise ctx.error(f"must be >= 1, got {value}", key, table, index)
         elif key == "timeout_s" and value <= 0:
@@ -165,7 +168,8 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
 def _reject_unknown(ctx: _Ctx, values: dict[str, Any], allowed: set[str], table: str, index: int = 0) -> None:
     for key in values:
         if key not in allowed:
-            raise ctx.error(f"unknown key {key!r}", key, table, index, hint=f"allowed keys: {', '.join(sorted(allowed))}")
+            raise ctx.error(f"unknown key {key!r}", key, table, index,
+                            hint=f"allowed keys: {', '.join(sorted(allowed))}")
 
 
 def _validate_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> dict[str, Any]:

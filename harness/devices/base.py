@@ -81,7 +81,7 @@ class Device(abc.ABC):
         """The device's Python interpreter for the single-file runner, or None when it has none."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release transports; safe to call twice."""
 
     def __enter__(self) -> Device:

@@ -112,7 +112,8 @@ def describe(device_id: str) -> DeviceEntry:
         platform = device_id.split(":", 1)[0] if ":" in device_id else "android"
         return DeviceEntry(device_id, platform, False, detail=str(exc))
     extra = ", ".join(f"{k}={v}" for k, v in info.extra.items())
-    detail = f"{info.cpu or info.soc}; {info.cores or '?'} cores; {info.os}; {info.abi}" + (f"; {extra}" if extra else "")
+    detail = f"{info.cpu or info.soc}; {info.cores or '?'} cores; {info.os}; {info.abi}"
+    detail += f"; {extra}" if extra else ""
     return DeviceEntry(info.id, info.platform, True, info.profile, info.model, detail)
 
 
