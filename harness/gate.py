@@ -1,0 +1,511 @@
+"""Regression gate and budgets: baseline vs candidate results -> per-case verdicts with reasons.
+
+A case is matched across runs by ``CaseInfo.key`` (model sha256, delegate, threads, api)
+plus the device identity (id and model): never by a pytest node id, and never across two
+different devices. Verdicts:
+
+- ``slower``: the candidate/baseline ratio of medians is above ``1 + max_regression``
+  *and* the one-sided test (repetition = unit of replication) says slower at ``alpha``;
+- ``faster``: the mirror image (ratio below ``1 / (1 + max_regression)``);
+- ``same``: neither could be shown;
+- ``noisy``: the data cannot support a decision, with the reason: too few repetitions,
+  between-repetition CV above ``max_cv``, or throttling flagged for a run;
+- ``failed``: the case ran in the baseline but did not succeed in the candidate.
+
+The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, and ``noisy`` when
+``noisy="fail"``. Errors that make the gate impossible to evaluate exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from harness import stats
+from harness.errors import HarnessError, UsageError
+from harness.results import DeviceInfo, Result
+
+VERDICTS = ("faster", "slower", "same", "noisy", "failed")
+NOISY_POLICIES = ("fail", "warn")
+RECOMMENDED_REPETITIONS = 10
+
+CaseKey = tuple[str, str, int, str, str, str]
+METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
+
+
+class GateError(HarnessError):
+    """The gate cannot be evaluated (exit code 2): nothing to compare, or not comparable."""
+
+    exit_code = 2
+
+
+class NoCommonCases(GateError):
+    """Baseline and candidate share no case (model sha256 x delegate x threads x api x device)."""
+
+
+class DeviceMismatch(GateError):
+    """The baseline was measured on another device: comparing would be meaningless."""
+
+
+class EmptyBaseline(GateError):
+    """The baseline holds no successful result with latency."""
+
+
+def parse_percent(text: str | float, option: str = "--max-regression") -> float:
+    """``"5%"`` or ``"0.05"`` -> ``0.05``. Bare numbers >= 1 are refused as ambiguous."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not a percentage", hint="write it as 5% or 0.05") from None
+    if not raw.endswith("%") and value >= 1.0:
+        raise UsageError(f"{option}: {text!r} is ambiguous", hint=f"write {raw}% or {value / 100:g}")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{option}: {text!r} must be a finite percentage >= 0", hint="e.g. 5%")
+    return value
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the gate; ``max_regression`` and ``max_cv`` are fractions (0.05 = 5%)."""
+
+    max_regression: float = 0.05
+    alpha: float = 0.01
+    noisy: str = "fail"
+    min_repetitions: int = 5
+    max_cv: float = 0.25
+    level: float = 0.95
+    n_boot: int = stats.DEFAULT_BOOT
+    seed: int = stats.DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if self.noisy not in NOISY_POLICIES:
+            raise UsageError(f"gate noisy={self.noisy!r} is not one of {NOISY_POLICIES}", hint="--noisy fail|warn")
+        if not 0.0 < self.alpha < 0.5:
+            raise UsageError(f"gate alpha={self.alpha} must be in (0, 0.5)", hint="e.g. --alpha 0.01")
+        if not 0.0 <= self.max_regression < 10.0:
+            raise UsageError(f"gate max_regression={self.max_regression} must be a fraction >= 0", hint="e.g. 5%")
+        if self.min_repetitions < 2:
+            raise UsageError(
+                f"gate min_repetitions={self.min_repetitions} must be >= 2",
+                hint="the test needs two repetitions per run; 10 is recommended",
+            )
+        if self.max_cv <= 0:
+            raise UsageError(f"gate max_cv={self.max_cv} must be > 0", hint="e.g. 0.25")
+        if not 0.5 <= self.level < 1.0:
+            raise UsageError(f"gate level={self.level} must be in [0.5, 1)", hint="e.g. 0.95")
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], *, source: str = "[gate]") -> GateConfig:
+        """Build from a suite's ``[gate]`` table (percentages as ``"5%"`` or fractions)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise UsageError(f"{source}: unknown key(s) {unknown}", hint=f"known keys: {sorted(known)}")
+        values = dict(table)
+        for key in ("max_regression", "max_cv"):
+            if key in values:
+                values[key] = parse_percent(values[key], f"{source} {key}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Absolute limits for one model; ``None`` means no limit. Values at the limit pass."""
+
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    init_ms: float | None = None
+    peak_memory_mb: float | None = None
+    energy_mj: float | None = None
+    by_device_class: Mapping[str, Budget] = field(default_factory=dict)
+
+    def for_device_class(self, device_class: str) -> Budget:
+        """This budget with the device class's own limits laid over it."""
+        override = self.by_device_class.get(device_class)
+        if override is None:
+            return self
+        merged = {m: getattr(override, m) if getattr(override, m) is not None else getattr(self, m) for m in METRICS}
+        return Budget(**merged)
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], *, source: str = "budget") -> Budget:
+        """Parse a suite ``budget`` table; sub-tables are per device class (``[budget.flagship]``)."""
+        values: dict[str, float] = {}
+        classes: dict[str, Budget] = {}
+        for key, value in table.items():
+            if isinstance(value, Mapping):
+                classes[key] = cls.from_mapping(value, source=f"{source}.{key}")
+            elif key in METRICS:
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise UsageError(f"{source}.{key} = {value!r} must be a positive number", hint=f"e.g. {key} = 12.5")
+                values[key] = float(value)
+            else:
+                raise UsageError(f"{source}: unknown budget {key!r}", hint=f"known: {', '.join(METRICS)}")
+        return cls(**values, by_device_class=classes)
+
+
+@dataclass(frozen=True)
+class BudgetBreach:
+    """A candidate value above its budget (or a budgeted value that was not measured)."""
+
+    model: str
+    device: str
+    metric: str
+    value: float | None
+    limit: float
+
+    @property
+    def measured(self) -> bool:
+        return self.value is not None
+
+    @property
+    def line(self) -> str:
+        if self.value is None:
+            return f"{self.model} [{self.device}]: {self.metric} budget {self.limit:g} not measured on this device"
+        return f"{self.model} [{self.device}]: {self.metric} {self.value:.3f} > budget {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class CaseVerdict:
+    """One case's comparison: figures, verdict and the reason behind it."""
+
+    key: CaseKey
+    model: str
+    device: str
+    delegate: str
+    threads: int
+    api: str
+    verdict: str
+    why: str
+    noisy_reasons: tuple[str, ...] = ()
+    comparison: stats.Comparison | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} [{self.device} {self.delegate} x{self.threads} {self.api}]"
+
+    @property
+    def ratio(self) -> float | None:
+        return self.comparison.ratio if self.comparison else None
+
+    @property
+    def statement(self) -> str:
+        return self.comparison.statement if self.comparison else ""
+
+    def fails(self, config: GateConfig) -> bool:
+        return self.verdict in ("slower", "failed") or (self.verdict == "noisy" and config.noisy == "fail")
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What the gate decided: exit code, per-case verdicts, budget breaches, lines to print."""
+
+    exit_code: int
+    verdicts: tuple[CaseVerdict, ...]
+    breaches: tuple[BudgetBreach, ...]
+    failures: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    def render(self) -> str:
+        """One line per failing case with the numbers, then warnings, then a one-line total."""
+        lines = [f"FAIL {f}" for f in self.failures] + [f"WARN {w}" for w in self.warnings]
+        counts = {v: sum(1 for c in self.verdicts if c.verdict == v) for v in VERDICTS}
+        total = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        state = "PASSED" if self.passed else "FAILED"
+        lines.append(
+            f"gate {state}: {len(self.verdicts)} case(s) compared ({total or 'none'}), "
+            f"{sum(b.measured for b in self.breaches)} budget breach(es)"
+        )
+        return "\n".join(lines)
+
+
+def device_identity(device: DeviceInfo) -> tuple[str, str]:
+    """What makes two results the same device: its id and its model name."""
+    return (device.id, device.model)
+
+
+def case_key(result: Result) -> CaseKey:
+    """Match key across runs: the case's content key plus the device identity."""
+    return (*result.case.key, *device_identity(result.device))
+
+
+def _reps_of(result: Result) -> list[tuple[float, ...]]:
+    """Per-repetition samples; aggregate-only repetitions give their one center value."""
+    if result.latency is None:
+        return []
+    out = []
+    for rep in result.latency.repetitions:
+        if rep.samples_us:
+            out.append(tuple(rep.samples_us))
+        elif rep.center_us is not None:
+            out.append((float(rep.center_us),))
+    return out
+
+
+def _index(results: Iterable[Result]) -> dict[CaseKey, list[Result]]:
+    index: dict[CaseKey, list[Result]] = {}
+    for r in results:
+        index.setdefault(case_key(r), []).append(r)
+    return index
+
+
+def _usable(results: list[Result]) -> list[Result]:
+    return [r for r in results if r.status == "ok" and _reps_of(r)]
+
+
+def _throttled(results: list[Result]) -> bool:
+    return any(r.thermal is not None and r.thermal.throttled for r in results)
+
+
+def noisiness(cmp: stats.Comparison, config: GateConfig, base_throttled: bool, cand_throttled: bool) -> list[str]:
+    """Why a comparison cannot be trusted, in words (empty when it can)."""
+    reasons = []
+    n_b, n_c = cmp.baseline.n_repetitions, cmp.candidate.n_repetitions
+    if min(n_b, n_c) < config.min_repetitions:
+        reasons.append(f"too few repetitions (baseline {n_b}, candidate {n_c}; need {config.min_repetitions})")
+    for side, summary in (("baseline", cmp.baseline), ("candidate", cmp.candidate)):
+        cv = summary.rep_robust_cv
+        if cv is not None and cv > config.max_cv:
+            reasons.append(f"{side} between-repetition CV {cv:.0%} (MAD-based) above {config.max_cv:.0%}")
+    for side, flag in (("baseline", base_throttled), ("candidate", cand_throttled)):
+        if flag:
+            reasons.append(f"thermal throttling flagged in the {side} run")
+    return reasons
+
+
+def decide(cmp: stats.Comparison, config: GateConfig, reasons: Sequence[str] = ()) -> tuple[str, str]:
+    """Verdict and why, from a comparison and its noisiness reasons (pure; simulations call it)."""
+    limit = 1.0 + config.max_regression
+    ratio, p_slow, p_fast = cmp.ratio, cmp.p_slower, cmp.p_faster
+    slower = ratio > limit and p_slow < config.alpha
+    faster = ratio < 1.0 / limit and p_fast < config.alpha
+    only_cv = bool(reasons) and all("CV" in r for r in reasons)
+    if reasons and not (only_cv and (slower or faster)):
+        return "noisy", "; ".join(reasons)
+    note = f" despite {'; '.join(reasons)}" if reasons else ""
+    if slower:
+        return "slower", f"ratio {ratio:.3f} > {limit:.3f} and p={p_slow:.2g} < {config.alpha:g}{note}"
+    if faster:
+        return "faster", f"ratio {ratio:.3f} < {1 / limit:.3f} and p={p_fast:.2g} < {config.alpha:g}{note}"
+    if ratio > limit:
+        return "same", f"ratio {ratio:.3f} above {limit:.3f} but not significant (p={p_slow:.2g} >= {config.alpha:g})"
+    if ratio < 1.0 / limit:
+        return "same", f"ratio {ratio:.3f} below {1 / limit:.3f} but not significant (p={p_fast:.2g})"
+    return "same", f"ratio {ratio:.3f} within +/-{config.max_regression:.0%}"
+
+
+def _check_comparable(base: dict[CaseKey, list[Result]], cand: dict[CaseKey, list[Result]]) -> None:
+    if not base:
+        raise EmptyBaseline("the baseline holds no results", hint="record one with `harness baseline set NAME`")
+    if not cand:
+        raise NoCommonCases("the candidate run holds no results", hint="did the run select any case?")
+    if set(base) & set(cand):
+        return
+    base_devices = sorted({k[4:] for k in base})
+    cand_devices = sorted({k[4:] for k in cand})
+    if {k[:4] for k in base} & {k[:4] for k in cand} and base_devices != cand_devices:
+        raise DeviceMismatch(
+            f"the baseline was measured on {_fmt_devices(base_devices)}, the candidate on {_fmt_devices(cand_devices)}",
+            hint="record a baseline on this device (`harness baseline set`); devices are never compared to each other",
+        )
+    raise NoCommonCases(
+        f"baseline and candidate share no case ({len(base)} vs {len(cand)} cases; "
+        "cases match on model sha256, delegate, threads, api and device)",
+        hint="did the model file, delegate or threads change? record a new baseline",
+    )
+
+
+def _fmt_devices(devices: Sequence[tuple[str, ...]]) -> str:
+    return ", ".join("/".join(p for p in d if p) for d in devices)
+
+
+def compare(
+    baseline: Sequence[Result], candidate: Sequence[Result], config: GateConfig | None = None
+) -> list[CaseVerdict]:
+    """Verdict per case present in both runs (see module doc). Raises :class:`GateError` children."""
+    config = config or GateConfig()
+    base, cand = _index(baseline), _index(candidate)
+    _check_comparable(base, cand)
+    if not any(_usable(v) for v in base.values()):
+        raise EmptyBaseline(
+            "the baseline has no successful result with latency samples", hint="record a baseline from a passing run"
+        )
+    verdicts = []
+    for key in sorted(set(base) & set(cand)):
+        b_ok, c_all = _usable(base[key]), cand[key]
+        c_ok = _usable(c_all)
+        if not b_ok:
+            continue
+        first = c_all[0]
+        common = dict(
+            key=key,
+            model=first.case.model,
+            device=first.device.id,
+            delegate=first.case.delegate,
+            threads=first.case.threads,
+            api=first.case.api,
+        )
+        if not c_ok:
+            reason = "; ".join(sorted({f"{r.status}: {r.reason or 'no latency'}" for r in c_all}))
+            verdicts.append(CaseVerdict(**common, verdict="failed", why=f"candidate did not run: {reason}"))
+            continue
+        b_reps = [rep for r in b_ok for rep in _reps_of(r)]
+        c_reps = [rep for r in c_ok for rep in _reps_of(r)]
+        try:
+            cmp = stats.compare(b_reps, c_reps, n_boot=config.n_boot, seed=config.seed, level=config.level)
+        except ValueError as exc:
+            label = f"{first.case.model} [{first.device.id}]"
+            raise GateError(f"{label}: {exc}", hint="the stored run is corrupt; re-run it") from None
+
+        reasons = noisiness(cmp, config, _throttled(b_ok), _throttled(c_ok))
+        verdict, why = decide(cmp, config, reasons)
+        verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp))
+    return verdicts
+
+
+def _metric_value(result: Result, metric: str) -> float | None:
+    if metric in ("p50_ms", "p90_ms", "p99_ms"):
+        reps = _reps_of(result)
+        if not reps:
+            return None
+        summary = stats.summarize(reps, n_boot=0)
+        return {"p50_ms": summary.median_us, "p90_ms": summary.p90_us, "p99_ms": summary.p99_us}[metric] / 1000.0
+    if metric == "init_ms":
+        init = result.latency.init_us if result.latency else None
+        return None if init is None else init / 1000.0
+    if metric == "peak_memory_mb":
+        return result.memory.peak_rss_mb if result.memory else None
+    return result.energy.per_inference_mj if result.energy else None
+
+
+def check_budgets(results: Sequence[Result], budgets: Mapping[str, Budget]) -> list[BudgetBreach]:
+    """Breaches of per-model budgets (keyed by ``CaseInfo.model``) by successful results.
+
+    A value equal to its limit passes. A budgeted metric the device did not measure is
+    returned with ``value=None`` (a warning, not a failure).
+    """
+    breaches = []
+    for result in results:
+        budget = budgets.get(result.case.model)
+        if budget is None or result.status != "ok":
+            continue
+        budget = budget.for_device_class(result.device.device_class)
+        for metric in METRICS:
+            limit = getattr(budget, metric)
+            if limit is None:
+                continue
+            value = _metric_value(result, metric)
+            if value is None or value > limit:
+                breaches.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit))
+    return breaches
+
+
+def verdict_line(v: CaseVerdict) -> str:
+    """The numbers behind one verdict, on one line."""
+    if v.comparison is None:
+        return f"{v.label}: {v.verdict}: {v.why}"
+    c = v.comparison
+    ci = f" ({c.ratio_ci.low:.3f}-{c.ratio_ci.high:.3f})" if c.ratio_ci else ""
+    return (
+        f"{v.label}: {v.verdict}: median {c.baseline.median_us / 1000:.3f} ms"
+        f" -> {c.candidate.median_us / 1000:.3f} ms, "
+        f"ratio {c.ratio:.3f}{ci}, reps {c.baseline.n_repetitions}/{c.candidate.n_repetitions}; {v.why}"
+    )
+
+
+def gate(
+    baseline: Sequence[Result] | None,
+    candidate: Sequence[Result],
+    config: GateConfig | None = None,
+    budgets: Mapping[str, Budget] | None = None,
+) -> GateOutcome:
+    """Compare (when a baseline is given) and check budgets; exit code 0 pass, 1 fail."""
+    config = config or GateConfig()
+    verdicts = compare(baseline, candidate, config) if baseline is not None else []
+    breaches = check_budgets(candidate, budgets or {})
+    failures, warnings = [], []
+    for v in verdicts:
+        if v.fails(config):
+            failures.append(verdict_line(v))
+        elif v.verdict == "noisy":
+            warnings.append(verdict_line(v))
+    for b in breaches:
+        (failures if b.measured else warnings).append(b.line)
+    return GateOutcome(
+        exit_code=1 if failures else 0,
+        verdicts=tuple(verdicts),
+        breaches=tuple(breaches),
+        failures=tuple(failures),
+        warnings=tuple(warnings),
+    )
+
+
+def _row(v: CaseVerdict) -> list[str]:
+    c = v.comparison
+    if c is None:
+        return [v.label, "", "", "", "", v.verdict, v.why]
+    ci = f"{c.ratio_ci.low:.3f}-{c.ratio_ci.high:.3f}" if c.ratio_ci else ""
+    return [
+        v.label,
+        f"{c.baseline.median_us / 1000:.3f}",
+        f"{c.candidate.median_us / 1000:.3f}",
+        f"{c.ratio:.3f}",
+        ci,
+        v.verdict,
+        v.why,
+    ]
+
+
+_HEADER = ["case", "base ms", "cand ms", "ratio", "95% CI", "verdict", "why"]
+
+
+def render_compare_table(verdicts: Sequence[CaseVerdict]) -> str:
+    """Plain-text table for the terminal: medians, ratio, interval, verdict, why."""
+    rows = [_HEADER] + [_row(v) for v in verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows).rstrip()
+
+
+def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = ()) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts and a list of budget breaches."""
+    icon = {
+        "faster": ":rocket:",
+        "slower": ":x:",
+        "same": ":white_check_mark:",
+        "noisy": ":warning:",
+        "failed": ":boom:",
+    }
+    lines = ["### edgeharness gate", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    for v in verdicts:
+        cells = _row(v)
+        cells[5] = f"{icon.get(v.verdict, '')} {v.verdict}"
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if breaches:
+        lines += ["", "**Budgets**", ""] + [f"- {b.line}" for b in breaches]
+    return "\n".join(lines) + "\n"
+
+
+def junit_properties(verdict: CaseVerdict) -> list[tuple[str, str]]:
+    """``(name, value)`` pairs for ``record_property`` / junit XML."""
+    props = [("gate_verdict", verdict.verdict), ("gate_why", verdict.why)]
+    c = verdict.comparison
+    if c is not None:
+        props += [
+            ("baseline_median_us", f"{c.baseline.median_us:.1f}"),
+            ("candidate_median_us", f"{c.candidate.median_us:.1f}"),
+            ("ratio", f"{c.ratio:.4f}"),
+            ("p_slower", f"{c.p_slower:.3g}"),
+            ("baseline_repetitions", str(c.baseline.n_repetitions)),
+            ("candidate_repetitions", str(c.candidate.n_repetitions)),
+        ]
+        if c.ratio_ci:
+            props += [("ratio_ci_low", f"{c.ratio_ci.low:.4f}"), ("ratio_ci_high", f"{c.ratio_ci.high:.4f}")]
+    return props
