@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite drives for real: the AOSP adb client, a headless browser for
-# the report, and proot for the virtual Android device's sandbox.
-SYSTEM_PACKAGES := adb chromium proot
+# Debian packages the test suite drives for real: the AOSP adb client and a headless browser for
+# the report. (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
+SYSTEM_PACKAGES := adb chromium
 
 .PHONY: install system-deps demo test lint bench clean
 
@@ -22,7 +22,6 @@ system-deps:
 	@missing=""; \
 	command -v adb >/dev/null 2>&1 || missing="$$missing adb"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v proot >/dev/null 2>&1 || missing="$$missing proot"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \

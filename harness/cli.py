@@ -96,6 +96,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- virtual device ----------------------------------------------------------------------
+def cmd_virtual_device(args: argparse.Namespace) -> int:
+    from harness.testing.serve import run
+
+    return run(args)
+
+
 # -- parser wiring -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -152,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     z = zsub.add_parser("fetch", help="download (once) and verify models")
     z.add_argument("names", nargs="*", help="model names (default: all)")
     z.set_defaults(func=cmd_zoo)
+
+    s = sub.add_parser("virtual-device", help="serve a virtual Android device (real ADB protocol on loopback)",
+                       description="A virtual Android device that adb and the harness connect to; for CI without "
+                                   "hardware. See docs/virtual-device.md.")
+    vsub = s.add_subparsers(dest="vd_command", metavar="ACTION", parser_class=_SubParser)
+    vsub.required = True
+    v = vsub.add_parser("serve", help="print the device's address and serve until stopped (Ctrl-C)",
+                        description="Serve one virtual Android device until stopped.")
+    from harness.testing.serve import add_arguments
+
+    add_arguments(v)
+    v.set_defaults(func=cmd_virtual_device)
 
     for register in _EXTENSIONS:
         register(sub)

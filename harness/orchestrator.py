@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import platform
 import posixpath
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +24,11 @@ from pathlib import Path
 
 from harness import __version__, profiles, zoo
 from harness.devices.base import Device, sha256_file
-from harness.errors import CommandTimeout, DeviceLost, HarnessError, ModelError
+from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError
 from harness.models import ModelArtifact, load_model
 from harness.results import CaseInfo, DeviceInfo, Latency, Memory, Result, truncate_raw
-from harness.runners import litert_python
+from harness.runners import flags, litert_python, tool
+from harness.runners.outcome import RunnerOutcome
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -136,10 +138,6 @@ class CaseRunner:
         if profile is not None and not profile.supports(case.delegate):
             reason = profile.lacks_reason(case.delegate)
             return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
-        if not hasattr(device, "run_app_benchmark") and case.delegate not in litert_python.DELEGATES:
-            reason = (f"delegate {case.delegate!r} needs the native benchmark_model tool, which this suite "
-                      f"does not configure for {device.id}")
-            return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
         dlog.info("%s: %d repetition(s) x %d runs", case_id, case.model.repetitions, case.model.measured_runs)
         try:
             result = self._measure(device, case, case_id, artifact, info, started)
@@ -147,21 +145,51 @@ class CaseRunner:
             result = self._result(case, case_id, artifact, info, "timeout", str(exc), started, raw=exc.output or "")
         except DeviceLost as exc:
             result = self._result(case, case_id, artifact, info, "device_lost", str(exc), started)
+        except DelegateUnavailable as exc:
+            result = self._result(case, case_id, artifact, info, "skipped", str(exc), started)
         except HarnessError as exc:
             result = self._result(case, case_id, artifact, info, "failed", str(exc), started)
         dlog.info("%s: %s%s", case_id, result.status, f" ({result.reason})" if result.reason else "")
         return self._finish(result)
 
+    def _strategy(self, device: Device, case: Case, info: DeviceInfo) -> tuple[Callable | None, str]:
+        """How to run this case here: (repetition function, runner name), or (None, why not)."""
+        runner = case.model.runner
+        if hasattr(device, "run_app_benchmark"):
+            return self._repetition_app, "ios-app"
+        has_python = device.python() is not None
+        tool_path = _tool_for_abi(case.model.tool, info.abi)
+        if runner == "auto":
+            if case.delegate in litert_python.DELEGATES and has_python:
+                runner = litert_python.NAME
+            elif tool_path:
+                runner = tool.BENCHMARK_MODEL
+            else:
+                return None, (f"delegate {case.delegate!r} needs the native benchmark_model tool: set "
+                              f"[suite.tool] benchmark_model for ABI {info.abi or '?'}"
+                              if case.delegate not in litert_python.DELEGATES
+                              else f"{device.id} has no Python for the litert-python runner and no "
+                                   f"benchmark_model tool is configured")
+        if runner == litert_python.NAME:
+            if not has_python:
+                return None, f"{device.id} has no python3 for the litert-python runner"
+            if case.delegate not in litert_python.DELEGATES:
+                return None, f"the litert-python runner cannot run delegate {case.delegate!r}"
+            return self._repetition_python, runner
+        if runner == tool.LITERT_BENCHMARK:
+            if not has_python:
+                return None, f"{device.id} has no python3 for litert-benchmark"
+            return self._repetition_tool, runner
+        if not tool_path:
+            return None, f"no benchmark_model binary for ABI {info.abi or '?'} in [suite.tool]"
+        return self._repetition_tool, runner
+
     def _measure(self, device: Device, case: Case, case_id: str, artifact: ModelArtifact, info: DeviceInfo,
                  started: str) -> Result:
         """Run the case's repetitions with the strategy the device supports; assemble one result."""
-        if hasattr(device, "run_app_benchmark"):
-            strategy = self._repetition_app
-        elif device.python() is not None:
-            strategy = self._repetition_python
-        else:
-            return self._result(case, case_id, artifact, info, "skipped",
-                                f"{device.id} has no Python for the litert-python runner", started)
+        strategy, runner = self._strategy(device, case, info)
+        if strategy is None:
+            return self._result(case, case_id, artifact, info, "skipped", runner, started)
         m = case.model
         raws, outcomes = [], []
         for i in range(m.repetitions):
@@ -170,17 +198,19 @@ class CaseRunner:
             if outcome.status != "ok":
                 reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
-                return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws))
+                return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
+                                    runner=runner)
             outcomes.append(outcome)
+        first = outcomes[0]
         return self._result(
-            case, case_id, artifact, info, "ok", None, started,
-            latency=Latency(method=litert_python.METHOD, repetitions=tuple(o.repetition for o in outcomes)),
-            memory=_memory(outcomes), raw="\n".join(raws), env=dict(outcomes[0].environment),
-            outputs=outcomes[0].outputs,
+            case, case_id, artifact, info, "ok", None, started, runner=runner,
+            latency=Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes)),
+            memory=_memory(outcomes), raw="\n".join(raws), env=dict(first.environment),
+            outputs=first.outputs, delegates=first.delegates, ops=first.ops,
         )
 
     def _repetition_python(self, device: Device, case: Case, artifact: ModelArtifact,
-                           index: int) -> tuple[litert_python.RunnerOutcome, str]:
+                           index: int) -> tuple[RunnerOutcome, str]:
         """One process of the single-file runner, through the device's shell."""
         model_remote = self.stage(device, artifact.path, artifact.sha256)
         script_remote = self.stage(device, litert_python.SCRIPT)
@@ -192,8 +222,26 @@ class CaseRunner:
         shell = device.shell(cmd, timeout_s=m.timeout_s)
         return litert_python.parse(shell.output, shell.exit_code), f"$ {cmd}\n{shell.output}"
 
+    def _repetition_tool(self, device: Device, case: Case, artifact: ModelArtifact,
+                         index: int) -> tuple[RunnerOutcome, str]:
+        """One process of a native tool (benchmark_model, or litert-benchmark through the device's Python)."""
+        m = case.model
+        model_remote = self.stage(device, artifact.path, artifact.sha256)
+        kind = tool.LITERT_BENCHMARK if m.runner == tool.LITERT_BENCHMARK else tool.BENCHMARK_MODEL
+        binary = ""
+        if kind == tool.BENCHMARK_MODEL:
+            binary = self.stage(device, Path(_tool_for_abi(m.tool, self.device_info(device).abi) or ""))
+            if not getattr(device, "shares_host_fs", False):
+                device.shell(f"chmod 755 {shlex.quote(binary)}", timeout_s=30).check(device.id)
+        argv = tool.argv(kind, binary, model_remote, delegate=case.delegate, threads=case.threads,
+                         warmup_runs=m.warmup_runs, measured_runs=m.measured_runs,
+                         options=m.tool.get("options"), python=device.python())
+        cmd = flags.to_shell(argv)
+        shell = device.shell(cmd, timeout_s=m.timeout_s)
+        return tool.outcome(kind, shell.output, shell.exit_code), f"$ {cmd}\n{shell.output}"
+
     def _repetition_app(self, device: Device, case: Case, artifact: ModelArtifact,
-                        index: int) -> tuple[litert_python.RunnerOutcome, str]:
+                        index: int) -> tuple[RunnerOutcome, str]:
         """One launch of the benchmark app (iOS app contract); the app's result file has the runner's keys."""
         m = case.model
         params = app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
@@ -201,20 +249,21 @@ class CaseRunner:
         outcome = device.run_app_benchmark(artifact.path, params, run_tag, m.timeout_s)  # type: ignore[attr-defined]
         raw = "\n".join(outcome.log_lines)
         if outcome.status == "timeout":
-            return litert_python.RunnerOutcome("timeout", outcome.reason), raw
+            return RunnerOutcome("timeout", outcome.reason), raw
         if outcome.result is None:
-            return litert_python.RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
+            return RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
         return litert_python.from_payload(dict(outcome.result), raw), raw
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
-                raw: str = "", env: dict | None = None, outputs: tuple = ()) -> Result:
+                raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
+                delegates: tuple = (), ops: tuple = ()) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
             case=CaseInfo(
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
-                delegate=case.delegate, threads=case.threads, runner=litert_python.NAME,
+                delegate=case.delegate, threads=case.threads, runner=runner or m.runner,
                 model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.api,
                 warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, repetitions=m.repetitions,
                 settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget,
@@ -225,6 +274,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
+            delegates=tuple(delegates), ops=tuple(ops),
         )
 
     def _finish(self, result: Result) -> Result:
@@ -241,15 +291,25 @@ def app_params(delegate: str, threads: int, warmup_runs: int, measured_runs: int
     }
 
 
-def _memory(outcomes: list[litert_python.RunnerOutcome]) -> Memory:
+def _tool_for_abi(tool_config: dict, abi: str) -> str | None:
+    """The configured benchmark_model binary for a device ABI (``*`` matches any)."""
+    paths = tool_config.get("benchmark_model") or {}
+    return paths.get(abi) or paths.get("*")
+
+
+def _memory(outcomes: list[RunnerOutcome]) -> Memory:
     peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
     before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
     after = [o.rss_after_init_mb for o in outcomes if o.rss_after_init_mb is not None]
+    init = [o.footprint_init_mb for o in outcomes if o.footprint_init_mb is not None]
+    overall = [o.footprint_overall_mb for o in outcomes if o.footprint_overall_mb is not None]
     return Memory(
-        method=litert_python.MEMORY_METHOD,
+        method=outcomes[0].memory_method,
         peak_rss_mb=max(peaks) if peaks else None,
         rss_before_init_mb=_median(before),
         rss_after_init_mb=_median(after),
+        footprint_init_mb=_median(init),
+        footprint_overall_mb=_median(overall),
         samples=len(outcomes),
     )
 

@@ -17,7 +17,8 @@ from harness.errors import SuiteError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
 APIS = ("interpreter", "compiled")
-RUNNERS = ("auto", "litert-python", "benchmark_model")
+RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
+TOOL_KEYS = ("benchmark_model", "options")
 BUDGET_KEYS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv")
 COOLDOWN_MODES = ("off", "threshold", "pause")
@@ -64,6 +65,7 @@ class ModelSpec:
     api: str
     runner: str
     budget: dict[str, Any] = field(default_factory=dict)
+    tool: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
     return name
 
 
-def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int) -> ModelSpec:
+def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, tool: dict[str, Any]) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ctx.error("each [[models]] entry must be a table", "models", None)
     _reject_unknown(ctx, raw, set(_SETTINGS) | set(_MODEL_ONLY), "models", index)
@@ -233,6 +235,7 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int) -> M
         api=settings["api"],
         runner=settings["runner"],
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
+        tool=tool,
     )
 
 
@@ -252,6 +255,24 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
         raise ctx.error(f"unknown cooldown mode {mode!r}", "mode", "suite.cooldown",
                         hint=f"allowed: {', '.join(COOLDOWN_MODES)}")
     return dict(cooldown)
+
+
+def _parse_tool(ctx: _Ctx, tool: dict[str, Any]) -> dict[str, Any]:
+    """``[suite.tool]``: the native tool binary (one path, or one per ABI) and its extra flags."""
+    _reject_unknown(ctx, tool, set(TOOL_KEYS), "suite.tool")
+    out = dict(tool)
+    binary = tool.get("benchmark_model")
+    if binary is not None:
+        paths = {"*": binary} if isinstance(binary, str) else binary
+        if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
+            raise ctx.error("benchmark_model must be a path or a table of ABI = path", "benchmark_model",
+                            "suite.tool")
+        base = ctx.path.parent if ctx.path.name else Path(".")
+        out["benchmark_model"] = {abi: str((base / p).resolve()) if not Path(p).is_absolute() else p
+                                  for abi, p in paths.items()}
+    if not isinstance(tool.get("options", {}), dict):
+        raise ctx.error("options must be a table of benchmark flags", "options", "suite.tool")
+    return out
 
 
 def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
@@ -278,7 +299,8 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
                         hint='add:\n[[models]]\nzoo = "face_landmark"')
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
-    models = tuple(_parse_model(ctx, raw, defaults, i) for i, raw in enumerate(models_raw))
+    tool = _parse_tool(ctx, head.get("tool", {}))
+    models = tuple(_parse_model(ctx, raw, defaults, i, tool) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -291,7 +313,7 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
         models=models,
         gate=_parse_gate(ctx, data.get("gate", {})),
         cooldown=_parse_cooldown(ctx, head.get("cooldown", {})),
-        tool=dict(head.get("tool", {})),
+        tool=tool,
     )
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.results import Repetition
+from harness.runners.outcome import RunnerOutcome
 
 NAME = "litert-python"
 SCRIPT = Path(__file__).with_name("pyrunner.py")
@@ -22,20 +22,6 @@ METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration
 MEMORY_METHOD = "child's own /proc/self/status VmRSS before/after init and getrusage ru_maxrss (peak)"
 # pyrunner takes these delegates; the others need a native tool (benchmark_model).
 DELEGATES = ("cpu", "xnnpack", "gpu")
-
-
-@dataclass(frozen=True)
-class RunnerOutcome:
-    """One repetition's outcome as read from the runner's output."""
-
-    status: str  # ok | failed | skipped
-    reason: str | None
-    repetition: Repetition | None = None
-    peak_rss_mb: float | None = None
-    rss_before_init_mb: float | None = None
-    rss_after_init_mb: float | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
-    outputs: tuple[dict[str, Any], ...] = ()
 
 
 def command(
@@ -115,4 +101,6 @@ def from_payload(payload: dict[str, Any], output: str = "") -> RunnerOutcome:
         rss_after_init_mb=payload.get("rss_after_init_mb"),
         environment=env,
         outputs=tuple(payload.get("outputs") or ()),
+        latency_method=METHOD,
+        memory_method=MEMORY_METHOD,
     )

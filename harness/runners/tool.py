@@ -1,0 +1,92 @@
+"""Runners for native benchmark tools: TFLite ``benchmark_model`` and Google's ``litert-benchmark``.
+
+The tool reports aggregates only (count, avg, std, min, max, percentiles), so each repetition
+(one tool process) contributes one aggregate record, never invented per-iteration samples.
+Its output goes through the parsers of :mod:`harness.runners.parse`; the raw text is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from harness.errors import DelegateUnavailable
+from harness.results import Repetition
+from harness.runners import flags
+from harness.runners.measurement import Measurement
+from harness.runners.outcome import RunnerOutcome
+from harness.runners.parse import parse_text
+
+BENCHMARK_MODEL = "benchmark_model"
+LITERT_BENCHMARK = "litert-benchmark"
+KINDS = (BENCHMARK_MODEL, LITERT_BENCHMARK)
+# Our delegate names -> litert-benchmark's accelerator: its CPU accelerator runs XNNPACK.
+_LITERT_ACCEL = {"xnnpack": "cpu", "gpu": "gpu"}
+LATENCY_METHOD = {
+    BENCHMARK_MODEL: "benchmark_model's own timing (per-run aggregates: count, avg, std, min, max)",
+    LITERT_BENCHMARK: "litert-benchmark's own timing (per-run aggregates, reported in ms with 0.01 ms resolution)",
+}
+MEMORY_METHOD = "the tool's memory footprint lines"
+LITERT_MODULE = "ai_edge_litert.tools.benchmark_litert_model"
+
+
+def argv(kind: str, tool: str, model: str, *, delegate: str, threads: int, warmup_runs: int, measured_runs: int,
+         options: Mapping[str, object] | None = None, capabilities: Collection[str] | None = None,
+         python: str | None = None) -> list[str]:
+    """The tool's argv for one repetition (quote it with :func:`flags.to_shell`).
+
+    For ``litert-benchmark`` ``tool`` is ignored when ``python`` is given: the device runs
+    ``python -m ai_edge_litert.tools.benchmark_litert_model`` (the same code as the console script).
+    """
+    if kind == BENCHMARK_MODEL:
+        return flags.build_benchmark_model_argv(tool, model, delegate=delegate, threads=threads,
+                                                warmup_runs=warmup_runs, num_runs=measured_runs,
+                                                options=options, capabilities=capabilities)
+    accel = _LITERT_ACCEL.get(delegate)
+    if accel is None:
+        raise DelegateUnavailable(f"litert-benchmark cannot run delegate {delegate!r}",
+                                  hint="it offers xnnpack (its CPU accelerator) and gpu")
+    args = flags.build_litert_argv(LITERT_BENCHMARK, model, delegate=accel, threads=threads,
+                                   warmup_runs=warmup_runs, num_runs=measured_runs, options=options, python=True)
+    return ([python, "-m", LITERT_MODULE] if python else [tool]) + args[1:]
+
+
+def _repetition(m: Measurement) -> Repetition:
+    stats = m.inference
+    return Repetition(
+        init_us=m.init_us,
+        first_inference_us=m.first_inference_us,
+        warmup_avg_us=m.warmup_avg_us,
+        count=stats.count if stats else None,
+        avg_us=(stats.avg_us if stats and stats.avg_us is not None else m.inference_avg_us),
+        std_us=stats.std_us if stats else None,
+        min_us=stats.min_us if stats else None,
+        max_us=stats.max_us if stats else None,
+        median_us=stats.median_us if stats else None,
+    )
+
+
+def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
+    """Parse one repetition's output; a failed or cut-short run keeps the tool's first error line."""
+    runs = parse_text(output, kind)
+    last = runs[-1] if runs else None
+    if last is None or last.status != "ok":
+        why = (last.error if last and last.error else None) or f"exit code {exit_code}, no result in the output"
+        return RunnerOutcome("failed", f"{kind}: {why}")
+    mem = last.memory
+    return RunnerOutcome(
+        "ok",
+        None,
+        repetition=_repetition(last),
+        peak_rss_mb=mem.peak_mb if mem else None,
+        footprint_init_mb=mem.init_mb if mem else None,
+        footprint_overall_mb=mem.overall_mb if mem else None,
+        environment={"tool": kind},
+        delegates=tuple(d.__dict__ for d in last.delegates),
+        ops=tuple(
+            {"node_type": o.node_type, "name": o.name, "avg_ms": (o.avg_us or 0) / 1000.0, "percent": o.percent,
+             "times_called": o.times_called}
+            for o in last.top_ops(10)
+        ),
+        latency_method=LATENCY_METHOD[kind],
+        memory_method=MEMORY_METHOD,
+    )
