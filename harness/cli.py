@@ -96,6 +96,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- parse -------------------------------------------------------------------------------
+def cmd_parse(args: argparse.Namespace) -> int:
+    from harness.runners.parse import parse_file, render_table
+
+    results = {path: parse_file(path) for path in args.files}
+    if args.json:
+        _out(json.dumps({path: [m.to_dict() for m in runs] for path, runs in results.items()}, indent=2))
+    else:
+        sys.stdout.write(render_table(results))
+    return 0
+
+
 # -- virtual device ----------------------------------------------------------------------
 def cmd_virtual_device(args: argparse.Namespace) -> int:
     from harness.testing.serve import run
@@ -159,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     z = zsub.add_parser("fetch", help="download (once) and verify models")
     z.add_argument("names", nargs="*", help="model names (default: all)")
     z.set_defaults(func=cmd_zoo)
+
+    s = sub.add_parser("parse", help="read benchmark tool outputs (benchmark_model, LiteRT, iOS app) into runs",
+                       description="Parse captured tool outputs; print each file's runs as a table or JSON. "
+                                   "See docs/parsers.md.")
+    s.add_argument("files", nargs="+", metavar="FILE", help="a file holding a tool's output (logcat, console...)")
+    s.add_argument("--json", action="store_true", help="machine-readable output: {file: [run, ...]}")
+    s.set_defaults(func=cmd_parse)
 
     s = sub.add_parser("virtual-device", help="serve a virtual Android device (real ADB protocol on loopback)",
                        description="A virtual Android device that adb and the harness connect to; for CI without "
