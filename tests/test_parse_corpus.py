@@ -365,3 +365,22 @@ def test_corpus_status_counts_are_reported(capsys):
     with capsys.disabled():
         print(f"\ncorpus runs by status: {dict(sorted(counts.items()))}")
     assert set(counts) == {"ok", "failed", "incomplete"}
+
+
+def test_cli_parse_json_and_table(capsys):
+    from harness.cli import main
+
+    sample = str(CORPUS / "benchmark_model__linux_qcom_qrb2210_rb1__gpu_opencl__tf2.1x__01.txt")
+    assert main(["parse", sample, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (run,) = data[sample]
+    assert (run["status"], run["inference_avg_us"], run["inference"]["p95_us"]) == ("ok", 115246.0, 116620.0)
+    assert run["delegates"] == [
+        {"name": "gpu", "accelerator": "opencl", "applied": "full", "nodes_delegated": None, "nodes_total": None,
+         "partitions": 1}
+    ]
+    assert main(["parse", sample]) == 0
+    out = capsys.readouterr().out
+    assert "115.2" in out and "delegate: gpu (opencl) full, 1 partition" in out
+    assert main(["parse", str(CORPUS / "no-such-file.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
