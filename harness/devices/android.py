@@ -1,0 +1,597 @@
+"""Android backend: phones (and Linux boards) over ADB, driven with adb-shell 0.4.4.
+
+The only module importing ``adb_shell``. Reaches devices over TCP (``adb tcpip`` phones,
+DeviceFarmer/STF endpoints, the virtual device) and over USB by serial when libusb
+(``adb_shell.transport.usb_transport``) is importable. No adb server is needed.
+
+Reliability: every operation runs on a link that is reopened on demand; a broken link
+(reset, EOF, bad checksum, stalled socket) is retried with exponential backoff for
+``reconnect_window_s``, then :class:`DeviceLost` is raised with the last cause. A shell
+command has its own total ``timeout_s`` (an absolute deadline enforced by the transport,
+so it holds even when the device stalls mid-message); on expiry the remote process tree
+is killed over a fresh link and :class:`CommandTimeout` is raised.
+
+Keys: ``$HARNESS_ADB_KEY``, else ``~/.android/adbkey`` (the Android SDK's, so a phone that
+trusts ``adb`` trusts the harness), created 0600 when missing; key material is never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import posixpath
+import select
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adb_shell import exceptions as adb_errors
+from adb_shell.adb_device import AdbDevice
+from adb_shell.auth.keygen import keygen
+from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+from adb_shell.transport.tcp_transport import TcpTransport
+
+from harness import profiles
+from harness.devices import adb_commands as cmds
+from harness.devices.base import Device, ShellResult, sha256_file
+from harness.devices.discovery import inventory_ids, register_backend
+from harness.errors import AuthError, CommandTimeout, DeviceError, DeviceLost, DeviceNotFound, HarnessError
+from harness.results import DeviceInfo
+
+try:  # USB needs libusb1 (the ``usb1`` module); TCP works without it.
+    from adb_shell.transport.usb_transport import UsbTransport
+except ImportError:  # pragma: no cover - depends on the machine
+    UsbTransport = None  # type: ignore[assignment,misc]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WORKDIR = "/data/local/tmp/edgeharness"
+DEFAULT_PORT = 5555
+KILL_BUDGET_S = 0.75
+MIN_TRANSFER_BYTES_PER_S = 250_000
+HINT_ACCEPT_KEY = ("unlock the phone and accept the 'Allow USB debugging?' prompt for this computer's key "
+                   "(tick 'Always allow'), then run again; on a farm, add the key's .pub to the device")
+_LINK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError,
+    adb_errors.TcpTimeoutException, adb_errors.AdbTimeoutError, adb_errors.AdbConnectionError,
+    adb_errors.InvalidResponseError, adb_errors.InvalidChecksumError, adb_errors.InvalidCommandError,
+    adb_errors.UsbReadFailedError, adb_errors.UsbWriteFailedError,
+)  # fmt: skip
+
+
+class DeviceLogger(logging.LoggerAdapter):
+    """Every log line carries the device id."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        return f"[{self.extra['device']}] {msg}", kwargs
+
+
+# --- addresses and keys ---------------------------------------------------------------------
+
+
+def parse_device_id(device_id: str) -> tuple[str, int] | str:
+    """``adb:HOST[:PORT]`` or ``HOST:PORT`` → ``(host, port)`` (TCP); a bare serial → the serial (USB)."""
+    rest = device_id[4:] if device_id.startswith("adb:") else device_id
+    if not rest:
+        raise DeviceNotFound(f"empty adb device id {device_id!r}", hint="use adb:HOST:PORT or a USB serial")
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, _, port = rest[1:].partition("]")
+        return host, int(port.lstrip(":") or DEFAULT_PORT)
+    host, sep, port = rest.rpartition(":")
+    if sep and port.isdigit():
+        return host, int(port)
+    if device_id.startswith("adb:") or sep:
+        return rest, DEFAULT_PORT
+    return rest
+
+
+def key_path() -> Path:
+    """The adb private key to use: ``$HARNESS_ADB_KEY``, else the SDK's ``~/.android/adbkey``."""
+    explicit = os.environ.get("HARNESS_ADB_KEY")
+    if explicit:
+        return Path(explicit).expanduser()
+    user_home = os.environ.get("ANDROID_USER_HOME")
+    base = Path(user_home) if user_home else Path.home() / ".android"
+    return base / "adbkey"
+
+
+def _harness_key_path() -> Path:
+    base = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "edgeharness")
+    return base / "adb" / "adbkey"
+
+
+def ensure_key(path: Path | None = None) -> Path:
+    """Reuse an existing key, else create one (private part 0600) where the SDK keeps it.
+
+    When that folder is not writable, the key goes to the harness's own cache folder.
+    """
+    path = path or key_path()
+    if path.is_file():
+        return path
+    for target in (path, _harness_key_path()):
+        if target.is_file():
+            return target
+        try:
+            _create_key(target)
+            return target
+        except OSError as exc:
+            log.warning("cannot create an adb key in %s (%s); trying the harness folder", target.parent, exc.strerror)
+    raise AuthError(f"cannot create an adb key at {path}", hint="set HARNESS_ADB_KEY to a writable path")
+
+
+def _create_key(target: Path) -> None:
+    """Generate in a private temporary folder next to ``target``, then rename into place."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=".eh-keygen-", dir=target.parent))
+    try:
+        keygen(str(work / "adbkey"))
+        (work / "adbkey").chmod(0o600)
+        (work / "adbkey.pub").chmod(0o644)
+        os.replace(work / "adbkey.pub", target.with_name(target.name + ".pub"))
+        os.replace(work / "adbkey", target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("created adb key %s (0600)", target)
+
+
+# --- transport ------------------------------------------------------------------------------
+
+
+class _DeadlineTcpTransport(TcpTransport):
+    """adb-shell's TCP transport plus an absolute deadline and EOF detection.
+
+    adb-shell's per-call ``transport_timeout_s`` restarts on every read, so a device that
+    trickles output (or stalls mid-message) could hold a command far past its timeout; and
+    its reader spins on a closed socket until ``read_timeout_s``. Here every wait is cut at
+    ``deadline`` (``time.monotonic()`` seconds) and EOF raises at once.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.deadline: float | None = None
+
+    def _wait_s(self, transport_timeout_s: float | None) -> float | None:
+        if self.deadline is None:
+            return transport_timeout_s
+        left = max(0.0, self.deadline - time.monotonic())
+        return left if transport_timeout_s is None else min(left, transport_timeout_s)
+
+    def connect(self, transport_timeout_s: float | None) -> None:
+        super().connect(transport_timeout_s)
+        if self._connection is not None:
+            self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
+        if self._connection is None:
+            raise ConnectionResetError("adb link is closed")
+        readable, _, _ = select.select([self._connection], [], [], self._wait_s(transport_timeout_s))
+        if not readable:
+            raise adb_errors.TcpTimeoutException(f"reading from {self._host}:{self._port} timed out")
+        data = self._connection.recv(numbytes)
+        if not data:
+            raise ConnectionResetError(f"{self._host}:{self._port} closed the connection")
+        return data
+
+    def bulk_write(self, data: bytes, transport_timeout_s: float | None) -> int:
+        if self._connection is None:
+            raise ConnectionResetError("adb link is closed")
+        _, writeable, _ = select.select([], [self._connection], [], self._wait_s(transport_timeout_s))
+        if not writeable:
+            raise adb_errors.TcpTimeoutException(f"sending to {self._host}:{self._port} timed out")
+        return self._connection.send(data)
+
+
+class _Link:
+    """One open ADB connection (adb-shell device + our transport)."""
+
+    def __init__(self, adb: AdbDevice, transport: Any) -> None:
+        self.adb = adb
+        self.transport = transport
+
+    def set_deadline(self, deadline: float | None) -> None:
+        if isinstance(self.transport, _DeadlineTcpTransport):
+            self.transport.deadline = deadline
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a dead socket must never mask the real error
+            self.adb.close()
+
+
+# --- the device -----------------------------------------------------------------------------
+
+
+class AndroidDevice(Device):
+    """An Android device over ADB (TCP or USB). Thread-safe: one operation at a time per device."""
+
+    platform = "android"
+
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        key: str | Path | None = None,
+        transport_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        auth_timeout_s: float = 10.0,
+        reconnect_window_s: float | None = None,
+        backoff_s: float = 0.2,
+    ) -> None:
+        """``transport_timeout_s``: one socket read/write; ``read_timeout_s``: waiting for one protocol
+        reply; ``auth_timeout_s``: waiting for the user to accept our key; ``reconnect_window_s``: how long a
+        broken link is retried (default ``$HARNESS_ADB_RECONNECT_S`` or 10)."""
+        super().__init__(device_id)
+        self.address = parse_device_id(device_id)
+        self.key = Path(key) if key else None
+        self.transport_timeout_s = transport_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.auth_timeout_s = auth_timeout_s
+        if reconnect_window_s is None:
+            reconnect_window_s = float(os.environ.get("HARNESS_ADB_RECONNECT_S", "10"))
+        self.reconnect_window_s = reconnect_window_s
+        self.backoff_s = backoff_s
+        self.log = DeviceLogger(log, {"device": device_id})
+        self._lock = threading.RLock()
+        self._link: _Link | None = None
+        self._signer: PythonRSASigner | None = None
+        self._info: DeviceInfo | None = None
+        self._python: str | None | bool = False  # False: not looked up yet
+        self._hash_cache: dict[tuple[str, int, int, int], str] = {}
+
+    # -- links --------------------------------------------------------------------------
+    def _signer_for_auth(self) -> PythonRSASigner:
+        if self._signer is None:
+            path = ensure_key(self.key)
+            try:
+                self._signer = PythonRSASigner.FromRSAKeyPath(str(path))
+            except (OSError, ValueError) as exc:
+                raise AuthError(f"cannot load adb key {path}: {exc}", device=self.id,
+                                hint="delete the key pair to have a new one created, or set HARNESS_ADB_KEY") from None
+        return self._signer
+
+    def _open_link(self, timeout_s: float | None = None) -> _Link:
+        """Connect and authenticate; ``timeout_s`` overrides the transport and read timeouts (a quick kill)."""
+        transport_s = timeout_s or self.transport_timeout_s
+        read_s = timeout_s or self.read_timeout_s
+        if isinstance(self.address, tuple):
+            host, port = self.address
+            transport: Any = _DeadlineTcpTransport(host, port)
+        else:
+            if UsbTransport is None:
+                raise DeviceNotFound(f"cannot open USB device {self.address!r}: libusb support is not installed",
+                                     device=self.id, hint="pip install libusb1, or use adb tcpip and adb:HOST:PORT")
+            try:
+                transport = UsbTransport.find_adb(self.address, None, transport_s)
+            except adb_errors.UsbDeviceNotFoundError as exc:
+                raise DeviceNotFound(f"no USB device with serial {self.address!r}: {exc}", device=self.id,
+                                     hint="check the cable and `lsusb`; stop any adb server holding it") from None
+        adb = AdbDevice(transport, default_transport_timeout_s=transport_s, banner="edgeharness")
+        offered: list[bool] = []
+        try:
+            adb.connect(rsa_keys=[self._signer_for_auth()], transport_timeout_s=transport_s,
+                        auth_timeout_s=self.auth_timeout_s, read_timeout_s=read_s,
+                        auth_callback=lambda _dev: offered.append(True))
+        except adb_errors.DeviceAuthError as exc:
+            adb.close()
+            raise AuthError(f"device requires authentication: {exc}", device=self.id, hint=HINT_ACCEPT_KEY) from None
+        except _LINK_ERRORS as exc:
+            adb.close()
+            if offered:
+                raise AuthError(f"device did not accept our adb key within {self.auth_timeout_s:g} s",
+                                device=self.id, hint=HINT_ACCEPT_KEY) from None
+            raise _Broken(f"cannot connect: {_describe(exc)}") from exc
+        self.log.debug("connected")
+        return _Link(adb, transport)
+
+    def _drop_link(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def _run(self, what: str, op: Callable[[_Link], T]) -> T:
+        """Run ``op`` on a live link; reconnect with backoff on a broken link, then raise DeviceLost."""
+        with self._lock:
+            first_failure: float | None = None
+            delay_s = self.backoff_s
+            while True:
+                try:
+                    if self._link is None:
+                        self._link = self._open_link()
+                    return op(self._link)
+                except (_Broken, *_LINK_ERRORS) as exc:
+                    self._drop_link()
+                    now = time.monotonic()
+                    first_failure = first_failure if first_failure is not None else now
+                    left_s = first_failure + self.reconnect_window_s - now
+                    if left_s <= 0:
+                        raise DeviceLost(f"{what}: link lost and not back after {self.reconnect_window_s:g} s "
+                                         f"({_describe(exc)})", device=self.id,
+                                         hint="check the device is on, connected and reachable") from None
+                    self.log.warning("%s: link broken (%s); reconnecting in %.2f s", what, _describe(exc), delay_s)
+                    time.sleep(min(delay_s, left_s))
+                    delay_s = min(delay_s * 2, 2.0)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_link()
+
+    # -- shell --------------------------------------------------------------------------
+    def shell(self, command: str, timeout_s: float = 60.0) -> ShellResult:
+        """Run ``command`` with ``sh``; output is stdout and stderr merged (adb shell v1), exit code from the sentinel.
+
+        ``timeout_s`` bounds each attempt; a link that breaks mid-command is reopened, the old
+        process tree killed, and the command run again (within ``reconnect_window_s``).
+        """
+        start = time.monotonic()
+        token = cmds.new_token()
+        wrapped = cmds.wrap_command(command, token)
+        orphans: list[int] = []  # pids of attempts whose link broke while they ran
+
+        def attempt(link: _Link) -> ShellResult:
+            while orphans:
+                self._raw_shell(link, cmds.kill_tree_command(orphans[-1]), KILL_BUDGET_S)
+                orphans.pop()
+            deadline = time.monotonic() + timeout_s
+            raw = bytearray()
+            pid: int | None = None
+            link.set_deadline(deadline)
+            try:
+                for chunk in link.adb.streaming_shell(wrapped, transport_timeout_s=timeout_s,
+                                                      read_timeout_s=timeout_s, decode=False):
+                    raw += chunk
+                    if pid is None:
+                        pid = cmds.pid_of(bytes(raw[:96]), token)
+                    if time.monotonic() >= deadline:
+                        raise adb_errors.TcpTimeoutException("command deadline passed")
+            except _LINK_ERRORS:
+                if time.monotonic() < deadline - 0.01:
+                    orphans.extend([pid] if pid is not None else [])
+                    raise
+                self._drop_link()
+                self._kill_remote(pid)
+                partial = cmds.parse_wrapped(bytes(raw), token).output.decode("utf-8", "replace")
+                killed = f"; remote process {pid} killed" if pid is not None else ""
+                raise CommandTimeout(f"command timed out after {timeout_s:g} s{killed}", timeout_s=timeout_s,
+                                     device=self.id, command=command, output=partial) from None
+            finally:
+                link.set_deadline(None)
+            parsed = cmds.parse_wrapped(bytes(raw), token)
+            return ShellResult(command, parsed.output.decode("utf-8", "replace"), parsed.exit_code,
+                               time.monotonic() - start)
+
+        return self._run(f"shell {command[:60]!r}", attempt)
+
+    def _raw_shell(self, link: _Link, command: str, budget_s: float) -> bytes:
+        """A short helper command on ``link`` within ``budget_s`` (no sentinel: its output is ours)."""
+        link.set_deadline(time.monotonic() + budget_s)
+        try:
+            return link.adb.shell(command, transport_timeout_s=budget_s, read_timeout_s=budget_s, decode=False)
+        finally:
+            link.set_deadline(None)
+
+    def _kill_remote(self, pid: int | None) -> None:
+        """Kill a timed-out command's process tree over a fresh link, within :data:`KILL_BUDGET_S`."""
+        if pid is None:
+            return
+        budget_end = time.monotonic() + KILL_BUDGET_S
+        try:
+            link = self._open_link(KILL_BUDGET_S / 2)
+            try:
+                self._raw_shell(link, cmds.kill_tree_command(pid), max(0.05, budget_end - time.monotonic()))
+            finally:
+                link.close()
+            self.log.info("killed timed-out remote process %d", pid)
+        except (HarnessError, _Broken, *_LINK_ERRORS) as exc:
+            self.log.warning("could not kill remote process %d: %s", pid, _describe(exc))
+
+    # -- files --------------------------------------------------------------------------
+    def _local_sha256(self, local: Path) -> str:
+        """sha256 of a host file, cached on (path, size, mtime, inode) so re-staging a big model is cheap."""
+        st = local.stat()
+        key = (str(local.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        digest = self._hash_cache.get(key)
+        if digest is None:
+            digest = self._hash_cache[key] = sha256_file(local)
+        return digest
+
+    def remote_digest(self, remote: str) -> tuple[str, str] | None:
+        """``(algorithm, hex)`` of a device file: sha256 (md5 on devices without it), None when absent or unknown.
+
+        The device hashes the file once; the answer is cached next to it (``.NAME.eh-digest``) with the
+        file's size, inode, mtime and ctime, and reused while those are unchanged, so re-staging a
+        100 MB model costs one round trip instead of a full read on the phone.
+        """
+        probe = cmds.parse_probe(self.shell(cmds.probe_command(remote), timeout_s=30).output)
+        if not probe.exists:
+            return None
+        if probe.cached is not None:
+            return probe.cached
+        return cmds.parse_digest(self.shell(cmds.hash_command(remote), timeout_s=300).output)
+
+    def push(self, local: Path, remote: str, *, executable: bool = False) -> bool:
+        """Copy ``local`` to ``remote`` atomically (temporary name, then rename); False when the device has it.
+
+        ``executable`` makes the file mode 755 (for tools such as ``benchmark_model``), else 644.
+        """
+        local = Path(local)
+        if not local.is_file():
+            raise DeviceError(f"cannot push {local}: not a file", device=self.id)
+        size_bytes = local.stat().st_size
+        digest = self._local_sha256(local)
+        there = self.remote_digest(remote)
+        if there is not None and there[1] == (digest if there[0] == "sha256" else _md5_file(local)):
+            if executable:
+                self.shell(f"chmod 755 {cmds.q(remote)}", timeout_s=30).check(self.id)
+            self.log.info("push %s: skipped, same %s on the device", remote, there[0])
+            return False
+        self.shell(cmds.prepare_push_command(remote), timeout_s=30).check(self.id)
+        temp = cmds.temp_path(remote, cmds.new_token())
+        budget_s = 30.0 + size_bytes / MIN_TRANSFER_BYTES_PER_S
+        started = time.monotonic()
+
+        def send(link: _Link) -> None:
+            link.set_deadline(time.monotonic() + budget_s)
+            try:
+                link.adb.push(str(local), temp, st_mode=0o100600, transport_timeout_s=self.transport_timeout_s,
+                              read_timeout_s=self.read_timeout_s)
+            except adb_errors.PushFailedError as exc:
+                raise DeviceError(f"device refused {remote}: {_text(exc)}", device=self.id,
+                                  command=f"push {local} {remote}") from None
+            finally:
+                link.set_deadline(None)
+
+        try:
+            self._run(f"push {remote}", send)
+        except DeviceError:
+            self._best_effort_remove(temp)
+            raise
+        finish = self.shell(cmds.finish_push_command(temp, remote, size_bytes, digest, executable), timeout_s=60)
+        if finish.exit_code != 0:
+            raise DeviceError(f"push {remote}: the device copy is incomplete; removed it", device=self.id,
+                              command=finish.command, output=finish.output, exit_code=finish.exit_code)
+        elapsed_s = time.monotonic() - started
+        self.log.info("pushed %s (%d bytes, %.1f MB/s)", remote, size_bytes, size_bytes / 1e6 / max(elapsed_s, 1e-9))
+        return True
+
+    def _best_effort_remove(self, path: str) -> None:
+        try:
+            self.shell(cmds.remove_command(path), timeout_s=10)
+        except HarnessError:
+            pass
+
+    def pull(self, remote: str, local: Path) -> Path:
+        """Copy ``remote`` into the file ``local`` (or ``local/<basename>`` when it is a folder); nowhere else."""
+        local = Path(local)
+        if local.is_dir():
+            name = posixpath.basename(remote.rstrip("/"))
+            if name in ("", ".", "..") or "\0" in name:
+                raise DeviceError(f"cannot derive a file name from {remote!r}", device=self.id,
+                                  hint="pass the destination file path")
+            local = local / name
+        fd, temp = tempfile.mkstemp(prefix=f".{local.name[:100]}.", suffix=".part", dir=local.parent)
+        os.close(fd)
+
+        def receive(link: _Link) -> None:
+            link.set_deadline(time.monotonic() + 30.0 + 3600.0)
+            try:
+                link.adb.pull(remote, temp, transport_timeout_s=self.transport_timeout_s,
+                              read_timeout_s=self.read_timeout_s)
+            except adb_errors.AdbCommandFailureException as exc:
+                raise DeviceError(f"cannot pull {remote}: {_text(exc)}", device=self.id,
+                                  command=f"pull {remote}") from None
+            finally:
+                link.set_deadline(None)
+
+        try:
+            self._run(f"pull {remote}", receive)
+            os.chmod(temp, 0o644)
+            os.replace(temp, local)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return local
+
+    # -- facts --------------------------------------------------------------------------
+    def workdir(self) -> str:
+        return WORKDIR
+
+    def python(self) -> str | None:
+        """The device's ``python3`` (Linux boards, the virtual device), or None on a stock phone."""
+        if self._python is False:
+            found = self.shell("command -v python3", timeout_s=30)
+            path = found.output.strip().splitlines()[-1] if found.exit_code == 0 and found.output.strip() else ""
+            self._python = path if path.startswith("/") else None
+        return self._python  # type: ignore[return-value]
+
+    def facts(self) -> dict[str, str]:
+        """All ``getprop`` properties (what profiles match on)."""
+        return cmds.parse_getprop(self.shell(cmds.FACTS_COMMAND, timeout_s=30).output)
+
+    def info(self) -> DeviceInfo:
+        if self._info is None:
+            out = self.shell(cmds.FACTS_COMMAND, timeout_s=30).output
+            self._info = device_info(self.id, cmds.parse_getprop(out), cmds.parse_cores(out))
+        return self._info
+
+
+def device_info(device_id: str, props: dict[str, str], cores: int | None) -> DeviceInfo:
+    """Facts from ``getprop`` matched to a profile (``generic-android`` when none fits)."""
+    profile = profiles.match(props, "android")
+    soc_model = props.get("ro.soc.model", "")
+    soc_vendor = props.get("ro.soc.manufacturer", "")
+    release, sdk = props.get("ro.build.version.release", "?"), props.get("ro.build.version.sdk", "?")
+    extra = {k: v for k, v in (
+        ("manufacturer", props.get("ro.product.manufacturer", "")),
+        ("board_platform", props.get("ro.board.platform", "")),
+        ("sdk", sdk),
+        ("serial", props.get("ro.serialno", "")),
+    ) if v}
+    return DeviceInfo(
+        id=device_id,
+        platform="android",
+        model=props.get("ro.product.model", "") or profile.marketing_name,
+        soc=profile.soc or soc_model or props.get("ro.board.platform", ""),
+        os=f"Android {release} (SDK {sdk})",
+        abi=props.get("ro.product.cpu.abi", ""),
+        profile=profile.name,
+        cpu=" ".join(p for p in (soc_vendor, soc_model) if p) or props.get("ro.hardware", ""),
+        cores=cores,
+        device_class=profile.device_class,
+        extra=extra,
+    )
+
+
+class _Broken(Exception):
+    """A link that could not be (re)opened; retried like any broken link."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = _text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, (bytes, bytearray)):
+        return arg.decode("utf-8", "replace")
+    return str(exc)
+
+
+def _md5_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+
+def open_android_device(device_id: str, **options: Any) -> AndroidDevice:
+    """Opener for :mod:`harness.devices.discovery` (the link opens on first use)."""
+    return AndroidDevice(device_id, **options)
+
+
+def list_android_devices() -> Iterable[str]:
+    """Configured adb devices: ``$HARNESS_ADB_DEVICES`` (comma/space separated) and the adb entries of
+    ``$HARNESS_INVENTORY`` (a ``devices.toml``). The network is never scanned."""
+    ids = [i for i in os.environ.get("HARNESS_ADB_DEVICES", "").replace(",", " ").split() if i]
+    inventory = os.environ.get("HARNESS_INVENTORY")
+    if inventory:
+        ids += [i for i in inventory_ids(inventory) if _is_adb_id(i)]
+    return list(dict.fromkeys(ids))
+
+
+def _is_adb_id(device_id: str) -> bool:
+    return device_id.startswith("adb:") or (device_id != "host" and not device_id.startswith("ios:"))
+
+
+register_backend("adb", open_android_device, list_android_devices)
