@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.devices.discovery import open_device
+from harness.errors import StoreError
+from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.orchestrator import RunSummary, run_suite
 from harness.results import Result
 from harness.store import LocalStore, load_results, open_store
@@ -71,3 +73,40 @@ def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Pa
     for ref in refs:
         results.extend(store.load_run(ref))
     return render(results, out_path)
+
+
+# -- comparisons and the gate ---------------------------------------------------------------
+def gate_config(results: Sequence[Result], overrides: dict | None = None) -> GateConfig:
+    """The suite's ``[gate]`` table (carried in each result's settings) with command-line overrides on top."""
+    table: dict = {}
+    for r in results:
+        table.update(r.case.settings.get("gate") or {})
+    table.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return GateConfig.from_mapping(table)
+
+
+def budgets(results: Sequence[Result]) -> dict[str, Budget]:
+    """Per-model budgets from the suite (carried in each result's settings)."""
+    out: dict[str, Budget] = {}
+    for r in results:
+        table = r.case.settings.get("budget") or {}
+        if table and r.case.model not in out:
+            out[r.case.model] = Budget.from_mapping(table, source=f"{r.case.model}.budget")
+    return out
+
+
+def compare_runs(store: LocalStore, run_a: str, run_b: str, overrides: dict | None = None) -> list[CaseVerdict]:
+    """Case-by-case verdicts of run B against run A (ids, prefixes, ``latest`` or baseline names)."""
+    a, b = store.load_run(run_a), store.load_run(run_b)
+    return compare(a, b, gate_config(b, overrides))
+
+
+def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
+             overrides: dict | None = None) -> GateOutcome:
+    """The CI gate: regressions against a named baseline (if any) and the suite's absolute budgets."""
+    candidate = store.load_run(run)
+    if baseline is not None and store.baseline_run_id(baseline) is None:
+        raise StoreError(f"no baseline named {baseline!r} in {store.db_path}",
+                         hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
+    base = store.load_run(baseline) if baseline is not None else None
+    return gate(base, candidate, gate_config(candidate, overrides), budgets(candidate))

@@ -108,6 +108,66 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- baselines, compare, gate ------------------------------------------------------------
+def _gate_overrides(args: argparse.Namespace) -> dict:
+    return {"max_regression": getattr(args, "max_regression", None), "alpha": getattr(args, "alpha", None),
+            "noisy": getattr(args, "noisy", None), "min_repetitions": getattr(args, "min_repetitions", None)}
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from harness.store import export_baseline, import_baseline, open_store
+
+    store = open_store(args.store)
+    if args.baseline_command == "set":
+        run = store.resolve_run(args.run)
+        store.set_baseline(args.name, run.run_id)
+        _out(f"baseline {args.name} = run {run.run_id} ({run.suite})")
+    elif args.baseline_command == "list":
+        for name, run_id, created in store.baselines():
+            _out(f"{name:<20} {run_id}  set {created}")
+    elif args.baseline_command == "export":
+        text = json.dumps(export_baseline(store, args.name), indent=1)
+        if args.output:
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
+            _out(f"baseline {args.name} written to {args.output}")
+        else:
+            _out(text)
+    else:
+        run_id = import_baseline(store, args.name, args.file)
+        _out(f"baseline {args.name} = run {run_id} (imported from {args.file})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.api import compare_runs
+    from harness.gate import render_compare_table
+    from harness.store import open_store
+
+    verdicts = compare_runs(open_store(args.store), args.run_a, args.run_b, _gate_overrides(args))
+    _out(render_compare_table(verdicts))
+    for v in verdicts:
+        if v.statement:
+            _out(f"  {v.label}: {v.statement}")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from harness.api import gate_run
+    from harness.store import open_store
+
+    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args))
+    _out(outcome.render())
+    return outcome.exit_code
+
+
+def _add_gate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-regression", help="allowed slowdown of the median, e.g. 5%% (default: suite [gate] or 5%%)")
+    p.add_argument("--alpha", type=float, help="one-sided test level (default: suite [gate] or 0.01)")
+    p.add_argument("--noisy", choices=["fail", "warn"], help="what a too-noisy case does (default fail)")
+    p.add_argument("--min-repetitions", type=int, help="fewer repetitions than this is noisy (default 5)")
+    p.add_argument("--store", default="reports", help="store directory (default: reports)")
+
+
 # -- virtual device ----------------------------------------------------------------------
 def cmd_virtual_device(args: argparse.Namespace) -> int:
     from harness.testing.serve import run
@@ -178,6 +238,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", metavar="FILE", help="a file holding a tool's output (logcat, console...)")
     s.add_argument("--json", action="store_true", help="machine-readable output: {file: [run, ...]}")
     s.set_defaults(func=cmd_parse)
+
+    s = sub.add_parser("baseline", help="name a stored run as a baseline; list, export, import baselines",
+                       description="Baselines live in the SQLite store; export/import them as JSON for CI artifacts.")
+    bsub = s.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=_SubParser)
+    bsub.required = True
+    b = bsub.add_parser("set", help="name a run (id, prefix or 'latest') as baseline NAME")
+    b.add_argument("name")
+    b.add_argument("--run", default="latest", help="run id, prefix or 'latest' (default)")
+    b.add_argument("--store", default="reports")
+    b.set_defaults(func=cmd_baseline)
+    b = bsub.add_parser("list", help="list baselines")
+    b.add_argument("--store", default="reports")
+    b.set_defaults(func=cmd_baseline)
+    b = bsub.add_parser("export", help="write baseline NAME (with its results) as JSON")
+    b.add_argument("name")
+    b.add_argument("-o", "--output", help="file to write (default: stdout)")
+    b.add_argument("--store", default="reports")
+    b.set_defaults(func=cmd_baseline)
+    b = bsub.add_parser("import", help="store an exported baseline file under NAME")
+    b.add_argument("name")
+    b.add_argument("file")
+    b.add_argument("--store", default="reports")
+    b.set_defaults(func=cmd_baseline)
+
+    s = sub.add_parser("compare", help="compare two runs case by case: medians, ratio with 95%% CI, verdict, why",
+                       description="Verdicts (faster, slower, same, noisy) of RUN_B against RUN_A.")
+    s.add_argument("run_a", help="the reference run: id, prefix, 'latest' or a baseline name")
+    s.add_argument("run_b", help="the run to judge")
+    _add_gate_options(s)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression or budget broken, 2 usage error",
+                       description="Gate a run on regressions against a baseline and on the suite's budgets; "
+                                   "prints one line per failing case with its numbers.")
+    s.add_argument("--baseline", help="baseline name (without it only the budgets are checked)")
+    s.add_argument("--run", default="latest", help="the candidate run (default latest)")
+    _add_gate_options(s)
+    s.set_defaults(func=cmd_gate)
 
     s = sub.add_parser("virtual-device", help="serve a virtual Android device (real ADB protocol on loopback)",
                        description="A virtual Android device that adb and the harness connect to; for CI without "

@@ -72,7 +72,9 @@ class ZooError(HarnessError):
 
 
 class StoreError(HarnessError):
-    """A results file or the SQLite index is missing or unreadable."""
+    """A results file, baseline or the SQLite index is missing or unreadable (exit code 2: fix the reference)."""
+
+    exit_code = 2
 
 
 class DeviceError(HarnessError):

@@ -266,7 +266,7 @@ class CaseRunner:
                 delegate=case.delegate, threads=case.threads, runner=runner or m.runner,
                 model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.api,
                 warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, repetitions=m.repetitions,
-                settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget,
+                settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget, "gate": m.gate,
                           "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
             ),

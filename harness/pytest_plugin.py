@@ -35,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="override every case's repetitions (separate processes)")
     group.addoption("--harness-runs", type=int, default=None, metavar="N",
                     help="override every case's measured runs per repetition")
+    group.addoption("--harness-baseline", default=None, metavar="NAME",
+                    help="fail cases that regressed against this stored baseline (budgets are always checked)")
+    group.addoption("--harness-max-regression", default=None, metavar="PCT",
+                    help="allowed slowdown for --harness-baseline, e.g. 5%% (default: suite [gate] or 5%%)")
+    group.addoption("--harness-noisy", default=None, choices=["fail", "warn"],
+                    help="what a case too noisy to judge does (default fail)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
         report_path=config.getoption("harness_report"),
         repetitions=config.getoption("harness_repetitions"),
         measured_runs=config.getoption("harness_runs"),
+        baseline=config.getoption("harness_baseline"),
+        gate_overrides={"max_regression": config.getoption("harness_max_regression"),
+                        "noisy": config.getoption("harness_noisy")},
     )
 
 
@@ -54,6 +63,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     hs = session.config.stash.get(_SESSION_KEY, None)
     if hs is None:
         return
+    _github_summary(hs)
     report = hs.finish()
     if report is not None and hs.results_path is not None:
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -108,6 +118,14 @@ class CaseItem(pytest.Item):
             pytest.skip(result.reason or "skipped")
         if result.status in FAILING:
             raise CaseFailed(f"{result.status}: {result.reason}")
+        outcome = hs.judge(result)
+        if outcome is not None:
+            from harness.gate import junit_properties
+
+            for verdict in outcome.verdicts:
+                self.user_properties.extend(junit_properties(verdict))
+            if not outcome.passed:
+                raise CaseFailed("gate: " + "; ".join(outcome.failures))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str:
         if isinstance(excinfo.value, CaseFailed):
@@ -116,6 +134,19 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"case {self.name} on {self.device_id}"
+
+
+def _github_summary(hs: HarnessSession) -> None:
+    """Append the gate's Markdown table to ``$GITHUB_STEP_SUMMARY`` (GitHub Actions shows it on the run page)."""
+    import os
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path or not (hs.verdicts or hs.breaches):
+        return
+    from harness.gate import github_summary_markdown
+
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(github_summary_markdown(hs.verdicts, hs.breaches))
 
 
 def _properties(result: Result) -> list[tuple[str, object]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.devices.base import Device
 from harness.devices.discovery import open_device
+from harness.gate import GateOutcome
 from harness.orchestrator import CaseRunner
 from harness.results import Result
 from harness.store import LocalStore, ResultWriter, new_run_id, open_store
@@ -32,6 +33,8 @@ class HarnessSession:
         db_path: str | Path | None = None,
         repetitions: int | None = None,
         measured_runs: int | None = None,
+        baseline: str | None = None,
+        gate_overrides: dict | None = None,
     ) -> None:
         self.device_ids = list(device_ids)
         self.out_dir = Path(out_dir)
@@ -46,6 +49,11 @@ class HarnessSession:
         self._runner: CaseRunner | None = None
         self._devices: dict[str, Device] = {}
         self._lock = threading.Lock()
+        self.baseline_name = baseline
+        self.gate_overrides = gate_overrides or {}
+        self.baseline: list[Result] | None = self.store.load_run(baseline) if baseline else None
+        self.verdicts: list = []
+        self.breaches: list = []
 
     @property
     def results_path(self) -> Path | None:
@@ -75,6 +83,26 @@ class HarnessSession:
         result = self.runner().run_case(self.device(device_id), self.adjust(case))
         self.results.append(result)
         return result
+
+    def judge(self, result: Result) -> GateOutcome | None:
+        """Gate one case: budgets always, regression when a baseline was given (never across devices).
+
+        Returns None when there is nothing to judge (no budget, no baseline for this case).
+        """
+        from harness.api import budgets, gate_config
+        from harness.gate import gate
+
+        base = None
+        if self.baseline is not None:
+            same_case = [b for b in self.baseline if b.case.key == result.case.key]
+            base = same_case or None
+        case_budgets = budgets([result])
+        if base is None and not case_budgets:
+            return None
+        outcome = gate(base, [result], gate_config([result], self.gate_overrides), case_budgets)
+        self.verdicts.extend(outcome.verdicts)
+        self.breaches.extend(outcome.breaches)
+        return outcome
 
     def bench(
         self,

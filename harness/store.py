@@ -186,6 +186,56 @@ class LocalStore:
             return conn.execute("SELECT name, run_id, created_at FROM baselines ORDER BY name").fetchall()
 
 
+BASELINE_FORMAT = "edgeharness-baseline"
+BASELINE_VERSION = 1
+
+
+def export_baseline(store: LocalStore, name: str) -> dict:
+    """A baseline as one JSON document (CI keeps it as an artifact or in git)."""
+    run_id = store.baseline_run_id(name)
+    if run_id is None:
+        raise StoreError(f"no baseline named {name!r} in {store.db_path}", hint="`harness baseline list`")
+    run = store.resolve_run(run_id)
+    return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "name": name, "run_id": run.run_id,
+            "suite": run.suite, "results": [r.to_dict() for r in load_results(run.results_path)]}
+
+
+def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
+    """Store an exported baseline's results as a run (its own id kept) and name it; return the run id."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"baseline file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"baseline file {path} is not valid JSON ({exc})",
+                         hint="export it again with `harness baseline export NAME`") from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise StoreError(f"{path} is not an edgeharness baseline (format {found!r})")
+    if int(data.get("version", 0)) > BASELINE_VERSION:
+        raise StoreError(f"{path}: baseline version {data['version']} is newer than this harness understands")
+    try:
+        results = [Result.from_dict(r) for r in data["results"]]
+        run_id = str(data["run_id"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: corrupt baseline ({type(exc).__name__}: {exc})") from None
+    if not results:
+        raise StoreError(f"{path}: the baseline holds no results")
+    known = {r.run_id for r in store.runs()}
+    if run_id not in known:
+        writer = store.begin_run(run_id, str(data.get("suite") or "baseline"),
+                                 results_path=store.root / f"baseline-{name}-{run_id}.jsonl")
+        try:
+            for result in results:
+                writer.append(result)
+        finally:
+            writer.close()
+        store.finish_run(run_id)
+    store.set_baseline(name, run_id)
+    return run_id
+
+
 def iter_results(path: str | Path) -> Iterator[Result]:
     """Read a JSONL results file; a torn last line (run killed mid-write) is skipped, others are errors."""
     path = Path(path)

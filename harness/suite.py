@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "threads": [1],
     "warmup_runs": 5,
     "measured_runs": 50,
-    "repetitions": 3,
+    "repetitions": 10,
     "timeout_s": 120.0,
     "api": "interpreter",
     "runner": "auto",
@@ -66,6 +66,7 @@ class ModelSpec:
     runner: str
     budget: dict[str, Any] = field(default_factory=dict)
     tool: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
     return name
 
 
-def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, tool: dict[str, Any]) -> ModelSpec:
+def _parse_model(
+    ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, tool: dict[str, Any], gate: dict[str, Any]
+) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ctx.error("each [[models]] entry must be a table", "models", None)
     _reject_unknown(ctx, raw, set(_SETTINGS) | set(_MODEL_ONLY), "models", index)
@@ -236,6 +239,7 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, tool
         runner=settings["runner"],
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
         tool=tool,
+        gate=gate,
     )
 
 
@@ -300,7 +304,8 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
     tool = _parse_tool(ctx, head.get("tool", {}))
-    models = tuple(_parse_model(ctx, raw, defaults, i, tool) for i, raw in enumerate(models_raw))
+    gate = _parse_gate(ctx, data.get("gate", {}))
+    models = tuple(_parse_model(ctx, raw, defaults, i, tool, gate) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -311,7 +316,7 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
         path=path if path.name and path.suffix else None,
         description=head.get("description", ""),
         models=models,
-        gate=_parse_gate(ctx, data.get("gate", {})),
+        gate=gate,
         cooldown=_parse_cooldown(ctx, head.get("cooldown", {})),
         tool=tool,
     )
