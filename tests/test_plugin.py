@@ -95,3 +95,43 @@ def test_bench_fixture_in_a_python_test(pytester: pytest.Pytester, small_model: 
     """)
     result = pytester.runpytest_subprocess("--harness-out", str(pytester.path / "o"))
     result.assert_outcomes(passed=1)
+
+
+def test_baseline_gate_in_pytest(pytester: pytest.Pytester, small_model: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run once, name it the baseline, run again with --harness-baseline: verdicts land in junit and the summary."""
+    import subprocess
+    import sys
+
+    _suite(pytester, small_model)
+    out = pytester.path / "out"
+    args = ("suites/", "--harness-out", str(out), "-k", "xnnpack-t1", "--harness-repetitions", "5")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    subprocess.run([sys.executable, "-m", "harness.cli", "baseline", "set", "main", "--store", str(out)], check=True)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    second = pytester.runpytest_subprocess(*args, "--harness-baseline", "main", "--harness-noisy", "warn",
+                                           "--junitxml", "j.xml")
+    second.assert_outcomes(passed=1)
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "j.xml").iter("property")}
+    assert props["gate_verdict"] in ("same", "faster", "slower", "noisy")
+    assert float(props["ratio"]) > 0
+    text = summary.read_text()
+    assert "edgeharness gate" in text and "blazeface" in text
+
+
+def test_budget_breach_fails_the_item(pytester: pytest.Pytester, small_model: Path) -> None:
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "b.toml").write_text(f"""
+[suite]
+delegates = ["xnnpack"]
+repetitions = 2
+measured_runs = 5
+[[models]]
+path = "{small_model}"
+name = "blazeface"
+budget = {{ p50_ms = 0.0001 }}
+""")
+    result = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "o"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*gate: blazeface [[]host[]]: p50_ms * > budget 0.0001*"])
