@@ -71,7 +71,8 @@ def kill_tree_command(pid: int) -> str:
     )
 
 
-_STAT = "stat -c '%s %i %Y %Z'"
+# Size, inode, mtime and ctime; %y/%z carry nanoseconds on toybox and GNU stat, so an in-place rewrite is seen.
+_STAT = "stat -c '%s %i %y %z'"
 
 
 def sidecar_path(remote: str) -> str:
@@ -91,28 +92,24 @@ def probe_command(remote: str) -> str:
 
 @dataclass(frozen=True)
 class Probe:
-    """A device file's stat (None when absent or ``stat`` is missing) and its cached digest, if any."""
+    """Whether a device file exists, its stat line ('' when ``stat`` is missing), and its still-valid cached digest."""
 
     exists: bool
-    stat: tuple[int, ...] | None = None
+    stat: str = ""
     cached: tuple[str, str] | None = None
 
 
 def parse_probe(output: str) -> Probe:
-    """Read :func:`probe_command` output; the cached digest counts only while the file's stat is unchanged."""
+    """Read :func:`probe_command` output; the cached digest counts only while the file's stat line is unchanged."""
     stat_line = re.search(r"^EHSTAT ?(.*)$", output, re.MULTILINE)
     if stat_line is None:
         return Probe(False)
-    stat = _ints(stat_line.group(1).split())
+    stat = stat_line.group(1).strip()
     side = re.search(r"^EHSIDE (sha256|md5) ([0-9a-f]+) (.*)$", output, re.MULTILINE)
     cached = None
-    if side and stat is not None and len(stat) == 4 and _ints(side.group(3).split()) == stat:
+    if side and stat and side.group(3).strip() == stat:
         cached = _checked_digest(side.group(1), side.group(2))
     return Probe(True, stat, cached)
-
-
-def _ints(words: list[str]) -> tuple[int, ...] | None:
-    return tuple(int(w) for w in words) if words and all(w.isdigit() for w in words) else None
 
 
 def hash_command(remote: str) -> str:
