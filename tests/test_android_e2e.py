@@ -1,0 +1,110 @@
+"""Suites end to end on the virtual Android device: the CLI, a device lost mid-suite, hostile model names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import api
+from harness.results import Result
+from harness.testing import VirtualDevice
+
+pytest_plugins = ["harness.testing.fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throwaway adb key (never the developer's ~/.android/adbkey)."""
+    key = tmp_path / "keys" / "adbkey"
+    monkeypatch.setenv("HARNESS_ADB_KEY", str(key))
+    return key
+
+
+def test_cli_runs_the_smoke_suite_on_the_virtual_device(virtual_device, zoo_models, tmp_path):
+    device_id = f"adb:{virtual_device.address}"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(REPO / "suites" / "smoke.toml"), "--device", device_id,
+         "--repetitions", "1", "--runs", "5", "--out", str(out), "--strict"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "12 ok" in proc.stdout
+    rows = [json.loads(line) for line in next(out.glob("smoke-*.jsonl")).read_text().splitlines()]
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
+    for row in rows:
+        assert row["device"]["id"] == device_id and row["device"]["profile"] == "virtual-android"
+        reps = row["latency"]["repetitions"]
+        assert len(reps) == 1 and len(reps[0]["samples_us"]) == 5 and min(reps[0]["samples_us"]) > 0
+        assert row["memory"]["peak_rss_mb"] > 0
+    # The model and runner were staged once each under the device workdir, cached by sha256.
+    staged = sorted(p.name for p in virtual_device.host_path("/data/local/tmp/edgeharness").glob("*/[!.]*"))
+    assert staged == sorted(["pyrunner.py", *(f"{m}.tflite" for m in zoo_models)])
+    html = (out / "smoke.html").read_text(encoding="utf-8")
+    assert device_id in html and "face_landmark" in html and "<svg" in html
+
+
+def _small_suite(tmp_path: Path, models: list[tuple[str, Path]], delegates: str = '["cpu", "xnnpack"]',
+                 threads: str = "[1, 2]") -> Path:
+    body = [f'[suite]\nname = "mini"\ndelegates = {delegates}\nthreads = {threads}\n'
+            "warmup_runs = 1\nmeasured_runs = 3\nrepetitions = 1\ntimeout_s = 60\n"]
+    for name, path in models:
+        body.append(f"[[models]]\nname = {json.dumps(name)}\npath = {json.dumps(str(path))}\n")
+    suite = tmp_path / "mini.toml"
+    suite.write_text("\n".join(body), encoding="utf-8")
+    return suite
+
+
+def test_device_offline_mid_suite(virtual_device: VirtualDevice, small_model, tmp_path, monkeypatch):
+    """The device vanishes after its first case: that next case is device_lost, the host's cases all finish,
+    and the device's later cases succeed once it is back."""
+    reconnect_s, offline_s = 3.0, 4.5  # lost after 3 s of retries; back at 4.5 s, inside the next case's window
+    monkeypatch.setenv("HARNESS_ADB_RECONNECT_S", str(reconnect_s))
+    device_id = f"adb:{virtual_device.address}"
+    suite = _small_suite(tmp_path, [("blazeface", small_model)])
+    seen: list[Result] = []
+
+    def on_result(result: Result) -> None:
+        seen.append(result)
+        if result.device.id == device_id and len([r for r in seen if r.device.id == device_id]) == 1:
+            virtual_device.go_offline(offline_s)
+
+    summary = api.run(suite, devices=[device_id, "host"], out_dir=tmp_path / "out", report=False,
+                      on_result=on_result)
+    by_device: dict[str, list[Result]] = {}
+    for result in summary.results:
+        by_device.setdefault(result.device.id, []).append(result)
+    assert [r.status for r in by_device["host"]] == ["ok"] * 4
+    android = by_device[device_id]
+    assert [r.status for r in android] == ["ok", "device_lost", "ok", "ok"]
+    assert "link lost" in (android[1].reason or "") and virtual_device.address in (android[1].reason or "")
+    assert any(line.startswith("offline") for line in virtual_device.fault_log)
+
+
+def test_hostile_model_file_names_push_and_run(virtual_device: VirtualDevice, small_model, tmp_path):
+    names = ["with space.tflite", "it's \"quoted\".tflite", "semi;colon; cd $TMPDIR && touch canary;.tflite",
+             "$(cd $TMPDIR && touch canary).tflite", "`cd $TMPDIR; touch canary`.tflite", "new\nline.tflite",
+             "modèle-模型.tflite"]
+    folder = tmp_path / "models"
+    folder.mkdir()
+    models = []
+    for i, name in enumerate(names):
+        path = folder / name
+        shutil.copyfile(small_model, path)
+        with path.open("ab") as fh:  # a distinct sha256 each, so every name is staged on its own
+            fh.write(b"\0" * (i + 1))
+        models.append((f"m{i}", path))
+    suite = _small_suite(tmp_path, models, delegates='["cpu"]', threads="[1]")
+    summary = api.run(suite, devices=[f"adb:{virtual_device.address}"], out_dir=tmp_path / "out", report=False)
+    assert [r.status for r in summary.results] == ["ok"] * len(names), [r.reason for r in summary.results]
+    staged = {p.name for p in virtual_device.host_path("/data/local/tmp/edgeharness").glob("*/[!.]*")}
+    assert set(names) <= staged
+    assert not virtual_device.host_path("/data/local/tmp/canary").exists()
