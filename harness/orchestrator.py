@@ -26,9 +26,10 @@ from harness import __version__, profiles, zoo
 from harness.devices.base import Device, sha256_file
 from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError
 from harness.models import ModelArtifact, load_model
-from harness.results import CaseInfo, DeviceInfo, Latency, Memory, Result, truncate_raw
+from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
 from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
+from harness.samplers.session import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -68,9 +69,10 @@ class CaseRunner:
     Used case by case by the pytest plugin and in bulk by :func:`run_suite`.
     """
 
-    def __init__(self, run_id: str, writer: ResultWriter | None = None) -> None:
+    def __init__(self, run_id: str, writer: ResultWriter | None = None, cooldown: dict | None = None) -> None:
         self.run_id = run_id
         self.writer = writer
+        self.cooldown = cooldown or {}  # the suite's [suite.cooldown] table
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._info: dict[str, DeviceInfo] = {}
@@ -192,8 +194,12 @@ class CaseRunner:
             return self._result(case, case_id, artifact, info, "skipped", runner, started)
         m = case.model
         raws, outcomes = [], []
+        profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
+        sampling = CaseSampling(device, profile, self.cooldown)  # cooldown, memory/energy/thermal samplers
+        sampling.before_case()
         for i in range(m.repetitions):
-            outcome, raw = strategy(device, case, artifact, i)
+            with sampling.around_repetition() as sampled_device:
+                outcome, raw = strategy(sampled_device, case, artifact, i)
             raws.append(raw)
             if outcome.status != "ok":
                 reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
@@ -202,10 +208,11 @@ class CaseRunner:
                                     runner=runner)
             outcomes.append(outcome)
         first = outcomes[0]
+        latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
+        memory, energy, thermal = sampling.finish(latency, _memory(outcomes))
         return self._result(
-            case, case_id, artifact, info, "ok", None, started, runner=runner,
-            latency=Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes)),
-            memory=_memory(outcomes), raw="\n".join(raws), env=dict(first.environment),
+            case, case_id, artifact, info, "ok", None, started, runner=runner, latency=latency,
+            memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
         )
 
@@ -256,6 +263,7 @@ class CaseRunner:
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
+                energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
                 delegates: tuple = (), ops: tuple = ()) -> Result:
         m = case.model
@@ -270,7 +278,7 @@ class CaseRunner:
                           "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
             ),
-            device=info, status=status, reason=reason, latency=latency, memory=memory,
+            device=info, status=status, reason=reason, latency=latency, memory=memory, energy=energy, thermal=thermal,
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
@@ -337,7 +345,7 @@ def run_suite(
     """Run every case of ``suite`` on every device; results are on disk as each case ends."""
     run_id = run_id or new_run_id()
     writer = store.begin_run(run_id, suite.name)
-    runner = CaseRunner(run_id, writer)
+    runner = CaseRunner(run_id, writer, cooldown=suite.cooldown)
     summary = RunSummary(run_id, writer.path)
     lock = threading.Lock()
 

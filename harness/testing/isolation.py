@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import DeviceError
-from harness.testing.sandbox import DEVICE_DIRS, Sandbox
+from harness.testing.sandbox import CPU_DIR, DEVICE_DIRS, Sandbox, host_cpus
 
 DEVICE_PATH = "/system/bin:/system/xbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SKIPPED_TOP = {"sys", "lost+found"} | {d.strip("/").split("/")[0] for d in DEVICE_DIRS}
@@ -108,6 +108,9 @@ class ProotIsolation(Isolation):
         self._binds: list[str] = []
         for device_dir in DEVICE_DIRS:
             self._binds += ["-b", f"{sandbox.host_dir(device_dir)}:{device_dir}"]
+        for cpu in host_cpus():
+            cpufreq = f"{CPU_DIR}/{cpu}/cpufreq"
+            self._binds += ["-b", f"{sandbox.root / cpufreq.lstrip('/')}:{cpufreq}"]
 
     def argv(self, command: str) -> list[str]:
         return ["proot", *self._binds, "-w", "/", "/bin/sh", "-c", command]
@@ -130,12 +133,44 @@ def _namespace_script(sandbox: Sandbox, newroot: Path) -> str:
     for top in ("devices", "fs", "kernel", "bus", "block", "dev", "module", "firmware", "power"):
         if Path("/sys", top).is_dir():
             lines.append(f"mkdir {nr}/sys/{top} && mount --rbind /sys/{top} {nr}/sys/{top}")
+    lines += _cpu_view_lines(sandbox, nr)
     for device_dir in DEVICE_DIRS:
         target = f"{nr}{q(device_dir)}"
         lines.append(f"mkdir -p {target} && mount --bind {q(str(sandbox.host_dir(device_dir)))} {target}")
     # READY comes from inside the chroot, so nsenter -r never sees the pre-chroot root.
     lines.append(f"exec chroot {nr} /bin/sh -c 'cd / && echo READY $$ && read _ignored; exit 0'")
     return "\n".join(lines)
+
+
+def _cpu_view_lines(sandbox: Sandbox, nr: str) -> list[str]:
+    """``/sys/devices/system/cpu`` as the host's (each entry bound) plus the sandbox's ``cpuN/cpufreq``.
+
+    sysfs cannot get new directories, so a tmpfs replaces the CPU directory and every host entry is
+    bound back into it; only ``cpufreq`` comes from the sandbox (the simulated frequencies).
+    """
+    q = shlex.quote
+    host_dir = Path(CPU_DIR)
+    if not host_dir.is_dir():
+        return []
+    view = f"{nr}{CPU_DIR}"
+    lines = [f"mount -t tmpfs -o mode=755 cpu-view {view}"]
+    cpus = set(host_cpus())
+
+    def bind(src: Path, dst: str) -> None:
+        make = "mkdir" if src.is_dir() else "touch"
+        lines.append(f"{make} {dst} && mount --rbind {q(str(src))} {dst} || true")
+
+    for entry in sorted(host_dir.iterdir()):
+        if entry.name not in cpus:
+            bind(entry, f"{view}/{q(entry.name)}")
+            continue
+        lines.append(f"mkdir {view}/{entry.name}")
+        for child in sorted(entry.iterdir()):
+            if child.name != "cpufreq":
+                bind(child, f"{view}/{entry.name}/{q(child.name)}")
+        cpufreq = sandbox.root / CPU_DIR.lstrip("/") / entry.name / "cpufreq"
+        lines.append(f"mkdir {view}/{entry.name}/cpufreq && mount --bind {q(str(cpufreq))} {view}/{entry.name}/cpufreq")
+    return lines
 
 
 def _self_test(isolation: Isolation) -> str | None:

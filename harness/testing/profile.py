@@ -60,6 +60,7 @@ class Sensors:
     battery_current_ua: int = -420_000
     battery_temp_decic: int = 291
     thermal_zones: tuple[tuple[str, int], ...] = (("cpu-0-0", 41_500), ("battery", 29_100), ("skin", 33_000))
+    cpu_max_freq_khz: int = 2_400_000
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from harness.testing.profile import DeviceProfile
 
+#: CPUs get ``cpufreq`` directories from the sandbox (the host's other CPU files stay visible).
+CPU_DIR = "/sys/devices/system/cpu"
 #: Device directories backed by the sandbox (the host's own /data, /sys are never touched).
 DEVICE_DIRS = ("/data", "/sdcard", "/system", "/sys/class/power_supply", "/sys/class/thermal")
-WORKDIRS = ("/data/local/tmp", "/sdcard/Download", "/system/bin")
+WORKDIRS = ("/data/local/tmp", "/sdcard/Download", "/system/bin", "/data/system/edgeharness")
 MAX_PATH_BYTES = 1024
 
 
@@ -95,6 +97,15 @@ class Sandbox:
         uevent = "".join(f"POWER_SUPPLY_{k.upper()}={v}\n" for k, v in values.items() if k != "type")
         (battery / "uevent").write_text("POWER_SUPPLY_NAME=battery\n" + uevent)
         thermal = self.host_dir("/sys/class/thermal")
+        usb = self.host_dir("/sys/class/power_supply") / "usb"
+        usb.mkdir(parents=True, exist_ok=True)
+        for name, value in {"type": "USB", "online": "0"}.items():
+            (usb / name).write_text(value + "\n")
+        for cpu in host_cpus():
+            cpufreq = self.root / CPU_DIR.lstrip("/") / cpu / "cpufreq"
+            cpufreq.mkdir(parents=True, exist_ok=True)
+            for name in ("scaling_cur_freq", "scaling_max_freq", "cpuinfo_max_freq"):
+                (cpufreq / name).write_text(f"{s.cpu_max_freq_khz}\n")
         for index, (zone_type, millideg) in enumerate(s.thermal_zones):
             zone = thermal / f"thermal_zone{index}"
             zone.mkdir(parents=True, exist_ok=True)
@@ -125,6 +136,12 @@ class Sandbox:
     def wipe(self) -> None:
         """Remove the whole sandbox directory."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def host_cpus() -> list[str]:
+    """``cpuN`` directories of the host, which the device shows with simulated ``cpufreq``."""
+    base = Path(CPU_DIR)
+    return sorted((p.name for p in base.glob("cpu[0-9]*") if p.name[3:].isdigit()), key=lambda n: int(n[3:]))
 
 
 def _read_props(path: Path) -> dict[str, str]:

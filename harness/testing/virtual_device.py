@@ -23,6 +23,7 @@ from harness.testing.adb_connection import FEATURES, AdbConnection, ConnectionCo
 from harness.testing.adb_services import make_opener
 from harness.testing.faults import FaultBox, Faults
 from harness.testing.isolation import Isolation, device_environment, start_isolation
+from harness.testing.physics import Physics, PhysicsConfig
 from harness.testing.profile import DEFAULT_PROFILE, load_profile
 from harness.testing.sandbox import Sandbox
 
@@ -35,7 +36,9 @@ class VirtualDevice:
     ``auth``: ``none``, ``any``, ``keys`` (only ``keys``: paths of ``adbkey.pub``
     files or key texts) or ``reject``. ``root``: the sandbox directory (a temporary
     one, removed on stop, when omitted). ``reboot_s``: how long ``reboot:`` keeps
-    the device offline.
+    the device offline. ``physics``: the battery/thermal/frequency model driven by the
+    device's real CPU load (:mod:`harness.testing.physics`; None, the default: static files);
+    tests force states through ``device.physics`` (charging, frequency cap, hot start).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class VirtualDevice:
         faults: Faults | None = None,
         isolation: str = "auto",
         reboot_s: float = 1.0,
+        physics: PhysicsConfig | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -63,6 +67,8 @@ class VirtualDevice:
         self._isolation_kind = isolation
         self.isolation: Isolation | None = None
         self.reboot_s = reboot_s
+        self._physics_config = physics
+        self.physics: Physics | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -74,6 +80,9 @@ class VirtualDevice:
         """Populate the sandbox, start isolation and listen; return self (address is known)."""
         self.sandbox.populate()
         self.isolation = start_isolation(self.sandbox, self._isolation_kind)
+        if self._physics_config is not None:
+            ns_pid = getattr(self.isolation, "pid", None)
+            self.physics = Physics(self.sandbox.root, self._physics_config, namespace_pid=ns_pid).start()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"vdev-{id(self):x}", daemon=True)
         self._thread.start()
@@ -90,6 +99,9 @@ class VirtualDevice:
 
     def stop(self) -> None:
         """Close every connection, kill running commands, stop listening; safe to call twice."""
+        if self.physics is not None:
+            self.physics.stop()
+            self.physics = None
         if self._loop is not None and self._loop.is_running():
             with contextlib.suppress(Exception):
                 self._call(self._shutdown(), timeout_s=10)

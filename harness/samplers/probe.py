@@ -1,0 +1,154 @@
+"""The on-device background sampler: a small ``sh`` loop started through the device shell.
+
+Why on the device: sampling ``current_now`` over adb round trips (tens of ms each, jittery)
+would measure the link, not the battery. The loop runs detached (``setsid``, own session, so
+the shell service that started it can close), uses shell builtins only (``read``) except one
+``date +%s%N`` per sample, and writes one line per reading to a file we read back afterwards:
+
+``P <unix_ns> <current_raw> <voltage_raw>``   power supply, raw values and raw sign as printed
+``M <unix_ns> VmHWM:|VmRSS: <kB>``             ``/proc/<pid>/status`` of the benchmark (pid file)
+
+It stops when the stop file appears or after ``max_samples`` (so a dead harness never leaves it
+running for long). The benchmark command is wrapped by :func:`wrap_benchmark` to write its pid
+and ``S``/``E`` marks (same clock, ``date +%s%N``), which align the trace with the benchmark.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import shlex
+from dataclasses import dataclass
+
+from harness.devices.base import Device
+
+q = shlex.quote
+_OPERATORS = set(";&|<>()`$\n")
+
+
+@dataclass(frozen=True)
+class ProbePaths:
+    """Device files of one probe (all under the device's work directory)."""
+
+    directory: str
+
+    @property
+    def trace(self) -> str:
+        return posixpath.join(self.directory, "trace.txt")
+
+    @property
+    def marks(self) -> str:
+        return posixpath.join(self.directory, "marks.txt")
+
+    @property
+    def pid(self) -> str:
+        return posixpath.join(self.directory, "bench.pid")
+
+    @property
+    def stop(self) -> str:
+        return posixpath.join(self.directory, "stop")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a probe recorded: power rows ``(unix_ns, current_raw, voltage_raw)``, memory rows
+    ``(unix_ns, key, kB)`` and benchmark marks ``(kind, unix_ns)`` (``S`` start, ``E`` end)."""
+
+    power: tuple[tuple[int, int, int], ...] = ()
+    memory: tuple[tuple[int, str, int], ...] = ()
+    marks: tuple[tuple[str, int], ...] = ()
+
+    def last_window(self) -> tuple[int, int] | None:
+        """The last benchmark command's (start, end) in unix ns, or None when it did not end."""
+        starts = [t for k, t in self.marks if k == "S"]
+        ends = [t for k, t in self.marks if k == "E"]
+        if not starts or not ends or ends[-1] < starts[-1]:
+            return None
+        return starts[-1], ends[-1]
+
+
+def new_paths(device: Device) -> ProbePaths:
+    """A fresh probe directory under the device's work directory (random name, nothing device-supplied)."""
+    return ProbePaths(posixpath.join(device.workdir(), "probe", secrets.token_hex(6)))
+
+
+def loop_script(paths: ProbePaths, *, interval_s: float, max_samples: int, current_path: str | None,
+                voltage_path: str | None, poll_memory: bool) -> str:
+    """The sampling loop (POSIX sh, toybox/mksh compatible)."""
+    power = ""
+    if current_path and voltage_path:
+        power = (f'c=; v=; read -r c < {q(current_path)}; read -r v < {q(voltage_path)}; '
+                 f'echo "P $t ${{c:-x}} ${{v:-x}}"; ')
+    memory = ""
+    if poll_memory:
+        memory = (f'if [ -s {q(paths.pid)} ]; then read -r p < {q(paths.pid)}; '
+                  f'while read -r k n u; do case "$k" in VmHWM:|VmRSS:) echo "M $t $k $n";; esac; '
+                  f'done < "/proc/$p/status" 2>/dev/null; fi; ')
+    return (f'i=0; while [ ! -e {q(paths.stop)} ] && [ "$i" -lt {int(max_samples)} ]; do '
+            f't=$(date +%s%N); {power}{memory}sleep {interval_s:g}; i=$((i+1)); done > {q(paths.trace)} 2>/dev/null')
+
+
+def start(device: Device, paths: ProbePaths, **loop: object) -> None:
+    """Create the probe directory and start the loop detached; returns at once."""
+    script = loop_script(paths, **loop)  # type: ignore[arg-type]
+    cmd = (f"mkdir -p {q(paths.directory)} && : > {q(paths.marks)} && rm -f {q(paths.stop)} {q(paths.pid)} && "
+           f"(setsid sh -c {q(script)} </dev/null >/dev/null 2>&1 &)")
+    device.shell(cmd, timeout_s=30).check(device.id)
+
+
+def stop(device: Device, paths: ProbePaths, *, linger_s: float = 0.5) -> str:
+    """Stop the loop, return ``trace`` + ``marks`` text, and remove the probe directory."""
+    out = device.shell(
+        f"touch {q(paths.stop)}; sleep {linger_s:g}; cat {q(paths.trace)} 2>/dev/null; "
+        f"sed 's/^/K /' {q(paths.marks)} 2>/dev/null; rm -rf {q(paths.directory)}",
+        timeout_s=30 + linger_s,
+    )
+    return out.output
+
+
+def wrap_benchmark(command: str, paths: ProbePaths) -> str:
+    """``command`` started in the background so its pid is known at start; marks around it; same exit code.
+
+    A simple command (one argv, no shell operators) is ``exec``'d in the child, so the pid file holds the
+    benchmark itself; a compound command keeps a subshell in between (its pid is the subshell's).
+    """
+    body = f"exec {command}" if _is_simple(command) else command
+    return (f'echo "S $(date +%s%N)" >> {q(paths.marks)}; ( {body} ) & p=$!; echo "$p" > {q(paths.pid)}; '
+            f'wait "$p"; rc=$?; echo "E $(date +%s%N)" >> {q(paths.marks)}; exit "$rc"')
+
+
+def _is_simple(command: str) -> bool:
+    return bool(command.strip()) and not (_OPERATORS & set(_strip_quoted(command)))
+
+
+def _strip_quoted(command: str) -> str:
+    """The command with single- and double-quoted parts removed (operators inside quotes are text)."""
+    out, quote = [], ""
+    for ch in command:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def parse_trace(text: str) -> Trace:
+    """Probe output back into rows; malformed or unreadable (``x``) readings are skipped."""
+    power: list[tuple[int, int, int]] = []
+    memory: list[tuple[int, str, int]] = []
+    marks: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        try:
+            if len(parts) == 4 and parts[0] == "P":
+                power.append((int(parts[1]), int(parts[2]), int(parts[3])))
+            elif len(parts) == 4 and parts[0] == "M":
+                memory.append((int(parts[1]), parts[2].rstrip(":"), int(parts[3])))
+            elif len(parts) == 3 and parts[0] == "K" and parts[1] in ("S", "E"):
+                marks.append((parts[1], int(parts[2])))
+        except ValueError:
+            continue
+    return Trace(tuple(power), tuple(memory), tuple(marks))
