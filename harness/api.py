@@ -20,11 +20,17 @@ from harness.store import LocalStore, load_results, open_store
 from harness.suite import Suite, load_suite, with_overrides
 
 
-def render(results: Sequence[Result], out_path: str | Path, *, title: str | None = None) -> Path:
-    """Render an HTML report of ``results`` (imports pandas/matplotlib only when called)."""
+def render(results: Sequence[Result], out_path: str | Path, *, title: str | None = None,
+           gate: GateOutcome | None = None, baseline: Sequence[Result] | None = None) -> Path:
+    """Render an HTML report of ``results`` (imports pandas/matplotlib only when called).
+
+    With ``gate`` (and the ``baseline``'s results) the page opens with the gate's verdicts
+    and the suite's budgets.
+    """
     from harness.report.html import render_report
 
-    return render_report(list(results), Path(out_path), title=title)
+    used = budgets(results) if gate is not None else None
+    return render_report(list(results), Path(out_path), title=title, gate=gate, baseline=baseline, budgets=used)
 
 
 def run(
@@ -60,19 +66,33 @@ def run(
     return summary
 
 
-def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None) -> Path:
-    """One report from one or more JSONL result files (several runs or devices in one page)."""
+def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
+                      baseline: str | None = None, store: LocalStore | None = None) -> Path:
+    """One report from one or more JSONL result files (several runs or devices in one page).
+
+    With ``baseline`` (a name in ``store``) the page gets the gate section for these results.
+    """
     results: list[Result] = []
     for path in results_files:
         results.extend(load_results(path))
-    return render(results, out_path, title=title)
+    return _render_gated(results, out_path, title, baseline, store)
 
 
-def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path) -> Path:
+def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path, *,
+                      title: str | None = None, baseline: str | None = None) -> Path:
     results: list[Result] = []
     for ref in refs:
         results.extend(store.load_run(ref))
-    return render(results, out_path)
+    return _render_gated(results, out_path, title, baseline, store)
+
+
+def _render_gated(results: Sequence[Result], out_path: str | Path, title: str | None, baseline: str | None,
+                  store: LocalStore | None) -> Path:
+    if baseline is None or store is None:
+        return render(results, out_path, title=title)
+    base = load_baseline(store, baseline)
+    outcome = gate(base, results, gate_config(results), budgets(results))
+    return render(results, out_path, title=title, gate=outcome, baseline=base)
 
 
 # -- comparisons and the gate ---------------------------------------------------------------
@@ -101,12 +121,23 @@ def compare_runs(store: LocalStore, run_a: str, run_b: str, overrides: dict | No
     return compare(a, b, gate_config(b, overrides))
 
 
-def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
-             overrides: dict | None = None) -> GateOutcome:
-    """The CI gate: regressions against a named baseline (if any) and the suite's absolute budgets."""
-    candidate = store.load_run(run)
-    if baseline is not None and store.baseline_run_id(baseline) is None:
-        raise StoreError(f"no baseline named {baseline!r} in {store.db_path}",
+def load_baseline(store: LocalStore, name: str) -> list[Result]:
+    """The results of the run named ``name`` as a baseline; a clear error when there is no such name."""
+    if store.baseline_run_id(name) is None:
+        raise StoreError(f"no baseline named {name!r} in {store.db_path}",
                          hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
-    base = store.load_run(baseline) if baseline is not None else None
-    return gate(base, candidate, gate_config(candidate, overrides), budgets(candidate))
+    return store.load_run(name)
+
+
+def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
+             overrides: dict | None = None, report: str | Path | None = None) -> GateOutcome:
+    """The CI gate: regressions against a named baseline (if any) and the suite's absolute budgets.
+
+    With ``report`` an HTML report of the candidate run, opening with the gate section, is written there.
+    """
+    candidate = store.load_run(run)
+    base = load_baseline(store, baseline) if baseline is not None else None
+    outcome = gate(base, candidate, gate_config(candidate, overrides), budgets(candidate))
+    if report is not None:
+        render(candidate, report, gate=outcome, baseline=base)
+    return outcome

@@ -66,10 +66,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.store import open_store
 
     files = [r for r in args.results if Path(r).suffix == ".jsonl" or Path(r).exists()]
+    store = open_store(args.store) if args.baseline or len(files) != len(args.results) else None
     if len(files) == len(args.results):
-        path = report_from_files(files, args.output, title=args.title)
+        path = report_from_files(files, args.output, title=args.title, baseline=args.baseline, store=store)
     else:
-        path = report_from_store(open_store(args.store), args.results, args.output)
+        path = report_from_store(store, args.results, args.output, title=args.title, baseline=args.baseline)
     _out(f"report: {path}")
     return 0
 
@@ -155,8 +156,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.api import gate_run
     from harness.store import open_store
 
-    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args))
+    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args), report=args.report)
     _out(outcome.render())
+    if args.report:
+        _out(f"report: {args.report}")
     return outcome.exit_code
 
 
@@ -216,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="HTML file to write")
     s.add_argument("--title", help="page title")
     s.add_argument("--store", default="reports", help="store directory for run ids (default: reports)")
+    s.add_argument("--baseline", help="baseline name in --store: the page opens with the gate section against it")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("runs", help="list stored runs", description="List runs recorded in the SQLite index.")
@@ -274,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "prints one line per failing case with its numbers.")
     s.add_argument("--baseline", help="baseline name (without it only the budgets are checked)")
     s.add_argument("--run", default="latest", help="the candidate run (default latest)")
+    s.add_argument("--report", metavar="FILE.html", help="also write the candidate's HTML report with the gate section")
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 

@@ -163,6 +163,11 @@ class BudgetBreach:
         return self.value is not None
 
     @property
+    def breached(self) -> bool:
+        """Above the limit, or budgeted but not measured (a warning)."""
+        return self.value is None or self.value > self.limit
+
+    @property
     def line(self) -> str:
         if self.value is None:
             return f"{self.model} [{self.device}]: {self.metric} budget {self.limit:g} not measured on this device"
@@ -392,7 +397,12 @@ def check_budgets(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
     A value equal to its limit passes. A budgeted metric the device did not measure is
     returned with ``value=None`` (a warning, not a failure).
     """
-    breaches = []
+    return [check for check in budget_checks(results, budgets) if check.breached]
+
+
+def budget_checks(results: Sequence[Result], budgets: Mapping[str, Budget]) -> list[BudgetBreach]:
+    """Every budgeted metric of every successful result, value vs limit, breached or not (the report lists them)."""
+    checks = []
     for result in results:
         budget = budgets.get(result.case.model)
         if budget is None or result.status != "ok":
@@ -403,9 +413,8 @@ def check_budgets(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
             if limit is None:
                 continue
             value = _metric_value(result, metric)
-            if value is None or value > limit:
-                breaches.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit))
-    return breaches
+            checks.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit))
+    return checks
 
 
 def verdict_line(v: CaseVerdict) -> str:

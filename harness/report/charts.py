@@ -137,3 +137,57 @@ def speedup_chart(speedups: pd.DataFrame, baseline: str = "cpu", confidence: flo
     caption = (f"Bars: ratio of medians; error bars: bootstrap {confidence:.0%} interval. "
                f"Green: faster than {baseline} beyond the interval; orange: slower; grey: interval includes 1×.")
     return Chart(title=f"Speedup over {baseline}", svg=svg, caption=caption)
+
+
+VERDICT_COLORS = {"slower": _SLOWER, "failed": "#c92a2a", "faster": _FASTER, "noisy": "#e67700", "same": "#1864ab"}
+_BASE_COLOR = "#868e96"
+
+
+def _gate_label(row: dict) -> str:
+    base, cand = row["base_median_us"] / 1000.0, row["cand_median_us"] / 1000.0
+    return f"{row['model']} · {row['delegate']} · {row['threads']} thr\n{base:.3g} → {cand:.3g} ms"
+
+
+def _gate_row(ax: matplotlib.axes.Axes, i: int, r: dict, *, first: bool) -> None:
+    """One case of :func:`gate_chart`: baseline dots above, candidate dots and the ratio below."""
+    color = VERDICT_COLORS.get(r["verdict"], _NONE)
+    scale = r["base_median_us"]
+    for values, y, c, label in ((r["base_rep_us"], i - 0.17, _BASE_COLOR, "baseline repetitions"),
+                                (r["cand_rep_us"], i + 0.17, color, "candidate repetitions")):
+        ax.scatter(np.asarray(values) / scale, np.full(len(values), y), s=14, color=c, alpha=0.8,
+                   label=label if first else None)
+    if r["ci_low"] is not None:
+        err = [[r["ratio"] - r["ci_low"]], [r["ci_high"] - r["ratio"]]]
+        ax.errorbar([r["ratio"]], [i + 0.17], xerr=err, fmt="D", color="#212529", markersize=5, capsize=3,
+                    linewidth=1, label=f"ratio of medians, {r['level']:.0%} interval" if first else None)
+    ax.annotate(r["verdict"], (1.0, i), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                textcoords="offset points", va="center", color=color, fontweight="bold")
+
+
+def gate_chart(rows: list[dict]) -> Chart | None:
+    """Baseline vs candidate per-repetition medians of each compared case, on one relative axis.
+
+    ``rows`` are :func:`harness.report.gating.verdict_row` dicts; each repetition's median
+    (the unit the gate tests) is divided by the baseline's pooled median, so cases of any
+    speed share the axis and the gap between the two rows of dots is the slowdown. The
+    diamond is the ratio of medians, its bar the bootstrap interval; colour is the verdict.
+    """
+    rows = [r for r in rows if r["ratio"] is not None and r["base_rep_us"]]
+    if not rows:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(_WIDTH_IN, 1.2 + 0.62 * len(rows)))
+        ax = fig.subplots()
+        for i, r in enumerate(rows):
+            _gate_row(ax, i, r, first=i == 0)
+        ax.set_yticks(np.arange(len(rows)), [_gate_label(r) for r in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.axvline(1.0, color="#212529", linewidth=1, linestyle="--")
+        ax.set_xlabel("per-repetition median latency / baseline median (×; right of 1 is slower)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+        svg = to_svg(fig)
+    caption = ("Dots: one per repetition (a separate process or launch), its median latency divided by the "
+               "baseline's median; grey = baseline, coloured = candidate (colour = verdict). Diamond and bar: "
+               "ratio of medians with its bootstrap interval (repetitions, then iterations, resampled).")
+    return Chart(title="Baseline vs candidate", svg=svg, caption=caption)

@@ -13,7 +13,7 @@ energy, thermal) adds its section by adding a builder and a template.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import harness
-from harness.report import charts, frames
+from harness.gate import Budget, GateOutcome
+from harness.report import charts, frames, gating
 from harness.results import Result
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -41,14 +42,21 @@ class ReportData:
     speedups: pd.DataFrame
     baseline: str = frames.BASELINE_DELEGATE
     confidence: float = frames.CONFIDENCE
+    gate: GateOutcome | None = None
+    gate_baseline: Sequence[Result] = ()
+    budgets: Mapping[str, Budget] | None = None
 
     @classmethod
-    def build(cls, results: Sequence[Result]) -> ReportData:
+    def build(cls, results: Sequence[Result], *, gate: GateOutcome | None = None,
+              gate_baseline: Sequence[Result] = (), budgets: Mapping[str, Budget] | None = None) -> ReportData:
         return cls(
             results=list(results),
             cases=frames.cases_frame(results),
             samples=frames.samples_frame(results),
             speedups=frames.speedup_frame(results),
+            gate=gate,
+            gate_baseline=list(gate_baseline),
+            budgets=budgets,
         )
 
     @property
@@ -81,6 +89,26 @@ def _is_nan(value: object) -> bool:
 
 def _sorted_cases(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["device", "model", "delegate", "threads", "run_id"], kind="stable")
+
+
+def gate_section(data: ReportData) -> Section | None:
+    """The gate's decision first: PASSED/FAILED and why, verdict per case, budgets, baseline vs candidate chart."""
+    if data.gate is None:
+        return None
+    rows = gating.verdict_rows(data.gate)
+    return Section(
+        "gate",
+        "Gate",
+        "gate.html.j2",
+        {
+            "headline": gating.headline(data.gate),
+            "rows": rows,
+            "chart": charts.gate_chart(rows),
+            "budgets": gating.budget_rows(data.gate, data.results, data.budgets),
+            "all_budgets": bool(data.budgets),
+            "baseline_runs": sorted({r.run_id for r in data.gate_baseline}),
+        },
+    )
 
 
 def summary_section(data: ReportData) -> Section:
@@ -205,6 +233,7 @@ def details_section(data: ReportData) -> Section:
 
 
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
+    gate_section,
     summary_section,
     results_section,
     distributions_section,
@@ -253,9 +282,10 @@ def environment() -> Environment:
     return env
 
 
-def render_html(results: Sequence[Result], *, title: str | None = None) -> str:
+def render_html(results: Sequence[Result], *, title: str | None = None, gate: GateOutcome | None = None,
+                baseline: Sequence[Result] = (), budgets: Mapping[str, Budget] | None = None) -> str:
     """The report page as a string (see :func:`render_report`)."""
-    data = ReportData.build(results)
+    data = ReportData.build(results, gate=gate, gate_baseline=baseline, budgets=budgets)
     sections = [s for s in (build(data) for build in SECTION_BUILDERS) if s is not None]
     runs = sorted({r.run_id for r in results})
     page_title = title or ("edgeharness report — " + ", ".join(runs) if runs else "edgeharness report")
@@ -265,9 +295,17 @@ def render_html(results: Sequence[Result], *, title: str | None = None) -> str:
     )
 
 
-def render_report(results: Sequence[Result], out_path: Path, *, title: str | None = None) -> Path:
-    """Write the report for ``results`` to ``out_path`` (parents created) and return the path."""
+def render_report(results: Sequence[Result], out_path: Path, *, title: str | None = None,
+                  gate: GateOutcome | None = None, baseline: Sequence[Result] | None = None,
+                  budgets: Mapping[str, Budget] | None = None) -> Path:
+    """Write the report for ``results`` to ``out_path`` (parents created) and return the path.
+
+    With ``gate`` (the outcome of :func:`harness.gate.gate` for these results as the
+    candidate) the page opens with a Gate section; ``baseline`` (the baseline's results)
+    names the baseline run, and ``budgets`` lets it list every budget used, not only breaches.
+    """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(render_html(results, title=title), encoding="utf-8")
+    html = render_html(results, title=title, gate=gate, baseline=baseline or (), budgets=budgets)
+    out_path.write_text(html, encoding="utf-8")
     return out_path
