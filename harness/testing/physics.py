@@ -70,6 +70,7 @@ class Physics:
         self._members: dict[tuple[int, float], bool] = {}
         self._primed = False
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # test controls write too, from their own thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cpus = sorted(p.name for p in (self.root / CPU_DIR.lstrip("/")).glob("cpu[0-9]*"))
@@ -201,8 +202,9 @@ class Physics:
                 values[f"{base}/scaling_cur_freq"] = str(freq)
                 values[f"{base}/scaling_max_freq"] = str(freq)
                 values[f"{base}/cpuinfo_max_freq"] = str(c.max_freq_khz)
-        for rel, text in values.items():
-            _write_atomic(self.root / rel, text)
+        with self._write_lock:
+            for rel, text in values.items():
+                _write_atomic(self.root / rel, text)
 
 
 def _mnt_ns(pid: int) -> str | None:

@@ -1,0 +1,122 @@
+"""Samplers end to end: the real orchestrator, real LiteRT, the virtual device over real ADB sockets,
+its physics model driven by the CPU time the benchmark actually uses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import pytest
+
+from harness.devices.discovery import open_device
+from harness.devices.host import HostDevice
+from harness.orchestrator import CaseRunner
+from harness.suite import parse_suite
+from harness.testing.physics import PhysicsConfig
+
+pytest_plugins = ["harness.testing.fixtures"]
+FAST = PhysicsConfig(tick_s=0.05, tau_s=2.0)
+
+
+def _case(zoo: str, *, runs: int = 150, reps: int = 1, delegate: str = "xnnpack"):
+    suite = parse_suite(f'[suite]\ndelegates=["{delegate}"]\nmeasured_runs={runs}\nrepetitions={reps}\n'
+                        f'warmup_runs=3\n[[models]]\nzoo="{zoo}"\n')
+    return suite.cases()[0]
+
+
+@pytest.fixture
+def phone(virtual_device_factory):
+    vd = virtual_device_factory(physics=FAST)
+    device = open_device("adb:" + vd.address)
+    yield vd, device
+    device.close()
+
+
+def test_heavier_model_costs_more_energy_per_inference(phone):
+    vd, device = phone
+    runner = CaseRunner("energy")
+    light = runner.run_case(device, _case("face_detection_front", runs=200))
+    heavy = runner.run_case(device, _case("face_detection_full_range", runs=120))
+    for r in (light, heavy):
+        assert r.status == "ok", r.reason
+        e = r.energy
+        assert e is not None and e.reason is None, e
+        assert e.simulated and not e.estimated
+        assert e.samples >= 2 and e.uncertainty_mj is not None and e.idle_power_mw > 0
+        assert e.gross_per_inference_mj > e.per_inference_mj > 0
+        assert "current_now x voltage_now" in e.method and "idle power" in e.method
+        assert r.memory.peak_rss_mb > 0 and "/proc/<pid>/status" in r.memory.method
+        assert set(r.thermal.before_c) == {"cpu-0-0", "skin", "battery"}
+    assert heavy.latency.samples_us and light.latency.samples_us
+    assert heavy.energy.per_inference_mj > light.energy.per_inference_mj
+
+
+def test_cooldown_waits_for_a_hot_device_then_returns(phone):
+    vd, device = phone
+    vd.physics.set_temperature(55.0)
+    runner = CaseRunner("cool", cooldown={"mode": "threshold", "threshold_c": 40.0, "timeout_s": 60})
+    result = runner.run_case(device, _case("face_detection_front", runs=20))
+    assert result.status == "ok", result.reason
+    thermal = result.thermal
+    assert thermal.cooldown_s is not None and thermal.cooldown_s > 0.5
+    assert thermal.before_c["cpu-0-0"] <= 40.5
+    assert "below threshold" in thermal.method
+
+
+def test_forced_frequency_cap_flags_the_run_throttled(phone):
+    vd, device = phone
+    vd.physics.force_freq_cap(0.5)
+    result = CaseRunner("cap").run_case(device, _case("face_detection_front", runs=20))
+    assert result.status == "ok"
+    assert result.thermal.throttled
+    assert any("frequency" in why for why in result.thermal.throttle_reasons)
+    vd.physics.force_freq_cap(None)
+    calm = CaseRunner("calm").run_case(device, _case("face_detection_front", runs=20))
+    assert not any("frequency" in why for why in calm.thermal.throttle_reasons)
+
+
+def test_charging_device_gets_no_energy_but_keeps_latency(phone):
+    vd, device = phone
+    vd.physics.set_charging(True)
+    result = CaseRunner("charging").run_case(device, _case("face_detection_front", runs=20))
+    assert result.status == "ok" and result.latency.n_iterations == 20
+    assert result.energy.per_inference_mj is None
+    assert "charging" in result.energy.reason and "Wi-Fi ADB" in result.energy.reason
+    assert "USB powered" in result.energy.reason
+
+
+def test_power_sampler_dying_mid_run_keeps_latency_and_says_why(phone):
+    vd, device = phone
+    killed: list[int] = []
+
+    def kill_probe_loop() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            for proc in psutil.process_iter(["cmdline"]):
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if "trace.txt" in cmd and "current_now" in cmd and "setsid" not in cmd:
+                    time.sleep(1.5)  # past the idle window, into the benchmark
+                    proc.kill()
+                    killed.append(proc.pid)
+                    break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_probe_loop)
+    killer.start()
+    result = CaseRunner("dies").run_case(device, _case("face_detection_full_range", runs=300))
+    killer.join()
+    assert killed, "the probe loop was never seen"
+    assert result.status == "ok" and result.latency.n_iterations == 300
+    assert result.energy.per_inference_mj is None
+    assert "stopped mid-run" in result.energy.reason or "power sample" in result.energy.reason
+
+
+def test_host_run_shows_memory_thermal_and_why_energy_is_absent():
+    result = CaseRunner("host").run_case(HostDevice(), _case("face_detection_front", runs=30))
+    assert result.status == "ok", result.reason
+    assert result.memory.peak_rss_mb > 0 and "psutil" in result.memory.method and result.memory.samples > 1
+    assert result.thermal is not None and "thermal_zone" in result.thermal.method
+    energy = result.energy
+    assert energy is not None and energy.method.startswith("RAPL")
+    assert (energy.per_inference_mj is None) == (energy.reason is not None)
