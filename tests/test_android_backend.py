@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from harness.devices import adb_commands as cmds
-from harness.devices.android import AndroidDevice, ensure_key, list_android_devices, parse_device_id
+from harness.devices.android import (
+    _PURE_PYTHON_CHECKSUM,
+    AndroidDevice,
+    _fast_checksum,
+    ensure_key,
+    list_android_devices,
+    parse_device_id,
+)
 from harness.devices.discovery import describe, open_device
 from harness.errors import AuthError, DeviceError
 
@@ -181,6 +188,14 @@ def test_discovery_opens_lists_and_describes(virtual_device, tmp_path, monkeypat
     device.close()
     entry = describe(device_id)
     assert entry.reachable and entry.profile == "virtual-android" and entry.model == "Virtual Device"
+
+
+def test_fast_checksum_equals_adb_shells_own():
+    for size in (0, 1, 255, 4096, 1 << 20):
+        data = os.urandom(size)
+        assert _fast_checksum(data) == _PURE_PYTHON_CHECKSUM(data) == _PURE_PYTHON_CHECKSUM(bytearray(data))
+    assert _fast_checksum(b"\xff" * (1 << 25)) == (255 << 25) & 0xFFFFFFFF  # wraps like the protocol's u32
+    assert _fast_checksum("host::") == _PURE_PYTHON_CHECKSUM("host::")
 
 
 def test_wrapped_output_parsing():

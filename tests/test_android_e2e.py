@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -63,28 +65,55 @@ def _small_suite(tmp_path: Path, models: list[tuple[str, Path]], delegates: str 
     return suite
 
 
+def _runner_running_on_a_virtual_device() -> bool:
+    """A pyrunner staged under the device workdir is running (the host device runs it from the repo)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"/data/local/tmp/edgeharness/" in cmdline and b"pyrunner.py" in cmdline:
+            return True
+    return False
+
+
 def test_device_offline_mid_suite(virtual_device: VirtualDevice, small_model, tmp_path, monkeypatch):
-    """The device vanishes after its first case: that next case is device_lost, the host's cases all finish,
-    and the device's later cases succeed once it is back."""
+    """The device vanishes while its second case runs: that case is device_lost with the reason, the host's
+    cases all finish, and the device's later cases succeed once it is back."""
     reconnect_s, offline_s = 3.0, 4.5  # lost after 3 s of retries; back at 4.5 s, inside the next case's window
     monkeypatch.setenv("HARNESS_ADB_RECONNECT_S", str(reconnect_s))
     device_id = f"adb:{virtual_device.address}"
     suite = _small_suite(tmp_path, [("blazeface", small_model)])
-    seen: list[Result] = []
+    first_done = threading.Event()
+    stop = threading.Event()
+
+    def pull_the_plug() -> None:
+        first_done.wait()
+        while not stop.is_set():
+            if _runner_running_on_a_virtual_device():
+                virtual_device.go_offline(offline_s)
+                return
+            time.sleep(0.01)
 
     def on_result(result: Result) -> None:
-        seen.append(result)
-        if result.device.id == device_id and len([r for r in seen if r.device.id == device_id]) == 1:
-            virtual_device.go_offline(offline_s)
+        if result.device.id == device_id:
+            first_done.set()
 
-    summary = api.run(suite, devices=[device_id, "host"], out_dir=tmp_path / "out", report=False,
-                      on_result=on_result)
+    plug = threading.Thread(target=pull_the_plug, daemon=True)
+    plug.start()
+    try:
+        summary = api.run(suite, devices=[device_id, "host"], out_dir=tmp_path / "out", report=False,
+                          on_result=on_result)
+    finally:
+        stop.set()
+        first_done.set()
+        plug.join()
     by_device: dict[str, list[Result]] = {}
     for result in summary.results:
         by_device.setdefault(result.device.id, []).append(result)
     assert [r.status for r in by_device["host"]] == ["ok"] * 4
     android = by_device[device_id]
-    assert [r.status for r in android] == ["ok", "device_lost", "ok", "ok"]
+    assert [r.status for r in android] == ["ok", "device_lost", "ok", "ok"], [r.reason for r in android]
     assert "link lost" in (android[1].reason or "") and virtual_device.address in (android[1].reason or "")
     assert any(line.startswith("offline") for line in virtual_device.fault_log)
 
