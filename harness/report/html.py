@@ -232,6 +232,17 @@ def details_section(data: ReportData) -> Section:
     return Section("details", "Case details", "details.html.j2", {"cases": items})
 
 
+def readings_section(data: ReportData) -> Section | None:
+    """Memory, energy and thermal readings with their methods; energy chart; throttled cases marked."""
+    from harness.report import readings
+
+    rows = readings.rows(data.results)
+    if not rows:
+        return None
+    return Section("readings", "Memory, energy and thermal", "readings.html.j2",
+                   {"rows": rows, "chart": readings.energy_chart(data.results)})
+
+
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     gate_section,
     summary_section,
@@ -240,6 +251,7 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     speedups_section,
     coverage_section,
     ops_section,
+    readings_section,
     problems_section,
     details_section,
 ]

@@ -1,0 +1,48 @@
+"""Rows and chart for the memory, energy and thermal section: values with their methods, simulated labelled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+from harness.report.charts import _RC, Chart, _figure, to_svg
+from harness.results import Result
+
+
+def rows(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """One row per ok case with any reading (memory, energy, thermal)."""
+    out = []
+    for i, r in enumerate(results):
+        if r.status != "ok" or not (r.memory or r.energy or r.thermal):
+            continue
+        out.append({"index": i, "result": r, "memory": r.memory, "energy": r.energy, "thermal": r.thermal})
+    return out
+
+
+def energy_chart(results: Sequence[Result]) -> Chart | None:
+    """Bars of net energy per inference (mJ) per case with 1-sigma error bars; lower is better."""
+    picked = [r for r in results if r.status == "ok" and r.energy and r.energy.per_inference_mj is not None]
+    if not picked:
+        return None
+    picked.sort(key=lambda r: (r.device.id, r.case.model, r.case.delegate, r.case.threads))
+    labels = [f"{r.case.model} · {r.case.delegate} · {r.case.threads} thr · {r.device.id}"
+              + (" (simulated)" if r.energy.simulated else "") for r in picked]
+    values = np.array([r.energy.per_inference_mj for r in picked])
+    err = np.array([r.energy.uncertainty_mj or 0.0 for r in picked])
+    with matplotlib.rc_context(_RC):
+        fig = _figure(len(picked))
+        ax = fig.subplots()
+        y = np.arange(len(picked))
+        ax.barh(y, values, xerr=err, color=["#adb5bd" if r.energy.simulated else "#1864ab" for r in picked],
+                capsize=3, height=0.6)
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("energy per inference (mJ, idle subtracted; lower is better)")
+        ax.grid(axis="x", alpha=0.3)
+        svg = to_svg(fig)
+    caption = ("Net energy per inference per delegate, error bars 1 sigma. Grey bars: simulated by the virtual "
+               "device's physics model, not measured on hardware.")
+    return Chart(title="Energy per inference", svg=svg, caption=caption)
