@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from harness.errors import DelegateUnavailable
 from harness.results import Repetition
 from harness.runners import flags
-from harness.runners.measurement import Measurement
+from harness.runners.measurement import Measurement, OpRow
 from harness.runners.outcome import RunnerOutcome
 from harness.runners.parse import parse_text
 
@@ -65,6 +65,17 @@ def _repetition(m: Measurement) -> Repetition:
     )
 
 
+def _op(row: OpRow) -> dict[str, object]:
+    """One op-profiling row as the result keeps it: ms per inference run, share, calls per run.
+
+    ``table`` says what a row is: ``summary`` = one op type (``nodes`` nodes of it, times
+    summed), ``run_order``/``top_by_time`` = one node (``name`` is the node's).
+    """
+    return {"node_type": row.node_type, "name": row.name,
+            "avg_ms": row.avg_us / 1000.0 if row.avg_us is not None else None, "percent": row.percent,
+            "times_called": row.times_called, "table": row.table, "nodes": row.count}
+
+
 def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
     """Parse one repetition's output; a failed or cut-short run keeps the tool's first error line."""
     runs = parse_text(output, kind)
@@ -82,11 +93,7 @@ def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
         footprint_overall_mb=mem.overall_mb if mem else None,
         environment={"tool": kind},
         delegates=tuple(d.__dict__ for d in last.delegates),
-        ops=tuple(
-            {"node_type": o.node_type, "name": o.name, "avg_ms": (o.avg_us or 0) / 1000.0, "percent": o.percent,
-             "times_called": o.times_called}
-            for o in last.top_ops(10)
-        ),
+        ops=tuple(_op(o) for o in last.top_ops(10)),
         latency_method=LATENCY_METHOD[kind],
         memory_method=MEMORY_METHOD,
     )
