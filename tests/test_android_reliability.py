@@ -34,11 +34,8 @@ HOSTILE_NAMES = [
 
 
 @pytest.fixture(autouse=True)
-def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("HARNESS_ADB_KEY", raising=False)
+def private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_ADB_KEY", str(tmp_path / "keys" / "adbkey"))  # never the developer's key
 
 
 @pytest.fixture

@@ -59,7 +59,8 @@ T = TypeVar("T")
 WORKDIR = "/data/local/tmp/edgeharness"
 DEFAULT_PORT = 5555
 KILL_BUDGET_S = 0.75
-MIN_TRANSFER_BYTES_PER_S = 250_000
+MIN_TRANSFER_BYTES_PER_S = 250_000  # push budget: 30 s + size at this rate
+PULL_BUDGET_S = 3600.0
 HINT_ACCEPT_KEY = ("unlock the phone and accept the 'Allow USB debugging?' prompt for this computer's key "
                    "(tick 'Always allow'), then run again; on a farm, add the key's .pub to the device")
 _LINK_ERRORS: tuple[type[BaseException], ...] = (
@@ -461,19 +462,10 @@ class AndroidDevice(Device):
         budget_s = 30.0 + size_bytes / MIN_TRANSFER_BYTES_PER_S
         started = time.monotonic()
 
-        def send(link: _Link) -> None:
-            link.set_deadline(time.monotonic() + budget_s)
-            try:
-                link.adb.push(str(local), temp, st_mode=0o100600, transport_timeout_s=self.transport_timeout_s,
-                              read_timeout_s=self.read_timeout_s)
-            except adb_errors.PushFailedError as exc:
-                raise DeviceError(f"device refused {remote}: {_text(exc)}", device=self.id,
-                                  command=f"push {local} {remote}") from None
-            finally:
-                link.set_deadline(None)
-
         try:
-            self._run(f"push {remote}", send)
+            self._sync(f"push {remote}", budget_s, adb_errors.PushFailedError, lambda adb: adb.push(
+                str(local), temp, st_mode=0o100600, transport_timeout_s=self.transport_timeout_s,
+                read_timeout_s=self.read_timeout_s))
         except DeviceError:
             self._best_effort_remove(temp)
             raise
@@ -485,11 +477,23 @@ class AndroidDevice(Device):
         self.log.info("pushed %s (%d bytes, %.1f MB/s)", remote, size_bytes, size_bytes / 1e6 / max(elapsed_s, 1e-9))
         return True
 
+    def _sync(self, what: str, budget_s: float, refused: type[Exception], call: Callable[[AdbDevice], None]) -> None:
+        """One sync transfer within ``budget_s``, retried on a broken link; the device's ``FAIL`` is a DeviceError."""
+
+        def op(link: _Link) -> None:
+            link.set_deadline(time.monotonic() + budget_s)
+            try:
+                call(link.adb)
+            except refused as exc:
+                raise DeviceError(f"{what}: the device refused: {_text(exc)}", device=self.id, command=what) from None
+            finally:
+                link.set_deadline(None)
+
+        self._run(what, op)
+
     def _best_effort_remove(self, path: str) -> None:
-        try:
+        with contextlib.suppress(HarnessError):
             self.shell(cmds.remove_command(path), timeout_s=10)
-        except HarnessError:
-            pass
 
     def pull(self, remote: str, local: Path) -> Path:
         """Copy ``remote`` into the file ``local`` (or ``local/<basename>`` when it is a folder); nowhere else."""
@@ -502,20 +506,9 @@ class AndroidDevice(Device):
             local = local / name
         fd, temp = tempfile.mkstemp(prefix=f".{local.name[:100]}.", suffix=".part", dir=local.parent)
         os.close(fd)
-
-        def receive(link: _Link) -> None:
-            link.set_deadline(time.monotonic() + 30.0 + 3600.0)
-            try:
-                link.adb.pull(remote, temp, transport_timeout_s=self.transport_timeout_s,
-                              read_timeout_s=self.read_timeout_s)
-            except adb_errors.AdbCommandFailureException as exc:
-                raise DeviceError(f"cannot pull {remote}: {_text(exc)}", device=self.id,
-                                  command=f"pull {remote}") from None
-            finally:
-                link.set_deadline(None)
-
         try:
-            self._run(f"pull {remote}", receive)
+            self._sync(f"pull {remote}", PULL_BUDGET_S, adb_errors.AdbCommandFailureException, lambda adb: adb.pull(
+                remote, temp, transport_timeout_s=self.transport_timeout_s, read_timeout_s=self.read_timeout_s))
             os.chmod(temp, 0o644)
             os.replace(temp, local)
         finally:
