@@ -157,6 +157,14 @@ class BudgetBreach:
     metric: str
     value: float | None
     limit: float
+    delegate: str = ""
+    threads: int = 0
+
+    @property
+    def where(self) -> str:
+        """``model [device delegate xN]``, the same label as a verdict's (two delegates never look alike)."""
+        extra = f" {self.delegate} x{self.threads}" if self.delegate else ""
+        return f"{self.model} [{self.device}{extra}]"
 
     @property
     def measured(self) -> bool:
@@ -170,8 +178,8 @@ class BudgetBreach:
     @property
     def line(self) -> str:
         if self.value is None:
-            return f"{self.model} [{self.device}]: {self.metric} budget {self.limit:g} not measured on this device"
-        return f"{self.model} [{self.device}]: {self.metric} {self.value:.3f} > budget {self.limit:g}"
+            return f"{self.where}: {self.metric} budget {self.limit:g} not measured on this device"
+        return f"{self.where}: {self.metric} {self.value:.3f} > budget {self.limit:g}"
 
 
 @dataclass(frozen=True)
@@ -413,7 +421,8 @@ def budget_checks(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
             if limit is None:
                 continue
             value = _metric_value(result, metric)
-            checks.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit))
+            checks.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit,
+                                       result.case.delegate, result.case.threads))
     return checks
 
 

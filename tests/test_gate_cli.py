@@ -64,7 +64,7 @@ def test_budget_breach_fails_with_numbers(two_runs: tuple[Path, Path], tmp_path:
     assert harness("run", str(tight), "--out", str(out), "--no-report", "--repetitions", "2").returncode == 0
     proc = harness("gate", "--store", str(out))
     assert proc.returncode == 1
-    assert "FAIL blazeface [host]: p50_ms" in proc.stdout and "> budget 0.001" in proc.stdout
+    assert "FAIL blazeface [host xnnpack x1]: p50_ms" in proc.stdout and "> budget 0.001" in proc.stdout
 
 
 def test_export_import_and_bad_baselines(two_runs: tuple[Path, Path], tmp_path: Path) -> None:

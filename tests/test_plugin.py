@@ -134,4 +134,4 @@ budget = {{ p50_ms = 0.0001 }}
 """)
     result = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "o"))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*gate: blazeface [[]host[]]: p50_ms * > budget 0.0001*"])
+    result.stdout.fnmatch_lines(["*gate: blazeface [[]host xnnpack x1[]]: p50_ms * > budget 0.0001*"])
