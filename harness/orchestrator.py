@@ -69,10 +69,9 @@ class CaseRunner:
     Used case by case by the pytest plugin and in bulk by :func:`run_suite`.
     """
 
-    def __init__(self, run_id: str, writer: ResultWriter | None = None, cooldown: dict | None = None) -> None:
+    def __init__(self, run_id: str, writer: ResultWriter | None = None) -> None:
         self.run_id = run_id
         self.writer = writer
-        self.cooldown = cooldown or {}  # the suite's [suite.cooldown] table
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._info: dict[str, DeviceInfo] = {}
@@ -195,7 +194,7 @@ class CaseRunner:
         m = case.model
         raws, outcomes = [], []
         profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
-        sampling = CaseSampling(device, profile, self.cooldown)  # cooldown, memory/energy/thermal samplers
+        sampling = CaseSampling(device, profile, m.cooldown)  # cooldown, memory/energy/thermal samplers
         sampling.before_case()
         for i in range(m.repetitions):
             with sampling.around_repetition() as sampled_device:
@@ -205,7 +204,7 @@ class CaseRunner:
                 reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
-                                    runner=runner)
+                                    runner=runner, delegates=outcome.delegates)
             outcomes.append(outcome)
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
@@ -345,7 +344,7 @@ def run_suite(
     """Run every case of ``suite`` on every device; results are on disk as each case ends."""
     run_id = run_id or new_run_id()
     writer = store.begin_run(run_id, suite.name)
-    runner = CaseRunner(run_id, writer, cooldown=suite.cooldown)
+    runner = CaseRunner(run_id, writer)
     summary = RunSummary(run_id, writer.path)
     lock = threading.Lock()
 

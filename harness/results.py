@@ -99,6 +99,7 @@ class Memory:
     rss_after_init_mb: float | None = None
     footprint_init_mb: float | None = None
     footprint_overall_mb: float | None = None
+    steady_rss_mb: float | None = None
     samples: int = 0
     notes: str | None = None
 
@@ -128,6 +129,10 @@ class Thermal:
     cooldown_s: float | None = None
     throttled: bool = False
     throttle_reasons: tuple[str, ...] = ()
+    status_before: int | None = None
+    status_after: int | None = None
+    freq_ratio_before: float | None = None
+    freq_ratio_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class ModelSpec:
     budget: dict[str, Any] = field(default_factory=dict)
     tool: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    cooldown: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,8 @@ def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
     return name
 
 
-def _parse_model(
-    ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, tool: dict[str, Any], gate: dict[str, Any]
-) -> ModelSpec:
+def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shared: dict[str, Any]) -> ModelSpec:
+    """One ``[[models]]`` entry; ``shared`` holds the suite-level tables each case carries (tool, gate, cooldown)."""
     if not isinstance(raw, dict):
         raise ctx.error("each [[models]] entry must be a table", "models", None)
     _reject_unknown(ctx, raw, set(_SETTINGS) | set(_MODEL_ONLY), "models", index)
@@ -238,8 +238,7 @@ def _parse_model(
         api=settings["api"],
         runner=settings["runner"],
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
-        tool=tool,
-        gate=gate,
+        **shared,
     )
 
 
@@ -303,9 +302,9 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
                         hint='add:\n[[models]]\nzoo = "face_landmark"')
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
-    tool = _parse_tool(ctx, head.get("tool", {}))
-    gate = _parse_gate(ctx, data.get("gate", {}))
-    models = tuple(_parse_model(ctx, raw, defaults, i, tool, gate) for i, raw in enumerate(models_raw))
+    shared = {"tool": _parse_tool(ctx, head.get("tool", {})), "gate": _parse_gate(ctx, data.get("gate", {})),
+              "cooldown": _parse_cooldown(ctx, head.get("cooldown", {}))}
+    models = tuple(_parse_model(ctx, raw, defaults, i, shared) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -316,9 +315,7 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
         path=path if path.name and path.suffix else None,
         description=head.get("description", ""),
         models=models,
-        gate=gate,
-        cooldown=_parse_cooldown(ctx, head.get("cooldown", {})),
-        tool=tool,
+        **shared,
     )
 
 

@@ -20,9 +20,9 @@ pytest_plugins = ["harness.testing.fixtures"]
 FAST = PhysicsConfig(tick_s=0.05, tau_s=2.0)
 
 
-def _case(zoo: str, *, runs: int = 150, reps: int = 1, delegate: str = "xnnpack"):
+def _case(zoo: str, *, runs: int = 150, reps: int = 1, delegate: str = "xnnpack", extra: str = ""):
     suite = parse_suite(f'[suite]\ndelegates=["{delegate}"]\nmeasured_runs={runs}\nrepetitions={reps}\n'
-                        f'warmup_runs=3\n[[models]]\nzoo="{zoo}"\n')
+                        f'warmup_runs=3\n{extra}\n[[models]]\nzoo="{zoo}"\n')
     return suite.cases()[0]
 
 
@@ -59,8 +59,8 @@ def test_heavier_model_costs_more_energy_per_inference(phone, tmp_path):
 def test_cooldown_waits_for_a_hot_device_then_returns(phone):
     vd, device = phone
     vd.physics.set_temperature(55.0)
-    runner = CaseRunner("cool", cooldown={"mode": "threshold", "threshold_c": 40.0, "timeout_s": 60})
-    result = runner.run_case(device, _case("face_detection_front", runs=20))
+    cooldown = 'cooldown = { mode = "threshold", threshold_c = 40.0, timeout_s = 60 }'
+    result = CaseRunner("cool").run_case(device, _case("face_detection_front", runs=20, extra=cooldown))
     assert result.status == "ok", result.reason
     thermal = result.thermal
     assert thermal.cooldown_s is not None and thermal.cooldown_s > 0.5

@@ -63,3 +63,15 @@ def test_failed_tool_output_keeps_its_error_line() -> None:
             "ERROR: Benchmarking failed.\n")
     outcome = tool.outcome(tool.BENCHMARK_MODEL, text, 1)
     assert outcome.status == "failed" and "Failed to allocate tensors" in outcome.reason
+
+
+def test_failed_run_keeps_its_delegate_coverage() -> None:
+    """The Termux capture: XNNPACK took 2136 of 2168 nodes, then tensor allocation failed."""
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "data" / "corpus"
+    sample = corpus / "benchmark_model__android_termux__xnnpack_partial__FAIL_allocate_tensors__litert_era__01.txt"
+    outcome = tool.outcome(tool.BENCHMARK_MODEL, sample.read_text(), 1)
+    assert outcome.status == "failed"
+    xnn = [d for d in outcome.delegates if d["name"] == "xnnpack"]
+    assert xnn and xnn[0]["nodes_delegated"] == 2136 and xnn[0]["nodes_total"] == 2168

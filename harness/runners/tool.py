@@ -82,7 +82,9 @@ def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
     last = runs[-1] if runs else None
     if last is None or last.status != "ok":
         why = (last.error if last and last.error else None) or f"exit code {exit_code}, no result in the output"
-        return RunnerOutcome("failed", f"{kind}: {why}")
+        # A failed run still tells how far the delegate got (e.g. 2136 of 2168 nodes, then allocation failed).
+        return RunnerOutcome("failed", f"{kind}: {why}",
+                             delegates=tuple(d.__dict__ for d in last.delegates) if last else ())
     mem = last.memory
     return RunnerOutcome(
         "ok",

@@ -124,8 +124,8 @@ def combine(runner: Memory | None, polled: Sequence[PolledMemory]) -> Memory | N
     if runner is None or runner.peak_rss_mb is None:
         base = runner or Memory(method="")
         method = f"peak and steady: {poll_method}" + (f"; {base.method}" if base.method else "")
-        return replace(base, method=method, peak_rss_mb=polled_peak, samples=base.samples + n,
-                       notes="; ".join(x for x in (base.notes, notes) if x))
+        return replace(base, method=method, peak_rss_mb=polled_peak, steady_rss_mb=steady,
+                       samples=base.samples + n, notes="; ".join(x for x in (base.notes, notes) if x))
     method = f"peak: {runner.method}; steady: {poll_method}"
-    return replace(runner, method=method, samples=runner.samples + n,
+    return replace(runner, method=method, steady_rss_mb=steady, samples=runner.samples + n,
                    notes="; ".join(x for x in (runner.notes, notes) if x))

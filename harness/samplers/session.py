@@ -222,7 +222,9 @@ class CaseSampling:
             method += f"; cooldown {self.cooldown_cfg.mode}: {self.cooldown.ended_by}"
         return Thermal(method=method, before_c=dict(self.before.zones_c), after_c=dict(after.zones_c),
                        cooldown_s=self.cooldown.waited_s if self.cooldown and self.cooldown.ended_by != "off" else None,
-                       throttled=bool(reasons), throttle_reasons=reasons)
+                       throttled=bool(reasons), throttle_reasons=reasons,
+                       status_before=self.before.status, status_after=after.status,
+                       freq_ratio_before=self.before.freq_ratio, freq_ratio_after=after.freq_ratio)
 
 
 @dataclass(frozen=True)
