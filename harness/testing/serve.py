@@ -14,6 +14,7 @@ import threading
 from harness.errors import HarnessError
 from harness.testing.adb_auth import AuthMode
 from harness.testing.profile import DEFAULT_PROFILE
+from harness.testing.physics import PhysicsConfig
 from harness.testing.virtual_device import VirtualDevice
 
 
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth", default="none", choices=[m.value for m in AuthMode], help="host authentication")
     parser.add_argument("--key", action="append", default=[], help="accepted adbkey.pub (with --auth keys)")
     parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "proot"])
+    parser.add_argument("--static-sensors", action="store_true",
+                        help="keep battery/thermal/cpufreq files fixed instead of the load-driven physics model")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         auth=args.auth,
         keys=args.key,
         isolation=args.isolation,
+        physics=None if getattr(args, "static_sensors", False) else PhysicsConfig(),
     )
     device.start()
     try:
