@@ -150,6 +150,12 @@ def _options(
     return out
 
 
+def _graph_argv(tool: str, model: str, threads: int, warmup_runs: int, num_runs: int) -> list[str]:
+    """The flags both C++ tools (TFLite and LiteRT ``benchmark_model``) share, in their ``--flag=value`` form."""
+    return [tool, f"--graph={model}", f"--num_threads={threads}", f"--warmup_runs={warmup_runs}",
+            f"--num_runs={num_runs}"]
+
+
 def build_benchmark_model_argv(
     tool: str,
     model: str,
@@ -172,14 +178,7 @@ def build_benchmark_model_argv(
     opts = _options(options, BENCHMARK_MODEL_FLAGS, name, "benchmark_model")
     if name == "external" and not any(n == "external_delegate_path" for n, _, _ in opts):
         raise UsageError("delegate external needs the external_delegate_path option")
-    argv = [
-        tool,
-        f"--graph={model}",
-        f"--num_threads={threads}",
-        f"--warmup_runs={warmup_runs}",
-        f"--num_runs={num_runs}",
-        *_BENCHMARK_MODEL_DELEGATE[name],
-    ]
+    argv = _graph_argv(tool, model, threads, warmup_runs, num_runs) + list(_BENCHMARK_MODEL_DELEGATE[name])
     argv += [f"--{spec.flag}={value}" for _, spec, value in opts]
     return argv
 
@@ -214,13 +213,7 @@ def build_litert_argv(
                 argv += [f"--{spec.flag}", value]
         return argv
     opts = _options(options, LITERT_FLAGS, name, "litert benchmark_model")
-    argv = [
-        tool,
-        f"--graph={model}",
-        f"--num_threads={threads}",
-        f"--warmup_runs={warmup_runs}",
-        f"--num_runs={num_runs}",
-    ]
+    argv = _graph_argv(tool, model, threads, warmup_runs, num_runs)
     argv += {
         "cpu": ["--use_cpu=true", "--use_gpu=false", "--use_npu=false"],
         "gpu": ["--use_gpu=true"],
