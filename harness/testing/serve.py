@@ -13,8 +13,8 @@ import threading
 
 from harness.errors import HarnessError
 from harness.testing.adb_auth import AuthMode
-from harness.testing.profile import DEFAULT_PROFILE
 from harness.testing.physics import PhysicsConfig
+from harness.testing.profile import DEFAULT_PROFILE
 from harness.testing.virtual_device import VirtualDevice
 
 
