@@ -252,7 +252,13 @@ class CaseRunner:
         m = case.model
         params = app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
         run_tag = f"{self.run_id}-{case.model.name}-{case.delegate}-t{case.threads}-r{index + 1}"
-        outcome = device.run_app_benchmark(artifact.path, params, run_tag, m.timeout_s)  # type: ignore[attr-defined]
+        app = m.tool.get("ios_app")
+        with self._lock:  # install (or confirm the installed version) once per device and run
+            first_use = app is not None and (device.id, app) not in self._staged
+            if first_use:
+                self._staged[(device.id, app)] = app
+        outcome = device.run_app_benchmark(  # type: ignore[attr-defined]
+            artifact.path, params, run_tag, m.timeout_s, app=Path(app) if first_use else None)
         raw = "\n".join(outcome.log_lines)
         if outcome.status == "timeout":
             return RunnerOutcome("timeout", outcome.reason), raw

@@ -18,7 +18,7 @@ from harness.errors import SuiteError
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
 APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
-TOOL_KEYS = ("benchmark_model", "options")
+TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 BUDGET_KEYS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv")
 COOLDOWN_MODES = ("off", "threshold", "pause")
@@ -260,26 +260,45 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
     return dict(cooldown)
 
 
-def _parse_tool(ctx: _Ctx, tool: dict[str, Any]) -> dict[str, Any]:
-    """``[suite.tool]``: the native tool binary (one path, or one per ABI) and its extra flags."""
-    _reject_unknown(ctx, tool, set(TOOL_KEYS), "suite.tool")
+def _resolve(base: Path, value: str) -> str:
+    return value if Path(value).is_absolute() else str((base / value).resolve())
+
+
+def _parse_tool(ctx: _Ctx, tool: dict[str, Any], table: str = "suite.tool") -> dict[str, Any]:
+    """A tool table: the native binary (one path, or one per ABI), the iOS app, and extra tool flags."""
+    _reject_unknown(ctx, tool, set(TOOL_KEYS), table)
+    base = ctx.path.parent if ctx.path.name else Path(".")
     out = dict(tool)
     binary = tool.get("benchmark_model")
     if binary is not None:
         paths = {"*": binary} if isinstance(binary, str) else binary
         if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
-            raise ctx.error("benchmark_model must be a path or a table of ABI = path", "benchmark_model",
-                            "suite.tool")
-        base = ctx.path.parent if ctx.path.name else Path(".")
-        out["benchmark_model"] = {abi: str((base / p).resolve()) if not Path(p).is_absolute() else p
-                                  for abi, p in paths.items()}
+            raise ctx.error("benchmark_model must be a path or a table of ABI = path", "benchmark_model", table)
+        out["benchmark_model"] = {abi: _resolve(base, p) for abi, p in paths.items()}
+    if "ios_app" in tool:
+        if not isinstance(tool["ios_app"], str):
+            raise ctx.error("ios_app must be the path of an .ipa or .app", "ios_app", table)
+        out["ios_app"] = _resolve(base, tool["ios_app"])
     if not isinstance(tool.get("options", {}), dict):
-        raise ctx.error("options must be a table of benchmark flags", "options", "suite.tool")
+        raise ctx.error("options must be a table of benchmark flags", "options", table)
     return out
 
 
-def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
-    """Parse suite TOML text; ``path`` names the file in errors and anchors relative model paths."""
+def project_tool_defaults() -> dict[str, Any]:
+    """``[tool]`` of ``harness.toml`` (see :mod:`harness.config`), validated like a suite's."""
+    from harness.config import load_config
+
+    data, path = load_config()
+    if path is None or "tool" not in data:
+        return {}
+    return _parse_tool(_Ctx(path, path.read_text(encoding="utf-8")), data["tool"], "tool")
+
+
+def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[str, Any] | None = None) -> Suite:
+    """Parse suite TOML text; ``path`` names the file in errors and anchors relative model paths.
+
+    ``tool_defaults`` (from ``harness.toml``) fill the ``[suite.tool]`` keys the suite leaves out.
+    """
     path = Path(path)
     ctx = _Ctx(path, text)
     try:
@@ -302,8 +321,11 @@ def parse_suite(text: str, path: str | Path = "<string>") -> Suite:
                         hint='add:\n[[models]]\nzoo = "face_landmark"')
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
-    shared = {"tool": _parse_tool(ctx, head.get("tool", {})), "gate": _parse_gate(ctx, data.get("gate", {})),
-              "cooldown": _parse_cooldown(ctx, head.get("cooldown", {}))}
+    shared = {
+        "tool": {**(tool_defaults or {}), **_parse_tool(ctx, head.get("tool", {}))},
+        "gate": _parse_gate(ctx, data.get("gate", {})),
+        "cooldown": _parse_cooldown(ctx, head.get("cooldown", {})),
+    }
     models = tuple(_parse_model(ctx, raw, defaults, i, shared) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -328,7 +350,7 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(path, "suite file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(path, f"cannot read suite: {exc}") from None
-    return parse_suite(text, path)
+    return parse_suite(text, path, project_tool_defaults())
 
 
 def with_overrides(suite: Suite, **overrides: Any) -> Suite:

@@ -68,3 +68,20 @@ name = "blazeface"
         assert rows[delegate]["status"] == "skipped"
         assert "fake iPhone has no" in rows[delegate]["reason"]
     assert (out / "ios.html").exists()
+
+
+def test_app_from_harness_toml_is_installed_once(make_fake_iphone, bench_ipa: Path, tmp_path: Path,
+                                                 small_model: Path) -> None:
+    """No app on the phone: harness.toml names the .ipa; the harness installs it, then runs every case."""
+    phone = make_fake_iphone()
+    (tmp_path / "harness.toml").write_text(f'[tool]\nios_app = "{bench_ipa}"\n')
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'[suite]\nname = "app"\ndelegates = ["xnnpack"]\nthreads = [1, 2]\nrepetitions = 2\n'
+                     f'measured_runs = 3\nwarmup_runs = 1\n[[models]]\npath = "{small_model}"\nname = "m"\n')
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--device", phone.device_id,
+                           "--out", str(tmp_path / "out"), "--no-report"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 ok" in proc.stdout
+    installs = [line for line in phone.syslog if "installd: installed" in line]
+    assert len(installs) == 1, installs

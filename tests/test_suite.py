@@ -75,3 +75,27 @@ def test_no_models_is_an_error() -> None:
 def test_missing_suite_file(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match="not found"):
         load_suite(tmp_path / "absent.toml")
+
+
+def test_harness_toml_gives_tool_defaults_the_suite_can_override(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "harness.toml").write_text('[tool]\nbenchmark_model = { "arm64-v8a" = "bin/bm" }\n'
+                                           'ios_app = "apps/Bench.ipa"\n')
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "a.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
+    (suites / "b.toml").write_text('[suite]\ntool = { ios_app = "Other.ipa" }\n[[models]]\nzoo = "face_landmark"\n')
+    monkeypatch.chdir(tmp_path)
+    a = load_suite(suites / "a.toml").models[0].tool
+    assert a["benchmark_model"] == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
+    assert a["ios_app"] == str(tmp_path / "apps" / "Bench.ipa")
+    b = load_suite(suites / "b.toml").models[0].tool
+    assert b["ios_app"] == str(suites / "Other.ipa") and "benchmark_model" in b
+
+
+def test_malformed_harness_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "harness.toml").write_text('[tools]\nbenchmark_model = "x"\n')
+    (tmp_path / "s.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SuiteError, match=r"harness.toml.*unknown or malformed section 'tools'"):
+        load_suite(tmp_path / "s.toml")
