@@ -16,10 +16,11 @@ import logging
 import platform
 import posixpath
 import shlex
+import statistics
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import __version__, profiles, zoo
@@ -29,6 +30,7 @@ from harness.models import ModelArtifact, load_model
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
 from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
+from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory
 from harness.samplers.session import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
@@ -209,6 +211,7 @@ class CaseRunner:
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
         memory, energy, thermal = sampling.finish(latency, _memory(outcomes))
+        energy = energy or _reported_energy(outcomes)
         return self._result(
             case, case_id, artifact, info, "ok", None, started, runner=runner, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
@@ -264,7 +267,19 @@ class CaseRunner:
             return RunnerOutcome("timeout", outcome.reason), raw
         if outcome.result is None:
             return RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
-        return litert_python.from_payload(dict(outcome.result), raw), raw
+        parsed = litert_python.from_payload(dict(outcome.result), raw)
+        if parsed.repetition is None:
+            return parsed, raw
+        measured_s = sum(parsed.repetition.samples_us) / 1e6
+        peak, steady, rows = app_memory(outcome.samples)
+        energy = app_energy(outcome.battery, outcome.energy_refusal, measured_s, len(parsed.repetition.samples_us))
+        interval = f", every {outcome.sample_interval_s:.2f} s" if outcome.sample_interval_s else ""
+        return replace(
+            parsed, energy=energy, steady_rss_mb=steady,
+            peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
+            memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
+            else parsed.memory_method,
+        ), raw
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
@@ -310,6 +325,18 @@ def _tool_for_abi(tool_config: dict, abi: str) -> str | None:
     return paths.get(abi) or paths.get("*")
 
 
+def _reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
+    """The device's own energy readings over the repetitions (mean per inference), or the first refusal."""
+    readings = [o.energy for o in outcomes if o.energy is not None]
+    if not readings:
+        return None
+    measured = [e for e in readings if e.gross_per_inference_mj is not None]
+    if len(measured) < len(readings):
+        return next(e for e in readings if e.gross_per_inference_mj is None)
+    return replace(measured[0], gross_per_inference_mj=statistics.fmean(e.gross_per_inference_mj for e in measured),
+                   samples=sum(e.samples for e in measured))
+
+
 def _memory(outcomes: list[RunnerOutcome]) -> Memory:
     peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
     before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
@@ -323,6 +350,7 @@ def _memory(outcomes: list[RunnerOutcome]) -> Memory:
         rss_after_init_mb=_median(after),
         footprint_init_mb=_median(init),
         footprint_overall_mb=_median(overall),
+        steady_rss_mb=_median([o.steady_rss_mb for o in outcomes if o.steady_rss_mb is not None]),
         samples=len(outcomes),
     )
 

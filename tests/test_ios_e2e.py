@@ -28,7 +28,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def phone(make_fake_iphone) -> FakeIPhone:
-    return make_fake_iphone(installed={BENCH_BUNDLE_ID: "1.0"})
+    return make_fake_iphone(installed={BENCH_BUNDLE_ID: "1.0"}, sysmon_interval_s=0.1)
 
 
 def test_devices_lists_the_fake_with_its_profile(phone: FakeIPhone) -> None:
@@ -64,6 +64,10 @@ name = "blazeface"
         reps = row["latency"]["repetitions"]
         assert len(reps) == 2 and all(len(r["samples_us"]) == 4 for r in reps)
         assert "EDGEHARNESS_DONE" in row["raw"]
+        # the fake phone is on USB power: energy is refused with that reason, never estimated
+        assert row["energy"]["per_inference_mj"] is None and row["energy"]["gross_per_inference_mj"] is None
+        assert "external power" in row["energy"]["reason"]
+        assert "Sysmontap" in row["memory"]["method"] and row["memory"]["steady_rss_mb"] > 0
     for delegate in ("gpu", "coreml"):
         assert rows[delegate]["status"] == "skipped"
         assert "fake iPhone has no" in rows[delegate]["reason"]
@@ -85,3 +89,18 @@ def test_app_from_harness_toml_is_installed_once(make_fake_iphone, bench_ipa: Pa
     assert "2 ok" in proc.stdout
     installs = [line for line in phone.syslog if "installd: installed" in line]
     assert len(installs) == 1, installs
+
+
+def test_battery_energy_per_inference_from_discharging_readings() -> None:
+    from harness.devices.ios import BatteryReading
+    from harness.samplers.app import app_energy
+
+    readings = [BatteryReading(t_s=float(i), current_ma=-500.0 - 10 * i, voltage_mv=4000.0, external_connected=False,
+                               is_charging=False, temperature_c=30.0) for i in range(5)]
+    energy = app_energy(readings, None, measured_s=2.0, iterations=100)
+    mean_mw = sum(r.power_mw for r in readings) / 5  # 2080 mW
+    assert energy.reason is None and energy.samples == 5
+    assert abs(energy.gross_per_inference_mj - mean_mw * 2.0 / 100) < 1e-9
+    assert energy.per_inference_mj is None  # no idle baseline on iOS: net is not claimed
+    refused = app_energy(readings, "the phone was on external power", 2.0, 100)
+    assert refused.gross_per_inference_mj is None and "external power" in refused.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results import Repetition
+from harness.results import Energy, Repetition
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,5 @@ class RunnerOutcome:
     ops: tuple[dict[str, Any], ...] = ()
     latency_method: str = ""
     memory_method: str = ""
+    steady_rss_mb: float | None = None
+    energy: Energy | None = None  # readings the device itself reported (iOS battery), when no sampler ran
