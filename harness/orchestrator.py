@@ -137,7 +137,7 @@ class CaseRunner:
             artifact = self.model(case.model)
         except ModelError as exc:
             return self._finish(self._result(case, case_id, None, info, "failed", str(exc), started))
-        profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
+        profile = profiles.find(info.profile)
         if profile is not None and not profile.supports(case.delegate):
             reason = profile.lacks_reason(case.delegate)
             return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
@@ -195,7 +195,7 @@ class CaseRunner:
             return self._result(case, case_id, artifact, info, "skipped", runner, started)
         m = case.model
         raws, outcomes = [], []
-        profile = profiles.get(info.profile) if info.profile and _profile_exists(info.profile) else None
+        profile = profiles.find(info.profile)
         sampling = CaseSampling(device, profile, m.cooldown)  # cooldown, memory/energy/thermal samplers
         sampling.before_case()
         for i in range(m.repetitions):
@@ -361,10 +361,6 @@ def _median(values: list[float]) -> float | None:
     s = sorted(values)
     mid = len(s) // 2
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
-def _profile_exists(name: str) -> bool:
-    return any(p.name == name for p in profiles.load_profiles())
 
 
 def run_suite(

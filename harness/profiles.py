@@ -131,6 +131,11 @@ def load_profiles(directory: str | Path | None = None) -> list[Profile]:
     return list(_load_dir(str(directory or default_dir())))
 
 
+def find(name: str, directory: str | Path | None = None) -> Profile | None:
+    """The profile called ``name``, or None (a device may name a profile this checkout does not have)."""
+    return next((p for p in load_profiles(directory) if p.name == name), None) if name else None
+
+
 def get(name: str, directory: str | Path | None = None) -> Profile:
     for p in load_profiles(directory):
         if p.name == name:

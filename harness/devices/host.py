@@ -56,7 +56,7 @@ class HostDevice(Device):
         super().__init__(device_id)
 
     def info(self) -> DeviceInfo:
-        profile = profiles.get("host") if _has_profile("host") else None
+        profile = profiles.find("host")
         return DeviceInfo(
             id=self.id,
             platform="host",
@@ -112,7 +112,3 @@ class HostDevice(Device):
 
     def python(self) -> str:
         return sys.executable
-
-
-def _has_profile(name: str) -> bool:
-    return any(p.name == name for p in profiles.load_profiles())
