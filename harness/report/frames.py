@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.outputs import relative_drift
 from harness.results import STATUSES, Result
 
 BASELINE_DELEGATE = "cpu"
@@ -66,6 +67,7 @@ SPEEDUP_COLUMNS = [
     "ci_high",
     "baseline_repetitions",
     "repetitions",
+    "output_drift",
     "note",
 ]
 
@@ -243,6 +245,7 @@ def speedup_frame(
             "ci_low": np.nan,
             "ci_high": np.nan,
             "baseline_repetitions": 0,
+            "output_drift": np.nan,
             "note": "",
         }
         candidates = bases.get(_speedup_key(res), [])
@@ -256,7 +259,11 @@ def speedup_frame(
             rows.append(row)
             continue
         same_api = [b for b in ok if b.case.api == res.case.api]
-        base_arrays = repetition_arrays((same_api or ok)[0])
+        reference = (same_api or ok)[0]
+        base_arrays = repetition_arrays(reference)
+        drift = relative_drift(reference.outputs, res.outputs)
+        if drift is not None:
+            row["output_drift"] = drift
         point, low, high = speedup_interval(base_arrays, cand, confidence=confidence, n_boot=n_boot, seed=seed)
         row.update(
             baseline_median_us=float(np.median(np.concatenate(base_arrays))),
