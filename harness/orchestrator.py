@@ -338,29 +338,27 @@ def _reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
 
 
 def _memory(outcomes: list[RunnerOutcome]) -> Memory:
-    peaks = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
-    before = [o.rss_before_init_mb for o in outcomes if o.rss_before_init_mb is not None]
-    after = [o.rss_after_init_mb for o in outcomes if o.rss_after_init_mb is not None]
-    init = [o.footprint_init_mb for o in outcomes if o.footprint_init_mb is not None]
-    overall = [o.footprint_overall_mb for o in outcomes if o.footprint_overall_mb is not None]
+    """One memory record over the repetitions: the highest peak, the median of every other reading."""
+    peaks = _present(outcomes, "peak_rss_mb")
     return Memory(
         method=outcomes[0].memory_method,
         peak_rss_mb=max(peaks) if peaks else None,
-        rss_before_init_mb=_median(before),
-        rss_after_init_mb=_median(after),
-        footprint_init_mb=_median(init),
-        footprint_overall_mb=_median(overall),
-        steady_rss_mb=_median([o.steady_rss_mb for o in outcomes if o.steady_rss_mb is not None]),
+        rss_before_init_mb=_median_of(outcomes, "rss_before_init_mb"),
+        rss_after_init_mb=_median_of(outcomes, "rss_after_init_mb"),
+        footprint_init_mb=_median_of(outcomes, "footprint_init_mb"),
+        footprint_overall_mb=_median_of(outcomes, "footprint_overall_mb"),
+        steady_rss_mb=_median_of(outcomes, "steady_rss_mb"),
         samples=len(outcomes),
     )
 
 
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+def _present(outcomes: list[RunnerOutcome], field_name: str) -> list[float]:
+    return [v for v in (getattr(o, field_name) for o in outcomes) if v is not None]
+
+
+def _median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
+    values = _present(outcomes, field_name)
+    return statistics.median(values) if values else None
 
 
 def run_suite(

@@ -7,6 +7,7 @@ item, e.g. ``suites/smoke.toml::face_landmark[host-xnnpack-t1]``.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,8 +156,7 @@ def _properties(result: Result) -> list[tuple[str, object]]:
                                        ("model_sha256", result.case.model_sha256)]
     lat = result.latency
     if lat and lat.samples_us:
-        s = sorted(lat.samples_us)
-        props += [("median_us", round(s[len(s) // 2], 2)), ("n_iterations", len(s)),
+        props += [("median_us", round(statistics.median(lat.samples_us), 2)), ("n_iterations", len(lat.samples_us)),
                   ("repetitions", len(lat.repetitions))]
     if result.memory and result.memory.peak_rss_mb is not None:
         props.append(("peak_rss_mb", round(result.memory.peak_rss_mb, 2)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from harness.devices.base import Device
@@ -74,8 +75,6 @@ class HarnessSession:
 
     def adjust(self, case: Case) -> Case:
         """Apply session-wide overrides (e.g. fewer repetitions for a quick local check)."""
-        from dataclasses import replace
-
         changes = {k: v for k, v in (("repetitions", self.repetitions), ("measured_runs", self.measured_runs)) if v}
         return replace(case, model=replace(case.model, **changes)) if changes else case
 
