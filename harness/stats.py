@@ -45,6 +45,15 @@ class Interval:
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    def including(self, value: float) -> Interval:
+        """This interval widened to hold ``value``.
+
+        A point estimate and bootstrap percentiles are computed along different float paths
+        (median averaging against quantile interpolation, b/c against 1/(c/b)); when a bound
+        is the point itself it can land one ulp on the wrong side. Widening is conservative.
+        """
+        return Interval(min(self.low, value), max(self.high, value), self.level)
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -274,12 +283,13 @@ def compare(
     b_sum = summarize(baseline, n_boot=n_boot, seed=seed, level=level)
     c_sum = summarize(candidate, n_boot=n_boot, seed=seed + 1, level=level)
     p_slower, p_faster = log_ratio_test(b_sum.rep_medians_us, c_sum.rep_medians_us)
+    ratio = c_sum.median_us / b_sum.median_us
     interval = ratio_ci(baseline, candidate, n_boot=n_boot, seed=seed, level=level) if n_boot > 0 else None
     return Comparison(
         baseline=b_sum,
         candidate=c_sum,
-        ratio=c_sum.median_us / b_sum.median_us,
-        ratio_ci=interval,
+        ratio=ratio,
+        ratio_ci=interval.including(ratio) if interval else None,
         p_slower=p_slower,
         p_faster=p_faster,
     )

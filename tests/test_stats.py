@@ -162,3 +162,19 @@ def test_detectable_slowdown_shrinks_with_repetitions():
     n = stats.repetitions_needed(0.05, ten)
     assert n <= 10 and stats.detectable_ratio(0.05, n, n) <= ten
     assert stats.detectable_ratio(0.05, 1, 10) == math.inf
+
+
+def test_interval_always_holds_its_point_estimate():
+    """Regression: a bound equal to the point could land one ulp outside it.
+
+    CI saw a lower bound of 2.6603231952157587 above its point 2.660323195215758.
+    """
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        m = float(rng.uniform(100.0, 5000.0))
+        base = [[m], [m], [m], [3 * m]]
+        cand = [[float(rng.uniform(50.0, 5000.0))]]
+        c = stats.compare(base, cand, n_boot=200)
+        assert c.ratio_ci is not None and c.ratio_ci.contains(c.ratio)
+    widened = stats.Interval(1.0000000000000002, 2.0).including(1.0)
+    assert (widened.low, widened.high, widened.level) == (1.0, 2.0, 0.95)

@@ -201,7 +201,8 @@ def speedup_interval(
     """
     point = float(np.median(np.concatenate(baseline)) / np.median(np.concatenate(candidate)))
     ratio = stats.ratio_ci(baseline, candidate, n_boot=n_boot, seed=seed, level=confidence)
-    return point, 1.0 / ratio.high, 1.0 / ratio.low
+    speedup = stats.Interval(1.0 / ratio.high, 1.0 / ratio.low, confidence).including(point)
+    return point, speedup.low, speedup.high
 
 
 def _speedup_key(res: Result) -> tuple[str, str, str, int]:
