@@ -165,9 +165,14 @@ def one_pair(rng: np.random.Generator, pool: list[np.ndarray], n_reps: int, slow
     mean_ratio = c_all.mean() / b_all.mean()
     p_two = sps.mannwhitneyu(c_all, b_all, alternative="two-sided").pvalue
     slower_dir = cmp.ratio > 1.0
+    alarm = verdict == "slower" or (verdict == "noisy" and config.noisy == "fail")
+    above_margin = cmp.ratio > 1.0 + config.max_regression
     return {
         # scores: larger = more alarming; the default rule alarms at score > DEFAULT_THRESHOLD
-        "gate": float(verdict == "slower" or (verdict == "noisy" and config.noisy == "fail")),
+        "gate": float(alarm),
+        # the gate's rule with alpha left free (margin and noisy policy kept), for equal-FA tuning
+        "gate*": math.inf if verdict == "noisy" and alarm else
+        (-math.log10(max(cmp.p_slower, 1e-300)) if above_margin and not math.isnan(cmp.p_slower) else 0.0),
         "noisy": float(verdict == "noisy"),
         "mean5%": mean_ratio,
         "mwu.05": -math.log10(max(p_two, 1e-300)) if slower_dir else 0.0,
@@ -245,19 +250,25 @@ def simulate(args: argparse.Namespace) -> int:
     print(f"  (gate 'noisy' verdicts at 0%, counted above as alarms: {noisy0:.1%})\n")
 
     gate_fa = _rate(pooled("gate", 0.0), 0.5)
-    fa_target = max(gate_fa, 0.01)
-    print(f"detection at an equal false-alarm rate: naive thresholds re-tuned to {fa_target:.1%} false alarms")
+    fa_target = 0.01
+    print(f"detection at an equal false-alarm rate: every rule's threshold re-tuned to {fa_target:.1%} false alarms")
     print(header)
-    print(f"{RULE_NAMES['gate']:40s}" + "".join(f"{_rate(pooled('gate', s), 0.5):8.1%}" for s in SLOWDOWNS))
+    print(f"{RULE_NAMES['gate'] + ' (as shipped)':40s}"
+          + "".join(f"{_rate(pooled('gate', s), 0.5):8.1%}" for s in SLOWDOWNS))
+    tuned = {rule: calibrate(pooled(rule, 0.0), fa_target) for rule in ("gate*", *RULES[1:])}
+    ours = [_rate(pooled("gate*", s), tuned["gate*"]) for s in SLOWDOWNS]
+    alpha_eq = 10 ** -tuned["gate*"] if math.isfinite(tuned["gate*"]) and tuned["gate*"] > 0 else 1.0
+    label = "edgeharness gate, margin only *" if alpha_eq >= 1.0 else f"edgeharness gate, alpha {alpha_eq:.2g} *"
+    print(f"{label:40s}" + "".join(f"{x:8.1%}" for x in ours))
     beaten = []
     for rule in RULES[1:]:
-        thr = calibrate(pooled(rule, 0.0), fa_target)
-        rates = [_rate(pooled(rule, s), thr) for s in SLOWDOWNS]
-        ours = [_rate(pooled("gate", s), 0.5) for s in SLOWDOWNS]
+        rates = [_rate(pooled(rule, s), tuned[rule]) for s in SLOWDOWNS]
         beaten.append(all(o >= n for s, o, n in zip(SLOWDOWNS, ours, rates) if s > config.max_regression))
         print(f"{RULE_NAMES[rule] + ' *':40s}" + "".join(f"{x:8.1%}" for x in rates))
-    print("  * threshold re-tuned on the pooled 0% simulations (an oracle the naive rules do not have);")
-    print(f"    slowdowns up to the allowed {config.max_regression:.0%} pass by design: 'better' is judged above it")
+    print("  * threshold re-tuned on the pooled 0% simulations (an oracle no rule has in practice); the gate")
+    print(f"    keeps its {config.max_regression:.0%} margin and tunes only alpha. Slowdowns up to the margin pass by")
+    print("    design, so 'better' is judged above it. The shipped alpha is stricter than needed for 1%:")
+    print(f"    its false-alarm rate is {gate_fa:.1%}, bought with the small loss of power in the first row.")
     print()
 
     print("per model: target = max(2x own noise, 2x margin); false alarms of each rule at its own threshold")
@@ -291,7 +302,8 @@ def simulate(args: argparse.Namespace) -> int:
     print(f"  false alarms <= 1%:                           {gate_fa:.2%}  {'MET' if gate_fa <= 0.01 else 'NOT MET'}")
     print(f"  >= 95% detection at max(2x noise, 2x margin): worst {worst_2x:.1%}  "
           f"{'MET' if worst_2x >= 0.95 else 'NOT MET'}")
-    print(f"  >= every naive rule at equal FA above margin: {'MET' if all(beaten) else 'NOT MET'}")
+    print(f"  >= every naive rule at equal FA above margin: {'MET' if all(beaten) else 'NOT MET'}"
+          f" (all rules tuned to {fa_target:.0%} false alarms)")
     print(f"\nsimulation wall time {time.perf_counter() - t_start:.0f} s")
     return 0
 
