@@ -2,7 +2,9 @@
 
 A case is matched across runs by ``CaseInfo.key`` (model sha256, delegate, threads, api)
 plus the device identity (id and model): never by a pytest node id, and never across two
-different devices. Verdicts:
+different devices. Two suite entries with the same bytes under different names (the zoo's
+``face_detection_front`` and ``face_detection_short_range``) stay apart by name; a model
+renamed between the runs still matches its baseline when the pairing is unambiguous. Verdicts:
 
 - ``slower``: the candidate/baseline ratio of medians is above ``1 + max_regression``
   *and* the one-sided test (repetition = unit of replication) says slower at ``alpha``;
@@ -263,11 +265,31 @@ def _reps_of(result: Result) -> list[tuple[float, ...]]:
     return out
 
 
-def _index(results: Iterable[Result]) -> dict[CaseKey, list[Result]]:
-    index: dict[CaseKey, list[Result]] = {}
+def _index(results: Iterable[Result]) -> dict[CaseKey, dict[str, list[Result]]]:
+    """Results by content key, then by the model's name in the suite."""
+    index: dict[CaseKey, dict[str, list[Result]]] = {}
     for r in results:
-        index.setdefault(case_key(r), []).append(r)
+        index.setdefault(case_key(r), {}).setdefault(r.case.model, []).append(r)
     return index
+
+
+def _pairs(
+    base: dict[CaseKey, dict[str, list[Result]]], cand: dict[CaseKey, dict[str, list[Result]]]
+) -> list[tuple[CaseKey, list[Result], list[Result]]]:
+    """Baseline and candidate results of the same case: same content key, then same name.
+
+    Names left over on both sides pair up only when there is exactly one on each side
+    (a renamed model); otherwise they are not matched rather than guessed.
+    """
+    pairs = []
+    for key in sorted(set(base) & set(cand)):
+        b_names, c_names = base[key], cand[key]
+        matched = [(n, n) for n in sorted(set(b_names) & set(c_names))]
+        rest_b, rest_c = sorted(set(b_names) - set(c_names)), sorted(set(c_names) - set(b_names))
+        if len(rest_b) == 1 and len(rest_c) == 1:
+            matched.append((rest_b[0], rest_c[0]))
+        pairs += [(key, b_names[b], c_names[c]) for b, c in matched]
+    return pairs
 
 
 def _usable(results: list[Result]) -> list[Result]:
@@ -315,7 +337,9 @@ def decide(cmp: stats.Comparison, config: GateConfig, reasons: Sequence[str] = (
     return "same", f"ratio {ratio:.3f} within +/-{config.max_regression:.0%}"
 
 
-def _check_comparable(base: dict[CaseKey, list[Result]], cand: dict[CaseKey, list[Result]]) -> None:
+def _check_comparable(
+    base: dict[CaseKey, dict[str, list[Result]]], cand: dict[CaseKey, dict[str, list[Result]]]
+) -> None:
     if not base:
         raise EmptyBaseline("the baseline holds no results", hint="record one with `harness baseline set NAME`")
     if not cand:
@@ -347,14 +371,19 @@ def compare(
     config = config or GateConfig()
     base, cand = _index(baseline), _index(candidate)
     _check_comparable(base, cand)
-    if not any(_usable(v) for v in base.values()):
+    if not any(_usable(v) for named in base.values() for v in named.values()):
         raise EmptyBaseline(
             "the baseline has no successful result with latency samples", hint="record a baseline from a passing run"
         )
+    pairs = _pairs(base, cand)
+    if not pairs:
+        raise NoCommonCases(
+            "baseline and candidate share model bytes but no case pairs up by name",
+            hint="several models share these bytes under other names: keep names stable or record a new baseline",
+        )
     verdicts = []
-    for key in sorted(set(base) & set(cand)):
-        b_ok, c_all = _usable(base[key]), cand[key]
-        c_ok = _usable(c_all)
+    for key, b_all, c_all in pairs:
+        b_ok, c_ok = _usable(b_all), _usable(c_all)
         if not b_ok:
             continue
         first = c_all[0]
@@ -382,6 +411,27 @@ def compare(
         verdict, why = decide(cmp, config, reasons)
         verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp))
     return verdicts
+
+
+def unmatched(baseline: Sequence[Result], candidate: Sequence[Result]) -> tuple[list[str], list[str]]:
+    """Labels of baseline cases the candidate lacks, and of candidate cases new to the baseline.
+
+    Neither is gated: a run of a subset of the suite is legitimate, so they are warnings.
+    """
+    base, cand = _index(baseline), _index(candidate)
+    paired = {(key, id(b[0]), id(c[0])) for key, b, c in _pairs(base, cand)}
+    b_seen = {id_b for _, id_b, _ in paired}
+    c_seen = {id_c for _, _, id_c in paired}
+
+    def labels(index: dict[CaseKey, dict[str, list[Result]]], seen: set[int]) -> list[str]:
+        return [
+            f"{name} [{key[4]} {key[1]} x{key[2]} {key[3]}]"
+            for key, named in sorted(index.items())
+            for name, results in sorted(named.items())
+            if id(results[0]) not in seen
+        ]
+
+    return labels(base, b_seen), labels(cand, c_seen)
 
 
 def _metric_value(result: Result, metric: str) -> float | None:
@@ -457,6 +507,10 @@ def gate(
             warnings.append(verdict_line(v))
     for b in breaches:
         (failures if b.measured else warnings).append(b.line)
+    if baseline is not None:
+        missing, new = unmatched(baseline, candidate)
+        warnings += [f"{label}: in the baseline, not in this run (not gated)" for label in missing]
+        warnings += [f"{label}: new in this run, no baseline to compare with (not gated)" for label in new]
     return GateOutcome(
         exit_code=1 if failures else 0,
         verdicts=tuple(verdicts),

@@ -289,3 +289,31 @@ def test_real_host_runs_same_code_passes_and_a_starved_run_fails():
     # On a loaded shared machine the baseline itself may be too noisy to call it "slower";
     # then the interval must still show the slowdown and the gate (noisy=fail) still fails.
     assert v.verdict == "slower" or (v.verdict == "noisy" and v.comparison.ratio_ci.low > 1.05), out.render()
+
+
+def test_same_bytes_under_two_names_stay_apart():
+    """The zoo's face_detection_front and _short_range are the same bytes: each is gated on its own data."""
+    base = [make_result(seed=1, model="front"), make_result(seed=2, model="short", factor=3.0)]
+    cand = [make_result("r2", seed=3, model="front"), make_result("r2", seed=4, model="short", factor=3.0)]
+    out = g.gate(base, cand, FAST)
+    assert sorted((v.model, v.verdict) for v in out.verdicts) == [("front", "same"), ("short", "same")]
+    assert out.warnings == ()
+    # merged by bytes alone, the 3x apart pair would have read as one case with a huge spread
+
+
+def test_renamed_model_still_matches_and_missing_cases_warn():
+    out = g.gate([make_result(seed=1, model="old_name")], [make_result("r2", seed=2, model="new_name")], FAST)
+    assert [(v.model, v.verdict) for v in out.verdicts] == [("new_name", "same")]
+    base = [make_result(seed=1, model="kept"), make_result(seed=2, model="gone", sha="b" * 64)]
+    cand = [make_result("r2", seed=3, model="kept"), make_result("r2", seed=4, model="added", sha="c" * 64)]
+    out = g.gate(base, cand, FAST)
+    assert out.exit_code == 0 and [v.model for v in out.verdicts] == ["kept"]
+    assert any("gone [host-1 cpu x1 interpreter]: in the baseline, not in this run" in w for w in out.warnings)
+    assert any("added [host-1 cpu x1 interpreter]: new in this run" in w for w in out.warnings)
+
+
+def test_ambiguous_names_on_same_bytes_are_not_guessed():
+    base = [make_result(seed=1, model="a"), make_result(seed=2, model="b")]
+    cand = [make_result("r2", seed=3, model="c")]
+    with pytest.raises(g.NoCommonCases, match="no case pairs up by name"):
+        g.gate(base, cand, FAST)
