@@ -137,8 +137,8 @@ def summarize(reps: Reps, *, n_boot: int = DEFAULT_BOOT, seed: int = DEFAULT_SEE
     median_ci = p90_ci = None
     if n_boot > 0:
         boot = hierarchical_bootstrap(arrays, _nan_quantile_rows([0.5, 0.9]), n_boot=n_boot, seed=seed)
-        median_ci = percentile_interval(boot[:, 0], level)
-        p90_ci = percentile_interval(boot[:, 1], level)
+        median_ci = percentile_interval(boot[:, 0], level).including(float(q50))
+        p90_ci = percentile_interval(boot[:, 1], level).including(float(q90))
     return Summary(
         n=int(pooled.size),
         n_repetitions=len(arrays),
