@@ -318,3 +318,19 @@ def test_tool_aggregates_only_use_one_value_per_repetition(measured):
     assert row["n"] == REPS * ITERS and row["latency_basis"] == "tool aggregates per repetition"
     assert frames.speedup_frame(agg)["speedup"].notna().all()
     assert "p90/p99 are not available" in render_html(agg)
+
+
+def test_readings_methods_are_written_once_and_cited(measured):
+    """Long method texts live in a numbered legend; every row cites it instead of repeating it."""
+    from harness.results import Energy
+
+    no_rapl = Energy(method="RAPL", reason="no RAPL domains <here>")
+    results = [dataclasses.replace(r, energy=no_rapl) for r in measured]
+    html = render_html(results)
+    section = html[html.index('id="readings"'):]
+    section = section[: section.index("</ol>")]
+    assert section.count("ru_maxrss of the whole pytest process") == 1
+    assert section.count("not measured: no RAPL domains &lt;here&gt;") == 1  # escaped, once
+    assert section.count('href="#reading-note-1"') == len(results)
+    assert section.count('href="#reading-note-2"') == len(results)
+    assert '<li id="reading-note-2">' in section

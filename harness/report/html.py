@@ -236,11 +236,11 @@ def readings_section(data: ReportData) -> Section | None:
     """Memory, energy and thermal readings with their methods; energy chart; throttled cases marked."""
     from harness.report import readings
 
-    rows = readings.rows(data.results)
+    rows, notes = readings.rows(data.results)
     if not rows:
         return None
     return Section("readings", "Memory, energy and thermal", "readings.html.j2",
-                   {"rows": rows, "chart": readings.energy_chart(data.results)})
+                   {"rows": rows, "notes": notes, "chart": readings.energy_chart(data.results)})
 
 
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [

@@ -9,17 +9,48 @@ import matplotlib
 import numpy as np
 
 from harness.report.charts import _RC, Chart, _figure, to_svg
-from harness.results import Result
+from harness.results import Energy, Result
 
 
-def rows(results: Sequence[Result]) -> list[dict[str, Any]]:
-    """One row per ok case with any reading (memory, energy, thermal)."""
+class Notes:
+    """Numbered method texts: each distinct text is written once under the table, cells cite its number.
+
+    A method description is long ("peak: child's own /proc/self/status VmRSS ... ru_maxrss") and
+    the same for every case of a device; repeating it in every row buries the numbers.
+    """
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str | None) -> int | None:
+        if not text:
+            return None
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+
+def _energy_text(energy: Energy) -> str:
+    if energy.per_inference_mj is not None:
+        return energy.method
+    prefix = "simulated device; " if energy.simulated else ""
+    return f"{prefix}not measured: {energy.reason or 'no reason recorded'}"
+
+
+def rows(results: Sequence[Result]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per ok case with any reading (memory, energy, thermal), and the numbered method notes."""
+    notes = Notes()
     out = []
     for i, r in enumerate(results):
         if r.status != "ok" or not (r.memory or r.energy or r.thermal):
             continue
-        out.append({"index": i, "result": r, "memory": r.memory, "energy": r.energy, "thermal": r.thermal})
-    return out
+        out.append({
+            "index": i, "result": r, "memory": r.memory, "energy": r.energy, "thermal": r.thermal,
+            "memory_ref": notes.ref(r.memory.method) if r.memory else None,
+            "energy_ref": notes.ref(_energy_text(r.energy)) if r.energy else None,
+            "thermal_ref": notes.ref(r.thermal.method) if r.thermal else None,
+        })
+    return out, notes.texts
 
 
 def energy_chart(results: Sequence[Result]) -> Chart | None:
