@@ -305,7 +305,10 @@ def noisiness(cmp: stats.Comparison, config: GateConfig, base_throttled: bool, c
     reasons = []
     n_b, n_c = cmp.baseline.n_repetitions, cmp.candidate.n_repetitions
     if min(n_b, n_c) < config.min_repetitions:
-        reasons.append(f"too few repetitions (baseline {n_b}, candidate {n_c}; need {config.min_repetitions})")
+        reasons.append(
+            f"too few repetitions (baseline {n_b}, candidate {n_c}; need {config.min_repetitions}: "
+            f"record both with `repetitions = {RECOMMENDED_REPETITIONS}` or --repetitions {RECOMMENDED_REPETITIONS})"
+        )
     for side, summary in (("baseline", cmp.baseline), ("candidate", cmp.candidate)):
         cv = summary.rep_robust_cv
         if cv is not None and cv > config.max_cv:
