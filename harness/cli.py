@@ -178,6 +178,12 @@ def cmd_virtual_device(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_fake_iphone(args: argparse.Namespace) -> int:
+    from harness.testing.ios.serve import run
+
+    return run(args)
+
+
 # -- parser wiring -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -293,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(v)
     v.set_defaults(func=cmd_virtual_device)
+
+    s = sub.add_parser("fake-iphone", help="serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
+                       description="A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying "
+                                   "the iOS path without a phone. Needs the ios extra. See docs/ios.md.")
+    fsub = s.add_subparsers(dest="fi_command", metavar="ACTION", parser_class=_SubParser)
+    fsub.required = True
+    f = fsub.add_parser("serve", help="print how to reach the phone and serve until stopped (Ctrl-C)",
+                        description="Serve one fake iPhone until stopped.")
+    from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
+
+    add_fake_iphone_arguments(f)
+    f.set_defaults(func=cmd_fake_iphone)
 
     for register in _EXTENSIONS:
         register(sub)

@@ -104,3 +104,38 @@ def test_battery_energy_per_inference_from_discharging_readings() -> None:
     assert energy.per_inference_mj is None  # no idle baseline on iOS: net is not claimed
     refused = app_energy(readings, "the phone was on external power", 2.0, 100)
     assert refused.gross_per_inference_mj is None and "external power" in refused.reason
+
+
+def test_fake_iphone_serve_as_a_user_runs_it(tmp_path: Path, small_model: Path) -> None:
+    """`harness fake-iphone serve` prints the exports; with them a suite installs the app and runs, unplugged."""
+    import shlex
+    import signal
+
+    serve = subprocess.Popen([sys.executable, "-m", "harness.cli", "fake-iphone", "serve", "--root",
+                              str(tmp_path / "phone"), "--battery", "unplugged", "--product-type", "iPhone15,2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:  # the ProductType is an iPhone 14 Pro's, but the fake's own profile still wins: it has no GPU
+        lines = [serve.stdout.readline() for _ in range(4)]
+        assert lines[0].startswith("fake iPhone ios:"), "".join(lines) + serve.stderr.read()
+        device_id = lines[0].split()[2]
+        env = dict(os.environ, HARNESS_CACHE=str(tmp_path / "cache"))
+        for line in lines[1:3]:
+            name, value = shlex.split(line.split("#")[0].replace("use it with:", ""))[1].split("=", 1)
+            env[name] = value
+        devices = json.loads(_cli("devices", "--json", env=env).stdout)
+        entry = next(d for d in devices if d["id"] == device_id)
+        assert entry["reachable"] and entry["profile"] == "fake-iphone" and "iPhone15,2" in json.dumps(entry)
+        suite = tmp_path / "one.toml"
+        suite.write_text(f'[suite]\nname = "one"\ndelegates = ["xnnpack"]\nrepetitions = 1\nmeasured_runs = 2500\n'
+                         f'warmup_runs = 1\n[[models]]\npath = "{small_model}"\n')
+        proc = _cli("run", str(suite), "--device", device_id, "--out", str(tmp_path / "out"), env=env)
+        assert proc.returncode == 0, proc.stderr
+        row = json.loads(next((tmp_path / "out").glob("one-*.jsonl")).read_text().splitlines()[0])
+        assert row["status"] == "ok", row["reason"]
+        # unplugged, over ~2 s of inference: the battery is read every second and energy is measured (gross)
+        energy = row["energy"]
+        assert energy["gross_per_inference_mj"] > 0 and energy["samples"] >= 2, energy
+        assert energy["per_inference_mj"] is None and "gross" in energy["method"]
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=20) == 0

@@ -1,0 +1,87 @@
+"""``harness fake-iphone serve``: run the wire-level fake iPhone until interrupted.
+
+It lets a user try the iOS path without a phone, from the shell: start it, export the
+``USBMUXD_SOCKET_ADDRESS`` it prints, then ``harness devices`` and
+``harness run SUITE --device ios:UDID`` talk to it through unmodified pymobiledevice3.
+It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and a
+``harness.toml`` naming it, so a suite runs without further setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from harness.errors import UsageError
+
+BATTERIES = ("usb", "unplugged")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fake-iphone serve``."""
+    parser.add_argument("--root", default=None,
+                        help="directory for the usbmuxd socket and the phone's state (default: temporary)")
+    parser.add_argument("--udid", default=None, help="the phone's UDID (default: the fake's own)")
+    parser.add_argument("--product-type", default=None,
+                        help="lockdown ProductType, e.g. iPhone15,2 (default iPhone14,5)")
+    parser.add_argument("--ios", default=None, metavar="VERSION",
+                        help="ProductVersion (default 16.7.2; 17 or later answers InvalidService without a tunnel)")
+    parser.add_argument("--battery", default="usb", choices=BATTERIES,
+                        help="usb: on external power (energy refused, as on a cabled farm); unplugged: discharging")
+    parser.add_argument("--trust", default="accept", help="how the Trust prompt answers pairing (default accept)")
+
+
+def _unplugged_battery() -> dict[str, object]:
+    from harness.testing.ios.device import USB_POWERED_BATTERY
+
+    return {**USB_POWERED_BATTERY, "ExternalConnected": False, "IsCharging": False,
+            "InstantAmperage": -420, "Amperage": -420}
+
+
+def build(args: argparse.Namespace):  # noqa: ANN201 - FakeIPhone needs the ios extra, imported lazily
+    """A configured (not yet started) :class:`FakeIPhone` from the command-line options."""
+    try:
+        from harness.testing.ios.device import FakeFaults, FakeIPhone
+    except ImportError as exc:
+        raise UsageError(f"the fake iPhone needs pymobiledevice3 ({exc})",
+                         hint="pip install 'edgeharness[ios]'") from None
+    values = {k: v for k, v in (("ProductType", args.product_type), ("ProductVersion", args.ios)) if v}
+    try:
+        faults = FakeFaults(trust=args.trust)
+    except ValueError as exc:
+        raise UsageError(f"--trust: {exc}") from None
+    options = {"values": values, "faults": faults}
+    if args.udid:
+        options["udid"] = args.udid
+    if args.battery == "unplugged":
+        options["battery"] = _unplugged_battery()
+    if args.root:
+        root = Path(args.root)
+        root.mkdir(parents=True, exist_ok=True)
+        options["root"] = root
+    return FakeIPhone(**options)
+
+
+def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); print how to reach the phone first, flushed."""
+    from harness.testing.ios.device import make_test_ipa
+
+    stop = stop or threading.Event()
+    phone = build(args).start()
+    try:
+        ipa = make_test_ipa(phone.root / "EdgeBench.ipa")
+        config = phone.root / "harness.toml"
+        config.write_text(f"[tool]\nios_app = {str(ipa)!r}\n", encoding="utf-8")
+        print(f"fake iPhone {phone.device_id} listening on usbmuxd socket {phone.usbmux_address}", flush=True)
+        print(f"use it with:  export USBMUXD_SOCKET_ADDRESS={phone.usbmux_address}", flush=True)
+        print(f"              export HARNESS_CONFIG={config}    # names the benchmark app {ipa.name}", flush=True)
+        print(f"              harness run suites/smoke.toml --device {phone.device_id}", flush=True)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        phone.stop()
+    return 0
