@@ -20,6 +20,7 @@ from harness.session import HarnessSession
 from harness.suite import Case, load_suite
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
+_REPORT_KEY = pytest.StashKey["Path | None"]()
 FAILING = ("failed", "timeout", "device_lost")
 
 
@@ -65,14 +66,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hs is None:
         return
     _github_summary(hs)
-    report = hs.finish()
-    if report is not None and hs.results_path is not None:
-        tr = session.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.ensure_newline()
-            tr.write_sep("-", "edgeharness")
-            tr.write_line(f"edgeharness: results {hs.results_path}")
-            tr.write_line(f"edgeharness: report  {report}")
+    session.config.stash[_REPORT_KEY] = hs.finish()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Where the results and the report went (runs after sessionfinish, in pytest's summary block)."""
+    hs = config.stash.get(_SESSION_KEY, None)
+    report = config.stash.get(_REPORT_KEY, None)
+    if hs is None or report is None or hs.results_path is None:
+        return
+    terminalreporter.section("edgeharness", sep="-")
+    terminalreporter.write_line(f"edgeharness: results {hs.results_path}")
+    terminalreporter.write_line(f"edgeharness: report  {report}")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
