@@ -158,7 +158,7 @@ def render_table(results: dict[str, list[Measurement]]) -> str:
             )
             extra = []
             if m.error:
-                extra.append(f"   #{i} error: {m.error}")
+                extra.append(f"   #{i} {'error' if m.status == 'failed' else 'why'}: {m.error}")
             for d in _delegate_text(m):
                 extra.append(f"   #{i} delegate: {d}")
             top = m.top_ops(3)
