@@ -2,7 +2,7 @@
 
 It only wires pytest hooks to a :class:`harness.session.HarnessSession`; running, storing
 and reporting live in the core. Every case of every ``suites/*.toml`` becomes its own
-item, e.g. ``suites/smoke.toml::face_landmark[host-xnnpack-t1]``.
+item under its device, e.g. ``suites/smoke.toml::host::face_landmark[host-xnnpack-t1]``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from harness.errors import HarnessError
 from harness.orchestrator import device_label
 from harness.results import Result
 from harness.session import HarnessSession
-from harness.suite import Case, load_suite
+from harness.suite import Case, Suite, load_suite
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
 _REPORT_KEY = pytest.StashKey["Path | None"]()
+_DISTRIBUTED_KEY = pytest.StashKey[bool]()
+_RUN_ID_INPUT = "edgeharness_run_id"
 FAILING = ("failed", "timeout", "device_lost")
 
 
@@ -49,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from harness.devices.discovery import selected_ids
 
     ids = selected_ids(config.getoption("harness_device"), config.getoption("harness_inventory"))
+    worker = getattr(config, "workerinput", None)  # set by pytest-xdist in a worker process
     config.stash[_SESSION_KEY] = HarnessSession(
         ids,
         config.getoption("harness_out"),
@@ -58,7 +61,18 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline=config.getoption("harness_baseline"),
         gate_overrides={"max_regression": config.getoption("harness_max_regression"),
                         "noisy": config.getoption("harness_noisy")},
+        run_id=worker.get(_RUN_ID_INPUT) if worker else None,
+        part=worker["workerid"] if worker and worker.get(_RUN_ID_INPUT) else None,
     )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """pytest-xdist controller: every worker joins the controller's run (one run id, one report)."""
+    config = node.config  # type: ignore[attr-defined]
+    hs = config.stash[_SESSION_KEY]
+    node.workerinput[_RUN_ID_INPUT] = hs.run_id  # type: ignore[attr-defined]
+    config.stash[_DISTRIBUTED_KEY] = True
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -66,6 +80,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hs is None:
         return
     _github_summary(hs)
+    if session.config.stash.get(_DISTRIBUTED_KEY, False):
+        hs.adopt_parts()  # every worker has finished: fold their results into the one run
     session.config.stash[_REPORT_KEY] = hs.finish()
 
 
@@ -96,12 +112,24 @@ class SuiteFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         hs = self.config.stash[_SESSION_KEY]
         for device_id in hs.device_ids:
-            for case in suite.cases():
-                yield CaseItem.from_parent(self, name=case.case_id(device_label(device_id)),
-                                           case=case, device_id=device_id)
+            yield DeviceCases.from_parent(self, name=device_label(device_id), suite=suite, device_id=device_id)
 
     class CollectError(Exception):
         pass
+
+
+class DeviceCases(pytest.Collector):
+    """The cases of one suite on one device. Being a scope of its own, ``pytest -n N --dist loadscope``
+    gives each device to one worker: devices run in parallel, the cases of a device in series."""
+
+    def __init__(self, *, suite: Suite, device_id: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.suite = suite
+        self.device_id = device_id
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for case in self.suite.cases():
+            yield CaseItem.from_parent(self, name=case.case_id(self.name), case=case, device_id=self.device_id)
 
 
 class CaseFailed(Exception):

@@ -36,14 +36,19 @@ class HarnessSession:
         measured_runs: int | None = None,
         baseline: str | None = None,
         gate_overrides: dict | None = None,
+        run_id: str | None = None,
+        part: str | None = None,
     ) -> None:
+        """``run_id`` and ``part`` make this one worker of a run spread over processes
+        (pytest-xdist): its results go to a part file that :meth:`adopt_parts` folds in later."""
         self.device_ids = list(device_ids)
         self.out_dir = Path(out_dir)
         self.name = name
         self.report_path = Path(report_path) if report_path else None
         self.repetitions = repetitions
         self.measured_runs = measured_runs
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
+        self.part = part
         self.store: LocalStore = open_store(self.out_dir, db_path)
         self.results: list[Result] = []
         self._writer: ResultWriter | None = None
@@ -63,7 +68,8 @@ class HarnessSession:
     def runner(self) -> CaseRunner:
         with self._lock:
             if self._runner is None:
-                self._writer = self.store.begin_run(self.run_id, self.name)
+                self._writer = (self.store.begin_part(self.run_id, self.name, self.part) if self.part
+                                else self.store.begin_run(self.run_id, self.name))
                 self._runner = CaseRunner(self.run_id, self._writer)
             return self._runner
 
@@ -132,13 +138,25 @@ class HarnessSession:
         self.results.append(result)
         return result
 
+    def adopt_parts(self) -> None:
+        """Controller of a distributed run: take the workers' part files in as this session's run."""
+        merged = self.store.merge_parts(self.run_id, self.name)
+        if merged is not None:
+            self._writer, results = merged
+            self.results.extend(results)
+
     def finish(self) -> Path | None:
-        """Close the results file and render the report (when any case ran); return the report path."""
+        """Close the results file and render the report (when any case ran); return the report path.
+
+        A worker (``part``) only closes its part: the controller reports on the whole run.
+        """
         for dev in self._devices.values():
             dev.close()
         if self._writer is None:
             return None
         self._writer.close()
+        if self.part:
+            return None
         report = None
         if self.results:
             from harness.api import render

@@ -66,10 +66,11 @@ class RunRecord:
 class ResultWriter:
     """Appends results of one run to its JSONL file (fsync per line) and indexes them."""
 
-    def __init__(self, store: LocalStore, run_id: str, path: Path) -> None:
+    def __init__(self, store: LocalStore, run_id: str, path: Path, *, index: bool = True) -> None:
         self.store = store
         self.run_id = run_id
         self.path = path
+        self.index = index
         self._lock = threading.Lock()
         self._line = 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,8 @@ class ResultWriter:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._line += 1
-            self.store._index(result, self._line)
+            if self.index:
+                self.store._index(result, self._line)
 
     def close(self) -> None:
         with self._lock:
@@ -120,6 +122,34 @@ class LocalStore:
                 (run_id, suite, now_iso(), str(path.resolve()), os.uname().nodename, _version()),
             )
         return writer
+
+    def begin_part(self, run_id: str, suite: str, part: str) -> ResultWriter:
+        """A worker's share of a run spread over processes (pytest-xdist): ``<suite>-<run>.<part>.jsonl``.
+
+        Parts are durable (fsync per result) but not indexed: :meth:`merge_parts` folds them into
+        the run's one file and index when every worker is done.
+        """
+        if not part.replace("-", "").replace("_", "").isalnum():
+            raise StoreError(f"part name {part!r} must be letters, digits, '-' or '_'")
+        return ResultWriter(self, run_id, self.root / f"{suite}-{run_id}.{part}.jsonl", index=False)
+
+    def merge_parts(self, run_id: str, suite: str) -> tuple[ResultWriter, list[Result]] | None:
+        """Fold every part of ``run_id`` into one run (file and index), oldest result first.
+
+        Returns the run's open writer and its results, or None when no part exists. The part
+        files are removed only once the merged file holds every result, fsynced.
+        """
+        parts = sorted(self.root.glob(f"{suite}-{run_id}.*.jsonl"))
+        if not parts:
+            return None
+        results = [r for path in parts for r in iter_results(path)]
+        results.sort(key=lambda r: (r.finished_at or "", r.started_at or ""))
+        writer = self.begin_run(run_id, suite)
+        for result in results:
+            writer.append(result)
+        for path in parts:
+            path.unlink()
+        return writer, results
 
     def finish_run(self, run_id: str, report_path: Path | None = None) -> None:
         with self._db_lock, closing(self._connect()) as conn, conn:

@@ -137,3 +137,36 @@ def test_hostile_model_file_names_push_and_run(virtual_device: VirtualDevice, sm
     staged = {p.name for p in virtual_device.host_path("/data/local/tmp/edgeharness").glob("*/[!.]*")}
     assert set(names) <= staged
     assert not virtual_device.host_path("/data/local/tmp/canary").exists()
+
+
+def test_pytest_xdist_runs_devices_in_parallel_into_one_run(virtual_device: VirtualDevice, small_model: Path,
+                                                           pytester: pytest.Pytester) -> None:
+    """`pytest suites/ -n 2 --dist loadscope` with two devices: one worker per device, one run, one report."""
+    pytest.importorskip("xdist")
+    device_id = f"adb:{virtual_device.address}"
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "two.toml").write_text(
+        '[suite]\nname = "two"\ndelegates = ["cpu", "xnnpack"]\nrepetitions = 1\nmeasured_runs = 3\n'
+        f'warmup_runs = 1\ntimeout_s = 120\n[[models]]\nname = "blazeface"\npath = {json.dumps(str(small_model))}\n')
+    out = pytester.path / "out"
+    result = pytester.runpytest_subprocess(
+        "suites/", "-n", "2", "--dist", "loadscope", "--harness-device", "host", "--harness-device", device_id,
+        "--harness-out", str(out), "-v")
+    result.assert_outcomes(passed=4)
+    # loadscope kept each device's cases on one worker ("[gw0] [ 25%] PASSED suites/two.toml::host::blazeface[...]")
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if " PASSED suites/two.toml::" in line:
+            workers.setdefault(line.split("::")[1], set()).add(line.split()[0])
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), result.stdout.lines
+    files = sorted(out.glob("*.jsonl"))
+    assert [f.name.count(".") for f in files] == [1], files  # one run file; the workers' parts were folded in
+    rows = [json.loads(x) for x in files[0].read_text().splitlines()]
+    assert len({r["run_id"] for r in rows}) == 1 and len(rows) == 4
+    assert {r["device"]["id"] for r in rows} == {"host", device_id} and all(r["status"] == "ok" for r in rows)
+    runs = subprocess.run([sys.executable, "-m", "harness.cli", "runs", "--store", str(out)], capture_output=True,
+                          text=True, timeout=60)
+    assert runs.returncode == 0 and sum(rows[0]["run_id"] in line for line in runs.stdout.splitlines()) == 1
+    report = next(out.glob("pytest-*.html")).read_text()
+    assert device_id in report and "host" in report
+    result.stdout.fnmatch_lines(["edgeharness: report *"])

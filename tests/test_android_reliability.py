@@ -165,3 +165,49 @@ def test_hostile_file_names_push_pull_and_run_without_injection(android, virtual
     assert not canary.exists()
     android.shell("cd $TMPDIR && touch canary").check()  # the canary is where an injected command would put it
     assert canary.exists()
+
+
+def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual_device, tmp_path):
+    """Two harness processes on one phone (two CI jobs, xdist workers) must not delete each other's temporaries."""
+    local = tmp_path / "model.bin"
+    local.write_bytes(os.urandom(8_000_000))
+    remote = f"{REMOTE_DIR}/shared.bin"
+    other = AndroidDevice(f"adb:{virtual_device.address}", reconnect_window_s=WINDOW_S, backoff_s=0.1)
+    virtual_device.arm(Faults(bandwidth_bytes_per_s=4_000_000))  # about 2 s each: the transfers overlap
+    errors: list[BaseException] = []
+
+    def push(device: AndroidDevice) -> None:
+        try:
+            device.push(local, remote)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=push, args=(d,)) for d in (android, other)]
+        for t in threads:
+            t.start()
+            time.sleep(0.5)  # the second starts while the first is mid-transfer
+        for t in threads:
+            t.join(60)
+    finally:
+        virtual_device.arm(Faults())
+        other.close()
+    assert errors == []
+    assert virtual_device.host_path(remote).read_bytes() == local.read_bytes()
+    assert not [p for p in virtual_device.host_path(REMOTE_DIR).iterdir() if p.name.endswith(".part")]
+
+
+def test_stale_temporaries_of_a_dead_pusher_are_removed(android, virtual_device, tmp_path):
+    local = tmp_path / "m.bin"
+    local.write_bytes(b"model" * 1000)
+    remote = f"{REMOTE_DIR}/m.bin"
+    android.push(local, remote)
+    folder = virtual_device.host_path(REMOTE_DIR)
+    stale, fresh = folder / ".m.bin.EHdead.part", folder / ".m.bin.EHlive.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    local.write_bytes(b"model v2" * 1000)
+    android.push(local, remote)
+    assert not stale.exists() and fresh.exists()  # a fresh one may be another client's, mid-transfer

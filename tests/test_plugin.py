@@ -32,10 +32,10 @@ def test_each_case_is_an_item_with_a_readable_id(pytester: pytest.Pytester, smal
     _suite(pytester, small_model)
     result = pytester.runpytest_subprocess("suites/", "--collect-only", "-q")
     result.stdout.fnmatch_lines([
-        "suites/tiny.toml::blazeface[[]host-cpu-t1[]]",
-        "suites/tiny.toml::blazeface[[]host-cpu-t2[]]",
-        "suites/tiny.toml::blazeface[[]host-xnnpack-t1[]]",
-        "suites/tiny.toml::blazeface[[]host-xnnpack-t2[]]",
+        "suites/tiny.toml::host::blazeface[[]host-cpu-t1[]]",
+        "suites/tiny.toml::host::blazeface[[]host-cpu-t2[]]",
+        "suites/tiny.toml::host::blazeface[[]host-xnnpack-t1[]]",
+        "suites/tiny.toml::host::blazeface[[]host-xnnpack-t2[]]",
     ])
 
 

@@ -16,6 +16,7 @@ import posixpath
 import re
 import secrets
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 q = shlex.quote
@@ -145,11 +146,28 @@ def temp_path(remote: str, token: str) -> str:
     return posixpath.join(directory, f".{_short(name)}.{token}.part")
 
 
-def prepare_push_command(remote: str) -> str:
-    """Create the parent directory of ``remote`` and drop temporaries an interrupted push left there."""
+#: A push temporary untouched for this long belongs to a pusher that died (a live one keeps writing).
+STALE_TEMP_MINUTES = 10
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a literal inside a ``find -name`` pattern."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def prepare_push_command(remote: str, ours: Sequence[str] = ()) -> str:
+    """Create the parent directory of ``remote``; drop temporaries of earlier pushes.
+
+    ``ours`` are temporaries this client left behind (removed now). Another client's are removed only
+    when stale: a second harness pushing the same file at the same moment (two CI jobs on one phone,
+    pytest-xdist workers) must not lose its temporary in mid-transfer.
+    """
     directory, name = posixpath.split(remote)
-    stale = q(posixpath.join(directory, f".{_short(name)}.")) + "EH*.part"
-    return f"mkdir -p -- {q(directory or '/')} && rm -f -- {stale}"
+    d = q(directory or "/")
+    pattern = q(_glob_literal(f".{_short(name)}.") + "EH*.part")
+    drop_ours = f"rm -f -- {' '.join(q(t) for t in ours)}; " if ours else ""
+    return (f"mkdir -p -- {d} && {{ {drop_ours}find {d} -maxdepth 1 -name {pattern} "
+            f"-mmin +{STALE_TEMP_MINUTES} -exec rm -f -- {{}} + 2>/dev/null; true; }}")
 
 
 def finish_push_command(temp: str, remote: str, size_bytes: int, sha256: str, executable: bool) -> str:

@@ -256,6 +256,7 @@ class AndroidDevice(Device):
         super().__init__(device_id)
         self.address = parse_device_id(device_id)
         self.key = Path(key) if key else None
+        self._left_temps: list[str] = []  # push temporaries we could not remove (link down); next push does
         self.transport_timeout_s = transport_timeout_s
         self.read_timeout_s = read_timeout_s
         self.auth_timeout_s = auth_timeout_s
@@ -457,7 +458,8 @@ class AndroidDevice(Device):
                 self.shell(f"chmod 755 {cmds.q(remote)}", timeout_s=30).check(self.id)
             self.log.info("push %s: skipped, same %s on the device", remote, there[0])
             return False
-        self.shell(cmds.prepare_push_command(remote), timeout_s=30).check(self.id)
+        self.shell(cmds.prepare_push_command(remote, self._left_temps), timeout_s=30).check(self.id)
+        self._left_temps.clear()
         temp = cmds.temp_path(remote, cmds.new_token())
         budget_s = 30.0 + size_bytes / MIN_TRANSFER_BYTES_PER_S
         started = time.monotonic()
@@ -492,8 +494,10 @@ class AndroidDevice(Device):
         self._run(what, op)
 
     def _best_effort_remove(self, path: str) -> None:
-        with contextlib.suppress(HarnessError):
+        try:
             self.shell(cmds.remove_command(path), timeout_s=10)
+        except HarnessError:
+            self._left_temps.append(path)  # the link is down: the next push removes it
 
     def pull(self, remote: str, local: Path) -> Path:
         """Copy ``remote`` into the file ``local`` (or ``local/<basename>`` when it is a folder); nowhere else."""
