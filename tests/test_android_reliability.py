@@ -167,8 +167,13 @@ def test_hostile_file_names_push_pull_and_run_without_injection(android, virtual
     assert canary.exists()
 
 
-def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual_device, tmp_path):
-    """Two harness processes on one phone (two CI jobs, xdist workers) must not delete each other's temporaries."""
+def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual_device, tmp_path, caplog):
+    """Two harness processes on one phone (two CI jobs, xdist workers) must not delete each other's temporaries.
+
+    Each transfer must succeed at the first attempt: a deleted temporary used to surface as a broken
+    link and a retry (on the virtual device) or as an incomplete copy (on a real adbd).
+    """
+    caplog.set_level("WARNING", logger="harness")
     local = tmp_path / "model.bin"
     local.write_bytes(os.urandom(8_000_000))
     remote = f"{REMOTE_DIR}/shared.bin"
@@ -193,6 +198,7 @@ def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual
         virtual_device.arm(Faults())
         other.close()
     assert errors == []
+    assert not [r.getMessage() for r in caplog.records if "link broken" in r.getMessage()]
     assert virtual_device.host_path(remote).read_bytes() == local.read_bytes()
     assert not [p for p in virtual_device.host_path(REMOTE_DIR).iterdir() if p.name.endswith(".part")]
 
