@@ -185,6 +185,24 @@ def cmd_fake_iphone(args: argparse.Namespace) -> int:
 
 
 # -- parser wiring -------------------------------------------------------------------------
+def _add_serve_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    serve_help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    func: Handler,
+) -> None:
+    """``harness NAME serve``: a test double that runs until stopped."""
+    s = sub.add_parser(name, help=summary, description=description)
+    actions = s.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=_SubParser)
+    actions.required = True
+    serve = actions.add_parser("serve", help=serve_help, description=f"{summary[0].upper()}{summary[1:]}.")
+    add_arguments(serve)
+    serve.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harness",
@@ -288,29 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 
-    s = sub.add_parser("virtual-device", help="serve a virtual Android device (real ADB protocol on loopback)",
-                       description="A virtual Android device that adb and the harness connect to; for CI without "
-                                   "hardware. See docs/virtual-device.md.")
-    vsub = s.add_subparsers(dest="vd_command", metavar="ACTION", parser_class=_SubParser)
-    vsub.required = True
-    v = vsub.add_parser("serve", help="print the device's address and serve until stopped (Ctrl-C)",
-                        description="Serve one virtual Android device until stopped.")
-    from harness.testing.serve import add_arguments
-
-    add_arguments(v)
-    v.set_defaults(func=cmd_virtual_device)
-
-    s = sub.add_parser("fake-iphone", help="serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
-                       description="A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying "
-                                   "the iOS path without a phone. Needs the ios extra. See docs/ios.md.")
-    fsub = s.add_subparsers(dest="fi_command", metavar="ACTION", parser_class=_SubParser)
-    fsub.required = True
-    f = fsub.add_parser("serve", help="print how to reach the phone and serve until stopped (Ctrl-C)",
-                        description="Serve one fake iPhone until stopped.")
     from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
+    from harness.testing.serve import add_arguments as add_virtual_device_arguments
 
-    add_fake_iphone_arguments(f)
-    f.set_defaults(func=cmd_fake_iphone)
+    _add_serve_command(
+        sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",
+        "A virtual Android device that adb and the harness connect to; for CI without hardware. "
+        "See docs/virtual-device.md.",
+        "print the device's address and serve until stopped (Ctrl-C)", add_virtual_device_arguments,
+        cmd_virtual_device)
+    _add_serve_command(
+        sub, "fake-iphone", "serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
+        "A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying the iOS path without "
+        "a phone. Needs the ios extra. See docs/ios.md.",
+        "print how to reach the phone and serve until stopped (Ctrl-C)", add_fake_iphone_arguments,
+        cmd_fake_iphone)
 
     for register in _EXTENSIONS:
         register(sub)

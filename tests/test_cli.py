@@ -129,3 +129,12 @@ def test_unknown_device_is_a_clear_error(tmp_path: Path) -> None:
                    cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode != 0
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_cli_does_not_load_the_optional_ios_extra_to_start():
+    """pymobiledevice3 is large and optional: `harness --help` (every subcommand parser) must not import it."""
+    code = ("import sys, harness.cli; harness.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pymobiledevice3'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

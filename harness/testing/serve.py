@@ -53,13 +53,18 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
             flush=True,
         )
         print(f"connect with: adb connect {device.address}", flush=True)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        wait_until_stopped(stop)
     finally:
         device.stop()
     return 0
+
+
+def wait_until_stopped(stop: threading.Event) -> None:
+    """Block until SIGINT/SIGTERM (handled only on the main thread) or until ``stop`` is set."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

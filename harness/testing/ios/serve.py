@@ -10,11 +10,11 @@ It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.testing.serve import wait_until_stopped
 
 BATTERIES = ("usb", "unplugged")
 
@@ -78,10 +78,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         print(f"use it with:  export USBMUXD_SOCKET_ADDRESS={phone.usbmux_address}", flush=True)
         print(f"              export HARNESS_CONFIG={config}    # names the benchmark app {ipa.name}", flush=True)
         print(f"              harness run suites/smoke.toml --device {phone.device_id}", flush=True)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        wait_until_stopped(stop)
     finally:
         phone.stop()
     return 0
