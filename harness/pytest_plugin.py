@@ -79,9 +79,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     hs = session.config.stash.get(_SESSION_KEY, None)
     if hs is None:
         return
-    _github_summary(hs)
     if session.config.stash.get(_DISTRIBUTED_KEY, False):
         hs.adopt_parts()  # every worker has finished: fold their results into the one run
+        hs.judge_run()  # and gather their verdicts for one summary
+    if not hs.part:  # a worker leaves the summary to the controller
+        _github_summary(hs)
     session.config.stash[_REPORT_KEY] = hs.finish()
 
 

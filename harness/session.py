@@ -110,6 +110,18 @@ class HarnessSession:
         self.breaches.extend(outcome.breaches)
         return outcome
 
+    def judge_run(self) -> None:
+        """Gate every successful result of the run (the controller of a distributed run: the workers
+        judged their own cases, this gathers the verdicts for one summary)."""
+        from harness.errors import HarnessError
+
+        for result in self.results:
+            if result.status == "ok":
+                try:
+                    self.judge(result)
+                except HarnessError:
+                    continue  # the worker already failed that item with the reason
+
     def bench(
         self,
         model: str | Path,

@@ -135,3 +135,21 @@ budget = {{ p50_ms = 0.0001 }}
     result = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "o"))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*gate: blazeface [[]host xnnpack x1[]]: p50_ms * > budget 0.0001*"])
+
+
+def test_xdist_workers_leave_one_summary_to_the_controller(pytester: pytest.Pytester, small_model: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under -n 2 every worker judges its items, and $GITHUB_STEP_SUMMARY gets one table for the whole run."""
+    pytest.importorskip("xdist")
+    _suite(pytester, small_model, extra="[gate]\nnoisy = \"warn\"")
+    toml = pytester.path / "suites" / "tiny.toml"
+    toml.write_text(toml.read_text() + "budget = { p50_ms = 0.0001 }\n")  # every case breaks it
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = pytester.runpytest_subprocess("suites/", "-n", "2", "--harness-out", str(pytester.path / "out"),
+                                           "-k", "t1")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*p50_ms * > budget 0.0001*"])
+    text = summary.read_text()
+    assert text.count("edgeharness gate") == 1, text
+    assert text.count("p50_ms") == 2
