@@ -16,6 +16,7 @@ orchestrator calls are synchronous. Pair records live in a folder the harness ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -49,6 +50,7 @@ FACT_KEYS = ("ProductType", "ProductVersion", "BuildVersion", "HardwareModel", "
 MAX_LOG_LINES = 5000
 RESULT_POLL_S = 2.0
 BATTERY_POLL_S = 1.0
+SYSMON_READY_S = 5.0  # longest wait for Sysmontap's first rows before launching the app
 HINT_TRUST = "unlock the phone and tap Trust on the 'Trust This Computer?' dialog, then run again"
 HINT_TUNNEL = ("iOS 17+ reaches DVT only through a tunnel: start `sudo pymobiledevice3 remote tunneld` and pass "
                "tunneld_address, or inject a tunnel_provider; or use a device on iOS < 17 (with its DDI mounted)")
@@ -489,17 +491,24 @@ class IosDevice(Device):
         from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
 
         async with DvtProvider(await self._dvt_source()) as dvt, ProcessControl(dvt) as pc:
-            pid = await pc.launch(self.bundle_id, arguments=["--edgeharness-run", run.run_id],
-                                  environment={"EDGEHARNESS_RUN_ID": run.run_id}, kill_existing=True)
-            run.pid = pid
-            sampler = asyncio.create_task(self._sample(dvt, run))
+            # Sysmontap first: its first rows come an interval after it starts, and a short app run would
+            # otherwise end before any row names it. Bounded: a sampler that never ticks must not stall runs.
+            sampling = asyncio.Event()
+            sampler = asyncio.create_task(self._sample(dvt, run, sampling))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sampling.wait(), SYSMON_READY_S)
             try:
-                await asyncio.wait_for(self._until_done(run, result_path), timeout_s)
-                return pid, False
-            except TimeoutError:
-                log.warning("[%s] run %s: no result after %s s, killing pid %s", self.id, run.run_id, timeout_s, pid)
-                await pc.kill(pid)
-                return pid, True
+                pid = await pc.launch(self.bundle_id, arguments=["--edgeharness-run", run.run_id],
+                                      environment={"EDGEHARNESS_RUN_ID": run.run_id}, kill_existing=True)
+                run.pid = pid
+                try:
+                    await asyncio.wait_for(self._until_done(run, result_path), timeout_s)
+                    return pid, False
+                except TimeoutError:
+                    log.warning("[%s] run %s: no result after %s s, killing pid %s", self.id, run.run_id,
+                                timeout_s, pid)
+                    await pc.kill(pid)
+                    return pid, True
             finally:
                 sampler.cancel()
                 await asyncio.gather(sampler, return_exceptions=True)
@@ -530,13 +539,14 @@ class IosDevice(Device):
                 run.battery.append(_battery_reading(await diag.get_battery() or {}, run.started))
                 await asyncio.sleep(BATTERY_POLL_S)
 
-    async def _sample(self, dvt: Any, run: _RunWatch) -> None:
+    async def _sample(self, dvt: Any, run: _RunWatch, ticking: asyncio.Event) -> None:
         from pymobiledevice3.services.dvt.instruments.sysmontap import Sysmontap
 
         async with await Sysmontap.create(dvt, interval=500) as tap:
             async for procs in tap.iter_processes():
                 now = time.monotonic() - run.started
                 run.ticks.append(now)
+                ticking.set()
                 for proc in procs:
                     if proc.get("pid") == run.pid:
                         run.samples.append(_sysmon_sample(proc, now))
