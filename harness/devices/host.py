@@ -6,6 +6,7 @@ spawned. Files are already on the host, so staging is a no-op (``shares_host_fs`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -91,6 +92,13 @@ class HostDevice(Device):
                 command=command,
                 output=out.decode("utf-8", "replace"),
             ) from None
+        except BaseException:
+            # Ctrl-C or an error in the harness: the command runs in its own session, so nothing else would
+            # stop it, and an orphaned benchmark would keep a core busy under the next measurements.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         return ShellResult(command, out.decode("utf-8", "replace"), proc.returncode, time.monotonic() - start)
 
     def push(self, local: Path, remote: str) -> bool:
