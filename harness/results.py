@@ -121,7 +121,7 @@ class Energy:
 
 @dataclass(frozen=True)
 class Thermal:
-    """Temperatures (deg C) before/after, cooldown wait and throttling verdict."""
+    """Temperatures (deg C) before/after, cooldown wait, throttling verdict, and other work on the host's CPUs."""
 
     method: str
     before_c: dict[str, float] = field(default_factory=dict)
@@ -133,6 +133,7 @@ class Thermal:
     status_after: int | None = None
     freq_ratio_before: float | None = None
     freq_ratio_after: float | None = None
+    other_cpu_fraction: float | None = None  # share of all host CPUs other work used (see samplers.contention)
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,27 @@ def test_host_run_shows_memory_thermal_and_why_energy_is_absent():
     energy = result.energy
     assert energy is not None and energy.method.startswith("RAPL")
     assert (energy.per_inference_mj is None) == (energy.reason is not None)
+
+
+def test_host_run_says_how_much_cpu_other_work_took(tmp_path):
+    """Burners on every core beside the benchmark show up as other work; the report flags the case as busy."""
+    import subprocess
+    import sys
+
+    case = _case("face_detection_front", runs=400)
+    quiet = CaseRunner("quiet").run_case(HostDevice(), case)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(psutil.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        busy = CaseRunner("busy").run_case(HostDevice(), case)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert quiet.status == busy.status == "ok"
+    q, b = quiet.thermal.other_cpu_fraction, busy.thermal.other_cpu_fraction
+    assert q is not None and b is not None and 0.0 <= q < b <= 1.0
+    assert b >= 0.4, (q, b)  # every core had a burner: most of the machine went to other work
+    assert "other work on the host CPUs" in busy.thermal.method
+    page = render_report([quiet, busy], tmp_path / "r.html").read_text()
+    assert page.count('<strong class="flag">busy</strong>') >= 1 and "Other CPU work" in page

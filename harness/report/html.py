@@ -240,7 +240,8 @@ def readings_section(data: ReportData) -> Section | None:
     if not rows:
         return None
     return Section("readings", "Memory, energy and thermal", "readings.html.j2",
-                   {"rows": rows, "notes": notes, "chart": readings.energy_chart(data.results)})
+                   {"rows": rows, "notes": notes, "chart": readings.energy_chart(data.results),
+                    "busy": readings.BUSY_FRACTION})
 
 
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [

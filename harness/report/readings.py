@@ -11,6 +11,9 @@ import numpy as np
 from harness.report.charts import _RC, Chart, _figure, to_svg
 from harness.results import Energy, Result
 
+#: From this share of all host CPUs taken by other work, a case is flagged as measured on a busy host.
+BUSY_FRACTION = 0.25
+
 
 class Notes:
     """Numbered method texts: each distinct text is written once under the table, cells cite its number.

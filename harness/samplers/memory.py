@@ -47,6 +47,7 @@ class HostMemoryPoller:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._rows: list[tuple[int, str, int]] = []
+        self.cpu_s: float | None = None  # the child's user+system CPU seconds at the last poll
         self._thread = threading.Thread(target=self._run, name="memory-poller", daemon=True)
 
     def start(self) -> HostMemoryPoller:
@@ -62,6 +63,8 @@ class HostMemoryPoller:
                     proc = psutil.Process(int(text)) if text.isdigit() else None
                 if proc is not None:
                     self._rows.append((time.time_ns(), "RSS", proc.memory_info().rss // 1024))
+                    cpu = proc.cpu_times()
+                    self.cpu_s = cpu.user + cpu.system
             except (psutil.NoSuchProcess, psutil.AccessDenied, OSError, ValueError):
                 pass
             self._stop.wait(self.interval_s)

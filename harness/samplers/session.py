@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from harness.devices.base import Device, ShellResult
 from harness.errors import HarnessError
 from harness.results import Energy, Latency, Memory, Repetition, Thermal
-from harness.samplers import cooldown, energy, memory, probe, thermal, throttle
+from harness.samplers import contention, cooldown, energy, memory, probe, thermal, throttle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +74,7 @@ class CaseSampling:
         self.before: thermal.ThermalSnapshot | None = None
         self._reps: list[_Sampled] = []
         self._rapl_zones: list[Path] = []
+        self._meter: contention.HostCpuMeter | None = None
         self._rapl_absent: str | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class CaseSampling:
         if self.device.platform == "host":
             Path(paths.directory).mkdir(parents=True, exist_ok=True)
             poller = memory.HostMemoryPoller(Path(paths.pid)).start()
+            self._meter = contention.HostCpuMeter().start()
             rapl = energy.RaplSampler(self._rapl_zones, cfg.interval_s).start() if self._rapl_zones else None
             if rapl is not None:
                 time.sleep(cfg.idle_s)
@@ -152,7 +154,8 @@ class CaseSampling:
                     Path(posixpath.join(paths.directory, name)).unlink(missing_ok=True)
                 Path(paths.directory).rmdir()
             method = memory.HostMemoryPoller.method_template.format(ms=host_memory.interval_s * 1000)
-            return _Sampled(trace, power, rows, method)
+            other = self._meter.stop(host_memory.cpu_s) if self._meter is not None else None
+            return _Sampled(trace, power, rows, method, other)
         text = self._safe("probe stop", lambda: probe.stop(self.device, paths, linger_s=self.energy_cfg.interval_s * 2))
         trace = probe.parse_trace(text or "")
         power = tuple((t, energy.discharge_power_mw(c, v, self.energy_cfg)) for t, c, v in trace.power)
@@ -220,11 +223,15 @@ class CaseSampling:
         method = thermal.describe(self.before, after)
         if self.cooldown is not None and self.cooldown.ended_by not in ("off",):
             method += f"; cooldown {self.cooldown_cfg.mode}: {self.cooldown.ended_by}"
+        other_cpu = contention.summarize([r.other_cpu for r in self._reps])
+        if other_cpu is not None:
+            method += f"; other work on the host CPUs: {contention.METHOD}"
         return Thermal(method=method, before_c=dict(self.before.zones_c), after_c=dict(after.zones_c),
                        cooldown_s=self.cooldown.waited_s if self.cooldown and self.cooldown.ended_by != "off" else None,
                        throttled=bool(reasons), throttle_reasons=reasons,
                        status_before=self.before.status, status_after=after.status,
-                       freq_ratio_before=self.before.freq_ratio, freq_ratio_after=after.freq_ratio)
+                       freq_ratio_before=self.before.freq_ratio, freq_ratio_after=after.freq_ratio,
+                       other_cpu_fraction=other_cpu)
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,7 @@ class _Sampled:
     power: tuple[tuple[int, float], ...]
     memory_rows: tuple[tuple[int, str, int], ...]
     memory_method: str
+    other_cpu: float | None = None  # share of all host CPUs other work used (host only)
 
 
 def _measured_s(rep: Repetition) -> float:

@@ -1,0 +1,59 @@
+"""How much of the host's CPU other work took while a benchmark ran.
+
+On a shared machine (a CI runner, a laptop with a browser open) other processes compete for the
+cores: latency rises and spreads, and multi-threaded cases suffer most. The reading, per repetition:
+
+    other = (system busy CPU time - the benchmark child's CPU time) / (wall time x CPUs)
+
+System busy time is psutil's ``cpu_times()`` summed over every state but idle and iowait, taken at the
+start and end of the repetition; the child's CPU time is its last ``cpu_times()`` seen by the memory
+poller (every 20 ms, so at most one poll interval of it is missed). 0 means the benchmark had the
+machine to itself (the harness's own sampler threads count as other work, a few percent at most);
+0.5 means other work kept half of all CPUs busy. Host only: on a phone, the same reading would need
+``/proc/stat`` on the device and its own definition of "other".
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+METHOD = ("psutil: system busy CPU time minus the benchmark child's CPU time, over each repetition's wall time "
+          "x CPUs; median over repetitions")
+
+
+def _busy_s(times: Any) -> float:
+    fields = times._asdict()
+    return sum(v for k, v in fields.items() if k not in ("idle", "iowait", "guest", "guest_nice"))
+
+
+@dataclass
+class HostCpuMeter:
+    """Started with a repetition, stopped with the child's CPU seconds: the share other work took."""
+
+    started_s: float = 0.0
+    busy0_s: float = 0.0
+
+    def start(self) -> HostCpuMeter:
+        self.started_s, self.busy0_s = time.monotonic(), _busy_s(psutil.cpu_times())
+        return self
+
+    def stop(self, child_cpu_s: float | None) -> float | None:
+        """Share of all CPUs (0..1) other work used, or None when the child's CPU time is unknown."""
+        wall_s = time.monotonic() - self.started_s
+        if child_cpu_s is None or wall_s <= 0:
+            return None
+        busy_s = _busy_s(psutil.cpu_times()) - self.busy0_s
+        cpus = psutil.cpu_count() or 1
+        return min(1.0, max(0.0, (busy_s - child_cpu_s) / (wall_s * cpus)))
+
+
+def summarize(fractions: Sequence[float | None]) -> float | None:
+    """One figure per case: the median over repetitions that have one."""
+    known = [f for f in fractions if f is not None]
+    return statistics.median(known) if known else None
