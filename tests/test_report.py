@@ -334,3 +334,4 @@ def test_readings_methods_are_written_once_and_cited(measured):
     assert section.count('href="#reading-note-1"') == len(results)
     assert section.count('href="#reading-note-2"') == len(results)
     assert '<li id="reading-note-2">' in section
+    assert '<th class="num">gross</th>' not in section  # no row has an energy figure: no all-dash columns

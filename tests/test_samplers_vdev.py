@@ -54,6 +54,7 @@ def test_heavier_model_costs_more_energy_per_inference(phone, tmp_path):
     page = render_report([light, heavy], tmp_path / "r.html").read_text()
     assert "Memory, energy and thermal" in page and "energy per inference (mJ" in page
     assert page.count("(simulated)") >= 2 and "lower is better" in page
+    assert '<th class="num">gross</th>' in page and '<th class="num">idle power</th>' in page
 
 
 def test_cooldown_waits_for_a_hot_device_then_returns(phone):
