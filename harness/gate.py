@@ -273,23 +273,36 @@ def _index(results: Iterable[Result]) -> dict[CaseKey, dict[str, list[Result]]]:
     return index
 
 
-def _pairs(
-    base: dict[CaseKey, dict[str, list[Result]]], cand: dict[CaseKey, dict[str, list[Result]]]
-) -> list[tuple[CaseKey, list[Result], list[Result]]]:
-    """Baseline and candidate results of the same case: same content key, then same name.
+@dataclass(frozen=True)
+class _Matching:
+    """Baseline and candidate results paired case by case, and the cases found on one side only (labels)."""
 
-    Names left over on both sides pair up only when there is exactly one on each side
+    pairs: list[tuple[CaseKey, list[Result], list[Result]]]
+    only_baseline: list[str]
+    only_candidate: list[str]
+
+
+def _label(key: CaseKey, name: str) -> str:
+    return f"{name} [{key[4]} {key[1]} x{key[2]} {key[3]}]"
+
+
+def _match(base: dict[CaseKey, dict[str, list[Result]]], cand: dict[CaseKey, dict[str, list[Result]]]) -> _Matching:
+    """Pair results of the same case: same content key, then same name.
+
+    Names left over on both sides of a key pair up only when there is exactly one on each side
     (a renamed model); otherwise they are not matched rather than guessed.
     """
-    pairs = []
-    for key in sorted(set(base) & set(cand)):
-        b_names, c_names = base[key], cand[key]
+    pairs, only_base, only_cand = [], [], []
+    for key in sorted(set(base) | set(cand)):
+        b_names, c_names = base.get(key, {}), cand.get(key, {})
         matched = [(n, n) for n in sorted(set(b_names) & set(c_names))]
         rest_b, rest_c = sorted(set(b_names) - set(c_names)), sorted(set(c_names) - set(b_names))
         if len(rest_b) == 1 and len(rest_c) == 1:
-            matched.append((rest_b[0], rest_c[0]))
+            matched.append((rest_b.pop(), rest_c.pop()))
         pairs += [(key, b_names[b], c_names[c]) for b, c in matched]
-    return pairs
+        only_base += [_label(key, n) for n in rest_b]
+        only_cand += [_label(key, n) for n in rest_c]
+    return _Matching(pairs, only_base, only_cand)
 
 
 def _usable(results: list[Result]) -> list[Result]:
@@ -371,21 +384,29 @@ def compare(
     baseline: Sequence[Result], candidate: Sequence[Result], config: GateConfig | None = None
 ) -> list[CaseVerdict]:
     """Verdict per case present in both runs (see module doc). Raises :class:`GateError` children."""
-    config = config or GateConfig()
+    return _verdicts(_matching(baseline, candidate), config or GateConfig())
+
+
+def _matching(baseline: Sequence[Result], candidate: Sequence[Result]) -> _Matching:
+    """The runs' cases paired up, after the checks that make a comparison meaningful."""
     base, cand = _index(baseline), _index(candidate)
     _check_comparable(base, cand)
     if not any(_usable(v) for named in base.values() for v in named.values()):
         raise EmptyBaseline(
             "the baseline has no successful result with latency samples", hint="record a baseline from a passing run"
         )
-    pairs = _pairs(base, cand)
-    if not pairs:
+    matching = _match(base, cand)
+    if not matching.pairs:
         raise NoCommonCases(
             "baseline and candidate share model bytes but no case pairs up by name",
             hint="several models share these bytes under other names: keep names stable or record a new baseline",
         )
+    return matching
+
+
+def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
     verdicts = []
-    for key, b_all, c_all in pairs:
+    for key, b_all, c_all in matching.pairs:
         b_ok, c_ok = _usable(b_all), _usable(c_all)
         if not b_ok:
             continue
@@ -414,27 +435,6 @@ def compare(
         verdict, why = decide(cmp, config, reasons)
         verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp))
     return verdicts
-
-
-def unmatched(baseline: Sequence[Result], candidate: Sequence[Result]) -> tuple[list[str], list[str]]:
-    """Labels of baseline cases the candidate lacks, and of candidate cases new to the baseline.
-
-    Neither is gated: a run of a subset of the suite is legitimate, so they are warnings.
-    """
-    base, cand = _index(baseline), _index(candidate)
-    paired = {(key, id(b[0]), id(c[0])) for key, b, c in _pairs(base, cand)}
-    b_seen = {id_b for _, id_b, _ in paired}
-    c_seen = {id_c for _, _, id_c in paired}
-
-    def labels(index: dict[CaseKey, dict[str, list[Result]]], seen: set[int]) -> list[str]:
-        return [
-            f"{name} [{key[4]} {key[1]} x{key[2]} {key[3]}]"
-            for key, named in sorted(index.items())
-            for name, results in sorted(named.items())
-            if id(results[0]) not in seen
-        ]
-
-    return labels(base, b_seen), labels(cand, c_seen)
 
 
 def _metric_value(result: Result, metric: str) -> float | None:
@@ -500,7 +500,8 @@ def gate(
 ) -> GateOutcome:
     """Compare (when a baseline is given) and check budgets; exit code 0 pass, 1 fail."""
     config = config or GateConfig()
-    verdicts = compare(baseline, candidate, config) if baseline is not None else []
+    matching = _matching(baseline, candidate) if baseline is not None else None
+    verdicts = _verdicts(matching, config) if matching is not None else []
     breaches = check_budgets(candidate, budgets or {})
     failures, warnings = [], []
     for v in verdicts:
@@ -510,10 +511,10 @@ def gate(
             warnings.append(verdict_line(v))
     for b in breaches:
         (failures if b.measured else warnings).append(b.line)
-    if baseline is not None:
-        missing, new = unmatched(baseline, candidate)
-        warnings += [f"{label}: in the baseline, not in this run (not gated)" for label in missing]
-        warnings += [f"{label}: new in this run, no baseline to compare with (not gated)" for label in new]
+    if matching is not None:  # cases in one run only: a subset of a suite is legitimate, so warnings
+        warnings += [f"{label}: in the baseline, not in this run (not gated)" for label in matching.only_baseline]
+        warnings += [f"{label}: new in this run, no baseline to compare with (not gated)"
+                     for label in matching.only_candidate]
     return GateOutcome(
         exit_code=1 if failures else 0,
         verdicts=tuple(verdicts),
