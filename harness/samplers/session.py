@@ -74,7 +74,6 @@ class CaseSampling:
         self.before: thermal.ThermalSnapshot | None = None
         self._reps: list[_Sampled] = []
         self._rapl_zones: list[Path] = []
-        self._meter: contention.HostCpuMeter | None = None
         self._rapl_absent: str | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -120,30 +119,30 @@ class CaseSampling:
         if started is None:
             yield self.device
             return
-        host_memory, rapl = started
         try:
             yield WrappedDevice(self.device, paths)
         finally:
-            self._reps.append(self._stop(paths, host_memory, rapl))
+            self._reps.append(self._stop(paths, *started))
 
-    def _start(self, paths: probe.ProbePaths, poll_power: bool) -> tuple[Any, Any]:
+    def _start(self, paths: probe.ProbePaths, poll_power: bool) -> tuple[Any, Any, Any]:
+        """The host's per-repetition samplers (memory poller, RAPL, CPU meter); on a device, its probe loop."""
         cfg = self.energy_cfg
         if self.device.platform == "host":
             Path(paths.directory).mkdir(parents=True, exist_ok=True)
             poller = memory.HostMemoryPoller(Path(paths.pid)).start()
-            self._meter = contention.HostCpuMeter().start()
+            meter = contention.HostCpuMeter().start()
             rapl = energy.RaplSampler(self._rapl_zones, cfg.interval_s).start() if self._rapl_zones else None
             if rapl is not None:
                 time.sleep(cfg.idle_s)
-            return poller, rapl
+            return poller, rapl, meter
         probe.start(self.device, paths, interval_s=cfg.interval_s, max_samples=int(MAX_PROBE_S / cfg.interval_s),
                      current_path=cfg.current_path if poll_power else None,
                      voltage_path=cfg.voltage_path if poll_power else None, poll_memory=True)
         if poll_power:
             time.sleep(cfg.idle_s)
-        return None, None
+        return None, None, None
 
-    def _stop(self, paths: probe.ProbePaths, host_memory: Any, rapl: Any) -> _Sampled:
+    def _stop(self, paths: probe.ProbePaths, host_memory: Any, rapl: Any, meter: Any) -> _Sampled:
         rows = host_memory.stop() if host_memory is not None else ()
         power: tuple[tuple[int, float], ...] = rapl.stop() if rapl is not None else ()
         if self.device.platform == "host":
@@ -154,8 +153,7 @@ class CaseSampling:
                     Path(posixpath.join(paths.directory, name)).unlink(missing_ok=True)
                 Path(paths.directory).rmdir()
             method = memory.HostMemoryPoller.method_template.format(ms=host_memory.interval_s * 1000)
-            other = self._meter.stop(host_memory.cpu_s) if self._meter is not None else None
-            return _Sampled(trace, power, rows, method, other)
+            return _Sampled(trace, power, rows, method, meter.stop(host_memory.cpu_s))
         text = self._safe("probe stop", lambda: probe.stop(self.device, paths, linger_s=self.energy_cfg.interval_s * 2))
         trace = probe.parse_trace(text or "")
         power = tuple((t, energy.discharge_power_mw(c, v, self.energy_cfg)) for t, c, v in trace.power)
