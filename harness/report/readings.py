@@ -23,14 +23,14 @@ class Notes:
     """
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
+        self._numbers: dict[str, int] = {}
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self._numbers)  # dicts keep insertion order: text i has number i + 1
 
     def ref(self, text: str | None) -> int | None:
-        if not text:
-            return None
-        if text not in self.texts:
-            self.texts.append(text)
-        return self.texts.index(text) + 1
+        return self._numbers.setdefault(text, len(self._numbers) + 1) if text else None
 
 
 def _energy_text(energy: Energy) -> str:
