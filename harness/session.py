@@ -99,9 +99,8 @@ class HarnessSession:
 
         base = None
         if self.baseline is not None:
-            same_case = [b for b in self.baseline if b.case.key == result.case.key]
-            same_name = [b for b in same_case if b.case.model == result.case.model]
-            base = same_name or same_case or None
+            # the gate pairs same-bytes models by name itself
+            base = [b for b in self.baseline if b.case.key == result.case.key] or None
         case_budgets = budgets([result])
         if base is None and not case_budgets:
             return None
