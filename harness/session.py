@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.devices.base import Device
 from harness.devices.discovery import open_device
+from harness.errors import HarnessError
 from harness.gate import GateOutcome
 from harness.orchestrator import CaseRunner
 from harness.results import Result
@@ -112,8 +113,6 @@ class HarnessSession:
     def judge_run(self) -> None:
         """Gate every successful result of the run (the controller of a distributed run: the workers
         judged their own cases, this gathers the verdicts for one summary)."""
-        from harness.errors import HarnessError
-
         for result in self.results:
             if result.status == "ok":
                 try:
