@@ -11,10 +11,10 @@ over the file's ``[tool]`` table; relative paths are relative to the file that n
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from harness import tomlfile
 from harness.errors import SuiteError
 
 CONFIG_NAME = "harness.toml"
@@ -38,12 +38,7 @@ def load_config(path: Path | None = None) -> tuple[dict[str, Any], Path | None]:
     path = path or config_path()
     if path is None:
         return {}, None
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(path, f"invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise SuiteError(path, f"cannot read: {exc.strerror}") from None
+    data = tomlfile.read(path, what="harness.toml")
     for key, value in data.items():
         if key not in _SECTIONS or not isinstance(value, dict):
             raise SuiteError(path, f"unknown or malformed section {key!r}", key=key,

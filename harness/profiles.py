@@ -11,11 +11,11 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import tomlfile
 from harness.errors import ProfileError
 
 PLATFORMS = ("android", "ios", "host")
@@ -109,12 +109,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(path, f"invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ProfileError(path, f"cannot read profile: {exc.strerror}") from None
+    data = tomlfile.read(path, ProfileError, what="profile")
     profile = parse_profile(data, path)
     if profile.name != path.stem:
         raise ProfileError(path, f"name {profile.name!r} must equal the file stem {path.stem!r}", key="name")

@@ -8,11 +8,11 @@ the line, the key and what is allowed. See the README for the format.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness import tomlfile
 from harness.errors import SuiteError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
@@ -301,11 +301,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
     """
     path = Path(path)
     ctx = _Ctx(path, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise SuiteError(path, f"invalid TOML: {exc}", line=int(m.group(1)) if m else None) from None
+    data = tomlfile.parse(text, path)
     _reject_unknown(ctx, data, {"suite", "models", "gate"}, None)
     head = data.get("suite", {})
     if not isinstance(head, dict):

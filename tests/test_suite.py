@@ -99,3 +99,18 @@ def test_malformed_harness_toml_names_the_file(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SuiteError, match=r"harness.toml.*unknown or malformed section 'tools'"):
         load_suite(tmp_path / "s.toml")
+
+
+def test_every_toml_file_error_names_file_and_line(tmp_path):
+    """Profiles, harness.toml and inventories read through the same reader as suites: file:line in the error."""
+    from harness.devices.discovery import inventory_ids
+    from harness.errors import ProfileError, SuiteError
+    from harness.profiles import load_profile
+
+    bad = tmp_path / "pixel-x.toml"
+    bad.write_text('name = "pixel-x"\nplatform = \n')
+    with pytest.raises(ProfileError) as err:
+        load_profile(bad)
+    assert err.value.line == 2 and f"{bad}:2" in str(err.value) and "invalid TOML" in str(err.value)
+    with pytest.raises(SuiteError, match="cannot read inventory file"):
+        inventory_ids(tmp_path / "missing.toml")

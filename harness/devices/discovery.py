@@ -8,11 +8,11 @@ lists a farm. Backends are imported lazily: the iOS one needs the optional extra
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import tomlfile
 from harness.devices.base import Device
 from harness.devices.host import HOST_ID, HostDevice
 from harness.errors import DeviceNotFound, HarnessError, SuiteError
@@ -71,12 +71,7 @@ def open_device(device_id: str) -> Device:
 def inventory_ids(path: str | Path) -> list[str]:
     """Device ids listed in an inventory file: ``[[devices]]`` tables with ``id = "..."``."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError(path, "inventory file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(path, f"invalid TOML: {exc}") from None
+    data = tomlfile.read(path, what="inventory file")
     devices = data.get("devices")
     if not isinstance(devices, list):
         raise SuiteError(path, "expected [[devices]] tables", key="devices")

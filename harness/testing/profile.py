@@ -8,10 +8,10 @@ or given as a path to such a file, so the device can pose as a Pixel 7.
 from __future__ import annotations
 
 import platform
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import tomlfile
 from harness.errors import ProfileError
 
 DEFAULT_PROFILE = "virtual"
@@ -91,10 +91,7 @@ def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001"
         path = _profiles_dir() / f"{name}.toml"
     if not path.is_file():
         raise ProfileError(path, f"no device profile named {name!r}", hint="use 'virtual' or a device_profiles/*.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(path, f"invalid TOML: {exc}") from None
+    data = tomlfile.read(path, ProfileError, what="profile")
     extra = data.get("properties", {})
     if not isinstance(extra, dict):
         raise ProfileError(path, "[properties] must be a table of strings", key="properties")
