@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness.devices.android import AndroidDevice
 from harness.testing import VirtualDevice
-from harness.testing.adb_client import AdbClient
+from harness.testing.android.client import AdbClient
 
 REMOTE_DIR = "/data/local/tmp/edgeharness/bench"
 
@@ -55,7 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.device_fast_checksum:
         from harness.devices.android import _fast_checksum
-        from harness.testing import adb_codec
+        from harness.testing.android import codec as adb_codec
 
         adb_codec.checksum = _fast_checksum
     size_bytes = int(args.size_mb * 1e6)

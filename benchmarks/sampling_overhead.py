@@ -16,7 +16,7 @@ from harness.devices.host import HostDevice
 from harness.runners import litert_python
 from harness.samplers.session import CaseSampling
 from harness.testing import VirtualDevice
-from harness.testing.physics import PhysicsConfig
+from harness.testing.android.physics import PhysicsConfig
 
 
 def one(device, model: str, sampling: CaseSampling | None) -> float:

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from harness.errors import DeviceError
-from harness.testing.isolation import NamespaceIsolation, ProotIsolation, _self_test, device_environment
-from harness.testing.profile import load_profile
-from harness.testing.sandbox import Sandbox
+from harness.testing.android.device_profile import load_profile
+from harness.testing.android.isolation import NamespaceIsolation, ProotIsolation, _self_test, device_environment
+from harness.testing.android.sandbox import Sandbox
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 COMMAND = "getprop ro.product.model >/dev/null"

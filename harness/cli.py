@@ -173,7 +173,7 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
 
 # -- virtual device ----------------------------------------------------------------------
 def cmd_virtual_device(args: argparse.Namespace) -> int:
-    from harness.testing.serve import run
+    from harness.testing.android.serve import run
 
     return run(args)
 
@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 
+    from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
     from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
-    from harness.testing.serve import add_arguments as add_virtual_device_arguments
 
     _add_serve_command(
         sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",

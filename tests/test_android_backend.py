@@ -20,7 +20,7 @@ from harness.devices.android import (
 from harness.devices.discovery import describe, open_device
 from harness.errors import AuthError, DeviceError
 
-pytest_plugins = ["harness.testing.fixtures"]
+pytest_plugins = ["harness.testing.android.fixtures"]
 
 REMOTE_DIR = "/data/local/tmp/edgeharness/t"
 

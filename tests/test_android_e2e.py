@@ -17,7 +17,7 @@ from harness import api
 from harness.results import Result
 from harness.testing import VirtualDevice
 
-pytest_plugins = ["harness.testing.fixtures"]
+pytest_plugins = ["harness.testing.android.fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 

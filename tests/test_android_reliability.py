@@ -14,7 +14,7 @@ from harness.devices.android import AndroidDevice
 from harness.errors import CommandTimeout, DeviceLost
 from harness.testing import Faults
 
-pytest_plugins = ["harness.testing.fixtures"]
+pytest_plugins = ["harness.testing.android.fixtures"]
 
 REMOTE_DIR = "/data/local/tmp/edgeharness/r"
 WINDOW_S = 1.5

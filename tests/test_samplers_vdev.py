@@ -14,9 +14,9 @@ from harness.devices.host import HostDevice
 from harness.orchestrator import CaseRunner
 from harness.report.html import render_report
 from harness.suite import parse_suite
-from harness.testing.physics import PhysicsConfig
+from harness.testing.android.physics import PhysicsConfig
 
-pytest_plugins = ["harness.testing.fixtures"]
+pytest_plugins = ["harness.testing.android.fixtures"]
 FAST = PhysicsConfig(tick_s=0.05, tau_s=2.0)
 
 

@@ -10,7 +10,7 @@ from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
 from harness.testing import Faults
-from harness.testing.fixtures import virtual_device, virtual_device_factory  # noqa: F401
+from harness.testing.android.fixtures import virtual_device, virtual_device_factory  # noqa: F401
 
 LINK_ERRORS = (OSError, adb_errors.AdbTimeoutError, adb_errors.TcpTimeoutException, adb_errors.InvalidResponseError,
                adb_errors.AdbConnectionError, adb_errors.InvalidCommandError)  # fmt: skip

@@ -10,8 +10,8 @@ from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.testing import adb_codec as codec
-from harness.testing.adb_auth import AuthMode, KeyPolicy, decode_public_key, new_token, verify_token_signature
+from harness.testing.android import codec
+from harness.testing.android.auth import AuthMode, KeyPolicy, decode_public_key, new_token, verify_token_signature
 
 commands = st.sampled_from([codec.CNXN, codec.AUTH, codec.OPEN, codec.OKAY, codec.CLSE, codec.WRTE])
 u32 = st.integers(0, 0xFFFFFFFF)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from harness.testing import VirtualDevice
-from harness.testing.fixtures import adb_client, virtual_device, virtual_device_factory  # noqa: F401
+from harness.testing.android.fixtures import adb_client, virtual_device, virtual_device_factory  # noqa: F401
 
 TWENTY_MB = 20 * 1024 * 1024
 

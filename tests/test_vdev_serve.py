@@ -9,8 +9,8 @@ from adb_shell.adb_device import AdbDeviceTcp
 
 from harness.errors import ProfileError
 from harness.testing import VirtualDevice
-from harness.testing.fixtures import adb_client  # noqa: F401
-from harness.testing.profile import load_profile
+from harness.testing.android.device_profile import load_profile
+from harness.testing.android.fixtures import adb_client  # noqa: F401
 
 
 def test_serve_prints_its_address_and_stops_on_sigint(tmp_path, adb_client):  # noqa: F811

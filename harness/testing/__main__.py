@@ -1,7 +1,7 @@
-"""``python -m harness.testing serve``: see :mod:`harness.testing.serve`."""
+"""``python -m harness.testing serve``: the virtual Android device, see :mod:`harness.testing.android.serve`."""
 
 import sys
 
-from harness.testing.serve import main
+from harness.testing.android.serve import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.testing.serve import wait_until_stopped
+from harness.testing.common import wait_until_stopped
 
 BATTERIES = ("usb", "unplugged")
 

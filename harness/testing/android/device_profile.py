@@ -74,7 +74,7 @@ class DeviceProfile:
 
 
 def _profiles_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "device_profiles"
+    return Path(__file__).resolve().parents[3] / "device_profiles"  # harness/testing/android/ -> repo
 
 
 def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001") -> DeviceProfile:

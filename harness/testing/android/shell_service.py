@@ -14,7 +14,7 @@ import signal
 import struct
 from collections.abc import Callable
 
-from harness.testing.adb_stream import Stream, StreamClosed
+from harness.testing.android.stream import Stream, StreamClosed
 
 V2_STDIN, V2_STDOUT, V2_STDERR, V2_EXIT, V2_CLOSE_STDIN, V2_WINDOW = range(6)
 _PIPE_READ_BYTES = 64 * 1024

@@ -7,15 +7,15 @@ The lead's ``cli.py`` wires :func:`add_arguments` and :func:`run` under the
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 
 from harness.errors import HarnessError
-from harness.testing.adb_auth import AuthMode
-from harness.testing.physics import PhysicsConfig
-from harness.testing.profile import DEFAULT_PROFILE
-from harness.testing.virtual_device import VirtualDevice
+from harness.testing.android.auth import AuthMode
+from harness.testing.android.device import VirtualDevice
+from harness.testing.android.device_profile import DEFAULT_PROFILE
+from harness.testing.android.physics import PhysicsConfig
+from harness.testing.common import wait_until_stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +57,6 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     finally:
         device.stop()
     return 0
-
-
-def wait_until_stopped(stop: threading.Event) -> None:
-    """Block until SIGINT/SIGTERM (handled only on the main thread) or until ``stop`` is set."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import DeviceError
-from harness.testing.sandbox import CPU_DIR, DEVICE_DIRS, Sandbox, host_cpus
+from harness.testing.android.sandbox import CPU_DIR, DEVICE_DIRS, Sandbox, host_cpus
 
 DEVICE_PATH = "/system/bin:/system/xbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SKIPPED_TOP = {"sys", "lost+found"} | {d.strip("/").split("/")[0] for d in DEVICE_DIRS}

@@ -11,7 +11,7 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable
 
-from harness.testing import adb_codec as codec
+from harness.testing.android import codec
 
 Sender = Callable[[codec.Message], Awaitable[None]]
 

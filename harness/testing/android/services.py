@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from harness.testing import adb_shell_service as shell
-from harness.testing.adb_connection import ServiceRunner
-from harness.testing.adb_stream import Stream
-from harness.testing.adb_sync import run_sync
-from harness.testing.sandbox import Sandbox
+from harness.testing.android import shell_service as shell
+from harness.testing.android.connection import ServiceRunner
+from harness.testing.android.sandbox import Sandbox
+from harness.testing.android.stream import Stream
+from harness.testing.android.sync import run_sync
 
 
 async def _reply(text: str, stream: Stream) -> None:

@@ -1,7 +1,7 @@
 """One host connection: handshake, authentication, stream multiplexing, faults.
 
 The connection reads messages in order and hands stream payloads to services
-(``adb_services``); faults from :class:`~harness.testing.faults.FaultBox` are
+(``services``); faults from :class:`~harness.testing.android.faults.FaultBox` are
 applied here because they are properties of the link, not of a service.
 """
 
@@ -14,10 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from harness.testing import adb_codec as codec
-from harness.testing.adb_auth import AuthMode, KeyPolicy, new_token
-from harness.testing.adb_stream import Stream
-from harness.testing.faults import FaultBox
+from harness.testing.android import codec
+from harness.testing.android.auth import AuthMode, KeyPolicy, new_token
+from harness.testing.android.faults import FaultBox
+from harness.testing.android.stream import Stream
 
 log = logging.getLogger(__name__)
 

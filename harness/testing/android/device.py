@@ -17,15 +17,15 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from harness.errors import DeviceError
-from harness.testing import adb_codec as codec
-from harness.testing.adb_auth import AuthMode, KeyPolicy, decode_public_key
-from harness.testing.adb_connection import FEATURES, AdbConnection, ConnectionContext
-from harness.testing.adb_services import make_opener
-from harness.testing.faults import FaultBox, Faults
-from harness.testing.isolation import Isolation, device_environment, start_isolation
-from harness.testing.physics import Physics, PhysicsConfig
-from harness.testing.profile import DEFAULT_PROFILE, load_profile
-from harness.testing.sandbox import Sandbox
+from harness.testing.android import codec
+from harness.testing.android.auth import AuthMode, KeyPolicy, decode_public_key
+from harness.testing.android.connection import FEATURES, AdbConnection, ConnectionContext
+from harness.testing.android.device_profile import DEFAULT_PROFILE, load_profile
+from harness.testing.android.faults import FaultBox, Faults
+from harness.testing.android.isolation import Isolation, device_environment, start_isolation
+from harness.testing.android.physics import Physics, PhysicsConfig
+from harness.testing.android.sandbox import Sandbox
+from harness.testing.android.services import make_opener
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class VirtualDevice:
     files or key texts) or ``reject``. ``root``: the sandbox directory (a temporary
     one, removed on stop, when omitted). ``reboot_s``: how long ``reboot:`` keeps
     the device offline. ``physics``: the battery/thermal/frequency model driven by the
-    device's real CPU load (:mod:`harness.testing.physics`; None, the default: static files);
+    device's real CPU load (:mod:`harness.testing.android.physics`; None, the default: static files);
     tests force states through ``device.physics`` (charging, frequency cap, hot start).
     """
 

@@ -1,6 +1,7 @@
 """pytest fixtures for the virtual device, for this project's tests and for users' CI.
 
-Enable them with ``pytest_plugins = ["harness.testing.fixtures"]`` in a conftest.
+Enable them with ``pytest_plugins = ["harness.testing.android.fixtures"]`` in a conftest
+(``harness.testing.fixtures`` re-exports them under their first name).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DeviceError
-from harness.testing.adb_client import AdbClient
-from harness.testing.virtual_device import VirtualDevice
+from harness.testing.android.client import AdbClient
+from harness.testing.android.device import VirtualDevice
 
 
 @pytest.fixture

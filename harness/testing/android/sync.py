@@ -14,8 +14,8 @@ import os
 import stat
 import struct
 
-from harness.testing.adb_stream import Stream, StreamClosed
-from harness.testing.sandbox import MAX_PATH_BYTES, PathRefused, Sandbox
+from harness.testing.android.sandbox import MAX_PATH_BYTES, PathRefused, Sandbox
+from harness.testing.android.stream import Stream, StreamClosed
 
 SYNC_DATA_MAX_BYTES = 64 * 1024
 _OUT_FLUSH_BYTES = 256 * 1024

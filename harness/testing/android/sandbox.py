@@ -14,7 +14,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from harness.testing.profile import DeviceProfile
+from harness.testing.android.device_profile import DeviceProfile
 
 #: CPUs get ``cpufreq`` directories from the sandbox (the host's other CPU files stay visible).
 CPU_DIR = "/sys/devices/system/cpu"
@@ -64,7 +64,7 @@ class Sandbox:
 
     def _install_tools(self) -> None:
         bin_dir = self.host_dir("/system/bin")
-        for tool in resources.files("harness.testing").joinpath("tools").iterdir():
+        for tool in resources.files("harness.testing.android").joinpath("tools").iterdir():
             if tool.name.startswith(".") or tool.name.startswith("_"):
                 continue
             target = bin_dir / tool.name
