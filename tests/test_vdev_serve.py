@@ -86,3 +86,16 @@ def test_device_tools_answer_from_the_simulated_state(tmp_path):
         assert client.shell("python3 -c 'import sys; print(sys.version_info[0])'") == "3\n"
         assert client.shell("echo $TMPDIR; cd /data/local/tmp && pwd") == "/data/local/tmp\n/data/local/tmp\n"
         client.close()
+
+
+def test_first_import_paths_still_work_for_users_ci(pytester):
+    # README's names from before the move: harness.testing's re-exports and the harness.testing.fixtures plugin.
+    from harness.testing import AuthMode, Faults
+    from harness.testing import VirtualDevice as Reexported
+    from harness.testing.android.device import VirtualDevice as Moved
+
+    assert Reexported is Moved and AuthMode("keys").value == "keys" and Faults().reject_auth is False
+    pytester.makeconftest('pytest_plugins = ["harness.testing.fixtures"]\n')
+    pytester.makepyfile("def test_device(virtual_device):\n"
+                        "    assert virtual_device.address.startswith('127.0.0.1:')\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
