@@ -118,6 +118,20 @@ def test_an_explicit_results_path_outside_the_store_is_refused(tmp_path: Path) -
     assert not (tmp_path / "escaped.jsonl").exists()
 
 
+def test_an_imported_run_id_cannot_name_a_file_outside_the_store(tmp_path: Path, finished_run: Path) -> None:
+    """The run id inside an exported baseline is file content: ``../../../pwn`` must not become a path."""
+    assert harness("baseline", "set", "b", "--store", str(finished_run)).returncode == 0
+    data = json.loads(harness("baseline", "export", "b", "--store", str(finished_run)).stdout)
+    data["run_id"] = "../../../pwn"
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "evil.json").write_text(json.dumps(data))
+    before = tree(tmp_path)
+    proc = harness("baseline", "import", "x", "evil.json", "--store", "store", cwd=deep)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: run id '../../../pwn' starts with '.'"), proc.stderr
+    assert {p for p in tree(tmp_path) - before if p.parent != deep / "store"} == {deep / "store"}
+
+
 def test_baseline_names_follow_the_rule(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     with pytest.raises(UnsafeNameError, match="baseline name"):
