@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.devices.discovery import open_device
 from harness.errors import StoreError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
+from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
 from harness.results import Result
 from harness.store import LocalStore, load_results, open_store
@@ -47,6 +48,7 @@ def run(
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
+    check_name(loaded.name, "suite name")  # before any device work: it names the run's files
     store = open_store(out_dir, db_path)
     opened = [open_device(d) for d in devices]
     try:
@@ -54,15 +56,16 @@ def run(
     finally:
         for dev in opened:
             dev.close()
-    if report:
-        per_run = Path(out_dir) / f"{loaded.name}-{summary.run_id}.html"
-        render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
-        latest = Path(out_dir) / f"{loaded.name}.html"
-        shutil.copyfile(per_run, latest)
-        summary.report_path = latest
-        store.finish_run(summary.run_id, per_run)
-    else:
-        store.finish_run(summary.run_id)
+    per_run = None
+    try:  # the run is finished (every result on disk) even when its report cannot be written
+        if report:
+            per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
+            latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
+            render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
+            shutil.copyfile(per_run, latest)
+            summary.report_path = latest
+    finally:
+        store.finish_run(summary.run_id, per_run if summary.report_path else None)
     return summary
 
 

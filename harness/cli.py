@@ -15,12 +15,14 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError, UsageError
+from harness.textsafe import EscapingFormatter, escape_lines
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """Print lines to stdout; stored and device-supplied strings in them cannot drive the terminal."""
+    sys.stdout.write(escape_lines(text) + "\n")
 
 
 # -- devices -----------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if args.json:
         _out(json.dumps({path: [m.to_dict() for m in runs] for path, runs in results.items()}, indent=2))
     else:
-        sys.stdout.write(render_table(results))
+        sys.stdout.write(escape_lines(render_table(results)))
     return 0
 
 
@@ -359,13 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(message)s"))  # log lines quote device output
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         return args.func(args)
     except HarnessError as exc:
         if args.debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {escape_lines(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: every finished result is already on disk\n")

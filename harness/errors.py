@@ -77,6 +77,30 @@ class StoreError(HarnessError):
     exit_code = 2
 
 
+class UnsafeNameError(UsageError):
+    """A name that becomes a file name (suite, run id, part, baseline, model) is not one short, plain name."""
+
+    def __init__(self, what: str, reason: str, *, hint: str | None = None) -> None:
+        from harness.names import RULE  # local: names imports this module
+
+        super().__init__(f"{what} {reason}", hint=hint or f"a {what} becomes part of a file name: use {RULE}")
+        self.what = what
+        self.reason = reason
+
+
+class PathEscapeError(HarnessError):
+    """A file about to be written resolves outside the folder the user gave (a '..' or a symlink pointing out)."""
+
+    exit_code = 2
+
+    def __init__(self, root: object, path: object, resolved: object) -> None:
+        super().__init__(f"refusing to write {path}: it resolves to {resolved}, outside {root}",
+                         hint="remove the symlink or the '..' that leads out of the output folder")
+        self.root = str(root)
+        self.path = str(path)
+        self.resolved = str(resolved)
+
+
 class DeviceError(HarnessError):
     """Something went wrong talking to a device."""
 

@@ -27,6 +27,7 @@ from harness import __version__, profiles, zoo
 from harness.devices.base import Device, sha256_file
 from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError
 from harness.models import ModelArtifact, load_model
+from harness.names import sanitise
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
 from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
@@ -47,8 +48,7 @@ class DeviceLogger(logging.LoggerAdapter):
 
 def device_label(device_id: str) -> str:
     """Short, id-safe label for case ids: ``host``, ``adb-127.0.0.1-5555``, ``ios-00008030``."""
-    label = device_id.replace(":", "-").replace("/", "-")
-    return label if len(label) <= 40 else label[:40]
+    return sanitise(device_id, "device", 40)
 
 
 @dataclass

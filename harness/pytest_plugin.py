@@ -18,6 +18,7 @@ from harness.orchestrator import device_label
 from harness.results import Result
 from harness.session import HarnessSession
 from harness.suite import Case, Suite, load_suite
+from harness.textsafe import escape, escape_lines
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
 _REPORT_KEY = pytest.StashKey["Path | None"]()
@@ -94,8 +95,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if hs is None or report is None or hs.results_path is None:
         return
     terminalreporter.section("edgeharness", sep="-")
-    terminalreporter.write_line(f"edgeharness: results {hs.results_path}")
-    terminalreporter.write_line(f"edgeharness: report  {report}")
+    terminalreporter.write_line(escape(f"edgeharness: results {hs.results_path}"))
+    terminalreporter.write_line(escape(f"edgeharness: report  {report}"))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -111,7 +112,7 @@ class SuiteFile(pytest.File):
         try:
             suite = load_suite(self.path)
         except HarnessError as exc:
-            raise self.CollectError(str(exc)) from None
+            raise self.CollectError(escape_lines(str(exc))) from None
         hs = self.config.stash[_SESSION_KEY]
         for device_id in hs.device_ids:
             yield DeviceCases.from_parent(self, name=device_label(device_id), suite=suite, device_id=device_id)
@@ -151,9 +152,9 @@ class CaseItem(pytest.Item):
         self.result = result
         self.user_properties.extend(_properties(result))
         if result.status == "skipped":
-            pytest.skip(result.reason or "skipped")
+            pytest.skip(escape(result.reason or "skipped"))  # reasons quote device output
         if result.status in FAILING:
-            raise CaseFailed(f"{result.status}: {result.reason}")
+            raise CaseFailed(escape(f"{result.status}: {result.reason}"))
         outcome = hs.judge(result)
         if outcome is not None:
             from harness.gate import junit_properties
@@ -161,7 +162,7 @@ class CaseItem(pytest.Item):
             for verdict in outcome.verdicts:
                 self.user_properties.extend(junit_properties(verdict))
             if not outcome.passed:
-                raise CaseFailed("gate: " + "; ".join(outcome.failures))
+                raise CaseFailed(escape("gate: " + "; ".join(outcome.failures)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str:
         if isinstance(excinfo.value, CaseFailed):

@@ -16,6 +16,7 @@ from harness.devices.base import Device
 from harness.devices.discovery import open_device
 from harness.errors import HarnessError
 from harness.gate import GateOutcome
+from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
 from harness.store import LocalStore, ResultWriter, new_run_id, open_store
@@ -44,7 +45,7 @@ class HarnessSession:
         (pytest-xdist): its results go to a part file that :meth:`adopt_parts` folds in later."""
         self.device_ids = list(device_ids)
         self.out_dir = Path(out_dir)
-        self.name = name
+        self.name = check_name(name, "session name")
         self.report_path = Path(report_path) if report_path else None
         self.repetitions = repetitions
         self.measured_runs = measured_runs
@@ -171,7 +172,7 @@ class HarnessSession:
         if self.results:
             from harness.api import render
 
-            report = render(self.results, self.report_path or self.out_dir / f"{self.name}-{self.run_id}.html",
-                            title=f"{self.name} — run {self.run_id}")
+            target = self.report_path or inside(self.store.root, f"{self.name}-{self.run_id}.html")
+            report = render(self.results, target, title=f"{self.name} — run {self.run_id}")
         self.store.finish_run(self.run_id, report)
         return report

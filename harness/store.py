@@ -11,6 +11,7 @@ behind the same interface (as pytest-benchmark's storage does); today ``file:`` 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import StoreError
+from harness.names import check_name, contain, inside
 from harness.results import Result
 
 _SCHEMA = """
@@ -98,7 +100,7 @@ class LocalStore:
 
     def __init__(self, root: str | Path = "reports", db_path: str | Path | None = None) -> None:
         self.root = Path(root)
-        self.db_path = Path(db_path) if db_path else self.root / "harness.sqlite"
+        self.db_path = Path(db_path) if db_path else inside(self.root, "harness.sqlite")
         self._db_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
@@ -113,7 +115,11 @@ class LocalStore:
         return conn
 
     def begin_run(self, run_id: str, suite: str, results_path: Path | None = None) -> ResultWriter:
-        path = results_path or self.root / f"{suite}-{run_id}.jsonl"
+        check_name(run_id, "run id")
+        if results_path is not None:
+            path = contain(self.root, results_path)
+        else:
+            path = inside(self.root, f"{check_name(suite, 'suite name')}-{run_id}.jsonl")
         writer = ResultWriter(self, run_id, path)
         with self._db_lock, closing(self._connect()) as conn, conn:
             conn.execute(
@@ -129,9 +135,8 @@ class LocalStore:
         Parts are durable (fsync per result) but not indexed: :meth:`merge_parts` folds them into
         the run's one file and index when every worker is done.
         """
-        if not part.replace("-", "").replace("_", "").isalnum():
-            raise StoreError(f"part name {part!r} must be letters, digits, '-' or '_'")
-        return ResultWriter(self, run_id, self.root / f"{suite}-{run_id}.{part}.jsonl", index=False)
+        names = (check_name(suite, "suite name"), check_name(run_id, "run id"), check_name(part, "part name"))
+        return ResultWriter(self, run_id, inside(self.root, "{}-{}.{}.jsonl".format(*names)), index=False)
 
     def merge_parts(self, run_id: str, suite: str) -> tuple[ResultWriter, list[Result]] | None:
         """Fold every part of ``run_id`` into one run (file and index), oldest result first.
@@ -139,7 +144,8 @@ class LocalStore:
         Returns the run's open writer and its results, or None when no part exists. The part
         files are removed only once the merged file holds every result, fsynced.
         """
-        parts = sorted(self.root.glob(f"{suite}-{run_id}.*.jsonl"))
+        stem = glob.escape(f"{check_name(suite, 'suite name')}-{check_name(run_id, 'run id')}")
+        parts = sorted(self.root.glob(f"{stem}.*.jsonl"))
         if not parts:
             return None
         results = [r for path in parts for r in iter_results(path)]
@@ -203,6 +209,7 @@ class LocalStore:
         return load_results(self.resolve_run(ref).results_path)
 
     def set_baseline(self, name: str, run_id: str) -> None:
+        check_name(name, "baseline name")  # an imported baseline's name becomes a file name
         with self._db_lock, closing(self._connect()) as conn, conn:
             conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, now_iso()))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness import tomlfile
 from harness.errors import SuiteError
+from harness.names import RULE, problem, sanitise
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
 APIS = ("interpreter", "compiled")
@@ -197,10 +198,22 @@ def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
         name = raw["zoo"]
     else:
         name = Path(raw["path"]).stem
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
-        raise ctx.error(f"model name {name!r} may only use letters, digits and _ . + -", "name", "models", index,
-                        hint="set `name = \"...\"` for a model whose file name has other characters")
+    reason = problem(name)
+    if reason is not None:
+        raise ctx.error(f"model name {reason}", "name", "models", index,
+                        hint=f"use {RULE}; set `name = \"...\"` for a model whose file name has other characters")
     return name
+
+
+def _suite_name(ctx: _Ctx, head: dict[str, Any], path: Path) -> str:
+    """``[suite] name``, refused when unfit for a file name; else the file's stem made fit (or ``suite``)."""
+    if "name" not in head:
+        return sanitise(path.stem, "suite") if path.name and path.suffix else "suite"
+    reason = problem(head["name"])
+    if reason is not None:
+        raise ctx.error(f"suite name {reason}", "name", "suite",
+                        hint=f"the name becomes the run's file names in --out: use {RULE}")
+    return head["name"]
 
 
 def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shared: dict[str, Any]) -> ModelSpec:
@@ -329,7 +342,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
         raise ctx.error(f"model names must be unique; repeated: {', '.join(dupes)}", "name", "models",
                         names.index(dupes[0]), hint="set `name = \"...\"` to tell them apart")
     return Suite(
-        name=head.get("name") or (path.stem if path.name and path.suffix else "suite"),
+        name=_suite_name(ctx, head, path),
         path=path if path.name and path.suffix else None,
         description=head.get("description", ""),
         models=models,
