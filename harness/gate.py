@@ -302,6 +302,7 @@ class GateOutcome:
     failures: tuple[str, ...]
     warnings: tuple[str, ...]
     missing: int = 0  # baseline cases the candidate did not measure that failed the gate
+    not_gated: int = 0  # ... and those allow_missing turned into warnings
 
     @property
     def passed(self) -> bool:
@@ -317,6 +318,8 @@ class GateOutcome:
             f"gate {state}: {len(self.verdicts)} case(s) compared ({total or 'none'}), "
             f"{sum(b.measured for b in self.breaches)} budget breach(es)"
             + (f", {self.missing} baseline case(s) not measured" if self.missing else "")
+            + (f", {self.not_gated} baseline case(s) not measured and not gated (allow_missing)"
+               if self.not_gated else "")
         )
         if self.missing:
             lines.append(f"hint: {MISSING_HINT}")
@@ -591,9 +594,10 @@ def gate(
     missing, notes = _coverage(matching) if matching is not None else ([], [])
     verdicts += [m.verdict for m in missing if m.verdict is not None]
     breaches = check_budgets(candidate, budgets or {})
-    failures, warnings, n_missing = [], [], 0
+    failures, warnings, n_missing, n_excused = [], [], 0, 0
     for v in verdicts:
         excused = config.allow_missing and bool(v.unmeasured) and set(v.unmeasured) <= set(EXCUSABLE)
+        n_excused += excused
         if excused or v.verdict == "noisy" and not v.fails(config):
             warnings.append(verdict_line(v) + (f" ({ALLOW_MISSING_NOTE})" if excused else ""))
         elif v.fails(config):
@@ -602,6 +606,7 @@ def gate(
     for m in missing:
         if m.verdict is None and config.allow_missing:
             warnings.append(f"{m.line} ({ALLOW_MISSING_NOTE})")
+            n_excused += 1
         elif m.verdict is None:
             failures.append(m.line)
             n_missing += 1
@@ -615,6 +620,7 @@ def gate(
         failures=tuple(failures),
         warnings=tuple(warnings),
         missing=n_missing,
+        not_gated=n_excused,
     )
 
 
