@@ -693,6 +693,18 @@ def _coverage(matching: _Matching) -> tuple[list[MissingCase], list[str]]:
     return missing, notes
 
 
+def unmeasured_lines(baseline: Sequence[Result], candidate: Sequence[Result]) -> list[str]:
+    """One line per ok baseline case the candidate did not measure (absent, or present but not ok), with why.
+
+    For a front that gates a selection item by item (the pytest plugin): never raises, compares nothing.
+    """
+    matching = _match(_index(baseline), _index(candidate))
+    lines = [m.line for m in _coverage(matching)[0]]
+    lines += [f"{_label(key, c_all[0].case.model)}: {_UNMEASURED}{_not_measured(c_all)}"
+              for key, b_all, c_all in matching.pairs if _usable(b_all) and not _usable(c_all)]
+    return sorted(lines)
+
+
 def _baseline_not_ok(label: str, results: Sequence[Result]) -> str:
     return (f"{label}: not gated: the baseline's own result is {_not_measured(results)} "
             "(not the candidate's fault; record a baseline where it passed)")
@@ -724,8 +736,9 @@ def render_compare_table(verdicts: Sequence[CaseVerdict]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows).rstrip()
 
 
-def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = ()) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts and a list of budget breaches."""
+def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = (),
+                            missing: Sequence[str] = ()) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts, budget breaches, baseline cases not measured."""
     icon = {
         "faster": ":rocket:",
         "slower": ":x:",
@@ -740,6 +753,9 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if breaches:
         lines += ["", "**Budgets**", ""] + [f"- {b.line}" for b in breaches]
+    if missing:
+        lines += ["", f"**Baseline cases not measured in this run** ({len(missing)})", ""]
+        lines += [f"- {line}" for line in missing]
     return "\n".join(lines) + "\n"
 
 
