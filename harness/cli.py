@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(s)
     s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression or budget broken, 2 usage error",
+    s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression, budget broken or baseline case not "
+                                    "measured, 2 usage error",
                        description="Gate a run on regressions against a baseline and on the suite's budgets; "
                                    "prints one line per failing case with its numbers.")
     s.add_argument("--baseline", help="baseline name (without it only the budgets are checked)")

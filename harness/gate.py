@@ -12,10 +12,13 @@ renamed between the runs still matches its baseline when the pairing is unambigu
 - ``same``: neither could be shown;
 - ``noisy``: the data cannot support a decision, with the reason: too few repetitions,
   between-repetition CV above ``max_cv``, or throttling flagged for a run;
-- ``failed``: the case ran in the baseline but did not succeed in the candidate.
+- ``failed``: the case was ok in the baseline but is not measurable in the candidate
+  (``device_lost``, ``timeout``, ``failed``, ``skipped``, with the reason).
 
-The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, and ``noisy`` when
-``noisy="fail"``. Errors that make the gate impossible to evaluate exit 2.
+The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, ``noisy`` when
+``noisy="fail"``, and on a baseline case the candidate lacks entirely (the gate does not pass
+what it did not see). ``allow_missing`` narrows the gate to what ran: absent, ``device_lost``
+and ``skipped`` cases then warn. Errors that make the gate impossible to evaluate exit 2.
 """
 
 from __future__ import annotations
