@@ -477,13 +477,18 @@ def compare(
 def _matching(baseline: Sequence[Result], candidate: Sequence[Result]) -> _Matching:
     """The runs' cases paired up, after the checks that make a comparison meaningful."""
     base, cand = _index(baseline), _index(candidate)
-    _check_comparable(base, cand)
+    # a candidate whose cases were all lost before the device's facts were read shares no key with the
+    # baseline, yet says what happened to its cases: those are failures with reasons, not "no common case"
+    lost = bool(baseline) and any(
+        r.status != "ok" and _loose_key(r) in {_loose_key(b) for b in baseline} for r in candidate)
+    if not lost:
+        _check_comparable(base, cand)
     if not any(_usable(v) for named in base.values() for v in named.values()):
         raise EmptyBaseline(
             "the baseline has no successful result with latency samples", hint="record a baseline from a passing run"
         )
     matching = _match(base, cand)
-    if not matching.pairs:
+    if not matching.pairs and not lost:
         raise NoCommonCases(
             "baseline and candidate share model bytes but no case pairs up by name",
             hint="several models share these bytes under other names: keep names stable or record a new baseline",
@@ -613,6 +618,9 @@ def gate(
         elif m.verdict is None:
             failures.append(m.line)
             n_missing += 1
+    if matching is not None and config.allow_missing and not any(v.comparison for v in verdicts):
+        failures.append("nothing compared: no baseline case was measured in this run "
+                        "(allow_missing narrows the gate to what ran; here nothing ran)")
     for b in breaches:
         (failures if b.measured else warnings).append(b.line)
     warnings += notes

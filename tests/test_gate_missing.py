@@ -70,6 +70,18 @@ def test_allow_missing_narrows_the_gate_to_what_ran():
     assert "3 baseline case(s) not measured and not gated" in out.render()
 
 
+def test_a_run_lost_from_the_start_fails_with_reasons_even_when_narrowed():
+    """Every case lost before the device's facts were read: no key in common, still each case and why."""
+    lost = DeviceInfo("host-1", "host")
+    cand = [result(m, "cand", status="device_lost", reason="adb: device 'host-1' not found", sha="", device=lost)
+            for m in ("alpha", "beta", "gamma", "delta")]
+    out = g.gate(base_run(), cand, FAST)
+    assert out.exit_code == 1 and len(out.failures) == 4
+    assert all("device_lost: adb: device 'host-1' not found" in f for f in out.failures)
+    narrowed = g.gate(base_run(), cand, replace(FAST, allow_missing=True))
+    assert narrowed.exit_code == 1 and narrowed.failures[0].startswith("nothing compared")
+
+
 @pytest.mark.parametrize("status", ["failed", "timeout"])
 def test_allow_missing_does_not_excuse_a_candidate_that_ran_and_broke(status):
     cand = [result("alpha", "cand", seed=9),
