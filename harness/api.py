@@ -100,12 +100,15 @@ def _render_gated(results: Sequence[Result], out_path: str | Path, title: str | 
 
 # -- comparisons and the gate ---------------------------------------------------------------
 def gate_config(results: Sequence[Result], overrides: dict | None = None) -> GateConfig:
-    """The suite's ``[gate]`` table (carried in each result's settings) with command-line overrides on top."""
+    """The suite's ``[gate]`` table (carried in each result's settings) with command-line overrides on top.
+
+    ``overrides`` are option values (``{"alpha": "0.05", "allow_missing": True}``; None = not given):
+    a bad one is a :class:`~harness.gate.GateConfigError` naming the option (``--alpha``).
+    """
     table: dict = {}
     for r in results:
         table.update(r.case.settings.get("gate") or {})
-    table.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return GateConfig.from_mapping(table)
+    return GateConfig.from_mapping(table, overrides={k: v for k, v in (overrides or {}).items() if v is not None})
 
 
 def budgets(results: Sequence[Result]) -> dict[str, Budget]:

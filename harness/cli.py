@@ -113,8 +113,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
-    return {"max_regression": getattr(args, "max_regression", None), "alpha": getattr(args, "alpha", None),
-            "noisy": getattr(args, "noisy", None), "min_repetitions": getattr(args, "min_repetitions", None)}
+    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing")
+    return {name: getattr(args, name, None) for name in names}
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -167,9 +167,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 def _add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-regression", help="allowed slowdown of the median, e.g. 5%% (default: suite [gate] or 5%%)")
-    p.add_argument("--alpha", type=float, help="one-sided test level (default: suite [gate] or 0.01)")
-    p.add_argument("--noisy", choices=["fail", "warn"], help="what a too-noisy case does (default fail)")
-    p.add_argument("--min-repetitions", type=int, help="fewer repetitions than this is noisy (default 5)")
+    # values are checked by the gate's own parser: a bad one is one line and exit 2
+    p.add_argument("--alpha", help="one-sided test level (default: suite [gate] or 0.01)")
+    p.add_argument("--noisy", help="what a too-noisy case does: fail or warn (default: suite [gate] or fail)")
+    p.add_argument("--min-repetitions", help="fewer repetitions than this is noisy (default 5)")
     p.add_argument("--store", default="reports", help="store directory (default: reports)")
 
 
@@ -299,12 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(s)
     s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression or budget broken, 2 usage error",
+    s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression, budget broken or baseline case not "
+                                    "measured, 2 usage error",
                        description="Gate a run on regressions against a baseline and on the suite's budgets; "
                                    "prints one line per failing case with its numbers.")
     s.add_argument("--baseline", help="baseline name (without it only the budgets are checked)")
     s.add_argument("--run", default="latest", help="the candidate run (default latest)")
     s.add_argument("--report", metavar="FILE.html", help="also write the candidate's HTML report with the gate section")
+    s.add_argument("--allow-missing", action="store_true", default=None,
+                   help="gate only what ran: baseline cases not run, device-lost or skipped in the candidate warn "
+                        "instead of failing (default: suite [gate] allow_missing or false)")
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 

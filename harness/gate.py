@@ -12,10 +12,13 @@ renamed between the runs still matches its baseline when the pairing is unambigu
 - ``same``: neither could be shown;
 - ``noisy``: the data cannot support a decision, with the reason: too few repetitions,
   between-repetition CV above ``max_cv``, or throttling flagged for a run;
-- ``failed``: the case ran in the baseline but did not succeed in the candidate.
+- ``failed``: the case was ok in the baseline but is not measurable in the candidate
+  (``device_lost``, ``timeout``, ``failed``, ``skipped``, with the reason).
 
-The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, and ``noisy`` when
-``noisy="fail"``. Errors that make the gate impossible to evaluate exit 2.
+The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, ``noisy`` when
+``noisy="fail"``, and on a baseline case the candidate lacks entirely (the gate does not pass
+what it did not see). ``allow_missing`` narrows the gate to what ran: absent, ``device_lost``
+and ``skipped`` cases then warn. Errors that make the gate impossible to evaluate exit 2.
 """
 
 from __future__ import annotations
@@ -69,9 +72,81 @@ def parse_percent(text: str | float, option: str = "--max-regression") -> float:
     return value
 
 
+class GateConfigError(UsageError):
+    """A bad gate setting; ``key`` names the setting so a suite error can point at its line."""
+
+    def __init__(self, key: str, label: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{label}: {reason}", hint=hint)
+        self.key = key
+        self.reason = reason
+
+
+def _number(key: str, label: str, value: Any, kind: type = float) -> Any:
+    """An int/float setting; numeric text (a command-line value) is read, anything else refused."""
+    example = {"alpha": "0.01", "level": "0.95", "min_repetitions": "5"}.get(key, "5")
+    if isinstance(value, str):
+        try:
+            value = kind(value.strip())
+        except ValueError:
+            raise GateConfigError(key, label, f"{value!r} is not {'an integer' if kind is int else 'a number'}",
+                                  hint=f"e.g. {example}") from None
+    if isinstance(value, bool) or not isinstance(value, (int,) if kind is int else (int, float)):
+        raise GateConfigError(key, label, f"expected {'an integer' if kind is int else 'a number'}, "
+                                   f"got {type(value).__name__} {value!r}", hint=f"e.g. {example}")
+    return kind(value)
+
+
+def _percent(key: str, label: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise GateConfigError(key, label, f"expected a percentage, got {type(value).__name__} {value!r}",
+                              hint='write it as "5%" or 0.05')
+    try:
+        return parse_percent(value, label)
+    except UsageError as exc:
+        raise GateConfigError(key, label, exc.message.removeprefix(f"{label}: "), hint=exc.hint) from None
+
+
+def _choice(key: str, label: str, value: Any) -> str:
+    if value not in NOISY_POLICIES:
+        raise GateConfigError(key, label, f"{value!r} is not one of {', '.join(NOISY_POLICIES)}",
+                              hint="fail or warn")
+    return value
+
+
+def _flag(key: str, label: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise GateConfigError(key, label, f"expected true or false, got {type(value).__name__} {value!r}",
+                              hint=f"{key} = true")
+    return value
+
+
+# How each setting is read (from a suite's [gate] table or a command-line option) ...
+_READ: dict[str, Any] = {
+    "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag,
+    "alpha": _number, "level": _number,
+    "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
+    "n_boot": lambda k, lbl, v: _number(k, lbl, v, int),
+    "seed": lambda k, lbl, v: _number(k, lbl, v, int),
+}
+# ... and the range it must be in: (check, what, hint).
+_RANGE: dict[str, tuple[Any, str, str]] = {
+    "alpha": (lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)", "e.g. 0.01"),
+    "max_regression": (lambda v: 0.0 <= v < 10.0, "must be a fraction >= 0", "e.g. 5%"),
+    "min_repetitions": (lambda v: v >= 2, "must be >= 2",
+                        "the test needs two repetitions per run; 10 is recommended"),
+    "max_cv": (lambda v: v > 0, "must be > 0", "e.g. 25%"),
+    "level": (lambda v: 0.5 <= v < 1.0, "must be in [0.5, 1)", "e.g. 0.95"),
+    "n_boot": (lambda v: v >= 0, "must be >= 0", "e.g. 2000"),
+}
+
+
 @dataclass(frozen=True)
 class GateConfig:
-    """Thresholds of the gate; ``max_regression`` and ``max_cv`` are fractions (0.05 = 5%)."""
+    """Thresholds of the gate; ``max_regression`` and ``max_cv`` are fractions (0.05 = 5%).
+
+    ``allow_missing`` narrows the gate to what ran: baseline cases the candidate lacks (not run,
+    device lost, skipped) warn instead of failing.
+    """
 
     max_regression: float = 0.05
     alpha: float = 0.01
@@ -81,35 +156,39 @@ class GateConfig:
     level: float = 0.95
     n_boot: int = stats.DEFAULT_BOOT
     seed: int = stats.DEFAULT_SEED
+    allow_missing: bool = False
 
     def __post_init__(self) -> None:
-        if self.noisy not in NOISY_POLICIES:
-            raise UsageError(f"gate noisy={self.noisy!r} is not one of {NOISY_POLICIES}", hint="--noisy fail|warn")
-        if not 0.0 < self.alpha < 0.5:
-            raise UsageError(f"gate alpha={self.alpha} must be in (0, 0.5)", hint="e.g. --alpha 0.01")
-        if not 0.0 <= self.max_regression < 10.0:
-            raise UsageError(f"gate max_regression={self.max_regression} must be a fraction >= 0", hint="e.g. 5%")
-        if self.min_repetitions < 2:
-            raise UsageError(
-                f"gate min_repetitions={self.min_repetitions} must be >= 2",
-                hint="the test needs two repetitions per run; 10 is recommended",
-            )
-        if self.max_cv <= 0:
-            raise UsageError(f"gate max_cv={self.max_cv} must be > 0", hint="e.g. 0.25")
-        if not 0.5 <= self.level < 1.0:
-            raise UsageError(f"gate level={self.level} must be in [0.5, 1)", hint="e.g. 0.95")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("noisy", "allow_missing") or isinstance(value, bool) or not isinstance(value, int | float):
+                _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
+            check = _RANGE.get(f.name)
+            if check is not None and not check[0](value):
+                raise GateConfigError(f.name, f"gate {f.name}={value}", check[1], hint=check[2])
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any], *, source: str = "[gate]") -> GateConfig:
-        """Build from a suite's ``[gate]`` table (percentages as ``"5%"`` or fractions)."""
+    def from_mapping(cls, table: Mapping[str, Any], *, source: str = "[gate]",
+                     overrides: Mapping[str, Any] | None = None) -> GateConfig:
+        """Build from a suite's ``[gate]`` table (percentages as ``"5%"`` or fractions), with
+        command-line ``overrides`` (``{"alpha": "0.05"}``, named ``--alpha`` in errors) on top.
+
+        The one place gate settings are validated: suites call it at load time.
+        """
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise UsageError(f"{source}: unknown key(s) {unknown}", hint=f"known keys: {sorted(known)}")
-        values = dict(table)
-        for key in ("max_regression", "max_cv"):
-            if key in values:
-                values[key] = parse_percent(values[key], f"{source} {key}")
+        values: dict[str, Any] = {}
+        for where, given in ((source, table), ("--", overrides or {})):
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise GateConfigError(unknown[0], where, f"unknown key(s) {unknown}",
+                                      hint=f"known keys: {sorted(known)}")
+            for key, raw in given.items():
+                label = f"--{key.replace('_', '-')}" if where == "--" else f"{source} {key}"
+                value = _READ[key](key, label, raw)
+                check = _RANGE.get(key)
+                if check is not None and not check[0](value):
+                    raise GateConfigError(key, label, f"{raw!r} {check[1]}", hint=check[2])
+                values[key] = value
         return cls(**values)
 
 
@@ -198,6 +277,7 @@ class CaseVerdict:
     why: str
     noisy_reasons: tuple[str, ...] = ()
     comparison: stats.Comparison | None = None
+    unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
 
     @property
     def label(self) -> str:
@@ -224,6 +304,8 @@ class GateOutcome:
     breaches: tuple[BudgetBreach, ...]
     failures: tuple[str, ...]
     warnings: tuple[str, ...]
+    missing: int = 0  # baseline cases the candidate did not measure that failed the gate
+    not_gated: int = 0  # ... and those allow_missing turned into warnings
 
     @property
     def passed(self) -> bool:
@@ -238,7 +320,12 @@ class GateOutcome:
         lines.append(
             f"gate {state}: {len(self.verdicts)} case(s) compared ({total or 'none'}), "
             f"{sum(b.measured for b in self.breaches)} budget breach(es)"
+            + (f", {self.missing} baseline case(s) not measured" if self.missing else "")
+            + (f", {self.not_gated} baseline case(s) not measured and not gated (allow_missing)"
+               if self.not_gated else "")
         )
+        if self.missing:
+            lines.append(f"hint: {MISSING_HINT}")
         return "\n".join(lines)
 
 
@@ -278,8 +365,8 @@ class _Matching:
     """Baseline and candidate results paired case by case, and the cases found on one side only (labels)."""
 
     pairs: list[tuple[CaseKey, list[Result], list[Result]]]
-    only_baseline: list[str]
-    only_candidate: list[str]
+    only_baseline: list[tuple[str, list[Result]]]
+    only_candidate: list[tuple[str, list[Result]]]
 
 
 def _label(key: CaseKey, name: str) -> str:
@@ -300,8 +387,8 @@ def _match(base: dict[CaseKey, dict[str, list[Result]]], cand: dict[CaseKey, dic
         if len(rest_b) == 1 and len(rest_c) == 1:
             matched.append((rest_b.pop(), rest_c.pop()))
         pairs += [(key, b_names[b], c_names[c]) for b, c in matched]
-        only_base += [_label(key, n) for n in rest_b]
-        only_cand += [_label(key, n) for n in rest_c]
+        only_base += [(_label(key, n), b_names[n]) for n in rest_b]
+        only_cand += [(_label(key, n), c_names[n]) for n in rest_c]
     return _Matching(pairs, only_base, only_cand)
 
 
@@ -390,13 +477,18 @@ def compare(
 def _matching(baseline: Sequence[Result], candidate: Sequence[Result]) -> _Matching:
     """The runs' cases paired up, after the checks that make a comparison meaningful."""
     base, cand = _index(baseline), _index(candidate)
-    _check_comparable(base, cand)
+    # a candidate whose cases were all lost before the device's facts were read shares no key with the
+    # baseline, yet says what happened to its cases: those are failures with reasons, not "no common case"
+    lost = bool(baseline) and any(
+        r.status != "ok" and _loose_key(r) in {_loose_key(b) for b in baseline} for r in candidate)
+    if not lost:
+        _check_comparable(base, cand)
     if not any(_usable(v) for named in base.values() for v in named.values()):
         raise EmptyBaseline(
             "the baseline has no successful result with latency samples", hint="record a baseline from a passing run"
         )
     matching = _match(base, cand)
-    if not matching.pairs:
+    if not matching.pairs and not lost:
         raise NoCommonCases(
             "baseline and candidate share model bytes but no case pairs up by name",
             hint="several models share these bytes under other names: keep names stable or record a new baseline",
@@ -404,12 +496,17 @@ def _matching(baseline: Sequence[Result], candidate: Sequence[Result]) -> _Match
     return matching
 
 
+def _not_measured(results: Sequence[Result]) -> str:
+    """Why results give no latency: ``device_lost: adb vanished`` (each distinct status and reason once)."""
+    return "; ".join(sorted({f"{r.status}: {r.reason or 'no latency'}" for r in results}))
+
+
 def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
     verdicts = []
     for key, b_all, c_all in matching.pairs:
         b_ok, c_ok = _usable(b_all), _usable(c_all)
         if not b_ok:
-            continue
+            continue  # the gate's lines say so (see _coverage)
         first = c_all[0]
         common = dict(
             key=key,
@@ -420,8 +517,8 @@ def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
             api=first.case.api,
         )
         if not c_ok:
-            reason = "; ".join(sorted({f"{r.status}: {r.reason or 'no latency'}" for r in c_all}))
-            verdicts.append(CaseVerdict(**common, verdict="failed", why=f"candidate did not run: {reason}"))
+            verdicts.append(CaseVerdict(**common, verdict="failed", why=f"{_UNMEASURED}{_not_measured(c_all)}",
+                                        unmeasured=tuple(sorted({r.status for r in c_all}))))
             continue
         b_reps = [rep for r in b_ok for rep in _reps_of(r)]
         c_reps = [rep for r in c_ok for rep in _reps_of(r)]
@@ -502,26 +599,126 @@ def gate(
     config = config or GateConfig()
     matching = _matching(baseline, candidate) if baseline is not None else None
     verdicts = _verdicts(matching, config) if matching is not None else []
+    missing, notes = _coverage(matching) if matching is not None else ([], [])
+    verdicts += [m.verdict for m in missing if m.verdict is not None]
     breaches = check_budgets(candidate, budgets or {})
-    failures, warnings = [], []
+    failures, warnings, n_missing, n_excused = [], [], 0, 0
     for v in verdicts:
-        if v.fails(config):
+        excused = config.allow_missing and bool(v.unmeasured) and set(v.unmeasured) <= set(EXCUSABLE)
+        n_excused += excused
+        if excused or v.verdict == "noisy" and not v.fails(config):
+            warnings.append(verdict_line(v) + (f" ({ALLOW_MISSING_NOTE})" if excused else ""))
+        elif v.fails(config):
             failures.append(verdict_line(v))
-        elif v.verdict == "noisy":
-            warnings.append(verdict_line(v))
+            n_missing += bool(v.unmeasured)
+    for m in missing:
+        if m.verdict is None and config.allow_missing:
+            warnings.append(f"{m.line} ({ALLOW_MISSING_NOTE})")
+            n_excused += 1
+        elif m.verdict is None:
+            failures.append(m.line)
+            n_missing += 1
+    if matching is not None and config.allow_missing and not any(v.comparison for v in verdicts):
+        failures.append("nothing compared: no baseline case was measured in this run "
+                        "(allow_missing narrows the gate to what ran; here nothing ran)")
     for b in breaches:
         (failures if b.measured else warnings).append(b.line)
-    if matching is not None:  # cases in one run only: a subset of a suite is legitimate, so warnings
-        warnings += [f"{label}: in the baseline, not in this run (not gated)" for label in matching.only_baseline]
-        warnings += [f"{label}: new in this run, no baseline to compare with (not gated)"
-                     for label in matching.only_candidate]
+    warnings += notes
     return GateOutcome(
         exit_code=1 if failures else 0,
         verdicts=tuple(verdicts),
         breaches=tuple(breaches),
         failures=tuple(failures),
         warnings=tuple(warnings),
+        missing=n_missing,
+        not_gated=n_excused,
     )
+
+
+ALLOW_MISSING_NOTE = "not gated: allow_missing"
+MISSING_HINT = ("re-run the missing cases, or gate only what ran with `harness gate --allow-missing` "
+                "or `[gate] allow_missing = true` (device_lost/skipped/not run only; failed and timeout still fail)")
+# Statuses that say nothing about the candidate's code (the device or the run went away, or the
+# case could not run here): --allow-missing excuses them. ``failed`` and ``timeout`` ran the
+# candidate and it did not finish: those stay failures.
+EXCUSABLE = ("device_lost", "skipped")
+
+
+@dataclass(frozen=True)
+class MissingCase:
+    """A baseline case the candidate did not measure: absent (``verdict`` None) or present but not ok."""
+
+    label: str
+    line: str
+    verdict: CaseVerdict | None = None
+
+
+_UNMEASURED = "not measurable in this run: "
+
+
+def _loose_key(r: Result) -> tuple[str, str, int, str, str]:
+    """A case by its suite name, delegate, threads, api and device id: how an unmeasured candidate
+    result is tied to its baseline case when it lacks the model hash or device facts (lost early)."""
+    return (r.case.model, r.case.delegate, r.case.threads, r.case.api, r.device.id)
+
+
+def _coverage(matching: _Matching) -> tuple[list[MissingCase], list[str]]:
+    """Baseline cases the candidate did not measure, and warnings for cases that cannot be gated.
+
+    A baseline case is *missing* when the candidate lacks it entirely (not run: the run was
+    interrupted or the suite changed) or holds it unmeasured (device lost, timeout, failed, skipped,
+    possibly under another key when the device vanished before its facts were read). A baseline case
+    that was not ok itself is the baseline's fault: a warning.
+    """
+    unmeasured: dict[tuple, list[Result]] = {}
+    extra: dict[str, list[Result]] = {}
+    for label, results in matching.only_candidate:
+        if _usable(results):
+            extra[label] = results
+        else:
+            for r in results:
+                unmeasured.setdefault(_loose_key(r), []).append(r)
+    missing, notes = [], []
+    for key, b_all, _ in matching.pairs:
+        if not _usable(b_all):
+            notes.append(_baseline_not_ok(_label(key, b_all[0].case.model), b_all))
+    for label, b_all in matching.only_baseline:
+        if not _usable(b_all):
+            notes.append(_baseline_not_ok(label, b_all))
+            continue
+        c_all = unmeasured.pop(_loose_key(b_all[0]), None)
+        if c_all is None:
+            missing.append(MissingCase(label, f"{label}: missing: not in this run at all "
+                                              "(the run was interrupted, or the suite changed)"))
+            continue
+        b = b_all[0]
+        verdict = CaseVerdict(key=case_key(b), model=b.case.model, device=b.device.id, delegate=b.case.delegate,
+                              threads=b.case.threads, api=b.case.api, verdict="failed",
+                              why=f"{_UNMEASURED}{_not_measured(c_all)}",
+                              unmeasured=tuple(sorted({r.status for r in c_all})))
+        missing.append(MissingCase(label, verdict_line(verdict), verdict))
+    leftover = {_label(case_key(rs[0]), rs[0].case.model): rs for rs in unmeasured.values()}
+    for label, results in sorted({**extra, **leftover}.items()):
+        what = "new in this run" if _usable(results) else f"new in this run and not measured ({_not_measured(results)})"
+        notes.append(f"{label}: {what}, no baseline to compare with (not gated)")
+    return missing, notes
+
+
+def unmeasured_lines(baseline: Sequence[Result], candidate: Sequence[Result]) -> list[str]:
+    """One line per ok baseline case the candidate did not measure (absent, or present but not ok), with why.
+
+    For a front that gates a selection item by item (the pytest plugin): never raises, compares nothing.
+    """
+    matching = _match(_index(baseline), _index(candidate))
+    lines = [m.line for m in _coverage(matching)[0]]
+    lines += [f"{_label(key, c_all[0].case.model)}: {_UNMEASURED}{_not_measured(c_all)}"
+              for key, b_all, c_all in matching.pairs if _usable(b_all) and not _usable(c_all)]
+    return sorted(lines)
+
+
+def _baseline_not_ok(label: str, results: Sequence[Result]) -> str:
+    return (f"{label}: not gated: the baseline's own result is {_not_measured(results)} "
+            "(not the candidate's fault; record a baseline where it passed)")
 
 
 def _row(v: CaseVerdict) -> list[str]:
@@ -550,8 +747,9 @@ def render_compare_table(verdicts: Sequence[CaseVerdict]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows).rstrip()
 
 
-def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = ()) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts and a list of budget breaches."""
+def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = (),
+                            missing: Sequence[str] = ()) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts, budget breaches, baseline cases not measured."""
     icon = {
         "faster": ":rocket:",
         "slower": ":x:",
@@ -566,6 +764,9 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if breaches:
         lines += ["", "**Budgets**", ""] + [f"- {b.line}" for b in breaches]
+    if missing:
+        lines += ["", f"**Baseline cases not measured in this run** ({len(missing)})", ""]
+        lines += [f"- {line}" for line in missing]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from harness.textsafe import escape, escape_lines
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
 _REPORT_KEY = pytest.StashKey["Path | None"]()
+_MISSING_KEY = pytest.StashKey[list[str]]()
 _DISTRIBUTED_KEY = pytest.StashKey[bool]()
 _RUN_ID_INPUT = "edgeharness_run_id"
 FAILING = ("failed", "timeout", "device_lost")
@@ -84,7 +85,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         hs.adopt_parts()  # every worker has finished: fold their results into the one run
         hs.judge_run()  # and gather their verdicts for one summary
     if not hs.part:  # a worker leaves the summary to the controller
-        _github_summary(hs)
+        session.config.stash[_MISSING_KEY] = hs.baseline_not_measured()
+        _github_summary(hs, session.config.stash[_MISSING_KEY])
     session.config.stash[_REPORT_KEY] = hs.finish()
 
 
@@ -92,9 +94,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     """Where the results and the report went (runs after sessionfinish, in pytest's summary block)."""
     hs = config.stash.get(_SESSION_KEY, None)
     report = config.stash.get(_REPORT_KEY, None)
-    if hs is None or report is None or hs.results_path is None:
+    missing = config.stash.get(_MISSING_KEY, [])
+    if hs is None or (report is None or hs.results_path is None) and not missing:
         return
     terminalreporter.section("edgeharness", sep="-")
+    if missing:
+        terminalreporter.write_line(escape(f"edgeharness: {len(missing)} case(s) of baseline {hs.baseline_name!r} "
+                                           "not measured in this session (not gated):"), yellow=True)
+        for line in missing:
+            terminalreporter.write_line(escape(f"  {line}"), yellow=True)
+    if report is None or hs.results_path is None:
+        return
     terminalreporter.write_line(escape(f"edgeharness: results {hs.results_path}"))
     terminalreporter.write_line(escape(f"edgeharness: report  {report}"))
 
@@ -115,6 +125,7 @@ class SuiteFile(pytest.File):
             raise self.CollectError(escape_lines(str(exc))) from None
         hs = self.config.stash[_SESSION_KEY]
         for device_id in hs.device_ids:
+            hs.note_collected(device_id, suite.cases())
             yield DeviceCases.from_parent(self, name=device_label(device_id), suite=suite, device_id=device_id)
 
     class CollectError(Exception):
@@ -173,17 +184,17 @@ class CaseItem(pytest.Item):
         return self.path, 0, f"case {self.name} on {self.device_id}"
 
 
-def _github_summary(hs: HarnessSession) -> None:
+def _github_summary(hs: HarnessSession, missing: list[str]) -> None:
     """Append the gate's Markdown table to ``$GITHUB_STEP_SUMMARY`` (GitHub Actions shows it on the run page)."""
     import os
 
     path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not path or not (hs.verdicts or hs.breaches):
+    if not path or not (hs.verdicts or hs.breaches or missing):
         return
     from harness.gate import github_summary_markdown
 
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(github_summary_markdown(hs.verdicts, hs.breaches))
+        fh.write(github_summary_markdown(hs.verdicts, hs.breaches, missing))
 
 
 def _properties(result: Result) -> list[tuple[str, object]]:

@@ -62,6 +62,11 @@ class HarnessSession:
         self.baseline: list[Result] | None = self.store.load_run(baseline) if baseline else None
         self.verdicts: list = []
         self.breaches: list = []
+        self.collected: set[tuple[str, str]] = set()  # (device id, model name) of the cases a front offered
+
+    def note_collected(self, device_id: str, cases: Sequence[Case]) -> None:
+        """Cases a front collected for a device (run or deselected): the scope of :meth:`baseline_not_measured`."""
+        self.collected |= {(device_id, c.model.name) for c in cases}
 
     @property
     def results_path(self) -> Path | None:
@@ -106,10 +111,27 @@ class HarnessSession:
         case_budgets = budgets([result])
         if base is None and not case_budgets:
             return None
-        outcome = gate(base, [result], gate_config([result], self.gate_overrides), case_budgets)
+        # one item: the baseline's other cases are not this item's fault (see baseline_not_measured)
+        config = replace(gate_config([result], self.gate_overrides), allow_missing=True)
+        outcome = gate(base, [result], config, case_budgets)
         self.verdicts.extend(outcome.verdicts)
         self.breaches.extend(outcome.breaches)
         return outcome
+
+    def baseline_not_measured(self) -> list[str]:
+        """Baseline cases of the collected models and devices this session did not measure, with why.
+
+        Items are gated one by one (a ``-k`` selection is legitimate), so this is a report, not a verdict:
+        it says what the per-item gate never saw. Without collection facts (an xdist controller) the
+        scope is the models and devices that produced results.
+        """
+        if self.baseline is None:
+            return []
+        from harness.gate import unmeasured_lines
+
+        scope = self.collected or {(r.device.id, r.case.model) for r in self.results}
+        base = [b for b in self.baseline if (b.device.id, b.case.model) in scope]
+        return unmeasured_lines(base, self.results)
 
     def judge_run(self) -> None:
         """Gate every successful result of the run (the controller of a distributed run: the workers

@@ -301,15 +301,19 @@ def test_same_bytes_under_two_names_stay_apart():
     # merged by bytes alone, the 3x apart pair would have read as one case with a huge spread
 
 
-def test_renamed_model_still_matches_and_missing_cases_warn():
+def test_renamed_model_still_matches_and_missing_cases_fail_unless_allowed():
     out = g.gate([make_result(seed=1, model="old_name")], [make_result("r2", seed=2, model="new_name")], FAST)
     assert [(v.model, v.verdict) for v in out.verdicts] == [("new_name", "same")]
     base = [make_result(seed=1, model="kept"), make_result(seed=2, model="gone", sha="b" * 64)]
     cand = [make_result("r2", seed=3, model="kept"), make_result("r2", seed=4, model="added", sha="c" * 64)]
     out = g.gate(base, cand, FAST)
-    assert out.exit_code == 0 and [v.model for v in out.verdicts] == ["kept"]
-    assert any("gone [host-1 cpu x1 interpreter]: in the baseline, not in this run" in w for w in out.warnings)
+    assert out.exit_code == 1 and [v.model for v in out.verdicts] == ["kept"]
+    assert out.failures == ("gone [host-1 cpu x1 interpreter]: missing: not in this run at all "
+                            "(the run was interrupted, or the suite changed)",)
     assert any("added [host-1 cpu x1 interpreter]: new in this run" in w for w in out.warnings)
+    narrowed = g.gate(base, cand, replace(FAST, allow_missing=True))
+    assert narrowed.exit_code == 0 and narrowed.failures == ()
+    assert any(w.startswith("gone [host-1 cpu x1 interpreter]: missing") for w in narrowed.warnings)
 
 
 def test_ambiguous_names_on_same_bytes_are_not_guessed():

@@ -120,6 +120,30 @@ def test_baseline_gate_in_pytest(pytester: pytest.Pytester, small_model: Path, t
     assert "edgeharness gate" in text and "blazeface" in text
 
 
+def test_baseline_cases_a_selection_did_not_measure_are_reported(
+        pytester: pytest.Pytester, small_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A -k selection is gated item by item; the baseline cases it left out are listed at the end, not failed."""
+    import subprocess
+    import sys
+
+    _suite(pytester, small_model)
+    out = pytester.path / "out"
+    pytester.runpytest_subprocess("suites/", "--harness-out", str(out)).assert_outcomes(passed=4)
+    subprocess.run([sys.executable, "-m", "harness.cli", "baseline", "set", "main", "--store", str(out)], check=True)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    second = pytester.runpytest_subprocess("suites/", "--harness-out", str(out), "-k", "xnnpack-t1",
+                                           "--harness-baseline", "main", "--harness-noisy", "warn")
+    second.assert_outcomes(passed=1, deselected=3)
+    lines = second.stdout.lines
+    head = lines.index("edgeharness: 3 case(s) of baseline 'main' not measured in this session (not gated):")
+    assert [line.split(": missing: not in this run at all")[0] for line in lines[head + 1:head + 4]] == [
+        "  blazeface [host cpu x1 interpreter]", "  blazeface [host cpu x2 interpreter]",
+        "  blazeface [host xnnpack x2 interpreter]"]
+    text = summary.read_text()
+    assert "Baseline cases not measured in this run** (3)" in text and "- blazeface [host cpu x2 interpreter]" in text
+
+
 def test_budget_breach_fails_the_item(pytester: pytest.Pytester, small_model: Path) -> None:
     pytester.mkdir("suites")
     (pytester.path / "suites" / "b.toml").write_text(f"""
