@@ -123,10 +123,11 @@ def compare_runs(store: LocalStore, run_a: str, run_b: str, overrides: dict | No
 
 def load_baseline(store: LocalStore, name: str) -> list[Result]:
     """The results of the run named ``name`` as a baseline; a clear error when there is no such name."""
-    if store.baseline_run_id(name) is None:
+    run_id = store.baseline_run_id(name)
+    if run_id is None:
         raise StoreError(f"no baseline named {name!r} in {store.db_path}",
                          hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
-    return store.load_run(name)
+    return store.load_run(run_id)  # by its run id: a name like a run id or 'latest' must not pick another run
 
 
 def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
