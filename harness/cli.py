@@ -101,8 +101,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     for line in done.lost_baselines:
         sys.stderr.write(f"warning: baseline not recovered: {line}\n")
     if not done.old_index_readable:
-        sys.stderr.write("warning: baselines named with `harness baseline set` lived only in the unreadable index; "
-                         "set them again (imported ones were recovered from their files)\n")
+        sys.stderr.write("warning: the old index did not read: baseline names come from baselines.log and the "
+                         "imported files; check `harness baseline list`\n")
     return 0
 
 

@@ -243,8 +243,26 @@ class LocalStore:
 
     def set_baseline(self, name: str, run_id: str) -> None:
         check_baseline_name(name)
+        created = now_iso()
         with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, now_iso()))
+            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created))
+        self._log_baseline(name, run_id, created)
+
+    @property
+    def baselines_log(self) -> Path:
+        """Append-only record of baseline names (JSON lines) beside the results, so a lost index loses no name."""
+        return self.root / BASELINES_LOG
+
+    def _log_baseline(self, name: str, run_id: str, created: str) -> None:
+        line = json.dumps({"name": name, "run_id": run_id, "created_at": created}) + "\n"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.baselines_log, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # the index holds the name; only a later reindex would miss it
+            log.warning("warning: %s: baseline %s not logged (%s)", self.baselines_log, name, exc.strerror or exc)
 
     def baseline_run_id(self, name: str) -> str | None:
         with closing(self._connect()) as conn:
@@ -306,6 +324,7 @@ def check_baseline_name(name: str) -> str:
     return name
 
 
+BASELINES_LOG = "baselines.log"
 BASELINE_FORMAT = "edgeharness-baseline"
 BASELINE_VERSION = 1
 
@@ -367,6 +386,7 @@ def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
     except BaseException:
         final.unlink(missing_ok=True)
         raise
+    store._log_baseline(name, run_id, imported_at)
     return run_id
 
 
@@ -425,9 +445,9 @@ def _validate_baseline(path: Path, raw: bytes) -> tuple[str, str, list[Result]]:
 
 def _write_new_file(final: Path, text: str) -> None:
     """Write ``final`` whole or not at all, never over an existing file: temp file, fsync, link, fsync dir."""
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "x", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -440,8 +460,11 @@ def _write_new_file(final: Path, text: str) -> None:
             if final.exists():
                 raise FileExistsError(final) from None
             os.replace(tmp, final)
+    except OSError as exc:
+        raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
     with suppress(OSError):
         fd = os.open(final.parent, os.O_RDONLY)
         try:
@@ -565,20 +588,50 @@ def rebuild_index(store: LocalStore) -> ReindexReport:
             report.runs.append(run_id)
             report.results += len(results)
         names: dict[str, tuple[str, str]] = {}
-        for run_id in report.runs:  # imported baselines carry their name: the newest import of a name wins
-            stamp = found[run_id][1][0].environment
-            name, when = stamp.get("imported_as"), str(stamp.get("imported_at") or "")
-            if isinstance(name, str) and (name not in names or names[name][1] < when):
+        # newest wins: imported runs carry their name, baselines.log has every name set or imported ...
+        claims = [(stamp.get("imported_as"), run_id, str(stamp.get("imported_at") or ""))
+                  for run_id in report.runs for stamp in [found[run_id][1][0].environment]]
+        for name, run_id, when in claims + _read_baselines_log(store.baselines_log, report):
+            if not isinstance(name, str) or (name in names and names[name][1] > when):
+                continue
+            if run_id in found:
                 names[name] = (run_id, when)
-        for name, run_id, created in old_baselines:  # the old index knows best, when it still reads
+            else:
+                report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+        for name, run_id, created in old_baselines:  # ... and the old index knows best, when it still reads
             if run_id in found:
                 names[name] = (run_id, created)
             elif name not in names:
                 report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+        report.lost_baselines = [x for x in dict.fromkeys(report.lost_baselines) if x.split(" ")[0] not in names]
         for name, (run_id, created) in sorted(names.items()):
             conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created or now_iso()))
             report.baselines.append(name)
     return report
+
+
+def _read_baselines_log(path: Path, report: ReindexReport) -> list[tuple[str, str, str]]:
+    """(name, run id, created) entries of ``baselines.log``, in order; bad lines are reported and skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        report.skipped.append(f"{path}: {exc}")
+        return []
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            name, run_id, created = (entry["name"], entry["run_id"], entry["created_at"])
+            if not (isinstance(run_id, str) and isinstance(created, str)):
+                raise ValueError("run_id and created_at must be strings")
+            entries.append((check_baseline_name(name), run_id, created))
+        except (ValueError, KeyError, TypeError, RecursionError, StoreError) as exc:
+            report.skipped.append(f"{path}:{number}: not a baseline entry ({str(exc)[:120]})")
+    return entries
 
 
 def _index_readable(db_path: Path) -> bool:

@@ -287,22 +287,31 @@ name = "blazeface"
     assert fixed.returncode == 0, fixed.stderr
     aside = list(out.glob("harness.sqlite.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == garbage
-    assert "set them again" in fixed.stderr  # `baseline set` names lived only in the lost index: reported
+    assert "check `harness baseline list`" in fixed.stderr
     listed = harness("runs", "--store", str(out))
     assert listed.returncode == 0 and run_id in listed.stdout and len(listed.stdout.splitlines()) == 3
     store = LocalStore(out)
     assert store.resolve_run("latest").run_id == run_id
-    assert store.baselines()[0][0] == "ci" and len(load_baseline(store, "ci")) == 1
+    assert [name for name, _, _ in store.baselines()] == ["ci", "mine"]  # from baselines.log and provenance
+    assert len(load_baseline(store, "ci")) == 1
+    assert [r.run_id for r in load_baseline(store, "mine")] == [store.runs()[0].run_id]
 
 
 def test_reindex_of_a_readable_index_keeps_names_order_and_the_old_file(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     _measured(store, "zz-older", n=2)
     _measured(store, "aa-newer", n=1)
+    _measured(store, "mm-deleted", n=1)
     store.set_baseline("main", "zz-older")
+    store.set_baseline("gone", "mm-deleted")
+    Path(store.resolve_run("mm-deleted").results_path).unlink()
+    with open(store.baselines_log, "a") as fh:
+        fh.write('{"name": "../evil", "run_id": "zz-older", "created_at": "x"}\n')
     report = rebuild_index(store)
     assert report.old_index_readable and report.moved_to and report.moved_to.exists()
     assert report.runs == ["zz-older", "aa-newer"] and report.results == 3 and report.baselines == ["main"]
+    assert [x.split(" ")[0] for x in report.lost_baselines] == ["gone"]
+    assert len(report.skipped) == 1 and "baselines.log:3: not a baseline entry (bad baseline name" in report.skipped[0]
     assert store.resolve_run("latest").run_id == "aa-newer"
     assert [r.run_id for r in load_baseline(store, "main")] == ["zz-older"] * 2
 
