@@ -81,8 +81,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in open_store(args.store).runs():
         origin = ""
         if r.imported_from:
-            source = json.loads(r.imported_from)
-            origin = f"  (imported {source.get('imported_at')}: run {source.get('run_id')} of {source.get('file')})"
+            try:
+                source = json.loads(r.imported_from)
+                origin = f"  (imported {source['imported_at']}: run {source['run_id']} of {source['file']})"
+            except (ValueError, TypeError, KeyError):
+                origin = "  (imported)"
         _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.results_path}{origin}")
     return 0
 

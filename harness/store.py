@@ -558,6 +558,10 @@ def rebuild_index(store: LocalStore) -> ReindexReport:
             report.skipped.append(f"{path}: run {run_id} is already indexed from {found[run_id][0]}")
         else:
             found[run_id] = (path, results)
+    for run_id, old in old_runs.items():
+        if run_id not in found:
+            report.skipped.append(f"run {run_id}: its results file {old.get('results_path')} is not in {store.root}; "
+                                  "not indexed (its record stays in the old index)")
 
     def recorded(run_id: str) -> tuple[int, float, str]:
         old = old_runs.get(run_id, {})
