@@ -341,6 +341,7 @@ def export_baseline(store: LocalStore, name: str) -> dict:
 
 MAX_BASELINE_BYTES = 512 * 2**20  # an exported baseline of thousands of results is a few MB
 _MAX_LINE_WARNINGS = 5
+_IMPORT_HINT = "nothing was imported; export the baseline again with `harness baseline export NAME`"
 
 
 def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
@@ -408,13 +409,13 @@ def _short_text(value: object, what: str, path: Path, default: str | None = None
         return default
     if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable():
         raise StoreError(f"{path} [{what}]: expected a one-line text of 1-200 printable characters, "
-                         f"got {value!r:.60}", hint="export the baseline again with `harness baseline export NAME`")
+                         f"got {value!r:.60}", hint=_IMPORT_HINT)
     return value
 
 
 def _validate_baseline(path: Path, raw: bytes) -> tuple[str, str, list[Result]]:
     """The file's own run id, its suite name and its results, every record checked; StoreError otherwise."""
-    hint = "nothing was imported; export the baseline again with `harness baseline export NAME`"
+    hint = _IMPORT_HINT
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
