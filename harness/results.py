@@ -12,7 +12,10 @@ the tool's aggregates (``count``/``avg_us``/``std_us``...).
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +210,23 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
+        """A record read back from JSON; ValueError (naming the field) for anything malformed.
+
+        Stored and imported records are untrusted: besides the shape, every field's type is
+        checked against its annotation and every number must be finite (see :func:`check_types`).
+        """
+        try:
+            result = cls._from_dict(data)
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(what) from None
+        check_types(result)
+        return result
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Result:
+        if not isinstance(data, dict):
+            raise TypeError(f"a result record is a JSON object, not {type(data).__name__}")
         data = migrate(dict(data))
         lat = data.get("latency")
         latency = None
@@ -249,3 +269,63 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         )
     data["schema"] = SCHEMA_VERSION
     return data
+
+
+def check_types(obj: object, where: str = "") -> None:
+    """Raise ValueError when a field of a result dataclass does not match its annotation.
+
+    Numbers must be finite (NaN/inf are refused: they break statistics and strict JSON),
+    ``bool`` is not taken for a number, and free-form ``Any`` values must be plain JSON.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        _check_value(getattr(obj, f.name), hints[f.name], f"{where}{f.name}")
+
+
+def _check_value(value: Any, hint: Any, where: str) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        check_types(value, f"{where}.")
+    elif origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        _check_value(value, next(a for a in args if a is not type(None)), where)
+    elif hint is Any:
+        _check_json(value, where)
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{where}: expected a finite number, got {value!r:.60}")
+    elif hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r:.60}")
+    elif origin is tuple:
+        if not isinstance(value, tuple | list):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        for i, item in enumerate(value):
+            _check_value(item, args[0], f"{where}[{i}]")
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        for key, item in value.items():
+            _check_value(key, args[0], f"{where} key")
+            _check_value(item, args[1], f"{where}[{key!r:.40}]")
+    else:  # a type this checker does not know: refuse rather than let it through unchecked
+        raise ValueError(f"{where}: cannot check type {hint!r}")
+
+
+def _check_json(value: Any, where: str) -> None:
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: object keys must be strings, got {key!r:.40}")
+            _check_json(item, f"{where}[{key!r:.40}]")
+    else:
+        raise ValueError(f"{where}: not a JSON value ({type(value).__name__})")

@@ -59,7 +59,7 @@ class HarnessSession:
         self._lock = threading.Lock()
         self.baseline_name = baseline
         self.gate_overrides = gate_overrides or {}
-        self.baseline: list[Result] | None = self.store.load_run(baseline) if baseline else None
+        self.baseline: list[Result] | None = self.store.load_baseline(baseline) if baseline else None
         self.verdicts: list = []
         self.breaches: list = []
         self.collected: set[tuple[str, str]] = set()  # (device id, model name) of the cases a front offered

@@ -5,6 +5,13 @@ because each line is flushed and fsynced before the next case starts. The SQLite
 (WAL mode, so several runs on one host can write at once) answers history queries and
 holds baseline names. A run's files are never overwritten: each run has its own id.
 
+Runs are ordered by ``seq``, the order they were recorded in this store (never by id: an
+imported id may sort anywhere). ``latest`` is the newest run *measured* here: imported
+baselines are recorded too, but never count as ``latest``, so a gate against a freshly
+imported baseline still judges the newest real run. A broken index never stops a run: the
+results go to the JSONL file, one warning names the fix (``harness reindex``), and
+:func:`rebuild_index` rebuilds the index from the files.
+
 ``open_store(uri)`` picks a backend by URI, leaving room for a shared server database
 behind the same interface (as pytest-benchmark's storage does); today ``file:`` paths only.
 """
@@ -12,21 +19,26 @@ behind the same interface (as pytest-benchmark's storage does); today ``file:`` 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
 import statistics
 import threading
-from collections.abc import Iterator
-from contextlib import closing
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import StoreError
-from harness.names import check_name, contain, inside
+from harness.names import RULE, check_name, contain, inside, problem
 from harness.results import Result
+from harness.textsafe import shown
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,6 +56,10 @@ CREATE TABLE IF NOT EXISTS baselines (
     name TEXT PRIMARY KEY, run_id TEXT NOT NULL, created_at TEXT NOT NULL
 );
 """
+# Columns added after the first release: (name, declaration), added by ALTER TABLE to older databases.
+# seq: recording order in this store; imported_from: JSON provenance of an imported run (NULL: measured here).
+_RUNS_COLUMNS = (("seq", "INTEGER"), ("imported_from", "TEXT"))
+_REINDEX_HINT = "`harness reindex --store DIR` rebuilds it from the JSONL files"
 
 
 def new_run_id() -> str:
@@ -63,6 +79,12 @@ class RunRecord:
     finished_at: str | None
     results_path: str
     report_path: str | None
+    seq: int | None = None
+    imported_from: str | None = None  # JSON provenance of an imported baseline; None for a run measured here
+
+    @property
+    def imported(self) -> bool:
+        return self.imported_from is not None
 
 
 class ResultWriter:
@@ -102,17 +124,42 @@ class LocalStore:
         self.root = Path(root)
         self.db_path = Path(db_path) if db_path else inside(self.root, "harness.sqlite")
         self._db_lock = threading.Lock()
+        self._index_broken = False
 
     def _connect(self) -> sqlite3.Connection:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.db_path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                _migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.db_path}: not a usable SQLite index ({exc})",
-                             hint="move it away; `harness reindex` can rebuild it from the JSONL files") from None
+                             hint=_REINDEX_HINT.replace("DIR", str(self.root))) from None
         return conn
+
+    def _write_index(self, what: str, op: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``op`` in one transaction; on a broken index warn once and go on without it.
+
+        The JSONL file is the record of truth, so a corrupt, locked or unwritable ``harness.sqlite``
+        must not stop a run: its results still reach the disk and :func:`rebuild_index` recovers them.
+        """
+        if self._index_broken:
+            return
+        try:
+            with self._db_lock, closing(self._connect()) as conn, conn:
+                op(conn)
+        except sqlite3.IntegrityError:
+            raise  # a duplicate run id is a caller's bug, not a broken index
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            self._index_broken = True
+            why = str(exc).split(" (hint:")[0] if isinstance(exc, StoreError) else f"{self.db_path}: {exc}"
+            log.warning("warning: index not updated (%s: %s); results still go to the JSONL files; "
+                        "`harness reindex --store %s` rebuilds the index", what, why, self.root)
 
     def begin_run(self, run_id: str, suite: str, results_path: Path | None = None) -> ResultWriter:
         check_name(run_id, "run id")
@@ -121,12 +168,12 @@ class LocalStore:
         else:
             path = inside(self.root, f"{check_name(suite, 'suite name')}-{run_id}.jsonl")
         writer = ResultWriter(self, run_id, path)
-        with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute(
-                "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version)"
-                " VALUES (?,?,?,?,?,?)",
-                (run_id, suite, now_iso(), str(path.resolve()), os.uname().nodename, _version()),
-            )
+        started = now_iso()
+        self._write_index(f"run {run_id}", lambda conn: conn.execute(
+            "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version, seq)"
+            " VALUES (?,?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))",
+            (run_id, suite, started, str(path.resolve()), os.uname().nodename, _version()),
+        ))
         return writer
 
     def begin_part(self, run_id: str, suite: str, part: str) -> ResultWriter:
@@ -158,40 +205,32 @@ class LocalStore:
         return writer, results
 
     def finish_run(self, run_id: str, report_path: Path | None = None) -> None:
-        with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute("UPDATE runs SET finished_at=?, report_path=? WHERE run_id=?",
-                         (now_iso(), str(report_path.resolve()) if report_path else None, run_id))
+        finished, report = now_iso(), str(report_path.resolve()) if report_path else None
+        self._write_index(f"run {run_id}", lambda conn: conn.execute(
+            "UPDATE runs SET finished_at=?, report_path=? WHERE run_id=?", (finished, report, run_id)))
 
     def _index(self, result: Result, line: int) -> None:
-        lat = result.latency
-        centers = [r.center_us for r in lat.repetitions if r.center_us is not None] if lat else []
-        with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    result.run_id, line, result.case.case_id, result.case.model, result.case.model_sha256,
-                    result.case.delegate, result.case.threads, result.case.api, result.device.id,
-                    result.device.model, result.status,
-                    statistics.median(lat.samples_us) if lat and lat.samples_us else (
-                        statistics.median(centers) if centers else None),
-                    lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, result.finished_at,
-                ),
-            )
+        self._write_index(f"run {result.run_id}", lambda conn: _insert_result(conn, result, line))
 
     def runs(self) -> list[RunRecord]:
+        """Every run, in the order it was recorded in this store (imported baselines included)."""
         with closing(self._connect()) as conn:
             rows = conn.execute(
-                "SELECT run_id, suite, started_at, finished_at, results_path, report_path FROM runs ORDER BY run_id"
-            ).fetchall()
+                "SELECT run_id, suite, started_at, finished_at, results_path, report_path, seq, imported_from"
+                " FROM runs ORDER BY seq, rowid").fetchall()
         return [RunRecord(*row) for row in rows]
 
     def resolve_run(self, ref: str) -> RunRecord:
-        """A run by id, unique id prefix, ``latest``, or a baseline name."""
+        """A run by id, unique id prefix, ``latest`` (newest run measured here), or a baseline name."""
         runs = self.runs()
         if not runs:
             raise StoreError(f"no runs recorded in {self.db_path}", hint="run `harness run SUITE` first")
         if ref == "latest":
-            return runs[-1]
+            measured = [r for r in runs if not r.imported]
+            if not measured:
+                raise StoreError(f"no run measured in {self.root} yet (only imported baselines)",
+                                 hint="`latest` never means an imported baseline; run `harness run SUITE` first")
+            return measured[-1]
         exact = [r for r in runs if r.run_id == ref]
         if exact:
             return exact[0]
@@ -208,10 +247,37 @@ class LocalStore:
     def load_run(self, ref: str) -> list[Result]:
         return load_results(self.resolve_run(ref).results_path)
 
+    def load_baseline(self, name: str) -> list[Result]:
+        """The results of baseline ``name``, found by its run id (a name like a run id or ``latest`` never picks
+        another run); a clear error when there is no such name."""
+        run_id = self.baseline_run_id(name)
+        if run_id is None:
+            raise StoreError(f"no baseline named {name!r} in {self.db_path}",
+                             hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
+        return self.load_run(run_id)
+
     def set_baseline(self, name: str, run_id: str) -> None:
-        check_name(name, "baseline name")  # an imported baseline's name becomes a file name
+        check_baseline_name(name)
+        created = now_iso()
         with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, now_iso()))
+            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created))
+        self._log_baseline(name, run_id, created)
+
+    @property
+    def baselines_log(self) -> Path:
+        """Append-only record of baseline names (JSON lines) beside the results, so a lost index loses no name."""
+        return self.root / BASELINES_LOG
+
+    def _log_baseline(self, name: str, run_id: str, created: str) -> None:
+        line = json.dumps({"name": name, "run_id": run_id, "created_at": created}) + "\n"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.baselines_log, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # the index holds the name; only a later reindex would miss it
+            log.warning("warning: %s: baseline %s not logged (%s)", self.baselines_log, name, exc.strerror or exc)
 
     def baseline_run_id(self, name: str) -> str | None:
         with closing(self._connect()) as conn:
@@ -223,6 +289,51 @@ class LocalStore:
             return conn.execute("SELECT name, run_id, created_at FROM baselines ORDER BY name").fetchall()
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older index up to date: add the runs columns it lacks, number its runs in rowid order."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, decl in _RUNS_COLUMNS:
+        if name not in have:
+            try:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+    if "seq" not in have:
+        with conn:
+            conn.execute("UPDATE runs SET seq = rowid WHERE seq IS NULL")
+
+
+def _insert_result(conn: sqlite3.Connection, result: Result, line: int) -> None:
+    lat = result.latency
+    centers = [r.center_us for r in lat.repetitions if r.center_us is not None] if lat else []
+    conn.execute(
+        "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            result.run_id, line, result.case.case_id, result.case.model, result.case.model_sha256,
+            result.case.delegate, result.case.threads, result.case.api, result.device.id,
+            result.device.model, result.status,
+            statistics.median(lat.samples_us) if lat and lat.samples_us else (
+                statistics.median(centers) if centers else None),
+            lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, result.finished_at,
+        ),
+    )
+
+
+_RESERVED_NAMES = ("latest",)
+
+
+def check_baseline_name(name: str) -> str:
+    """A baseline name follows :data:`harness.names.RULE` (it becomes part of a file name) and is not ``latest``
+    (it would shadow the newest run)."""
+    reason = problem(name) or ("is reserved" if name in _RESERVED_NAMES else None)
+    if reason is not None:
+        raise StoreError(f"bad baseline name {shown(name)} ({reason})",
+                         hint=f"use {RULE}; not 'latest' (it always means the newest measured run)")
+    return name
+
+
+BASELINES_LOG = "baselines.log"
 BASELINE_FORMAT = "edgeharness-baseline"
 BASELINE_VERSION = 1
 
@@ -237,64 +348,348 @@ def export_baseline(store: LocalStore, name: str) -> dict:
             "suite": run.suite, "results": [r.to_dict() for r in load_results(run.results_path)]}
 
 
+MAX_BASELINE_BYTES = 512 * 2**20  # an exported baseline of thousands of results is a few MB
+_MAX_LINE_WARNINGS = 5
+_IMPORT_HINT = "nothing was imported; export the baseline again with `harness baseline export NAME`"
+
+
 def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
-    """Store an exported baseline's results as a run (its own id kept) and name it; return the run id."""
+    """Store an exported baseline file as a NEW run of this store, named ``name``; return its run id.
+
+    The file is untrusted. It is validated whole before anything is written (every record's
+    shape, types and finite numbers). The run gets a fresh local id, so the file's own id can
+    neither collide with a run here nor sort as ``latest``; that id, the file and the import time
+    are kept as provenance (``runs.imported_from`` and ``imported_*`` keys of each result's
+    environment). It is all-or-nothing: the results go to a temp file in the store directory
+    (fsynced, then linked into place) and are indexed in one SQLite transaction; on any failure
+    nothing is registered and no file is left.
+    """
+    check_baseline_name(name)
     path = Path(path)
+    raw = _read_baseline_bytes(path)
+    original_id, suite, results = _validate_baseline(path, raw)
+    run_id, imported_at = new_run_id(), now_iso()
+    provenance = {"run_id": original_id, "file": str(path.resolve()), "sha256": hashlib.sha256(raw).hexdigest(),
+                  "imported_at": imported_at, "baseline": name}
+    stamp = {"imported_from_run": original_id, "imported_from_file": path.name, "imported_at": imported_at,
+             "imported_as": name}
+    results = [replace(r, run_id=run_id, environment={**r.environment, **stamp}) for r in results]
+    final = store.root / f"baseline-{name}-{run_id}.jsonl"
+    _write_new_file(final, "".join(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n"
+                                   for r in results))
+    started = min((r.started_at for r in results if r.started_at), default=imported_at)
+    finished = max((r.finished_at for r in results if r.finished_at), default=imported_at)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoreError(f"baseline file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"baseline file {path} is not valid JSON ({exc})",
-                         hint="export it again with `harness baseline export NAME`") from None
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise StoreError(f"{path} is not an edgeharness baseline (format {found!r})")
-    if int(data.get("version", 0)) > BASELINE_VERSION:
-        raise StoreError(f"{path}: baseline version {data['version']} is newer than this harness understands")
-    try:
-        results = [Result.from_dict(r) for r in data["results"]]
-        run_id = str(data["run_id"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{path}: corrupt baseline ({type(exc).__name__}: {exc})") from None
-    if not results:
-        raise StoreError(f"{path}: the baseline holds no results")
-    known = {r.run_id for r in store.runs()}
-    if run_id not in known:
-        writer = store.begin_run(run_id, str(data.get("suite") or "baseline"),
-                                 results_path=store.root / f"baseline-{name}-{run_id}.jsonl")
-        try:
-            for result in results:
-                writer.append(result)
-        finally:
-            writer.close()
-        store.finish_run(run_id)
-    store.set_baseline(name, run_id)
+        with store._db_lock, closing(store._connect()) as conn, conn:
+            conn.execute(
+                "INSERT INTO runs (run_id, suite, started_at, finished_at, results_path, seq, imported_from)"
+                " VALUES (?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs),?)",
+                (run_id, suite, started, finished, str(final.resolve()), json.dumps(provenance)),
+            )
+            for line, result in enumerate(results, 1):
+                _insert_result(conn, result, line)
+            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, imported_at))
+    except sqlite3.DatabaseError as exc:
+        final.unlink(missing_ok=True)
+        raise StoreError(f"{store.db_path}: cannot record the import ({exc})",
+                         hint=_REINDEX_HINT.replace("DIR", str(store.root))) from None
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    store._log_baseline(name, run_id, imported_at)
     return run_id
 
 
+def _read_baseline_bytes(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BASELINE_BYTES:
+            raise StoreError(f"{path}: {size} bytes is larger than a baseline can be ({MAX_BASELINE_BYTES} bytes)")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"baseline file not found: {path}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read baseline file {path}: {exc.strerror or exc}") from None
+
+
+def _short_text(value: object, what: str, path: Path, default: str | None = None) -> str:
+    """A one-line printable string of at most 200 characters (it is shown in listings)."""
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable():
+        raise StoreError(f"{path} [{what}]: expected a one-line text of 1-200 printable characters, "
+                         f"got {value!r:.60}", hint=_IMPORT_HINT)
+    return value
+
+
+def _validate_baseline(path: Path, raw: bytes) -> tuple[str, str, list[Result]]:
+    """The file's own run id, its suite name and its results, every record checked; StoreError otherwise."""
+    hint = _IMPORT_HINT
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise StoreError(f"baseline file {path} is not valid JSON ({str(exc)[:200]})", hint=hint) from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise StoreError(f"{path} is not an edgeharness baseline (format {found!r:.60})")
+    version = data.get("version", BASELINE_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StoreError(f"{path} [version]: expected a positive integer, got {version!r:.60}", hint=hint)
+    if version > BASELINE_VERSION:
+        raise StoreError(f"{path}: baseline version {version} is newer than this harness understands")
+    original_id = _short_text(data.get("run_id"), "run_id", path)
+    suite = _short_text(data.get("suite"), "suite", path, default="baseline")
+    records = data.get("results")
+    if not isinstance(records, list):
+        raise StoreError(f"{path} [results]: expected a list of result records", hint=hint)
+    if not records:
+        raise StoreError(f"{path}: the baseline holds no results")
+    results = []
+    for i, record in enumerate(records):
+        try:
+            results.append(Result.from_dict(record))
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"{path} [results[{i}]]: {str(exc)[:300]}", hint=hint) from None
+    return original_id, suite, results
+
+
+def _write_new_file(final: Path, text: str) -> None:
+    """Write ``final`` whole or not at all, never over an existing file: temp file, fsync, link, fsync dir."""
+    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, final)  # atomic and refuses to replace an existing file
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links
+            if final.exists():
+                raise FileExistsError(final) from None
+            os.replace(tmp, final)
+    except OSError as exc:
+        raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
+    finally:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    with suppress(OSError):
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def iter_results(path: str | Path) -> Iterator[Result]:
-    """Read a JSONL results file; a torn last line (run killed mid-write) is skipped, others are errors."""
+    """Read a JSONL results file, skipping what is not a result record.
+
+    A torn last line (a run killed mid-write) is skipped silently. A bad line elsewhere (disk
+    damage, a hand edit, a record from a newer harness) is skipped with one warning naming
+    ``file:line`` and why, so it never hides the rest of the run. Lines end at a newline only:
+    ``str.splitlines`` would also cut at U+2028 or U+0085, which JSON leaves unescaped in strings.
+    """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StoreError(f"results file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StoreError(f"cannot read results file {path}: {exc}") from None
+    lines = text.split("\n")
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    bad = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            yield Result.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            if number == len(lines):
+            result = Result.from_dict(json.loads(line))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            if number == last:
                 continue  # torn final write of a killed run
-            raise StoreError(f"{path}:{number}: not a result record ({exc})") from None
+            bad += 1
+            if bad <= _MAX_LINE_WARNINGS:
+                log.warning("warning: %s:%d: skipped, not a result record (%s)", path, number, str(exc)[:200])
+            continue
+        yield result
+    if bad > _MAX_LINE_WARNINGS:
+        log.warning("warning: %s: %d more bad lines skipped", path, bad - _MAX_LINE_WARNINGS)
 
 
 def load_results(path: str | Path) -> list[Result]:
     return list(iter_results(path))
+
+
+@dataclass
+class ReindexReport:
+    """What :func:`rebuild_index` did: where the old index went and what it could (not) recover."""
+
+    db_path: Path
+    moved_to: Path | None = None
+    old_index_readable: bool = True
+    runs: list[str] = field(default_factory=list)
+    results: int = 0
+    baselines: list[str] = field(default_factory=list)
+    lost_baselines: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def rebuild_index(store: LocalStore) -> ReindexReport:
+    """Rebuild ``harness.sqlite`` from the JSONL files in the store directory; nothing is deleted.
+
+    The old database (with its WAL files) is moved aside as ``harness.sqlite.corrupt-TIMESTAMP``
+    when it does not read, ``harness.sqlite.old-TIMESTAMP`` otherwise; what still reads of it
+    (suite names, times, recording order, baseline names) is carried over. Imported baselines
+    come back from the provenance their records carry. Baselines that cannot be recovered are
+    listed in the report. Run it while no run is writing to the store.
+    """
+    report = ReindexReport(store.db_path)
+    report.old_index_readable = _index_readable(store.db_path)
+    if store.db_path.exists():
+        report.moved_to = _move_aside(store.db_path, "old" if report.old_index_readable else "corrupt")
+    old_runs, old_baselines = _salvage(report.moved_to) if report.moved_to else ({}, [])
+    found: dict[str, tuple[Path, list[Result]]] = {}
+    for path in sorted(store.root.glob("*.jsonl")):
+        try:
+            results = load_results(path)
+        except StoreError as exc:
+            report.skipped.append(f"{path}: {exc}")
+            continue
+        if not results:
+            report.skipped.append(f"{path}: no result records")
+            continue
+        run_id = results[0].run_id
+        if not path.stem.endswith(run_id):
+            report.skipped.append(f"{path}: not a run's results file (its records say run {run_id}; "
+                                  "a worker's unmerged part or a renamed file)")
+        elif run_id in found:
+            report.skipped.append(f"{path}: run {run_id} is already indexed from {found[run_id][0]}")
+        else:
+            found[run_id] = (path, results)
+    for run_id, old in old_runs.items():
+        if run_id not in found:
+            report.skipped.append(f"run {run_id}: its results file {old.get('results_path')} is not in {store.root}; "
+                                  "not indexed (its record stays in the old index)")
+
+    def recorded(run_id: str) -> tuple[int, float, str]:
+        old = old_runs.get(run_id, {})
+        results = found[run_id][1]
+        when = results[0].environment.get("imported_at") or min((r.started_at for r in results), default="")
+        return (0, old["seq"], "") if old.get("seq") is not None else (1, 0, str(when))
+
+    store._index_broken = False
+    with store._db_lock, closing(store._connect()) as conn, conn:
+        for seq, run_id in enumerate(sorted(found, key=recorded), 1):
+            path, results = found[run_id]
+            old = old_runs.get(run_id, {})
+            stamp = results[0].environment
+            imported_from = old.get("imported_from") or (json.dumps(
+                {"run_id": stamp["imported_from_run"], "file": stamp.get("imported_from_file"),
+                 "imported_at": stamp.get("imported_at"), "baseline": stamp.get("imported_as")})
+                if "imported_from_run" in stamp else None)
+            suite = old.get("suite") or _suite_from_file(path, run_id)
+            conn.execute(
+                "INSERT INTO runs (run_id, suite, started_at, finished_at, results_path, report_path, seq,"
+                " imported_from, host, harness_version) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run_id, suite, old.get("started_at") or min(r.started_at for r in results),
+                 old.get("finished_at") or max(r.finished_at for r in results), str(path.resolve()),
+                 old.get("report_path"), seq, imported_from, old.get("host"), old.get("harness_version")),
+            )
+            for line, result in enumerate(results, 1):
+                _insert_result(conn, result, line)
+            report.runs.append(run_id)
+            report.results += len(results)
+        names: dict[str, tuple[str, str]] = {}
+        # newest wins: imported runs carry their name, baselines.log has every name set or imported ...
+        claims = [(stamp.get("imported_as"), run_id, str(stamp.get("imported_at") or ""))
+                  for run_id in report.runs for stamp in [found[run_id][1][0].environment]]
+        for name, run_id, when in claims + _read_baselines_log(store.baselines_log, report):
+            if not isinstance(name, str) or (name in names and names[name][1] > when):
+                continue
+            if run_id in found:
+                names[name] = (run_id, when)
+            else:
+                report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+        for name, run_id, created in old_baselines:  # ... and the old index knows best, when it still reads
+            if run_id in found:
+                names[name] = (run_id, created)
+            elif name not in names:
+                report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+        report.lost_baselines = [x for x in dict.fromkeys(report.lost_baselines) if x.split(" ")[0] not in names]
+        for name, (run_id, created) in sorted(names.items()):
+            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created or now_iso()))
+            report.baselines.append(name)
+    return report
+
+
+def _read_baselines_log(path: Path, report: ReindexReport) -> list[tuple[str, str, str]]:
+    """(name, run id, created) entries of ``baselines.log``, in order; bad lines are reported and skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        report.skipped.append(f"{path}: {exc}")
+        return []
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            name, run_id, created = (entry["name"], entry["run_id"], entry["created_at"])
+            if not (isinstance(run_id, str) and isinstance(created, str)):
+                raise ValueError("run_id and created_at must be strings")
+            entries.append((check_baseline_name(name), run_id, created))
+        except (ValueError, KeyError, TypeError, RecursionError, StoreError) as exc:
+            report.skipped.append(f"{path}:{number}: not a baseline entry ({str(exc)[:120]})")
+    return entries
+
+
+def _index_readable(db_path: Path) -> bool:
+    if not db_path.exists():
+        return True
+    try:
+        with closing(sqlite3.connect(db_path, timeout=30)) as conn:
+            return conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError:
+        return False
+
+
+def _move_aside(db_path: Path, why: str) -> Path:
+    """Rename the database and its ``-wal``/``-shm`` companions to ``NAME.WHY-TIMESTAMP`` (never over a file)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = db_path.with_name(f"{db_path.name}.{why}-{stamp}")
+    while any(Path(f"{target}{sfx}").exists() for sfx in ("", "-wal", "-shm")):
+        target = db_path.with_name(f"{db_path.name}.{why}-{stamp}-{secrets.token_hex(2)}")
+    for suffix in ("-wal", "-shm", ""):
+        companion = Path(f"{db_path}{suffix}")
+        if companion.exists():
+            os.rename(companion, f"{target}{suffix}")
+    return target
+
+
+def _salvage(db_path: Path) -> tuple[dict[str, dict], list[tuple[str, str, str]]]:
+    """Whatever still reads of an old index: runs by id, and baselines (name, run id, created)."""
+    runs: dict[str, dict] = {}
+    baselines: list[tuple[str, str, str]] = []
+    try:
+        with closing(sqlite3.connect(db_path, timeout=30)) as conn:
+            conn.row_factory = sqlite3.Row
+            runs = {row["run_id"]: dict(row) for row in conn.execute("SELECT * FROM runs")}
+            baselines = [tuple(row) for row in conn.execute("SELECT name, run_id, created_at FROM baselines")]
+    except sqlite3.DatabaseError as exc:
+        log.debug("old index %s: %s", db_path, exc)
+    return runs, baselines
+
+
+def _suite_from_file(path: Path, run_id: str) -> str:
+    stem = path.stem[: -len(run_id)].rstrip("-")
+    if stem.startswith("baseline-"):
+        return "baseline"
+    return stem or "unknown"
 
 
 def open_store(uri: str | Path = "reports", db_path: str | Path | None = None) -> LocalStore:

@@ -50,14 +50,16 @@ def test_never_overwrites_an_earlier_run(tmp_path: Path) -> None:
         store.begin_run("r1b", "s", results_path=tmp_path / "s-r1.jsonl")
 
 
-def test_torn_last_line_is_skipped_but_corruption_inside_is_an_error(tmp_path: Path) -> None:
+def test_torn_last_line_is_skipped_silently_a_bad_line_inside_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = json.dumps(_result("r", 1).to_dict())
     path = tmp_path / "r.jsonl"
     path.write_text(good + "\n" + good[: len(good) // 2])
     assert len(load_results(path)) == 1
+    assert not caplog.records
     path.write_text("{not json}\n" + good + "\n")
-    with pytest.raises(StoreError, match=r"r.jsonl:1"):
-        load_results(path)
+    assert len(load_results(path)) == 1
+    assert [r.getMessage().split(": skipped")[0] for r in caplog.records] == [f"warning: {path}:1"]
 
 
 def test_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
