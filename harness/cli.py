@@ -23,6 +23,25 @@ def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
+def setting_type(key: str) -> Callable[[str], int]:
+    """argparse ``type=`` for a numeric suite setting (``--repetitions``...): the suite's own rule,
+    argparse's one-line error and exit code 2 for ``0``, ``-3`` or ``many``."""
+    from harness.suite import check_setting
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        problem = check_setting(key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.__name__ = key  # what argparse names in its own messages
+    return convert
+
+
 # -- devices -----------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
     from harness.devices.discovery import inventory_ids, list_devices
@@ -231,8 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inventory", help="devices.toml listing the devices to use")
     s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
     s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")
-    s.add_argument("--repetitions", type=int, help="override the suite's repetitions (processes per case)")
-    s.add_argument("--runs", type=int, help="override the suite's measured runs per repetition")
+    s.add_argument("--repetitions", type=setting_type("repetitions"),
+                   help="override the suite's repetitions (processes per case)")
+    s.add_argument("--runs", type=setting_type("measured_runs"),
+                   help="override the suite's measured runs per repetition")
     s.add_argument("--no-report", action="store_true", help="do not render the HTML report")
     s.add_argument("--strict", action="store_true", help="exit 1 when any case failed, timed out or lost its device")
     s.set_defaults(func=cmd_run)

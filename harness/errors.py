@@ -7,6 +7,8 @@ can act without reading code.
 
 from __future__ import annotations
 
+DESCRIBE_LIMIT = 300
+
 
 class HarnessError(Exception):
     """Root of every error the harness raises on purpose."""
@@ -120,3 +122,10 @@ class AuthError(DeviceError):
 
 class DelegateUnavailable(HarnessError):
     """The requested delegate cannot run on this device (the case is skipped, not failed)."""
+
+
+def describe(exc: BaseException, limit: int = DESCRIBE_LIMIT) -> str:
+    """An exception on one line, ``Type: message``, at most ``limit`` characters (for a result's reason)."""
+    message = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

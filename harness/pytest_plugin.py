@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import setting_type
 from harness.errors import HarnessError
 from harness.orchestrator import device_label
 from harness.results import Result
@@ -35,9 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="directory for results (JSONL + SQLite) and the report (default: reports)")
     group.addoption("--harness-report", default=None, metavar="FILE.html",
                     help="HTML report path (default: DIR/pytest-RUNID.html)")
-    group.addoption("--harness-repetitions", type=int, default=None, metavar="N",
+    group.addoption("--harness-repetitions", type=setting_type("repetitions"), default=None, metavar="N",
                     help="override every case's repetitions (separate processes)")
-    group.addoption("--harness-runs", type=int, default=None, metavar="N",
+    group.addoption("--harness-runs", type=setting_type("measured_runs"), default=None, metavar="N",
                     help="override every case's measured runs per repetition")
     group.addoption("--harness-baseline", default=None, metavar="NAME",
                     help="fail cases that regressed against this stored baseline (budgets are always checked)")
