@@ -77,6 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.report_path:
         _out(f"report:  {summary.report_path}")
     bad = {k: v for k, v in summary.counts().items() if k in ("failed", "timeout", "device_lost")}
+    if bad and not set(summary.counts()) - set(bad):  # nothing measured nor skipped: e.g. no device answered
+        first = next(r for r in summary.results if r.status in bad)
+        sys.stderr.write(f"error: no case produced a result; {first.case.case_id}: {first.reason}\n")
+        return 1
     return 1 if bad and args.strict else 0
 
 

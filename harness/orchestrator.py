@@ -127,8 +127,9 @@ class CaseRunner:
         """Run one case on one device, persist and return its result (never raises for the case's own faults).
 
         Beyond the faults the harness names (timeout, lost device, bad model...), any other
-        exception of the case (a bug, a parser's KeyError, an OSError) becomes the case's
-        ``failed`` result with the exception on one line; the traceback goes to the debug log.
+        exception of the case (a device that cannot be reached, a bug, a parser's KeyError, an
+        OSError) becomes the case's ``failed`` result with the exception on one line; the
+        traceback goes to the debug log.
         Ctrl-C and ``SystemExit`` are not the case's: they go on up.
         """
         started = now_iso()
@@ -142,7 +143,8 @@ class CaseRunner:
                 info = self._info.get(device.id) or DeviceInfo(id=device.id, platform=device.platform)
                 artifact = self._models.get((case.model.zoo, str(case.model.path)))
             artifact = artifact if isinstance(artifact, ModelArtifact) else None
-            reason = f"internal error in this case: {describe(exc)}"
+            # A named harness error (a device that cannot be reached...) says what it is; anything else is a bug.
+            reason = str(exc) if isinstance(exc, HarnessError) else f"internal error in this case: {describe(exc)}"
             dlog.info("%s: failed (%s)", case_id, reason)
             return self._finish(self._result(case, case_id, artifact, info, "failed", reason, started))
 

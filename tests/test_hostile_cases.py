@@ -21,8 +21,9 @@ from harness import api
 from harness.devices import discovery
 from harness.devices.base import ShellResult
 from harness.devices.host import HostDevice
-from harness.errors import SuiteError, UsageError
+from harness.errors import DeviceError, SuiteError, UsageError
 from harness.orchestrator import CaseRunner, run_suite
+from harness.results import DeviceInfo
 from harness.runners import litert_python, tool
 from harness.store import LocalStore, load_results
 from harness.suite import parse_suite
@@ -98,6 +99,13 @@ class HostileDevice(HostDevice):
         return super().shell(command, timeout_s)
 
 
+class UnreachableDevice(HostDevice):
+    """A farm device that never answers (its backend raises a DeviceError, as for a phone without usbmuxd)."""
+
+    def info(self) -> DeviceInfo:
+        raise DeviceError("read lockdown values: usbmuxd is not reachable", device=self.id)
+
+
 @pytest.fixture
 def runner_dir(tmp_path: Path) -> Path:
     """The fake runner and one output file per hostile case."""
@@ -145,12 +153,15 @@ def test_a_farm_with_a_hostile_device_finishes_every_case_and_writes_the_report(
         small_model: Path, tmp_path: Path, runner_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two devices in parallel through ``harness.api.run``: the hostile one fails its cases, the host measures."""
     monkeypatch.setitem(discovery._OPENERS, "hostile", lambda device_id: HostileDevice(device_id, runner_dir))
+    monkeypatch.setitem(discovery._OPENERS, "gone", UnreachableDevice)
     picks = [2, 3, len(HOSTILE) + 1]  # text in a sample, NaN, the shell raising OSError
     suite = tmp_path / "farm.toml"
     suite.write_text(_suite(small_model, picks))
-    summary = api.run(suite, devices=["hostile:1", "host"], out_dir=tmp_path / "out")
+    summary = api.run(suite, devices=["hostile:1", "host", "gone:1"], out_dir=tmp_path / "out")
     rows = [json.loads(line) for line in summary.results_path.read_text().splitlines()]
-    assert len(rows) == 2 * len(picks)
+    assert len(rows) == 3 * len(picks)
+    gone = [(r["status"], r["reason"]) for r in rows if r["device"]["id"] == "gone:1"]
+    assert gone == [("failed", "[gone:1] read lockdown values: usbmuxd is not reachable")] * len(picks)
     status = {(r["device"]["id"], r["case"]["threads"]): (r["status"], r["reason"]) for r in rows}
     for threads in picks:
         assert status[("host", threads)] == ("ok", None)
