@@ -12,9 +12,19 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.errors import describe
+from harness.errors import describe, one_line
 from harness.results import Repetition
-from harness.runners.outcome import MAX_COUNT, MAX_US, BadOutput, RunnerOutcome, number, sequence, text, validate
+from harness.runners.outcome import (
+    MAX_COUNT,
+    MAX_TEXT,
+    MAX_US,
+    BadOutput,
+    RunnerOutcome,
+    number,
+    rejected,
+    sequence,
+    validate,
+)
 
 NAME = "litert-python"
 SCRIPT = Path(__file__).with_name("pyrunner.py")
@@ -75,7 +85,7 @@ def parse(output: str, exit_code: int | None, *, runs: int | None = None,
         why = (f"unreadable result line: {unreadable}" if unreadable
                else "the result line is not a JSON object" if payload is not None
                else f"exit code {exit_code}" if exit_code not in (None, 0) else "no result line")
-        return RunnerOutcome("failed", f"runner produced no result ({why}): {text(tail, 300) or 'no output'}")
+        return RunnerOutcome("failed", f"runner produced no result ({why}): {one_line(tail, 300) or 'no output'}")
     return from_payload(payload, output, runs=runs, timeout_s=timeout_s)
 
 
@@ -90,10 +100,10 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
     ``failed`` with the field named.
     """
     if not isinstance(payload, dict):
-        return RunnerOutcome("failed", f"the result is not a JSON object: {text(repr(payload), 80)}")
+        return RunnerOutcome("failed", f"the result is not a JSON object: {one_line(repr(payload), 80)}")
     status = payload.get("status", "failed")
     if status != "ok":
-        reason = text(payload.get("reason") or "unknown error")
+        reason = one_line(payload.get("reason") or "unknown error", MAX_TEXT)
         extra = _diagnostic_line(output)
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
@@ -102,7 +112,7 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         listed = sequence("warmup_us", _listed(payload, "warmup_us"), MAX_COUNT)
         warmup = [number(f"warmup_us[{i}]", x, MAX_US) for i, x in enumerate(listed)]
     except BadOutput as exc:
-        return RunnerOutcome("failed", f"rejected the device's result: {exc}")
+        return rejected(exc)
     rep = Repetition(
         samples_us=_listed(payload, "samples_us"),
         init_us=payload.get("init_us"),

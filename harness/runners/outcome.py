@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness.errors import one_line
 from harness.results import Energy, Repetition
 
 MAX_US = 1e12  # 11.6 days: no timing of one benchmark process is longer (bound used when no timeout is known)
@@ -62,8 +63,8 @@ class BadOutput(ValueError):
 
 
 def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def finite(field_name: str, value: object) -> float:
@@ -85,10 +86,9 @@ def number(field_name: str, value: object, limit: float) -> float:
     return f
 
 
-def text(value: object, limit: int = MAX_TEXT) -> str:
-    """A device-given message on one line, at most ``limit`` characters."""
-    line = " ".join(str(value).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+def rejected(exc: BadOutput, delegates: tuple[dict[str, Any], ...] = ()) -> RunnerOutcome:
+    """The ``failed`` outcome of a result that broke the contract (the raw text stays with the orchestrator)."""
+    return RunnerOutcome("failed", f"rejected the device's result: {exc}", delegates=delegates)
 
 
 def validate(outcome: RunnerOutcome, *, runs: int | None = None, timeout_s: float | None = None) -> RunnerOutcome:
@@ -99,11 +99,11 @@ def validate(outcome: RunnerOutcome, *, runs: int | None = None, timeout_s: floa
     skipped outcome only gets its reason made one bounded line.
     """
     if outcome.status != "ok":
-        return replace(outcome, reason=text(outcome.reason or "unknown error"))
+        return replace(outcome, reason=one_line(outcome.reason or "unknown error", MAX_TEXT))
     try:
         return _checked(outcome, runs, timeout_s)
     except BadOutput as exc:
-        return RunnerOutcome("failed", f"rejected the device's result: {exc}", delegates=outcome.delegates)
+        return rejected(exc, outcome.delegates)
 
 
 def _checked(outcome: RunnerOutcome, runs: int | None, timeout_s: float | None) -> RunnerOutcome:
@@ -131,7 +131,7 @@ def _checked(outcome: RunnerOutcome, runs: int | None, timeout_s: float | None) 
         if not isinstance(value, str):
             raise BadOutput(str(key), f"expected text, got {type(value).__name__} {_show(value)}")
     outputs = sequence("outputs", outcome.outputs, MAX_OUTPUTS)
-    return replace(outcome, repetition=checked, environment={k: text(v) for k, v in env.items()},
+    return replace(outcome, repetition=checked, environment={k: one_line(v, MAX_TEXT) for k, v in env.items()},
                    outputs=tuple(_fingerprint(f"outputs[{i}]", o) for i, o in enumerate(outputs)), **memory)
 
 
@@ -159,7 +159,7 @@ def _fingerprint(where: str, entry: object) -> dict[str, Any]:
         if entry.get(key) is not None:
             if not isinstance(entry[key], str):
                 raise BadOutput(f"{where}.{key}", f"expected text, got {_show(entry[key])}")
-            out[key] = text(entry[key])
+            out[key] = one_line(entry[key], MAX_TEXT)
     shape = sequence(f"{where}.shape", entry.get("shape", []), 16)
     out["shape"] = [int(_integer(f"{where}.shape[{i}]", d, MAX_COUNT)) for i, d in enumerate(shape)]
     for key in ("mean", "abs_max"):
