@@ -163,6 +163,14 @@ def check_setting(key: str, value: object) -> str | None:
     return None
 
 
+def setting_hint(key: str) -> str:
+    """What ``key`` takes, for the hint of a refused value."""
+    low, high = SETTING_RANGES[key]
+    if key == "timeout_s":
+        return f"seconds, more than {low:g} and at most {high:g}"
+    return f"a whole number from {low:g} to {high:g}"
+
+
 def _check_type(ctx: _Ctx, key: str, value: Any, expected: type | tuple[type, ...], table: str, index: int) -> None:
     types = expected if isinstance(expected, tuple) else (expected,)
     # bool is an int in Python, but `threads = true` is a mistake.
@@ -190,9 +198,10 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
             problem = "needs at least one thread count" if not value else next(
                 (p for p in (check_setting(key, t) for t in value) if p), None)
             if problem:
-                raise ctx.error(f"threads must be positive integers: {problem}", key, table, index)
+                raise ctx.error(f"threads must be positive integers: {problem}", key, table, index,
+                                hint=f"each one {setting_hint(key)}")
         elif key in SETTING_RANGES and (problem := check_setting(key, value)):
-            raise ctx.error(problem, key, table, index)
+            raise ctx.error(problem, key, table, index, hint=setting_hint(key))
         elif key == "api" and value not in APIS:
             raise ctx.error(f"unknown api {value!r}", key, table, index, hint=f"allowed: {', '.join(APIS)}")
         elif key == "runner" and value not in RUNNERS:
@@ -218,7 +227,7 @@ def _validate_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> dict[str,
             raise ctx.error(f"unknown budget {key!r}", key, "models", index, hint=f"allowed: {', '.join(BUDGET_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_BUDGET:
             raise ctx.error(f"budget must be a positive number up to {MAX_BUDGET:g}, got {value!r}",
-                            key, "models", index)
+                            key, "models", index, hint=f"e.g. {key} = 12.5")
         out[key] = float(value)
     return out
 
@@ -290,7 +299,7 @@ def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
         if key in allowed:
             _check_type(ctx, key, value, allowed[key], "gate", 0)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ctx.error(f"must be a finite number, got {value}", key, "gate")
+            raise ctx.error(f"must be a finite number, got {value}", key, "gate", hint="e.g. alpha = 0.01")
         try:
             GateConfig.from_mapping({key: value})
         except UsageError as exc:
@@ -312,7 +321,8 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
         value = cooldown.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not low <= value <= high):
-            raise ctx.error(f"must be a number from {low:g} to {high:g}, got {value!r}", key, "suite.cooldown")
+            raise ctx.error(f"must be a number from {low:g} to {high:g}, got {value!r}", key, "suite.cooldown",
+                            hint="threshold_c in deg C; pause_s and timeout_s in seconds")
     return dict(cooldown)
 
 
@@ -411,7 +421,8 @@ def checked_overrides(**overrides: Any) -> dict[str, Any]:
     for key, value in given.items():
         problem = check_setting(key, value) if key in SETTING_RANGES else None
         if problem:
-            raise UsageError(f"{key} = {value!r}: {problem}", hint="the suite's own value is used when not given")
+            raise UsageError(f"{key} = {value!r}: {problem}", hint=f"{setting_hint(key)}; or leave it out for the "
+                                                                   "suite's own value")
     return given
 
 
