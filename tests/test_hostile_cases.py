@@ -23,7 +23,7 @@ from harness.devices.base import ShellResult
 from harness.devices.host import HostDevice
 from harness.errors import DeviceError, SuiteError, UsageError
 from harness.orchestrator import CaseRunner, run_suite
-from harness.results import DeviceInfo
+from harness.results import CaseInfo, DeviceInfo, Memory, Result
 from harness.runners import litert_python, tool
 from harness.store import LocalStore, load_results
 from harness.suite import parse_suite
@@ -182,6 +182,26 @@ def test_ctrl_c_in_a_case_is_not_swallowed(small_model: Path, tmp_path: Path) ->
     (case,) = parse_suite(_suite(small_model, [1]), tmp_path / "s.toml").cases()
     with pytest.raises(KeyboardInterrupt):
         CaseRunner("r1").run_case(Interrupted("ctrl-c"), case)
+
+
+def test_a_result_json_cannot_hold_is_stored_failed_and_the_file_goes_on(tmp_path: Path) -> None:
+    """Defence behind the checks: a NaN that slips into a result (a sampler, a future runner) must not end
+    the run on the JSONL writer; the case is stored ``failed`` with its raw text, the next case after it."""
+    store = LocalStore(tmp_path / "out")
+    writer = store.begin_run("r1", "s")
+    runner = CaseRunner("r1", writer)
+    case = CaseInfo(case_id="m[d-cpu-t1]", model="m", model_sha256="ab", delegate="cpu", threads=1, runner="x")
+    device = DeviceInfo(id="d", platform="host")
+    bad = Result(run_id="r1", case=case, device=device, status="ok", raw="the device's text",
+                 memory=Memory(method="sampler", steady_rss_mb=float("nan")))
+    stored = runner._finish(bad)
+    assert stored.status == "failed" and stored.memory is None
+    assert stored.reason == ("the result could not be stored: ValueError: Out of range float values are not JSON "
+                             "compliant") or stored.reason.startswith("the result could not be stored: ValueError")
+    runner._finish(Result(run_id="r1", case=case, device=device, status="skipped", reason="next case"))
+    writer.close()
+    assert [(r.status, r.raw) for r in load_results(writer.path)] == [("failed", "the device's text"),
+                                                                      ("skipped", "")]
 
 
 def test_the_ios_app_payload_is_checked_the_same_way() -> None:
