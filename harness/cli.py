@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError, UsageError
+from harness.suite import option_type
 from harness.textsafe import EscapingFormatter, escape_lines
 
 Handler = Callable[[argparse.Namespace], int]
@@ -60,6 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.report_path:
         _out(f"report:  {summary.report_path}")
     bad = {k: v for k, v in summary.counts().items() if k in ("failed", "timeout", "device_lost")}
+    if bad and not set(summary.counts()) - set(bad):  # nothing measured nor skipped: e.g. no device answered
+        first = next(r for r in summary.results if r.status in bad)
+        sys.stderr.write(f"error: no case produced a result; {first.case.case_id}: {first.reason}\n")
+        return 1
     return 1 if bad and args.strict else 0
 
 
@@ -260,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inventory", help="devices.toml listing the devices to use")
     s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
     s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")
-    s.add_argument("--repetitions", type=int, help="override the suite's repetitions (processes per case)")
-    s.add_argument("--runs", type=int, help="override the suite's measured runs per repetition")
+    s.add_argument("--repetitions", type=option_type("repetitions"),
+                   help="override the suite's repetitions (processes per case)")
+    s.add_argument("--runs", type=option_type("measured_runs"),
+                   help="override the suite's measured runs per repetition")
     s.add_argument("--no-report", action="store_true", help="do not render the HTML report")
     s.add_argument("--strict", action="store_true", help="exit 1 when any case failed, timed out or lost its device")
     s.set_defaults(func=cmd_run)

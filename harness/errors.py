@@ -7,6 +7,8 @@ can act without reading code.
 
 from __future__ import annotations
 
+DESCRIBE_LIMIT = 300
+
 
 class HarnessError(Exception):
     """Root of every error the harness raises on purpose."""
@@ -144,3 +146,15 @@ class AuthError(DeviceError):
 
 class DelegateUnavailable(HarnessError):
     """The requested delegate cannot run on this device (the case is skipped, not failed)."""
+
+
+def one_line(value: object, limit: int = DESCRIBE_LIMIT) -> str:
+    """``str(value)`` on one line (whitespace runs become one space), at most ``limit`` characters."""
+    line = " ".join(str(value).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def describe(exc: BaseException, limit: int = DESCRIBE_LIMIT) -> str:
+    """An exception on one line, ``Type: message``, at most ``limit`` characters (for a result's reason)."""
+    message = one_line(exc, limit)
+    return one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, limit)

@@ -93,6 +93,8 @@ def _number(key: str, label: str, value: Any, kind: type = float) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int,) if kind is int else (int, float)):
         raise GateConfigError(key, label, f"expected {'an integer' if kind is int else 'a number'}, "
                                    f"got {type(value).__name__} {value!r}", hint=f"e.g. {example}")
+    if not math.isfinite(value):
+        raise GateConfigError(key, label, f"must be a finite number, got {value}", hint=f"e.g. {example}")
     return kind(value)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness import __version__, profiles, zoo
 from harness.devices.base import Device, sha256_file
-from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError
+from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError, describe
 from harness.models import ModelArtifact, load_model
 from harness.names import sanitise
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
@@ -124,10 +124,32 @@ class CaseRunner:
 
     # -- one case -------------------------------------------------------------------------
     def run_case(self, device: Device, case: Case) -> Result:
-        """Run one case on one device, persist and return its result (never raises for the case's own faults)."""
+        """Run one case on one device, persist and return its result (never raises for the case's own faults).
+
+        Beyond the faults the harness names (timeout, lost device, bad model...), any other
+        exception of the case (a device that cannot be reached, a bug, a parser's KeyError, an
+        OSError) becomes the case's ``failed`` result with the exception on one line; the
+        traceback goes to the debug log.
+        Ctrl-C and ``SystemExit`` are not the case's: they go on up.
+        """
         started = now_iso()
-        dlog = DeviceLogger(log, {"device": device.id})
         case_id = case.case_id(device_label(device.id))
+        try:
+            return self._run_case(device, case, case_id, started)
+        except Exception as exc:  # noqa: BLE001 - one case's fault must not end the other cases' run
+            dlog = DeviceLogger(log, {"device": device.id})
+            dlog.debug("%s: unexpected error", case_id, exc_info=True)
+            with self._lock:
+                info = self._info.get(device.id) or DeviceInfo(id=device.id, platform=device.platform)
+                artifact = self._models.get((case.model.zoo, str(case.model.path)))
+            artifact = artifact if isinstance(artifact, ModelArtifact) else None
+            # A named harness error (a device that cannot be reached...) says what it is; anything else is a bug.
+            reason = str(exc) if isinstance(exc, HarnessError) else f"internal error in this case: {describe(exc)}"
+            dlog.info("%s: failed (%s)", case_id, reason)
+            return self._finish(self._result(case, case_id, artifact, info, "failed", reason, started))
+
+    def _run_case(self, device: Device, case: Case, case_id: str, started: str) -> Result:
+        dlog = DeviceLogger(log, {"device": device.id})
         try:
             info = self.device_info(device)
         except DeviceLost as exc:
@@ -229,7 +251,8 @@ class CaseRunner:
             threads=case.threads, warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
         )
         shell = device.shell(cmd, timeout_s=m.timeout_s)
-        return litert_python.parse(shell.output, shell.exit_code), f"$ {cmd}\n{shell.output}"
+        outcome = litert_python.parse(shell.output, shell.exit_code, runs=m.measured_runs, timeout_s=m.timeout_s)
+        return outcome, f"$ {cmd}\n{shell.output}"
 
     def _repetition_tool(self, device: Device, case: Case, artifact: ModelArtifact,
                          index: int) -> tuple[RunnerOutcome, str]:
@@ -247,7 +270,7 @@ class CaseRunner:
                          options=m.tool.get("options"), python=device.python())
         cmd = flags.to_shell(argv)
         shell = device.shell(cmd, timeout_s=m.timeout_s)
-        return tool.outcome(kind, shell.output, shell.exit_code), f"$ {cmd}\n{shell.output}"
+        return tool.outcome(kind, shell.output, shell.exit_code, timeout_s=m.timeout_s), f"$ {cmd}\n{shell.output}"
 
     def _repetition_app(self, device: Device, case: Case, artifact: ModelArtifact,
                         index: int) -> tuple[RunnerOutcome, str]:
@@ -267,7 +290,7 @@ class CaseRunner:
             return RunnerOutcome("timeout", outcome.reason), raw
         if outcome.result is None:
             return RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
-        parsed = litert_python.from_payload(dict(outcome.result), raw)
+        parsed = litert_python.from_payload(outcome.result, raw, runs=m.measured_runs, timeout_s=m.timeout_s)
         if parsed.repetition is None:
             return parsed, raw
         measured_s = sum(parsed.repetition.samples_us) / 1e6
@@ -306,7 +329,16 @@ class CaseRunner:
         )
 
     def _finish(self, result: Result) -> Result:
-        if self.writer is not None:
+        """Persist ``result``; one whose figures JSON cannot hold (NaN from a sampler...) is stored as
+        ``failed`` without them, keeping its raw text, so the run and its file go on."""
+        if self.writer is None:
+            return result
+        try:
+            self.writer.append(result)
+        except (ValueError, TypeError) as exc:  # raised while encoding, before anything is written
+            log.debug("[%s] %s: result not storable", result.device.id, result.case.case_id, exc_info=True)
+            result = replace(result, status="failed", reason=f"the result could not be stored: {describe(exc)}",
+                             latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
 

@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.orchestrator import device_label
 from harness.results import Result
 from harness.session import HarnessSession
-from harness.suite import Case, Suite, load_suite
+from harness.suite import Case, Suite, load_suite, option_type
 from harness.textsafe import escape, escape_lines
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
@@ -37,9 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="directory for results (JSONL + SQLite) and the report (default: reports)")
     group.addoption("--harness-report", default=None, metavar="FILE.html",
                     help="HTML report path (default: DIR/pytest-RUNID.html)")
-    group.addoption("--harness-repetitions", type=int, default=None, metavar="N",
+    group.addoption("--harness-repetitions", type=option_type("repetitions"), default=None, metavar="N",
                     help="override every case's repetitions (separate processes)")
-    group.addoption("--harness-runs", type=int, default=None, metavar="N",
+    group.addoption("--harness-runs", type=option_type("measured_runs"), default=None, metavar="N",
                     help="override every case's measured runs per repetition")
     group.addoption("--harness-baseline", default=None, metavar="NAME",
                     help="fail cases that regressed against this stored baseline (budgets are always checked)")

@@ -20,7 +20,7 @@ from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
 from harness.store import LocalStore, ResultWriter, new_run_id, open_store
-from harness.suite import DEFAULTS, Case, ModelSpec
+from harness.suite import DEFAULTS, Case, ModelSpec, checked_overrides
 
 
 class HarnessSession:
@@ -47,6 +47,7 @@ class HarnessSession:
         self.out_dir = Path(out_dir)
         self.name = check_name(name, "session name")
         self.report_path = Path(report_path) if report_path else None
+        checked_overrides(repetitions=repetitions, measured_runs=measured_runs)
         self.repetitions = repetitions
         self.measured_runs = measured_runs
         self.run_id = run_id or new_run_id()
@@ -88,7 +89,7 @@ class HarnessSession:
 
     def adjust(self, case: Case) -> Case:
         """Apply session-wide overrides (e.g. fewer repetitions for a quick local check)."""
-        changes = {k: v for k, v in (("repetitions", self.repetitions), ("measured_runs", self.measured_runs)) if v}
+        changes = checked_overrides(repetitions=self.repetitions, measured_runs=self.measured_runs)
         return replace(case, model=replace(case.model, **changes)) if changes else case
 
     def run_case(self, device_id: str, case: Case) -> Result:

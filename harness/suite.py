@@ -7,13 +7,16 @@ the line, the key and what is allowed. See the README for the format.
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import tomlfile
-from harness.errors import SuiteError
+from harness.errors import SuiteError, UsageError
 from harness.names import RULE, problem, sanitise
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
@@ -37,6 +40,19 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict}
+
+# Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
+# timeout beyond a week overflows the OS's wait calls), never a plan.
+MAX_WAIT_S = 7 * 24 * 3600.0
+SETTING_RANGES: dict[str, tuple[float, float]] = {
+    "threads": (1, 1024),
+    "warmup_runs": (1, 1_000_000),
+    "measured_runs": (1, 1_000_000),
+    "repetitions": (1, 10_000),
+    "timeout_s": (0.0, MAX_WAIT_S),  # the low end is excluded: a timeout must be > 0
+}
+MAX_BUDGET = 1e12  # ms, MB or mJ: anything larger is no limit at all
+_SETTING_WHY = {"warmup_runs": " (the first run is reported as first inference)"}
 
 DEFAULTS: dict[str, Any] = {
     "delegates": ["cpu", "xnnpack"],
@@ -129,6 +145,35 @@ class _Ctx:
         return SuiteError(self.path, reason, key=label, line=self.line_of(key.split(".")[-1], table, index), hint=hint)
 
 
+def check_setting(key: str, value: object) -> str | None:
+    """Why ``value`` is not allowed for the numeric setting ``key`` (see ``SETTING_RANGES``), or None.
+
+    The one check of these values, whether they come from a suite, the command line or the API:
+    ``true`` (an int to Python), NaN, infinities, zero and negatives are refused.
+    """
+    low, high = SETTING_RANGES[key]
+    whole = key != "timeout_s"
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        return f"expected {'an integer' if whole else 'a number'}, got {type(value).__name__} {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if whole and value < low:
+        return f"must be >= {low:g}{_SETTING_WHY.get(key, '')}, got {value}"
+    if not whole and value <= low:
+        return f"must be > {low:g} seconds, got {value}"
+    if value > high:
+        return f"must be at most {high:g}, got {value}"
+    return None
+
+
+def setting_hint(key: str) -> str:
+    """What ``key`` takes, for the hint of a refused value."""
+    low, high = SETTING_RANGES[key]
+    if key == "timeout_s":
+        return f"seconds, more than {low:g} and at most {high:g}"
+    return f"a whole number from {low:g} to {high:g}"
+
+
 def _check_type(ctx: _Ctx, key: str, value: Any, expected: type | tuple[type, ...], table: str, index: int) -> None:
     types = expected if isinstance(expected, tuple) else (expected,)
     # bool is an int in Python, but `threads = true` is a mistake.
@@ -153,15 +198,13 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
             value = list(dict.fromkeys(value))
         elif key == "threads":
             value = [value] if isinstance(value, int) else value
-            if not value or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in value):
-                raise ctx.error(f"threads must be positive integers, got {value!r}", key, table, index)
-        elif key in ("warmup_runs",) and value < 1:
-            raise ctx.error(f"must be >= 1 (the first run is reported as first inference), got {value}",
-                            key, table, index)
-        elif key in ("measured_runs", "repetitions") and value < 1:
-            raise ctx.error(f"must be >= 1, got {value}", key, table, index)
-        elif key == "timeout_s" and value <= 0:
-            raise ctx.error(f"must be > 0 seconds, got {value}", key, table, index)
+            problem = "needs at least one thread count" if not value else next(
+                (p for p in (check_setting(key, t) for t in value) if p), None)
+            if problem:
+                raise ctx.error(f"threads must be positive integers: {problem}", key, table, index,
+                                hint=f"each one {setting_hint(key)}")
+        elif key in SETTING_RANGES and (problem := check_setting(key, value)):
+            raise ctx.error(problem, key, table, index, hint=setting_hint(key))
         elif key == "api" and value not in APIS:
             raise ctx.error(f"unknown api {value!r}", key, table, index, hint=f"allowed: {', '.join(APIS)}")
         elif key == "runner" and value not in RUNNERS:
@@ -185,8 +228,9 @@ def _validate_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> dict[str,
             continue
         if key not in BUDGET_KEYS:
             raise ctx.error(f"unknown budget {key!r}", key, "models", index, hint=f"allowed: {', '.join(BUDGET_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ctx.error(f"budget must be a positive number, got {value!r}", key, "models", index)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_BUDGET:
+            raise ctx.error(f"budget must be a positive number up to {MAX_BUDGET:g}, got {value!r}",
+                            key, "models", index, hint=f"e.g. {key} = 12.5")
         out[key] = float(value)
     return out
 
@@ -256,11 +300,12 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
 
 
 def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
+    """The ``[gate]`` table, each value checked now by the gate's own rules (not first when gating)."""
+    from harness.gate import GateConfig, GateConfigError  # local: only a suite with a [gate] table needs the gate
+
     if not isinstance(gate, dict):
         raise ctx.error("[gate] must be a table", "gate")
     _reject_unknown(ctx, gate, set(GATE_KEYS), "gate")
-    from harness.gate import GateConfig, GateConfigError  # local: loading a suite needs no numpy otherwise
-
     try:  # the gate's own parser: a bad value fails here, when the suite is loaded, not at gate time
         GateConfig.from_mapping(gate)
     except GateConfigError as exc:
@@ -268,12 +313,22 @@ def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
     return dict(gate)
 
 
+# [suite.cooldown] numbers: (lowest, highest) allowed.
+_COOLDOWN_RANGES = {"threshold_c": (-273.15, 200.0), "pause_s": (0.0, MAX_WAIT_S), "timeout_s": (0.0, MAX_WAIT_S)}
+
+
 def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
-    _reject_unknown(ctx, cooldown, {"mode", "threshold_c", "pause_s", "timeout_s"}, "suite.cooldown")
+    _reject_unknown(ctx, cooldown, {"mode", *_COOLDOWN_RANGES}, "suite.cooldown")
     mode = cooldown.get("mode", "off")
     if mode not in COOLDOWN_MODES:
         raise ctx.error(f"unknown cooldown mode {mode!r}", "mode", "suite.cooldown",
                         hint=f"allowed: {', '.join(COOLDOWN_MODES)}")
+    for key, (low, high) in _COOLDOWN_RANGES.items():
+        value = cooldown.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not low <= value <= high):
+            raise ctx.error(f"must be a number from {low:g} to {high:g}, got {value!r}", key, "suite.cooldown",
+                            hint="threshold_c in deg C; pause_s and timeout_s in seconds")
     return dict(cooldown)
 
 
@@ -366,7 +421,35 @@ def load_suite(path: str | Path) -> Suite:
     return parse_suite(text, path, project_tool_defaults())
 
 
+def checked_overrides(**overrides: Any) -> dict[str, Any]:
+    """The given (not None) setting overrides, each held to the suite's own rule; a bad one is a UsageError."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():
+        problem = check_setting(key, value) if key in SETTING_RANGES else None
+        if problem:
+            raise UsageError(f"{key} = {value!r}: {problem}", hint=f"{setting_hint(key)}; or leave it out for the "
+                                                                   "suite's own value")
+    return given
+
+
 def with_overrides(suite: Suite, **overrides: Any) -> Suite:
     """A copy of ``suite`` with settings forced on every model (e.g. fewer runs for a quick check)."""
-    models = tuple(replace(m, **{k: v for k, v in overrides.items() if v is not None}) for m in suite.models)
-    return replace(suite, models=models)
+    given = checked_overrides(**overrides)
+    return replace(suite, models=tuple(replace(m, **given) for m in suite.models))
+
+
+def option_type(key: str) -> Callable[[str], int]:
+    """argparse ``type=`` for a numeric suite setting (``--repetitions``...): the suite's own rule,
+    argparse's one-line error and exit code 2 for ``0``, ``-3`` or ``many``."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        wrong = check_setting(key, value)
+        if wrong:
+            raise argparse.ArgumentTypeError(wrong)
+        return value
+
+    convert.__name__ = key  # what argparse names in its own messages
+    return convert

@@ -12,8 +12,19 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from harness.errors import describe, one_line
 from harness.results import Repetition
-from harness.runners.outcome import RunnerOutcome
+from harness.runners.outcome import (
+    MAX_COUNT,
+    MAX_TEXT,
+    MAX_US,
+    BadOutput,
+    RunnerOutcome,
+    number,
+    rejected,
+    sequence,
+    validate,
+)
 
 NAME = "litert-python"
 SCRIPT = Path(__file__).with_name("pyrunner.py")
@@ -55,44 +66,62 @@ def _diagnostic_line(output: str) -> str | None:
     return None
 
 
-def parse(output: str, exit_code: int | None) -> RunnerOutcome:
-    """Read the ``EDGEHARNESS_RESULT`` line; anything else is a failure that keeps the raw output."""
-    payload = None
+def parse(output: str, exit_code: int | None, *, runs: int | None = None,
+          timeout_s: float | None = None) -> RunnerOutcome:
+    """Read the ``EDGEHARNESS_RESULT`` line; anything else is a failure that keeps the raw output.
+
+    ``runs`` and ``timeout_s`` are what the case asked for: the result is checked against them
+    (see :func:`harness.runners.outcome.validate`).
+    """
+    payload, unreadable = None, None
     for line in output.splitlines():
         if line.startswith(RESULT_PREFIX):
             try:
-                payload = json.loads(line[len(RESULT_PREFIX):])
-            except json.JSONDecodeError:
-                payload = None
+                payload, unreadable = json.loads(line[len(RESULT_PREFIX):]), None
+            except (ValueError, RecursionError) as exc:  # bad JSON, a 5000-digit integer, [[[[...]]]] nested deep
+                payload, unreadable = None, describe(exc, 120)
     if not isinstance(payload, dict):
         tail = " | ".join(output.strip().splitlines()[-3:])[-300:]
-        why = f"exit code {exit_code}" if exit_code not in (None, 0) else "no result line"
-        return RunnerOutcome("failed", f"runner produced no result ({why}): {tail or 'no output'}")
-    return from_payload(payload, output)
-
+        why = (f"unreadable result line: {unreadable}" if unreadable
+               else "the result line is not a JSON object" if payload is not None
+               else f"exit code {exit_code}" if exit_code not in (None, 0) else "no result line")
+        return RunnerOutcome("failed", f"runner produced no result ({why}): {one_line(tail, 300) or 'no output'}")
+    return from_payload(payload, output, runs=runs, timeout_s=timeout_s)
 
 
 SKIP_STATUSES = ("skipped", "delegate_unavailable")
 
 
-def from_payload(payload: dict[str, Any], output: str = "") -> RunnerOutcome:
-    """A runner result dict (the JSON line, or the iOS app's result file, which has the same keys)."""
+def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None = None,
+                 timeout_s: float | None = None) -> RunnerOutcome:
+    """A runner result dict (the JSON line, or the iOS app's result file, which has the same keys).
+
+    The figures go through :func:`validate` as they came; a malformed one makes the outcome
+    ``failed`` with the field named.
+    """
+    if not isinstance(payload, dict):
+        return RunnerOutcome("failed", f"the result is not a JSON object: {one_line(repr(payload), 80)}")
     status = payload.get("status", "failed")
     if status != "ok":
-        reason = payload.get("reason") or "unknown error"
+        reason = one_line(payload.get("reason") or "unknown error", MAX_TEXT)
         extra = _diagnostic_line(output)
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
-        return RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason)
-    warmup = payload.get("warmup_us") or []
+        return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason))
+    try:
+        listed = sequence("warmup_us", _listed(payload, "warmup_us"), MAX_COUNT)
+        warmup = [number(f"warmup_us[{i}]", x, MAX_US) for i, x in enumerate(listed)]
+    except BadOutput as exc:
+        return rejected(exc)
     rep = Repetition(
-        samples_us=tuple(float(x) for x in payload.get("samples_us", ())),
+        samples_us=_listed(payload, "samples_us"),
         init_us=payload.get("init_us"),
         first_inference_us=payload.get("first_inference_us"),
         warmup_avg_us=(sum(warmup) / len(warmup)) if warmup else None,
+        **{k: payload.get(k) for k in ("count", "avg_us", "std_us", "min_us", "max_us", "median_us")},
     )
     env = {k: payload.get(k) for k in ("runtime", "runtime_version", "python", "api") if payload.get(k) is not None}
-    return RunnerOutcome(
+    return validate(RunnerOutcome(
         "ok",
         None,
         repetition=rep,
@@ -100,7 +129,15 @@ def from_payload(payload: dict[str, Any], output: str = "") -> RunnerOutcome:
         rss_before_init_mb=payload.get("rss_before_init_mb"),
         rss_after_init_mb=payload.get("rss_after_init_mb"),
         environment=env,
-        outputs=tuple(payload.get("outputs") or ()),
+        outputs=_listed(payload, "outputs"),
         latency_method=METHOD,
         memory_method=MEMORY_METHOD,
-    )
+    ), runs=runs, timeout_s=timeout_s)
+
+
+def _listed(payload: dict[str, Any], key: str) -> Any:
+    """A list as a tuple; an absent or null key as empty; anything else as it came (validate names it)."""
+    value = payload.get(key)
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else value

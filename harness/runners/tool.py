@@ -13,7 +13,7 @@ from harness.errors import DelegateUnavailable
 from harness.results import Repetition
 from harness.runners import flags
 from harness.runners.measurement import Measurement, OpRow
-from harness.runners.outcome import RunnerOutcome
+from harness.runners.outcome import RunnerOutcome, validate
 from harness.runners.parse import parse_text
 
 BENCHMARK_MODEL = "benchmark_model"
@@ -76,8 +76,12 @@ def _op(row: OpRow) -> dict[str, object]:
             "times_called": row.times_called, "table": row.table, "nodes": row.count}
 
 
-def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
-    """Parse one repetition's output; a failed or cut-short run keeps the tool's first error line."""
+def outcome(kind: str, output: str, exit_code: int | None, *, timeout_s: float | None = None) -> RunnerOutcome:
+    """Parse one repetition's output; a failed or cut-short run keeps the tool's first error line.
+
+    The figures go through :func:`validate` (``timeout_s`` bounds every timing); the run count
+    is not held to ``--num_runs``: the tool's own ``--min_secs``/``--max_secs`` change it.
+    """
     runs = parse_text(output, kind)
     last = runs[-1] if runs else None
     if last is None or last.status != "ok":
@@ -86,7 +90,7 @@ def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
         return RunnerOutcome("failed", f"{kind}: {why}",
                              delegates=tuple(d.__dict__ for d in last.delegates) if last else ())
     mem = last.memory
-    return RunnerOutcome(
+    return validate(RunnerOutcome(
         "ok",
         None,
         repetition=_repetition(last),
@@ -98,4 +102,4 @@ def outcome(kind: str, output: str, exit_code: int | None) -> RunnerOutcome:
         ops=tuple(_op(o) for o in last.top_ops(10)),
         latency_method=LATENCY_METHOD[kind],
         memory_method=MEMORY_METHOD,
-    )
+    ), timeout_s=timeout_s)
