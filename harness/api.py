@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness import profiles
 from harness.devices.discovery import open_device
 from harness.errors import StoreError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
@@ -46,6 +47,7 @@ def run(
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    profiles.load_profiles()  # a broken device profile is a load error, before any case runs
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     store = open_store(out_dir, db_path)
     opened = [open_device(d) for d in devices]
