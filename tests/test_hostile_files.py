@@ -201,3 +201,14 @@ def test_duplicate_inventory_ids_are_merged(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in next((tmp_path / "out").glob("*.jsonl")).read_text().splitlines()]
     cases = [r["case"]["case_id"] for r in rows]
     assert len(cases) == 2 and len(set(cases)) == 2, cases  # cpu and xnnpack, once each
+
+
+def test_bad_device_ids_on_the_command_line(tmp_path: Path) -> None:
+    """``--device`` ids are read like inventory ids: a run refuses them (usage error), a listing says why."""
+    good = _write(tmp_path / "s.toml", CHEAP_SUITE)
+    proc = _run(["run", str(good), "--device", "adb:[::1]:abc", "--out", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --device 'adb:[::1]:abc'"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
+    proc = _run(["devices", "--device", "adb:[::1]:abc"], tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "port 'abc' is not a number" in proc.stdout
