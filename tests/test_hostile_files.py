@@ -117,6 +117,8 @@ ROWS: list[tuple[str, Front, bytes | str, str]] = [
     ("suite-not-utf8", suite, NOT_UTF8, "not UTF-8"),
     ("suite-empty", suite, "", "empty"),
     ("suite-directory", suite, "DIR", "directory"),
+    ("suite-fifo", suite, "FIFO", "not a regular file"),  # reading it would block for ever
+    ("suite-symlink-loop", suite, "LOOP", "symbolic links"),
     ("suite-without-models", suite, '[suite]\nname = "x"\n', "at least one [[models]]"),
     # harness.toml
     ("config-not-utf8", config, b"\xff\xfe[tool]\n", "not UTF-8"),
