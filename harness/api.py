@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness import profiles
 from harness.devices.discovery import open_device
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.names import check_name, inside
@@ -46,6 +47,7 @@ def run(
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    profiles.load_profiles()  # a broken device profile is a load error, before any case runs
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
     store = open_store(out_dir, db_path)

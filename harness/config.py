@@ -26,11 +26,16 @@ def config_path() -> Path | None:
     env = os.environ.get("HARNESS_CONFIG")
     if env:
         path = Path(env)
-        if not path.is_file():
+        if not _present(path):
             raise SuiteError(path, "HARNESS_CONFIG names a file that does not exist")
         return path
     local = Path.cwd() / CONFIG_NAME
-    return local if local.is_file() else None
+    return local if _present(local) else None
+
+
+def _present(path: Path) -> bool:
+    """Something is there (a directory or a broken link too: reading it then says what is wrong)."""
+    return path.exists() or path.is_symlink()
 
 
 def load_config(path: Path | None = None) -> tuple[dict[str, Any], Path | None]:
@@ -38,9 +43,10 @@ def load_config(path: Path | None = None) -> tuple[dict[str, Any], Path | None]:
     path = path or config_path()
     if path is None:
         return {}, None
-    data = tomlfile.read(path, what="harness.toml")
+    text = tomlfile.read_text(path, what="harness.toml")
+    data = tomlfile.parse(text, path)
     for key, value in data.items():
         if key not in _SECTIONS or not isinstance(value, dict):
-            raise SuiteError(path, f"unknown or malformed section {key!r}", key=key,
-                             hint=f"allowed tables: {', '.join(_SECTIONS)}")
+            raise tomlfile.Source(path, text).error(f"unknown or malformed section {key!r}", key,
+                                                    hint=f"allowed tables: {', '.join(_SECTIONS)}")
     return data, path

@@ -7,7 +7,9 @@ the flatbuffer parses with the LiteRT schema and the runtime's verifier accepts 
 
 from __future__ import annotations
 
+import errno
 import functools
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +78,38 @@ def _schema() -> object:
     return schema
 
 
+NOT_FOUND = "file not found"
+
+
+def check_file(path: Path) -> None:
+    """Raise :class:`ModelError` unless ``path`` is a readable regular file.
+
+    Checked without reading a byte of anything else: a FIFO would block the reader, a directory or a
+    symlink loop would surface as an OS error far from the suite line that named it.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        why = f"{NOT_FOUND} (a symlink to a missing target)" if path.is_symlink() else NOT_FOUND
+        raise ModelError(path, why, hint="check the suite's `path` or run `harness zoo fetch`") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelError(path, "symlink loop (the link resolves back to itself)",
+                             hint="point `path` at the .tflite file itself") from None
+        raise ModelError(path, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise ModelError(path, "is a directory, not a model file", hint="name the .tflite file inside it")
+    if not stat.S_ISREG(mode):
+        raise ModelError(path, "not a regular file (a FIFO, socket or device)", hint="copy the model to a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ModelError(path, f"cannot read: {exc.strerror or exc}", hint="check the file's permissions") from None
+
+
 def _read_header(path: Path) -> bytes:
-    if not path.exists():
-        raise ModelError(path, "file not found", hint="check the suite's `path` or run `harness zoo fetch`")
-    if not path.is_file():
-        raise ModelError(path, "not a regular file")
+    check_file(path)
     try:
         with open(path, "rb") as fh:
             return fh.read(8)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import math
 import os
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +25,33 @@ from harness.errors import ProfileError
 PLATFORMS = ("android", "ios", "host")
 DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual")
 _REQUIRED = ("name", "platform")
-_KNOWN = {
+# Top-level keys and their types; the four sampler tables are checked against the samplers' dataclasses.
+_KNOWN: dict[str, Any] = {
     "name": str, "platform": str, "marketing_name": str, "soc": str, "chip": str, "device_class": str,
-    "tags": list, "delegates": list, "nnapi_accelerators": list, "priority": int, "neural_engine_cores": int,
-    "match": dict, "properties": dict, "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict,
-    "notes": str, "unavailable": dict,
+    "tags": tuple[str, ...], "delegates": tuple[str, ...], "nnapi_accelerators": tuple[str, ...], "priority": int,
+    "neural_engine_cores": int, "match": dict[str, tuple[str, ...] | str], "properties": dict[str, str],
+    "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict, "notes": str,
+    "unavailable": dict[str, str],
+}
+# Values a sampler setting may take beyond its type: (test, what the test asks for).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "source": (lambda v: v in ("power_supply", "rapl", "none"), "one of power_supply, rapl, none"),
+    "current_unit": (lambda v: v.lower() in ("ua", "ma"), "uA or mA"),
+    "voltage_unit": (lambda v: v.lower() in ("uv", "mv"), "uV or mV"),
+    "discharge_sign": (lambda v: v in (-1, 1), "-1 or 1"),
+    "interval_s": (lambda v: v > 0, "a positive number of seconds"),
+    "poll_s": (lambda v: v > 0, "a positive number of seconds"),
+    "idle_s": (lambda v: v >= 0, "seconds >= 0"),
+    "pause_s": (lambda v: v >= 0, "seconds >= 0"),
+    "timeout_s": (lambda v: v > 0, "a positive number of seconds"),
+    "stall_s": (lambda v: v > 0, "a positive number of seconds"),
+    "min_drop_c": (lambda v: v >= 0, "degrees >= 0"),
+    "throttle_status": (lambda v: 0 <= v <= 6, "a thermal status 0..6"),
+    "min_freq_ratio": (lambda v: 0 <= v <= 1, "a ratio 0..1"),
+    "freq_drop": (lambda v: 0 <= v <= 1, "a ratio 0..1"),
+    "latency_drift": (lambda v: v >= 0, "a fraction >= 0"),
+    "min_iterations": (lambda v: v >= 1, "an integer >= 1"),
+    "mode": (lambda v: v in ("off", "threshold", "pause"), "one of off, threshold, pause"),
 }
 
 
@@ -72,22 +98,87 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "device_profiles"
 
 
-def parse_profile(data: dict[str, Any], path: Path) -> Profile:
+def _type_ok(value: Any, expected: Any) -> bool:
+    """``value`` (as TOML gives it) fits the annotation ``expected`` (a tuple is a TOML array)."""
+    args = typing.get_args(expected)
+    origin = typing.get_origin(expected)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, a) for a in args if a is not type(None))
+    if origin is tuple:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_type_ok(v, args[1]) for v in value.values())
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    args = typing.get_args(expected)
+    origin = typing.get_origin(expected)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is tuple:
+        return f"a list of {_type_name(args[0])}s"
+    if origin is dict:
+        return f"a table of {_type_name(args[1])}s"
+    names = {float: "number", int: "integer", str: "string", bool: "true/false", dict: "table"}
+    return names.get(expected, str(expected))
+
+
+def _table_schemas() -> dict[str, dict[str, Any]]:
+    """Key -> type of ``[energy]``, ``[thermal]``, ``[cooldown]``, ``[throttle]``: the fields the samplers read."""
+    from harness.samplers import cooldown, energy, thermal, throttle  # local: samplers import device code
+
+    schemas = {table: typing.get_type_hints(cls) for table, cls in (
+        ("energy", energy.EnergyConfig), ("thermal", thermal.ThermalConfig),
+        ("cooldown", cooldown.CooldownConfig), ("throttle", throttle.ThrottleLimits))}
+    schemas["cooldown"]["watch"] = str  # the zone cooldown watches (read by the thermal sampler)
+    return schemas
+
+
+def _check(src: tomlfile.Source, key: str, value: Any, expected: Any, table: str | None = None) -> None:
+    """``value`` fits ``expected``; a table's wrong entry is named by its own key and line."""
+    if typing.get_origin(expected) is dict and isinstance(value, dict):
+        for sub, subvalue in value.items():
+            _check(src, sub, subvalue, typing.get_args(expected)[1], key)
+    elif not _type_ok(value, expected):
+        raise src.error(f"expected {_type_name(expected)}, got {type(value).__name__} {value!r}", key, table,
+                        hint="quote text, write numbers bare, lists as [\"a\", \"b\"]")
+
+
+def _validate(data: dict[str, Any], src: tomlfile.Source) -> None:
+    """Every key and value of a profile, the sampler tables included, so a bad one fails at load with its line."""
     for key in _REQUIRED:
         if key not in data:
-            raise ProfileError(path, f"missing required key {key!r}", key=key)
+            raise src.error(f"missing required key {key!r}", key)
+    schemas = _table_schemas()
     for key, value in data.items():
         if key not in _KNOWN:
-            raise ProfileError(path, f"unknown key {key!r}", key=key, hint=f"allowed: {', '.join(sorted(_KNOWN))}")
-        if not isinstance(value, _KNOWN[key]) or isinstance(value, bool):
-            raise ProfileError(path, f"expected {_KNOWN[key].__name__}, got {value!r}", key=key)
+            raise src.error(f"unknown key {key!r}", key, hint=f"allowed: {', '.join(sorted(_KNOWN))}")
+        _check(src, key, value, _KNOWN[key])
+        if key in schemas:
+            for sub, subvalue in value.items():
+                if sub not in schemas[key]:
+                    raise src.error(f"unknown key {sub!r} in [{key}]", sub, key,
+                                    hint=f"allowed: {', '.join(sorted(schemas[key]))}")
+                _check(src, sub, subvalue, schemas[key][sub], key)
+                rule = _RULES.get(sub)
+                if rule and not rule[0](subvalue):
+                    raise src.error(f"must be {rule[1]}, got {subvalue!r}", sub, key)
     if data["platform"] not in PLATFORMS:
-        raise ProfileError(path, f"unknown platform {data['platform']!r}", key="platform",
-                           hint=f"allowed: {', '.join(PLATFORMS)}")
+        raise src.error(f"unknown platform {data['platform']!r}", "platform", hint=f"allowed: {', '.join(PLATFORMS)}")
     if data.get("device_class", "") and data["device_class"] not in DEVICE_CLASSES:
-        raise ProfileError(path, f"unknown device_class {data['device_class']!r}", key="device_class",
-                           hint=f"allowed: {', '.join(DEVICE_CLASSES)}")
-    match = {k: tuple(v) if isinstance(v, list) else (str(v),) for k, v in data.get("match", {}).items()}
+        raise src.error(f"unknown device_class {data['device_class']!r}", "device_class",
+                        hint=f"allowed: {', '.join(DEVICE_CLASSES)}")
+
+
+def parse_profile(data: dict[str, Any], path: Path, text: str = "") -> Profile:
+    """A validated :class:`Profile` from parsed TOML; ``text`` (the file) puts the line into errors."""
+    _validate(data, tomlfile.Source(path, text, ProfileError))
+    match = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in data.get("match", {}).items()}
     extra = {k: data[k] for k in ("chip", "neural_engine_cores", "energy", "thermal", "cooldown", "throttle", "notes")
              if k in data}
     return Profile(
@@ -101,18 +192,19 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         nnapi_accelerators=tuple(data.get("nnapi_accelerators", ())),
         priority=data.get("priority", 0),
         match=match,
-        properties={k: str(v) for k, v in data.get("properties", {}).items()},
-        unavailable={k: str(v) for k, v in data.get("unavailable", {}).items()},
+        properties=dict(data.get("properties", {})),
+        unavailable=dict(data.get("unavailable", {})),
         extra=extra,
         path=str(path),
     )
 
 
 def load_profile(path: Path) -> Profile:
-    data = tomlfile.read(path, ProfileError, what="profile")
-    profile = parse_profile(data, path)
+    text = tomlfile.read_text(path, ProfileError, what="profile")
+    profile = parse_profile(tomlfile.parse(text, path, ProfileError), path, text)
     if profile.name != path.stem:
-        raise ProfileError(path, f"name {profile.name!r} must equal the file stem {path.stem!r}", key="name")
+        raise tomlfile.Source(path, text, ProfileError).error(
+            f"name {profile.name!r} must equal the file stem {path.stem!r}", "name")
     return profile
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import tomlfile
-from harness.errors import SuiteError, UsageError
+from harness.errors import ModelError, SuiteError, UsageError
 from harness.names import RULE, problem, sanitise
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
@@ -114,35 +113,11 @@ class Suite:
         return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
 
 
-class _Ctx:
-    """Where we are in the file, to put the line number into errors."""
+class _Ctx(tomlfile.Source):
+    """Where we are in the suite file, to put the line number into errors."""
 
     def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-
-    def line_of(self, key: str, table: str | None = None, index: int = 0) -> int | None:
-        start = 0
-        if table:
-            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
-            seen = -1
-            for i, line in enumerate(self.lines):
-                if header.match(line):
-                    seen += 1
-                    if seen == index:
-                        start = i
-                        break
-        pat = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
-        for i in range(start, len(self.lines)):
-            if pat.match(self.lines[i]):
-                return i + 1
-        return start + 1 if table else None
-
-    def error(
-        self, reason: str, key: str, table: str | None = None, index: int = 0, hint: str | None = None
-    ) -> SuiteError:
-        label = f"{table}[{index}].{key}" if table == "models" else (f"{table}.{key}" if table else key)
-        return SuiteError(self.path, reason, key=label, line=self.line_of(key.split(".")[-1], table, index), hint=hint)
+        super().__init__(path, text, SuiteError, arrays=("models",))
 
 
 def check_setting(key: str, value: object) -> str | None:
@@ -280,8 +255,10 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
     path = None
     if "path" in raw:
         path = Path(raw["path"])
-        if not path.is_absolute() and ctx.path.name:
-            path = (ctx.path.parent / path).resolve()
+        relative = not path.is_absolute() and bool(ctx.path.name)
+        path = ctx.path.parent / path if relative else path
+        _check_model_path(ctx, path, index)  # before resolve(): a symlink loop makes resolve() raise
+        path = path.resolve() if relative else path
     return ModelSpec(
         name=_model_name(ctx, raw, index),
         zoo=raw.get("zoo"),
@@ -297,6 +274,20 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
         **shared,
     )
+
+
+def _check_model_path(ctx: _Ctx, path: Path, index: int) -> None:
+    """A model path that exists but cannot be a model (directory, FIFO, symlink loop, unreadable) fails the load.
+
+    A missing file is left to its case (it fails alone with "file not found" and the run goes on).
+    """
+    from harness.models import NOT_FOUND, check_file  # local: suite parsing must not need the model reader
+
+    try:
+        check_file(path)
+    except ModelError as exc:
+        if not exc.reason.startswith(NOT_FOUND):
+            raise ctx.error(f"model {path}: {exc.reason}", "path", "models", index, hint=exc.hint) from None
 
 
 def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
@@ -386,7 +377,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
     models_raw = data.get("models")
     if not models_raw:
         raise ctx.error("a suite needs at least one [[models]] table", "models", None,
-                        hint='add:\n[[models]]\nzoo = "face_landmark"')
+                        hint='add a [[models]] table with zoo = "face_landmark" or path = "model.tflite"')
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
     shared = {
@@ -412,13 +403,9 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteError(path, "suite file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(path, f"cannot read suite: {exc}") from None
-    return parse_suite(text, path, project_tool_defaults())
+    if not path.exists() and not path.is_symlink():
+        raise SuiteError(path, "suite file not found")
+    return parse_suite(tomlfile.read_text(path, what="suite"), path, project_tool_defaults())
 
 
 def checked_overrides(**overrides: Any) -> dict[str, Any]:

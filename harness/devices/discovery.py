@@ -8,6 +8,7 @@ lists a farm. Backends are imported lazily: the iOS one needs the optional extra
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from harness import tomlfile
 from harness.devices.base import Device
 from harness.devices.host import HOST_ID, HostDevice
-from harness.errors import DeviceNotFound, HarnessError, SuiteError
+from harness.errors import DeviceNotFound, HarnessError, SuiteError, UsageError
 
 # Backends register an opener for their id prefix: prefix -> (device_id -> Device).
 _OPENERS: dict[str, Callable[[str], Device]] = {}
@@ -55,6 +56,9 @@ def open_device(device_id: str) -> Device:
     """Open a device by id; raise :class:`DeviceNotFound` with a hint when no backend knows it."""
     if device_id == HOST_ID:
         return HostDevice()
+    problem = id_problem(device_id)
+    if problem:
+        raise DeviceNotFound(problem, hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
     _load_backends()
     prefix = device_id.split(":", 1)[0] if ":" in device_id else ""
     if prefix in _OPENERS:
@@ -68,24 +72,80 @@ def open_device(device_id: str) -> Device:
                          hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
 
 
+_INVENTORY_KEYS = ("id",)
+_PORT = re.compile(r"[0-9]{1,5}")
+_IOS_UDID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+def id_problem(device_id: str) -> str | None:
+    """Why ``device_id`` is not a device id (see the module doc), or None when it reads as one.
+
+    Only the form is checked (no device is contacted): an empty id, white space or control characters,
+    ``adb:`` without an address, a port that is not 1..65535, ``ios:`` without a UDID.
+    """
+    if not device_id:
+        return "empty device id"
+    if any(c.isspace() or not c.isprintable() for c in device_id):
+        return f"device id {device_id!r} contains white space or control characters"
+    if device_id.startswith("ios:"):
+        return None if _IOS_UDID.fullmatch(device_id[4:]) else f"{device_id!r} has no UDID after ios: (ios:UDID)"
+    adb = device_id.startswith("adb:")
+    rest = device_id[4:] if adb else device_id
+    if adb and not rest:
+        return "'adb:' names no device (adb:HOST:PORT or adb:SERIAL)"
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, close, port = rest[1:].partition("]")
+        if not close or not host or (port and not port.startswith(":")):
+            return f"{device_id!r}: an IPv6 address is written adb:[ADDRESS]:PORT"
+        port = port[1:]
+        if not port:
+            return None  # the default port
+    else:
+        host, sep, port = rest.rpartition(":")
+        if not sep or not (adb or port.isdigit()):
+            return None  # adb:HOST, a bare serial, or another backend's id
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        return f"{device_id!r}: port {port!r} is not a number in 1..65535"
+    return None
+
+
 def inventory_ids(path: str | Path) -> list[str]:
-    """Device ids listed in an inventory file: ``[[devices]]`` tables with ``id = "..."``."""
+    """Device ids listed in an inventory file: ``[[devices]]`` tables with ``id = "..."`` (repeats merged)."""
     path = Path(path)
-    data = tomlfile.read(path, what="inventory file")
+    text = tomlfile.read_text(path, what="inventory file")
+    data = tomlfile.parse(text, path)
+    src = tomlfile.Source(path, text, arrays=("devices",))
+    hint = 'list each device as [[devices]] then id = "adb:HOST:PORT" (or a serial, ios:UDID, host)'
+    for key in data:
+        if key != "devices":
+            raise src.error(f"unknown key {key!r}", key, hint="an inventory has only [[devices]] tables")
     devices = data.get("devices")
-    if not isinstance(devices, list):
-        raise SuiteError(path, "expected [[devices]] tables", key="devices")
+    if not isinstance(devices, list) or not all(isinstance(e, dict) for e in devices):
+        raise src.error("expected [[devices]] tables", "devices", hint=hint)
+    if not devices:
+        raise src.error("no devices", "devices", hint=hint)
     ids = []
     for i, entry in enumerate(devices):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            raise SuiteError(path, "each [[devices]] entry needs id = \"...\"", key=f"devices[{i}].id")
+        for key in entry:
+            if key not in _INVENTORY_KEYS:
+                raise src.error(f"unknown key {key!r}", key, "devices", i,
+                                hint=f"allowed: {', '.join(_INVENTORY_KEYS)}")
+        if not isinstance(entry.get("id"), str):
+            raise src.error('each [[devices]] entry needs id = "..."', "id", "devices", i, hint=hint)
+        problem = id_problem(entry["id"])
+        if problem:
+            raise src.error(problem, "id", "devices", i, hint=hint)
         ids.append(entry["id"])
-    return ids
+    return list(dict.fromkeys(ids))
 
 
 def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = None) -> list[str]:
     """Devices to use: explicit ids, else the inventory, else ``$ANDROID_SERIAL``, else the host."""
     ids = [i for i in (cli_ids or []) if i]
+    for device_id in ids:
+        problem = id_problem(device_id)
+        if problem:
+            raise UsageError(f"--device {problem}", hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
     if ids:
         return list(dict.fromkeys(ids))
     if inventory:
@@ -103,6 +163,8 @@ def describe(device_id: str) -> DeviceEntry:
             info = device.info()
         finally:
             device.close()
+    except SuiteError:
+        raise  # a broken profile or inventory is the user's file to fix, not an unreachable device
     except HarnessError as exc:
         platform = device_id.split(":", 1)[0] if ":" in device_id else "android"
         return DeviceEntry(device_id, platform, False, detail=str(exc))
@@ -119,6 +181,8 @@ def list_devices(extra_ids: Iterable[str] = ()) -> list[DeviceEntry]:
     for lister in _LISTERS.values():
         try:
             ids.extend(lister())
+        except SuiteError:
+            raise
         except HarnessError:
             continue
     ids.extend(extra_ids)

@@ -11,7 +11,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import tomlfile
+from harness import profiles, tomlfile
 from harness.errors import ProfileError
 
 DEFAULT_PROFILE = "virtual"
@@ -91,9 +91,20 @@ def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001"
         path = _profiles_dir() / f"{name}.toml"
     if not path.is_file():
         raise ProfileError(path, f"no device profile named {name!r}", hint="use 'virtual' or a device_profiles/*.toml")
-    data = tomlfile.read(path, ProfileError, what="profile")
+    text = tomlfile.read_text(path, ProfileError, what="profile")
+    data = tomlfile.parse(text, path, ProfileError)
+    if "platform" in data:  # a full device profile: checked as the harness checks it
+        profile = profiles.parse_profile(data, path, text)
+        props.update(profile.properties)
+        return DeviceProfile(profile.name, props)
+    src = tomlfile.Source(path, text, ProfileError)
+    for key in data:
+        if key not in ("name", "properties"):
+            raise src.error(f"unknown key {key!r}", key, hint="a virtual-device profile has name and [properties]")
     extra = data.get("properties", {})
-    if not isinstance(extra, dict):
-        raise ProfileError(path, "[properties] must be a table of strings", key="properties")
-    props.update({str(k): str(v) for k, v in extra.items()})
+    if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+        raise src.error("[properties] must be a table of strings", "properties", hint='"ro.product.model" = "Pixel 7"')
+    if not isinstance(data.get("name", ""), str):
+        raise src.error("name must be a string", "name")
+    props.update(extra)
     return DeviceProfile(str(data.get("name", path.stem)), props)
