@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.devices.discovery import open_device
-from harness.errors import StoreError
+from harness.errors import RunInterrupted, StoreError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.orchestrator import RunSummary, run_suite
 from harness.results import Result
@@ -43,26 +44,39 @@ def run(
     repetitions: int | None = None,
     measured_runs: int | None = None,
     on_result: Callable[[Result], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunSummary:
-    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
+    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
+
+    Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
+    interrupted, its partial report is written (the per-run page only: ``<suite>.html`` keeps the last
+    complete run), and :class:`RunInterrupted` is raised carrying the summary.
+    """
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     store = open_store(out_dir, db_path)
+    if report:  # loaded now (pandas, matplotlib: seconds), so a stopped run writes its report at once
+        import harness.report.html  # noqa: F401
     opened = [open_device(d) for d in devices]
     try:
-        summary = run_suite(loaded, opened, store, on_result=on_result)
+        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel)
     finally:
         for dev in opened:
             dev.close()
+    per_run = None
     if report:
         per_run = Path(out_dir) / f"{loaded.name}-{summary.run_id}.html"
-        render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
-        latest = Path(out_dir) / f"{loaded.name}.html"
-        shutil.copyfile(per_run, latest)
-        summary.report_path = latest
-        store.finish_run(summary.run_id, per_run)
-    else:
-        store.finish_run(summary.run_id)
+        note = f" (interrupted after {len(summary.results)} result(s))" if summary.interrupted else ""
+        render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}{note}")
+        summary.report_path = per_run
+        if not summary.interrupted:
+            latest = Path(out_dir) / f"{loaded.name}.html"
+            shutil.copyfile(per_run, latest)
+            summary.report_path = latest
+    store.finish_run(summary.run_id, per_run, interrupted=summary.interrupted)
+    if summary.interrupted:
+        raise RunInterrupted(f"run {summary.run_id} interrupted: {len(summary.results)} finished result(s) kept",
+                             summary=summary)
     return summary
 
 

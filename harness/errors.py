@@ -120,3 +120,21 @@ class AuthError(DeviceError):
 
 class DelegateUnavailable(HarnessError):
     """The requested delegate cannot run on this device (the case is skipped, not failed)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, SIGTERM, or its cancellation token was set) before every case ended.
+
+    A ``KeyboardInterrupt`` child, not a :class:`HarnessError`: it is nobody's fault, and error handling
+    (``except Exception``, a case's ``except HarnessError``) must never swallow a user's stop. Device shells
+    raise it once the running command's processes are killed; :func:`harness.api.run` raises it with the
+    partial ``summary`` once the finished results are stored and the partial report is written.
+    """
+
+    def __init__(self, message: str, *, summary: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.summary = summary
+
+    def __str__(self) -> str:
+        return self.message

@@ -29,7 +29,7 @@ from harness.results import Result
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT, started_at TEXT, finished_at TEXT,
-    results_path TEXT NOT NULL, report_path TEXT, host TEXT, harness_version TEXT
+    results_path TEXT NOT NULL, report_path TEXT, host TEXT, harness_version TEXT, status TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     run_id TEXT NOT NULL, line INTEGER NOT NULL, case_id TEXT, model TEXT, model_sha256 TEXT,
@@ -61,6 +61,12 @@ class RunRecord:
     finished_at: str | None
     results_path: str
     report_path: str | None
+    status: str | None = None  #: ``finished``, ``interrupted``, or None (running, or killed outright)
+
+    @property
+    def state(self) -> str:
+        """``finished``, ``interrupted``, or ``unfinished`` (still running, or killed without a word)."""
+        return self.status or ("finished" if self.finished_at else "unfinished")
 
 
 class ResultWriter:
@@ -107,6 +113,7 @@ class LocalStore:
             conn = sqlite3.connect(self.db_path, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            _add_status_column(conn)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.db_path}: not a usable SQLite index ({exc})",
                              hint="move it away; `harness reindex` can rebuild it from the JSONL files") from None
@@ -151,10 +158,12 @@ class LocalStore:
             path.unlink()
         return writer, results
 
-    def finish_run(self, run_id: str, report_path: Path | None = None) -> None:
+    def finish_run(self, run_id: str, report_path: Path | None = None, *, interrupted: bool = False) -> None:
+        """Record the end of a run; ``interrupted`` marks one stopped before every case ended."""
         with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute("UPDATE runs SET finished_at=?, report_path=? WHERE run_id=?",
-                         (now_iso(), str(report_path.resolve()) if report_path else None, run_id))
+            conn.execute("UPDATE runs SET finished_at=?, report_path=?, status=? WHERE run_id=?",
+                         (now_iso(), str(report_path.resolve()) if report_path else None,
+                          "interrupted" if interrupted else "finished", run_id))
 
     def _index(self, result: Result, line: int) -> None:
         lat = result.latency
@@ -175,7 +184,8 @@ class LocalStore:
     def runs(self) -> list[RunRecord]:
         with closing(self._connect()) as conn:
             rows = conn.execute(
-                "SELECT run_id, suite, started_at, finished_at, results_path, report_path FROM runs ORDER BY run_id"
+                "SELECT run_id, suite, started_at, finished_at, results_path, report_path, status FROM runs"
+                " ORDER BY run_id"
             ).fetchall()
         return [RunRecord(*row) for row in rows]
 
@@ -298,6 +308,16 @@ def open_store(uri: str | Path = "reports", db_path: str | Path | None = None) -
     elif "://" in text:
         raise StoreError(f"unsupported store URI {text!r}", hint="only local directories (file:DIR) for now")
     return LocalStore(text, db_path)
+
+
+def _add_status_column(conn: sqlite3.Connection) -> None:
+    """Indexes made before runs had a status get the column (NULL for their runs)."""
+    if "status" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+        try:
+            conn.execute("ALTER TABLE runs ADD COLUMN status TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +54,16 @@ class Device(abc.ABC):
 
     #: ``host``, ``android`` or ``ios``.
     platform: str = ""
+    #: The run's cancellation token (set by the orchestrator): once it is set, a shell command in progress
+    #: is stopped, its processes killed, and :class:`~harness.errors.RunInterrupted` raised.
+    cancel: threading.Event | None = None
 
     def __init__(self, device_id: str) -> None:
         self.id = device_id
+
+    def cancelled(self) -> bool:
+        """True once the run this device serves was told to stop."""
+        return self.cancel is not None and self.cancel.is_set()
 
     @abc.abstractmethod
     def info(self) -> DeviceInfo:
