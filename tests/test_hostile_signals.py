@@ -195,6 +195,26 @@ def test_cancelling_stops_an_android_command_and_kills_the_remote_process(virtua
         device.close()
 
 
+@pytest.mark.parametrize("backend", ["host", "android"])
+def test_after_the_stop_a_cleanup_command_runs_and_a_long_one_is_cut(backend: str, virtual_device, mark: str) -> None:
+    """Stopping a sampler or removing a file still works after the stop; a new benchmark cannot start."""
+    from harness.devices.android import AndroidDevice
+    from harness.devices.base import AFTER_STOP_S
+
+    device = HostDevice() if backend == "host" else AndroidDevice(f"adb:{virtual_device.address}")
+    try:
+        device.shell("true").check()
+        device.cancel = threading.Event()
+        device.cancel.set()
+        assert device.shell("echo cleaned").output == "cleaned\n"
+        start = time.monotonic()
+        with pytest.raises(RunInterrupted):
+            device.shell(f"EH_TEST_MARK={mark} sleep 30", timeout_s=10)
+        assert time.monotonic() - start < AFTER_STOP_S + 1.5
+    finally:
+        device.close()
+
+
 STOPPED_SUITE = """
 [suite]
 name = "stopped"

@@ -43,7 +43,7 @@ from adb_shell.transport.tcp_transport import TcpTransport
 
 from harness import profiles
 from harness.devices import adb_commands as cmds
-from harness.devices.base import Device, ShellResult, sha256_file
+from harness.devices.base import AFTER_STOP_S, Device, ShellResult, sha256_file
 from harness.devices.discovery import inventory_ids, register_backend
 from harness.devices.output import BoundedOutput
 from harness.errors import (
@@ -172,6 +172,7 @@ class _DeadlineTcpTransport(TcpTransport):
         super().__init__(host, port)
         self.deadline: float | None = None
         self.cancelled = cancelled or (lambda: False)
+        self.cancellable = True  # False while a cleanup command runs after the stop
 
     def _wait_s(self, transport_timeout_s: float | None) -> float | None:
         if self.deadline is None:
@@ -184,7 +185,7 @@ class _DeadlineTcpTransport(TcpTransport):
         limit = self._wait_s(transport_timeout_s)
         end = None if limit is None else time.monotonic() + limit
         while True:
-            if self.cancelled():
+            if self.cancellable and self.cancelled():
                 raise RunInterrupted(f"{self._host}:{self._port}: the run was interrupted")
             step = CANCEL_POLL_S if end is None else min(CANCEL_POLL_S, max(0.0, end - time.monotonic()))
             readable, writeable, _ = select.select(readers, writers, [], step)
@@ -245,9 +246,10 @@ class _Link:
         self.adb = adb
         self.transport = transport
 
-    def set_deadline(self, deadline: float | None) -> None:
+    def set_deadline(self, deadline: float | None, *, cancellable: bool = True) -> None:
         if isinstance(self.transport, _DeadlineTcpTransport):
             self.transport.deadline = deadline
+            self.transport.cancellable = cancellable
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead socket must never mask the real error
@@ -310,8 +312,10 @@ class AndroidDevice(Device):
         """Connect and authenticate; ``timeout_s`` overrides the transport and read timeouts (a quick kill).
 
         A ``cancellable`` link stops waiting once the run is cancelled; the link that kills a stopped
-        command is not.
+        command is not, nor one opened after the stop (for cleanup, with AFTER_STOP_S timeouts).
         """
+        if self.cancelled():
+            timeout_s, cancellable = min(timeout_s or AFTER_STOP_S, AFTER_STOP_S), False
         transport_s = timeout_s or self.transport_timeout_s
         read_s = timeout_s or self.read_timeout_s
         if isinstance(self.address, tuple):
@@ -398,10 +402,11 @@ class AndroidDevice(Device):
             while orphans:
                 self._raw_shell(link, cmds.kill_tree_command(orphans[-1]), KILL_BUDGET_S)
                 orphans.pop()
-            deadline = time.monotonic() + timeout_s
+            late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
+            deadline = time.monotonic() + (min(timeout_s, AFTER_STOP_S) if late else timeout_s)
             raw = BoundedOutput()  # head (pid line) and tail (exit sentinel) whatever the command prints
             pid: int | None = None
-            link.set_deadline(deadline)
+            link.set_deadline(deadline, cancellable=not late)
             try:
                 for chunk in link.adb.streaming_shell(wrapped, transport_timeout_s=timeout_s,
                                                       read_timeout_s=timeout_s, decode=False):
@@ -410,7 +415,7 @@ class AndroidDevice(Device):
                         pid = cmds.pid_of(raw.first(96), token)
                     if time.monotonic() >= deadline:
                         raise adb_errors.TcpTimeoutException("command deadline passed")
-                    if self.cancelled():
+                    if not late and self.cancelled():
                         raise RunInterrupted(f"[{self.id}] the run was interrupted")
             except KeyboardInterrupt:  # the run was cancelled (or Ctrl-C): the command must not live on
                 self._drop_link()
@@ -422,8 +427,10 @@ class AndroidDevice(Device):
                     raise
                 self._drop_link()
                 self._kill_remote(pid)
-                partial = cmds.parse_wrapped(raw.getvalue(), token).output.decode("utf-8", "replace")
                 killed = f"; remote process {pid} killed" if pid is not None else ""
+                if late:
+                    raise RunInterrupted(f"[{self.id}] command stopped: the run was interrupted{killed}") from None
+                partial = cmds.parse_wrapped(raw.getvalue(), token).output.decode("utf-8", "replace")
                 raise CommandTimeout(f"command timed out after {timeout_s:g} s{killed}", timeout_s=timeout_s,
                                      device=self.id, command=command, output=partial) from None
             finally:

@@ -17,6 +17,10 @@ from pathlib import Path
 from harness.errors import DeviceError
 from harness.results import DeviceInfo
 
+#: Once a run is stopped, a command started after that (cleanup: stop a sampler, remove a file) still
+#: runs, for at most this long; one running when the stop came is killed at once.
+AFTER_STOP_S = 2.0
+
 
 @dataclass(frozen=True)
 class ShellResult:

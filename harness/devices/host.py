@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from harness import profiles
-from harness.devices.base import Device, ShellResult
+from harness.devices.base import AFTER_STOP_S, Device, ShellResult
 from harness.devices.output import BoundedOutput
 from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import DeviceInfo
@@ -120,25 +120,29 @@ class HostDevice(Device):
         """Read until the command ends: None, or ``timeout`` / ``cancelled`` (the tree is still to kill)."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
+        late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
+        if late:
+            deadline = min(deadline, time.monotonic() + AFTER_STOP_S)
+        expired = "cancelled" if late else "timeout"
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while True:
-                if self.cancelled():
+                if not late and self.cancelled():
                     return "cancelled"
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return "timeout"
+                    return expired
                 if selector.select(min(POLL_S, left)):
                     chunk = os.read(fd, READ_BYTES)
                     if not chunk:
                         break
                     out.feed(chunk)
         while True:  # output closed: wait for the exit (a command may close its output and keep running)
-            if self.cancelled():
+            if not late and self.cancelled():
                 return "cancelled"
             left = deadline - time.monotonic()
             if left <= 0:
-                return "timeout"
+                return expired
             try:
                 proc.wait(min(POLL_S, left))
                 return None
