@@ -351,3 +351,20 @@ def test_runs_list_reads_an_index_made_before_runs_had_a_status(tmp_path: Path) 
     assert [r.state for r in store.runs()] == ["finished", "unfinished"]
     store.finish_run("r2", interrupted=True)
     assert [r.state for r in store.runs()] == ["finished", "interrupted"]
+
+
+def test_pytest_stopped_by_ctrl_c_marks_its_run_interrupted(pytester: pytest.Pytester, small_model: Path) -> None:
+    pytester.makepyfile(test_stop=f"""
+        def test_one(bench):
+            assert bench({str(small_model)!r}, delegate="xnnpack", measured_runs=2, warmup_runs=1,
+                         repetitions=1).status == "ok"
+
+        def test_two():
+            raise KeyboardInterrupt  # what Ctrl-C does in the middle of the session
+    """)
+    out = pytester.path / "out"
+    result = pytester.runpytest_subprocess("test_stop.py", "--harness-out", str(out), "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    store = LocalStore(out)
+    assert [r.state for r in store.runs()] == ["interrupted"]
+    assert [r.status for r in store.load_run("latest")] == ["ok"]

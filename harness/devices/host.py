@@ -97,6 +97,7 @@ class HostDevice(Device):
             stopped = self._collect(proc, out, start + timeout_s)
             if stopped:
                 _kill_tree(proc)
+                _drain(proc.stdout.fileno(), out)  # what the killed command had printed last
         except BaseException:
             # Ctrl-C or an error in the harness: the command runs in its own session, so nothing else would
             # stop it, and an orphaned benchmark would keep a core busy under the next measurements.
@@ -189,6 +190,18 @@ def _kill_tree(proc: subprocess.Popen) -> None:
                 os.kill(pid, sig)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+
+
+def _drain(fd: int, out: BoundedOutput, budget_s: float = 0.5) -> None:
+    """Read what is left in a pipe whose writers were killed (EOF at once), never longer than ``budget_s``."""
+    end = time.monotonic() + budget_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := end - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, READ_BYTES)
+            if not chunk:
+                return
+            out.feed(chunk)
 
 
 def _descendants(pid: int) -> set[int]:
