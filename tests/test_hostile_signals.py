@@ -6,6 +6,7 @@ Everything runs for real: shells on this host, the virtual Android device over r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -271,7 +272,7 @@ def test_harness_run_stops_on_a_signal_within_5_s(tmp_path: Path, isolated_cache
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     started: list[psutil.Process] = []
     try:
-        runner = _wait_for_long_case(proc, out)
+        runner = _wait_for_long_case(proc, out, psutil.Process(proc.pid))
         started = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         assert runner in started
         sent = time.monotonic()
@@ -297,21 +298,49 @@ def test_harness_run_stops_on_a_signal_within_5_s(tmp_path: Path, isolated_cache
     assert re.search(r"\binterrupted\b", runs.stdout), runs.stdout
 
 
-def _wait_for_long_case(proc: subprocess.Popen, out: Path) -> psutil.Process:
-    """Wait until the quick case is on disk and the long case's runner process is running."""
+def _wait_for_long_case(proc: subprocess.Popen, out: Path, parent: psutil.Process) -> psutil.Process:
+    """Wait until the quick case is on disk and the long case's runner (a descendant of ``parent``) runs."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         files = list(out.glob("stopped-*.jsonl"))
         if files and files[0].read_text().strip():
-            for child in psutil.Process(proc.pid).children(recursive=True):
+            for child in parent.children(recursive=True):
                 try:
-                    if any("pyrunner.py" in part for part in child.cmdline()):
-                        return child
+                    cmd = child.cmdline()
                 except psutil.Error:
                     continue
+                if len(cmd) > 1 and cmd[1].endswith("pyrunner.py") and "face_landmark" in " ".join(cmd):
+                    return child
         time.sleep(0.1)
     raise AssertionError("the long case never started")
+
+
+@pytest.mark.slow
+def test_harness_run_on_android_stops_on_sigterm_and_kills_the_device_side_runner(tmp_path: Path,
+                                                                                  virtual_device) -> None:
+    suite = write_suite(tmp_path, STOPPED_SUITE)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out), "--device",
+                             f"adb:{virtual_device.address}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        runner = _wait_for_long_case(proc, out, psutil.Process())  # the virtual device runs in this process
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=5)
+        assert time.monotonic() - sent < 5
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    with contextlib.suppress(psutil.TimeoutExpired):
+        runner.wait(3)
+    assert not runner.is_running() or runner.status() == psutil.STATUS_ZOMBIE  # killed on the device
+    rows = [json.loads(line) for line in next(out.glob("stopped-*.jsonl")).read_text().splitlines()]
+    assert [(r["case"]["model"], r["status"]) for r in rows] == [("quick", "ok")]
+    assert [r.state for r in LocalStore(out).runs()] == ["interrupted"]
+    assert "report:" in stdout
 
 
 def _orphaned_runners(cache: Path) -> list[psutil.Process]:
