@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import profiles
 from harness.devices.discovery import open_device
+from harness.errors import RunInterrupted
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
@@ -44,16 +46,24 @@ def run(
     repetitions: int | None = None,
     measured_runs: int | None = None,
     on_result: Callable[[Result], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunSummary:
-    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
+    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
+
+    Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
+    interrupted, its partial report is written (the per-run page only: ``<suite>.html`` keeps the last
+    complete run), and :class:`RunInterrupted` is raised carrying the summary.
+    """
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     profiles.load_profiles()  # a broken device profile is a load error, before any case runs
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
     store = open_store(out_dir, db_path)
+    if report:  # loaded now (pandas, matplotlib: seconds), so a stopped run writes its report at once
+        import harness.report.html  # noqa: F401
     opened = [open_device(d) for d in devices]
     try:
-        summary = run_suite(loaded, opened, store, on_result=on_result)
+        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel)
     finally:
         for dev in opened:
             dev.close()
@@ -61,12 +71,18 @@ def run(
     try:  # the run is finished (every result on disk) even when its report cannot be written
         if report:
             per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
-            latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
-            render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
-            shutil.copyfile(per_run, latest)
-            summary.report_path = latest
+            note = f" (interrupted after {len(summary.results)} result(s))" if summary.interrupted else ""
+            render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}{note}")
+            summary.report_path = per_run
+            if not summary.interrupted:  # <suite>.html keeps the last complete run
+                latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
+                shutil.copyfile(per_run, latest)
+                summary.report_path = latest
     finally:
-        store.finish_run(summary.run_id, per_run if summary.report_path else None)
+        store.finish_run(summary.run_id, per_run if summary.report_path else None, interrupted=summary.interrupted)
+    if summary.interrupted:
+        raise RunInterrupted(f"run {summary.run_id} interrupted: {len(summary.results)} finished result(s) kept",
+                             summary=summary)
     return summary
 
 

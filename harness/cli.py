@@ -9,14 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import __version__
 from harness.errors import HarnessError, UsageError
 from harness.suite import option_type
-from harness.textsafe import EscapingFormatter, escape_lines
+from harness.textsafe import EscapingFormatter, escape, escape_lines
+
+if TYPE_CHECKING:
+    from harness.orchestrator import RunSummary
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -49,23 +55,73 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.api import run
     from harness.devices.discovery import selected_ids
+    from harness.errors import RunInterrupted
 
     devices = selected_ids(args.device, args.inventory)
-    summary = run(
-        args.suite, devices=devices, out_dir=args.out, db_path=args.db, report=not args.no_report,
-        repetitions=args.repetitions, measured_runs=args.runs,
-    )
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items()))
-    _out(f"run {summary.run_id}: {counts}")
-    _out(f"results: {summary.results_path}")
-    if summary.report_path:
-        _out(f"report:  {summary.report_path}")
+    with _StopSignals() as stop:
+        try:
+            summary = run(
+                args.suite, devices=devices, out_dir=args.out, db_path=args.db, report=not args.no_report,
+                repetitions=args.repetitions, measured_runs=args.runs, cancel=stop.event,
+            )
+        except RunInterrupted as exc:
+            _print_run(exc.summary, f" interrupted by {stop.name}")  # type: ignore[arg-type]
+            sys.stderr.write(f"interrupted by {stop.name}: running commands killed, finished results kept, "
+                             "run marked interrupted\n")
+            return stop.exit_code
+        except KeyboardInterrupt:  # before the run began, or while its report was written
+            sys.stderr.write(f"interrupted by {stop.name}: every finished result is already on disk\n")
+            return stop.exit_code
+    _print_run(summary)
     bad = {k: v for k, v in summary.counts().items() if k in ("failed", "timeout", "device_lost")}
     if bad and not set(summary.counts()) - set(bad):  # nothing measured nor skipped: e.g. no device answered
         first = next(r for r in summary.results if r.status in bad)
-        sys.stderr.write(f"error: no case produced a result; {first.case.case_id}: {first.reason}\n")
+        sys.stderr.write(escape(f"error: no case produced a result; {first.case.case_id}: {first.reason}") + "\n")
         return 1
     return 1 if bad and args.strict else 0
+
+
+def _print_run(summary: RunSummary, state: str = "") -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no finished case"
+    _out(f"run {summary.run_id}{state}: {counts}")
+    _out(f"results: {summary.results_path}")
+    if summary.report_path:
+        _out(f"report:  {summary.report_path}")
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM stop a run: the first sets ``event`` (running commands are killed, no case starts)
+    and raises KeyboardInterrupt in the main thread; later ones wait for that stop to finish."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum = signal.SIGINT
+        self._previous: dict[int, object] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.event.is_set():
+            return
+        self.signum = signum
+        self.event.set()
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -93,7 +149,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 origin = f"  (imported {source['imported_at']}: run {source['run_id']} of {source['file']})"
             except (ValueError, TypeError, KeyError):
                 origin = "  (imported)"
-        _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.results_path}{origin}")
+        _out(f"{r.run_id}  {r.suite:<16} {r.started_at}  {r.state:<11} {r.results_path}{origin}")
     return 0
 
 

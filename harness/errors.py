@@ -158,3 +158,21 @@ def describe(exc: BaseException, limit: int = DESCRIBE_LIMIT) -> str:
     """An exception on one line, ``Type: message``, at most ``limit`` characters (for a result's reason)."""
     message = one_line(exc, limit)
     return one_line(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, limit)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, SIGTERM, or its cancellation token was set) before every case ended.
+
+    A ``KeyboardInterrupt`` child, not a :class:`HarnessError`: it is nobody's fault, and error handling
+    (``except Exception``, a case's ``except HarnessError``) must never swallow a user's stop. Device shells
+    raise it once the running command's processes are killed; :func:`harness.api.run` raises it with the
+    partial ``summary`` once the finished results are stored and the partial report is written.
+    """
+
+    def __init__(self, message: str, *, summary: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.summary = summary
+
+    def __str__(self) -> str:
+        return self.message

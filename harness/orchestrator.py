@@ -18,14 +18,22 @@ import posixpath
 import shlex
 import statistics
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import __version__, profiles, zoo
 from harness.devices.base import Device, sha256_file
-from harness.errors import CommandTimeout, DelegateUnavailable, DeviceLost, HarnessError, ModelError, describe
+from harness.errors import (
+    CommandTimeout,
+    DelegateUnavailable,
+    DeviceLost,
+    HarnessError,
+    ModelError,
+    RunInterrupted,
+    describe,
+)
 from harness.models import ModelArtifact, load_model
 from harness.names import sanitise
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
@@ -37,6 +45,7 @@ from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
 log = logging.getLogger("harness")
+STOP_GRACE_S = 3.0  # how long an interrupted run waits for its devices to stop
 
 
 class DeviceLogger(logging.LoggerAdapter):
@@ -57,6 +66,8 @@ class RunSummary:
     results_path: Path
     results: list[Result] = field(default_factory=list)
     report_path: Path | None = None
+    #: True when the run was stopped (cancellation token, Ctrl-C) before every case ended.
+    interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -71,9 +82,11 @@ class CaseRunner:
     Used case by case by the pytest plugin and in bulk by :func:`run_suite`.
     """
 
-    def __init__(self, run_id: str, writer: ResultWriter | None = None) -> None:
+    def __init__(self, run_id: str, writer: ResultWriter | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.run_id = run_id
         self.writer = writer
+        self.cancel = cancel
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._info: dict[str, DeviceInfo] = {}
@@ -131,6 +144,7 @@ class CaseRunner:
         OSError) becomes the case's ``failed`` result with the exception on one line; the
         traceback goes to the debug log.
         Ctrl-C and ``SystemExit`` are not the case's: they go on up.
+        Raises :class:`RunInterrupted` when the run is cancelled before the case ends (nothing is stored).
         """
         started = now_iso()
         case_id = case.case_id(device_label(device.id))
@@ -221,9 +235,11 @@ class CaseRunner:
         sampling = CaseSampling(device, profile, m.cooldown)  # cooldown, memory/energy/thermal samplers
         sampling.before_case()
         for i in range(m.repetitions):
+            if self.cancel is not None and self.cancel.is_set():
+                raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
             with sampling.around_repetition() as sampled_device:
                 outcome, raw = strategy(sampled_device, case, artifact, i)
-            raws.append(raw)
+            raws.append(truncate_raw(raw))  # bounded per repetition: ten huge outputs must not add up
             if outcome.status != "ok":
                 reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
@@ -400,26 +416,66 @@ def run_suite(
     *,
     run_id: str | None = None,
     on_result: Callable[[Result], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunSummary:
-    """Run every case of ``suite`` on every device; results are on disk as each case ends."""
+    """Run every case of ``suite`` on every device; results are on disk as each case ends.
+
+    Setting ``cancel`` (or Ctrl-C in the calling thread) stops the run: running commands are killed,
+    no further case starts, and the summary comes back with ``interrupted`` set, holding the
+    results that finished. Devices that do not stop within :data:`STOP_GRACE_S` are left behind.
+    """
     run_id = run_id or new_run_id()
+    token = cancel if cancel is not None else threading.Event()
     writer = store.begin_run(run_id, suite.name)
-    runner = CaseRunner(run_id, writer)
+    runner = CaseRunner(run_id, writer, cancel=token)
     summary = RunSummary(run_id, writer.path)
     lock = threading.Lock()
+    failures: list[BaseException] = []
+    stopped: list[str] = []  # devices that stopped before their last case
+    closed = False
 
     def one_device(device: Device) -> None:
-        for case in suite.cases():
-            result = runner.run_case(device, case)
-            with lock:
-                summary.results.append(result)
-            if on_result:
-                on_result(result)
+        try:
+            for case in suite.cases():
+                if token.is_set():
+                    stopped.append(device.id)
+                    return
+                result = runner.run_case(device, case)
+                with lock:
+                    if closed:  # finished after the run was given up on: the writer is gone
+                        return
+                    summary.results.append(result)
+                if on_result:
+                    on_result(result)
+        except RunInterrupted:
+            stopped.append(device.id)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            failures.append(exc)
 
+    for device in devices:
+        device.cancel = token
+    # Daemon threads, not a pool: a device that ignores the stop must not hold the process open.
+    threads = [threading.Thread(target=one_device, args=(d,), name=f"device-{d.id}", daemon=True) for d in devices]
     try:
-        with ThreadPoolExecutor(max_workers=max(1, len(devices)), thread_name_prefix="device") as pool:
-            for fut in [pool.submit(one_device, d) for d in devices]:
-                fut.result()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        summary.interrupted = bool(stopped)
+    except KeyboardInterrupt:
+        token.set()
+        summary.interrupted = True
+        stop_by = time.monotonic() + STOP_GRACE_S
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(max(0.0, stop_by - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("interrupted: %s did not stop within %.0f s; left behind", ", ".join(busy), STOP_GRACE_S)
     finally:
-        writer.close()
+        with lock:
+            closed = True
+            writer.close()
+    if failures:
+        raise failures[0]
     return summary

@@ -77,7 +77,7 @@ def pytest_configure_node(node: object) -> None:
     config.stash[_DISTRIBUTED_KEY] = True
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hs = session.config.stash.get(_SESSION_KEY, None)
     if hs is None:
         return
@@ -87,7 +87,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not hs.part:  # a worker leaves the summary to the controller
         session.config.stash[_MISSING_KEY] = hs.baseline_not_measured()
         _github_summary(hs, session.config.stash[_MISSING_KEY])
-    session.config.stash[_REPORT_KEY] = hs.finish()
+    session.config.stash[_REPORT_KEY] = hs.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

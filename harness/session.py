@@ -179,10 +179,11 @@ class HarnessSession:
             self._writer, results = merged
             self.results.extend(results)
 
-    def finish(self) -> Path | None:
+    def finish(self, *, interrupted: bool = False) -> Path | None:
         """Close the results file and render the report (when any case ran); return the report path.
 
         A worker (``part``) only closes its part: the controller reports on the whole run.
+        ``interrupted`` (Ctrl-C) marks the run as stopped before every case ended.
         """
         for dev in self._devices.values():
             dev.close()
@@ -197,5 +198,5 @@ class HarnessSession:
 
             target = self.report_path or inside(self.store.root, f"{self.name}-{self.run_id}.html")
             report = render(self.results, target, title=f"{self.name} — run {self.run_id}")
-        self.store.finish_run(self.run_id, report)
+        self.store.finish_run(self.run_id, report, interrupted=interrupted)
         return report

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT, started_at TEXT, finished_at TEXT,
-    results_path TEXT NOT NULL, report_path TEXT, host TEXT, harness_version TEXT
+    results_path TEXT NOT NULL, report_path TEXT, host TEXT, harness_version TEXT, status TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     run_id TEXT NOT NULL, line INTEGER NOT NULL, case_id TEXT, model TEXT, model_sha256 TEXT,
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS baselines (
 """
 # Columns added after the first release: (name, declaration), added by ALTER TABLE to older databases.
 # seq: recording order in this store; imported_from: JSON provenance of an imported run (NULL: measured here).
-_RUNS_COLUMNS = (("seq", "INTEGER"), ("imported_from", "TEXT"))
+_RUNS_COLUMNS = (("seq", "INTEGER"), ("imported_from", "TEXT"), ("status", "TEXT"))
 _REINDEX_HINT = "`harness reindex --store DIR` rebuilds it from the JSONL files"
 
 
@@ -85,6 +85,12 @@ class RunRecord:
     @property
     def imported(self) -> bool:
         return self.imported_from is not None
+    status: str | None = None  #: ``finished``, ``interrupted``, or None (running, or killed outright)
+
+    @property
+    def state(self) -> str:
+        """``finished``, ``interrupted``, or ``unfinished`` (still running, or killed without a word)."""
+        return self.status or ("finished" if self.finished_at else "unfinished")
 
 
 class ResultWriter:
@@ -204,10 +210,13 @@ class LocalStore:
             path.unlink()
         return writer, results
 
-    def finish_run(self, run_id: str, report_path: Path | None = None) -> None:
+    def finish_run(self, run_id: str, report_path: Path | None = None, *, interrupted: bool = False) -> None:
+        """Record the end of a run; ``interrupted`` marks one stopped before every case ended."""
         finished, report = now_iso(), str(report_path.resolve()) if report_path else None
+        status = "interrupted" if interrupted else "finished"
         self._write_index(f"run {run_id}", lambda conn: conn.execute(
-            "UPDATE runs SET finished_at=?, report_path=? WHERE run_id=?", (finished, report, run_id)))
+            "UPDATE runs SET finished_at=?, report_path=?, status=? WHERE run_id=?",
+            (finished, report, status, run_id)))
 
     def _index(self, result: Result, line: int) -> None:
         self._write_index(f"run {result.run_id}", lambda conn: _insert_result(conn, result, line))
@@ -216,7 +225,7 @@ class LocalStore:
         """Every run, in the order it was recorded in this store (imported baselines included)."""
         with closing(self._connect()) as conn:
             rows = conn.execute(
-                "SELECT run_id, suite, started_at, finished_at, results_path, report_path, seq, imported_from"
+                "SELECT run_id, suite, started_at, finished_at, results_path, report_path, seq, imported_from, status"
                 " FROM runs ORDER BY seq, rowid").fetchall()
         return [RunRecord(*row) for row in rows]
 

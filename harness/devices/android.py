@@ -44,9 +44,18 @@ from adb_shell.transport.tcp_transport import TcpTransport
 
 from harness import profiles
 from harness.devices import adb_commands as cmds
-from harness.devices.base import Device, ShellResult, sha256_file
+from harness.devices.base import AFTER_STOP_S, Device, ShellResult, sha256_file
 from harness.devices.discovery import inventory_ids, register_backend
-from harness.errors import AuthError, CommandTimeout, DeviceError, DeviceLost, DeviceNotFound, HarnessError
+from harness.devices.output import BoundedOutput
+from harness.errors import (
+    AuthError,
+    CommandTimeout,
+    DeviceError,
+    DeviceLost,
+    DeviceNotFound,
+    HarnessError,
+    RunInterrupted,
+)
 from harness.results import DeviceInfo
 
 try:  # USB needs libusb1 (the ``usb1`` module); TCP works without it.
@@ -60,6 +69,7 @@ T = TypeVar("T")
 WORKDIR = "/data/local/tmp/edgeharness"
 DEFAULT_PORT = 5555
 KILL_BUDGET_S = 0.75
+CANCEL_POLL_S = 0.1  # how often a wait on the device looks at the run's cancellation token
 MIN_TRANSFER_BYTES_PER_S = 250_000  # push budget: 30 s + size at this rate
 PULL_BUDGET_S = 3600.0
 HINT_ACCEPT_KEY = ("unlock the phone and accept the 'Allow USB debugging?' prompt for this computer's key "
@@ -159,15 +169,31 @@ class _DeadlineTcpTransport(TcpTransport):
     ``deadline`` (``time.monotonic()`` seconds) and EOF raises at once.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, cancelled: Callable[[], bool] | None = None) -> None:
         super().__init__(host, port)
         self.deadline: float | None = None
+        self.cancelled = cancelled or (lambda: False)
+        self.cancellable = True  # False while a cleanup command runs after the stop
 
     def _wait_s(self, transport_timeout_s: float | None) -> float | None:
         if self.deadline is None:
             return transport_timeout_s
         left = max(0.0, self.deadline - time.monotonic())
         return left if transport_timeout_s is None else min(left, transport_timeout_s)
+
+    def _ready(self, readers: list, writers: list, transport_timeout_s: float | None) -> bool:
+        """Wait for the socket in slices, so a cancelled run stops a quiet command at once (RunInterrupted)."""
+        limit = self._wait_s(transport_timeout_s)
+        end = None if limit is None else time.monotonic() + limit
+        while True:
+            if self.cancellable and self.cancelled():
+                raise RunInterrupted(f"{self._host}:{self._port}: the run was interrupted")
+            step = CANCEL_POLL_S if end is None else min(CANCEL_POLL_S, max(0.0, end - time.monotonic()))
+            readable, writeable, _ = select.select(readers, writers, [], step)
+            if readable or writeable:
+                return True
+            if end is not None and time.monotonic() >= end:
+                return False
 
     def connect(self, transport_timeout_s: float | None) -> None:
         super().connect(transport_timeout_s)
@@ -177,8 +203,7 @@ class _DeadlineTcpTransport(TcpTransport):
     def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
         if self._connection is None:
             raise ConnectionResetError("adb link is closed")
-        readable, _, _ = select.select([self._connection], [], [], self._wait_s(transport_timeout_s))
-        if not readable:
+        if not self._ready([self._connection], [], transport_timeout_s):
             raise adb_errors.TcpTimeoutException(f"reading from {self._host}:{self._port} timed out")
         data = self._connection.recv(numbytes)
         if not data:
@@ -191,8 +216,7 @@ class _DeadlineTcpTransport(TcpTransport):
             raise ConnectionResetError("adb link is closed")
         view = memoryview(data)
         while view:
-            _, writeable, _ = select.select([], [self._connection], [], self._wait_s(transport_timeout_s))
-            if not writeable:
+            if not self._ready([], [self._connection], transport_timeout_s):
                 raise adb_errors.TcpTimeoutException(f"sending to {self._host}:{self._port} timed out")
             try:
                 view = view[self._connection.send(view):]
@@ -253,9 +277,10 @@ class _Link:
         self.adb = adb
         self.transport = transport
 
-    def set_deadline(self, deadline: float | None) -> None:
+    def set_deadline(self, deadline: float | None, *, cancellable: bool = True) -> None:
         if isinstance(self.transport, _DeadlineTcpTransport):
             self.transport.deadline = deadline
+            self.transport.cancellable = cancellable
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead socket must never mask the real error
@@ -314,13 +339,19 @@ class AndroidDevice(Device):
                                 hint="delete the key pair to have a new one created, or set HARNESS_ADB_KEY") from None
         return self._signer
 
-    def _open_link(self, timeout_s: float | None = None) -> _Link:
-        """Connect and authenticate; ``timeout_s`` overrides the transport and read timeouts (a quick kill)."""
+    def _open_link(self, timeout_s: float | None = None, *, cancellable: bool = True) -> _Link:
+        """Connect and authenticate; ``timeout_s`` overrides the transport and read timeouts (a quick kill).
+
+        A ``cancellable`` link stops waiting once the run is cancelled; the link that kills a stopped
+        command is not, nor one opened after the stop (for cleanup, with AFTER_STOP_S timeouts).
+        """
+        if self.cancelled():
+            timeout_s, cancellable = min(timeout_s or AFTER_STOP_S, AFTER_STOP_S), False
         transport_s = timeout_s or self.transport_timeout_s
         read_s = timeout_s or self.read_timeout_s
         if isinstance(self.address, tuple):
             host, port = self.address
-            transport: Any = _DeadlineTcpTransport(host, port)
+            transport: Any = _DeadlineTcpTransport(host, port, self.cancelled if cancellable else None)
         else:
             if UsbTransport is None:
                 raise DeviceNotFound(f"cannot open USB device {self.address!r}: libusb support is not installed",
@@ -345,6 +376,9 @@ class AndroidDevice(Device):
                 raise AuthError(f"device did not accept our adb key within {self.auth_timeout_s:g} s",
                                 device=self.id, hint=HINT_ACCEPT_KEY) from None
             raise _Broken(f"cannot connect: {_describe(exc)}") from exc
+        except BaseException:
+            adb.close()
+            raise
         self.log.debug("connected")
         return _Link(adb, transport)
 
@@ -363,6 +397,9 @@ class AndroidDevice(Device):
                     if self._link is None:
                         self._link = self._open_link()
                     return op(self._link)
+                except KeyboardInterrupt:  # the link is mid-transaction: never reuse it
+                    self._drop_link()
+                    raise
                 except (_Broken, *_LINK_ERRORS) as exc:
                     self._drop_link()
                     now = time.monotonic()
@@ -396,31 +433,40 @@ class AndroidDevice(Device):
             while orphans:
                 self._raw_shell(link, cmds.kill_tree_command(orphans[-1]), KILL_BUDGET_S)
                 orphans.pop()
-            deadline = time.monotonic() + timeout_s
-            raw = bytearray()
+            late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
+            deadline = time.monotonic() + (min(timeout_s, AFTER_STOP_S) if late else timeout_s)
+            raw = BoundedOutput()  # head (pid line) and tail (exit sentinel) whatever the command prints
             pid: int | None = None
-            link.set_deadline(deadline)
+            link.set_deadline(deadline, cancellable=not late)
             try:
                 for chunk in link.adb.streaming_shell(wrapped, transport_timeout_s=timeout_s,
                                                       read_timeout_s=timeout_s, decode=False):
-                    raw += chunk
+                    raw.feed(chunk)
                     if pid is None:
-                        pid = cmds.pid_of(bytes(raw[:96]), token)
+                        pid = cmds.pid_of(raw.first(96), token)
                     if time.monotonic() >= deadline:
                         raise adb_errors.TcpTimeoutException("command deadline passed")
+                    if not late and self.cancelled():
+                        raise RunInterrupted(f"[{self.id}] the run was interrupted")
+            except KeyboardInterrupt:  # the run was cancelled (or Ctrl-C): the command must not live on
+                self._drop_link()
+                self._kill_remote(pid)
+                raise
             except _LINK_ERRORS:
                 if time.monotonic() < deadline - 0.01:
                     orphans.extend([pid] if pid is not None else [])
                     raise
                 self._drop_link()
                 self._kill_remote(pid)
-                partial = cmds.parse_wrapped(bytes(raw), token).output.decode("utf-8", "replace")
                 killed = f"; remote process {pid} killed" if pid is not None else ""
+                if late:
+                    raise RunInterrupted(f"[{self.id}] command stopped: the run was interrupted{killed}") from None
+                partial = cmds.parse_wrapped(raw.getvalue(), token).output.decode("utf-8", "replace")
                 raise CommandTimeout(f"command timed out after {timeout_s:g} s{killed}", timeout_s=timeout_s,
                                      device=self.id, command=command, output=partial) from None
             finally:
                 link.set_deadline(None)
-            parsed = cmds.parse_wrapped(bytes(raw), token)
+            parsed = cmds.parse_wrapped(raw.getvalue(), token)
             return ShellResult(command, parsed.output.decode("utf-8", "replace"), parsed.exit_code,
                                time.monotonic() - start)
 
@@ -435,17 +481,17 @@ class AndroidDevice(Device):
             link.set_deadline(None)
 
     def _kill_remote(self, pid: int | None) -> None:
-        """Kill a timed-out command's process tree over a fresh link, within :data:`KILL_BUDGET_S`."""
+        """Kill a timed-out or stopped command's process tree over a fresh link, within :data:`KILL_BUDGET_S`."""
         if pid is None:
             return
         budget_end = time.monotonic() + KILL_BUDGET_S
         try:
-            link = self._open_link(KILL_BUDGET_S / 2)
+            link = self._open_link(KILL_BUDGET_S / 2, cancellable=False)
             try:
                 self._raw_shell(link, cmds.kill_tree_command(pid), max(0.05, budget_end - time.monotonic()))
             finally:
                 link.close()
-            self.log.info("killed timed-out remote process %d", pid)
+            self.log.info("killed remote process %d", pid)
         except (HarnessError, _Broken, *_LINK_ERRORS) as exc:
             self.log.warning("could not kill remote process %d: %s", pid, _describe(exc))
 

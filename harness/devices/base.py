@@ -10,11 +10,16 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DeviceError
 from harness.results import DeviceInfo
+
+#: Once a run is stopped, a command started after that (cleanup: stop a sampler, remove a file) still
+#: runs, for at most this long; one running when the stop came is killed at once.
+AFTER_STOP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,16 @@ class Device(abc.ABC):
 
     #: ``host``, ``android`` or ``ios``.
     platform: str = ""
+    #: The run's cancellation token (set by the orchestrator): once it is set, a shell command in progress
+    #: is stopped, its processes killed, and :class:`~harness.errors.RunInterrupted` raised.
+    cancel: threading.Event | None = None
 
     def __init__(self, device_id: str) -> None:
         self.id = device_id
+
+    def cancelled(self) -> bool:
+        """True once the run this device serves was told to stop."""
+        return self.cancel is not None and self.cancel.is_set()
 
     @abc.abstractmethod
     def info(self) -> DeviceInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import selectors
 import shutil
 import signal
 import subprocess
@@ -17,12 +18,17 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import psutil
+
 from harness import profiles
-from harness.devices.base import Device, ShellResult
-from harness.errors import CommandTimeout
+from harness.devices.base import AFTER_STOP_S, Device, ShellResult
+from harness.devices.output import BoundedOutput
+from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import DeviceInfo
 
 HOST_ID = "host"
+POLL_S = 0.1  # how often a waiting shell looks at its deadline and the run's cancellation token
+READ_BYTES = 1 << 16
 
 
 def _cpu_model() -> str:
@@ -73,33 +79,76 @@ class HostDevice(Device):
         )
 
     def shell(self, command: str, timeout_s: float = 60.0) -> ShellResult:
+        """Run ``command`` with ``/bin/sh``; stdout and stderr merged, kept bounded (:class:`BoundedOutput`).
+
+        The limit holds even when the command leaves a daemon holding its output open: at the deadline
+        (or when the run is cancelled) the whole tree is killed and reading stops.
+        """
         start = time.monotonic()
+        out = BoundedOutput()
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        assert proc.stdout is not None
         try:
-            out, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
+            stopped = self._collect(proc, out, start + timeout_s)
+            if stopped:
+                _kill_tree(proc)
+                _drain(proc.stdout.fileno(), out)  # what the killed command had printed last
+        except BaseException:
+            # Ctrl-C or an error in the harness: the command runs in its own session, so nothing else would
+            # stop it, and an orphaned benchmark would keep a core busy under the next measurements.
+            _kill_tree(proc)
+            raise
+        finally:
+            proc.stdout.close()
+        if stopped == "cancelled":
+            raise RunInterrupted(f"[{self.id}] command stopped and killed: the run was interrupted")
+        if stopped == "timeout":
             raise CommandTimeout(
                 f"command timed out after {timeout_s:g} s and was killed",
                 timeout_s=timeout_s,
                 device=self.id,
                 command=command,
-                output=out.decode("utf-8", "replace"),
-            ) from None
-        except BaseException:
-            # Ctrl-C or an error in the harness: the command runs in its own session, so nothing else would
-            # stop it, and an orphaned benchmark would keep a core busy under the next measurements.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        return ShellResult(command, out.decode("utf-8", "replace"), proc.returncode, time.monotonic() - start)
+                output=out.text(),
+            )
+        return ShellResult(command, out.text(), proc.returncode, time.monotonic() - start)
+
+    def _collect(self, proc: subprocess.Popen, out: BoundedOutput, deadline: float) -> str | None:
+        """Read until the command ends: None, or ``timeout`` / ``cancelled`` (the tree is still to kill)."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
+        if late:
+            deadline = min(deadline, time.monotonic() + AFTER_STOP_S)
+        expired = "cancelled" if late else "timeout"
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                if not late and self.cancelled():
+                    return "cancelled"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return expired
+                if selector.select(min(POLL_S, left)):
+                    chunk = os.read(fd, READ_BYTES)
+                    if not chunk:
+                        break
+                    out.feed(chunk)
+        while True:  # output closed: wait for the exit (a command may close its output and keep running)
+            if not late and self.cancelled():
+                return "cancelled"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return expired
+            try:
+                proc.wait(min(POLL_S, left))
+                return None
+            except subprocess.TimeoutExpired:
+                continue
 
     def push(self, local: Path, remote: str) -> bool:
         target = Path(remote)
@@ -120,3 +169,71 @@ class HostDevice(Device):
 
     def python(self) -> str:
         return sys.executable
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a command's process group, every descendant, and whatever still holds its output pipe.
+
+    A daemon (``setsid cmd &``) leaves the group and the session, and its parent may be gone
+    already; it is found by its descendant link while the parent lives, or by the pipe it writes to.
+    Everything is stopped (SIGSTOP) before the second look, so nothing forks away in between.
+    """
+    pipe = os.fstat(proc.stdout.fileno()).st_ino if proc.stdout is not None else None
+    seen: set[int] = set()
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        found = _descendants(proc.pid) | (_pipe_writers(pipe) if pipe is not None else set())
+        seen |= found
+        for pid in seen - {os.getpid()}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def _drain(fd: int, out: BoundedOutput, budget_s: float = 0.5) -> None:
+    """Read what is left in a pipe whose writers were killed (EOF at once), never longer than ``budget_s``."""
+    end = time.monotonic() + budget_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := end - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, READ_BYTES)
+            if not chunk:
+                return
+            out.feed(chunk)
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def _pipe_writers(inode: int) -> set[int]:
+    """Processes holding the write end of pipe ``inode`` (Linux ``/proc``; empty elsewhere)."""
+    target = f"pipe:[{inode}]"
+    found: set[int] = set()
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return found
+    for pid in entries:
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                if os.readlink(fd.path) == target and _writes(pid, fd.name):
+                    found.add(int(pid))
+                    break
+        except OSError:
+            continue
+    return found
+
+
+def _writes(pid: str, fd: str) -> bool:
+    """Whether ``/proc/PID/fdinfo/FD`` is open for writing (the harness's own read end is not)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    return False
