@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness import profiles
-from harness.devices.base import Device, ShellResult
+from harness.devices.base import Capabilities, ShellDevice, ShellResult
 from harness.errors import CommandTimeout
 from harness.results import DeviceInfo
 
@@ -47,7 +47,7 @@ def runtime_version() -> str:
     return "none"
 
 
-class HostDevice(Device):
+class HostDevice(ShellDevice):
     """This machine."""
 
     platform = "host"
@@ -55,6 +55,10 @@ class HostDevice(Device):
 
     def __init__(self, device_id: str = HOST_ID) -> None:
         super().__init__(device_id)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(shell=True, shares_host_fs=True, probes=frozenset(  # noqa: S604 - a flag, not a subprocess
+            {"host_process", "host_cpu", "rapl", "thermal_zones", "cpufreq"}))
 
     def info(self) -> DeviceInfo:
         profile = profiles.find("host")
