@@ -35,15 +35,19 @@ class LoopOwner:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        created: concurrent.futures.Future[asyncio.AbstractEventLoop] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._serve, args=(created,), name=name, daemon=True)
         self._thread.start()
+        self._loop = created.result()  # the loop is made in its own thread: the caller's thread gets none
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
+    @staticmethod
+    def _serve(created: concurrent.futures.Future[asyncio.AbstractEventLoop]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        created.set_result(loop)
+        loop.run_forever()
 
     @property
     def closed(self) -> bool:
@@ -94,7 +98,8 @@ class LoopOwner:
             raise TimeoutError(f"{self.name}: no result within {timeout_s} s; the task was cancelled") from None
 
     def close(self) -> None:
-        """Cancel and await every pending task, shut down async generators, stop and close the loop; idempotent."""
+        """Cancel and await every pending task, shut down async generators and the default executor, stop and
+        close the loop, join its thread; idempotent."""
         self._check_caller("close()")
         with self._lock:
             if self._closed:
@@ -120,6 +125,7 @@ class LoopOwner:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await self._loop.shutdown_asyncgens()
+        await self._loop.shutdown_default_executor()
 
     def __enter__(self) -> LoopOwner:
         return self
