@@ -144,3 +144,12 @@ def test_a_device_call_that_times_out_leaves_no_task_on_the_phones_loop(make_fak
 
 async def _other_tasks() -> list[asyncio.Task]:
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def test_the_apps_result_file_must_be_a_json_object():
+    """The result file comes from the phone: anything but a JSON object is a failed run with that reason."""
+    from harness.devices.ios.device import _result_object
+
+    assert _result_object(b'{"status": "ok", "samples_us": [1, 2]}') == {"status": "ok", "samples_us": [1, 2]}
+    for junk in (b"[1, 2]", b"{not json", b"\xff\xfe", b"", b'"ok"'):
+        assert _result_object(junk) is None
