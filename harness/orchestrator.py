@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from harness import __version__, profiles, zoo
-from harness.devices.base import Device, sha256_file
+from harness.devices.base import AppHost, Device, sha256_file
 from harness.errors import (
     CommandTimeout,
     DelegateUnavailable,
@@ -39,7 +40,7 @@ from harness.names import sanitise
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
 from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
-from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory
+from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory, run_app_benchmark
 from harness.samplers.session import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
@@ -194,7 +195,7 @@ class CaseRunner:
     def _strategy(self, device: Device, case: Case, info: DeviceInfo) -> tuple[Callable | None, str]:
         """How to run this case here: (repetition function, runner name), or (None, why not)."""
         runner = case.model.runner
-        if hasattr(device, "run_app_benchmark"):
+        if device.capabilities().app_host:
             return self._repetition_app, "ios-app"
         has_python = device.python() is not None
         tool_path = _tool_for_abi(case.model.tool, info.abi)
@@ -292,15 +293,15 @@ class CaseRunner:
                         index: int) -> tuple[RunnerOutcome, str]:
         """One launch of the benchmark app (iOS app contract); the app's result file has the runner's keys."""
         m = case.model
-        params = app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
+        params = flags.app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
         run_tag = f"{self.run_id}-{case.model.name}-{case.delegate}-t{case.threads}-r{index + 1}"
         app = m.tool.get("ios_app")
         with self._lock:  # install (or confirm the installed version) once per device and run
             first_use = app is not None and (device.id, app) not in self._staged
             if first_use:
                 self._staged[(device.id, app)] = app
-        outcome = device.run_app_benchmark(  # type: ignore[attr-defined]
-            artifact.path, params, run_tag, m.timeout_s, app=Path(app) if first_use else None)
+        outcome = run_app_benchmark(
+            cast(AppHost, device), artifact.path, params, run_tag, m.timeout_s, app=Path(app) if first_use else None)
         raw = "\n".join(outcome.log_lines)
         if outcome.status == "timeout":
             return RunnerOutcome("timeout", outcome.reason), raw
@@ -357,14 +358,6 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
-
-
-def app_params(delegate: str, threads: int, warmup_runs: int, measured_runs: int) -> dict:
-    """``benchmark_params.json`` for the iOS benchmark app: TFLite benchmark flags as JSON."""
-    return {
-        "num_threads": threads, "warmup_runs": warmup_runs, "num_runs": measured_runs,
-        "use_xnnpack": delegate == "xnnpack", "use_gpu": delegate == "gpu", "use_coreml": delegate == "coreml",
-    }
 
 
 def _tool_for_abi(tool_config: dict, abi: str) -> str | None:

@@ -3,7 +3,6 @@ hostile model name cannot escape, and delegates missing from the device profile 
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 from harness.errors import DelegateUnavailable, UsageError
 from harness.runners.flags import (
     BENCHMARK_MODEL_FLAGS,
+    app_params,
     build_benchmark_model_argv,
     build_litert_argv,
-    ios_benchmark_params,
     to_shell,
 )
 
@@ -214,29 +213,16 @@ def test_python_argv_runs_the_real_tool_help():
     assert result.returncode == 1 and "Model file not found" in result.stderr
 
 
-def test_ios_benchmark_params():
-    params = ios_benchmark_params(
-        "mobilenet_v1_1.0_224.tflite",
-        delegate="coreml",
-        threads=2,
-        warmup_runs=1,
-        num_runs=20,
-        options={"coreml_version": 3, "enable_op_profiling": True},
-    )
-    assert params == {
-        "benchmark_name": "edgeharness",
-        "graph": "mobilenet_v1_1.0_224.tflite",
-        "num_threads": "2",
-        "warmup_runs": "1",
-        "num_runs": "20",
-        "use_coreml": "true",
-        "coreml_version": "3",
-        "enable_op_profiling": "true",
+
+
+def test_app_params_are_the_contract_the_app_reads():
+    """One source for the benchmark app's params: booleans per delegate, counts as given, no path."""
+    assert app_params("xnnpack", 4, 1, 50) == {
+        "num_threads": 4, "warmup_runs": 1, "num_runs": 50, "use_xnnpack": True, "use_gpu": False, "use_coreml": False,
     }
-    assert json.loads(json.dumps(params)) == params
+    assert app_params("CoreML", 1, 0, 1)["use_coreml"] is True
+    assert not any(v for k, v in app_params("cpu", 1, 0, 1).items() if k.startswith("use_"))
     with pytest.raises(DelegateUnavailable, match="iOS"):
-        ios_benchmark_params("m.tflite", delegate="nnapi", threads=1, warmup_runs=1, num_runs=1)
-    with pytest.raises(DelegateUnavailable):
-        ios_benchmark_params("m.tflite", delegate="gpu", threads=1, warmup_runs=1, num_runs=1, capabilities=["cpu"])
-    with pytest.raises(UsageError, match="bundle"):
-        ios_benchmark_params("../x/m.tflite", delegate="cpu", threads=1, warmup_runs=1, num_runs=1)
+        app_params("nnapi", 1, 1, 1)
+    with pytest.raises(UsageError, match="threads"):
+        app_params("cpu", 0, 1, 1)

@@ -92,8 +92,7 @@ def test_app_from_harness_toml_is_installed_once(make_fake_iphone, bench_ipa: Pa
 
 
 def test_battery_energy_per_inference_from_discharging_readings() -> None:
-    from harness.devices.ios import BatteryReading
-    from harness.samplers.app import app_energy
+    from harness.samplers.app import BatteryReading, app_energy
 
     readings = [BatteryReading(t_s=float(i), current_ma=-500.0 - 10 * i, voltage_mv=4000.0, external_connected=False,
                                is_charging=False, temperature_c=30.0) for i in range(5)]

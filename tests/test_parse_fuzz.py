@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.runners import benchmark_model, ios_app, litert_tool, other_tools
+from harness.runners import benchmark_model, litert_tool, other_tools, xcode_console
 from harness.runners.parse import _parse, detect_tool, parse_text
 from harness.runners.textnum import NUM
 
@@ -25,7 +25,7 @@ SAMPLES = sorted(
 PARSERS = (
     benchmark_model.parse,
     litert_tool.parse,
-    ios_app.parse,
+    xcode_console.parse,
     other_tools.parse,
 )
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

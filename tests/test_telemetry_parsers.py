@@ -251,80 +251,26 @@ def test_getprop_indented_and_multiline():
     assert (multi.soc, multi.sdk, multi.get("persist.x")) == ("SM8550", 34, "line one\nline two")
 
 
-def test_pymobiledevice3_sysmon_process_forms():
-    (old,) = p.parse_sysmon_process(
-        body("ios_pymobiledevice3_sysmon_process__iphone7_ios13.3.1__cpuUsage_None__01.txt")
-    )
-    assert (old.pid, old.name, old.cpu_usage_pct, old.phys_footprint_bytes, old.threads) == (
-        653,
-        "MobileSafari",
-        None,
-        32146312,
-        8,
-    )
-    assert old.raw["__sandbox"] is True and old.raw["powerScore"] is None
-    (human,) = p.parse_sysmon_process(body("ios_pymobiledevice3_sysmon_process_human__iphone_unknown__2026__01.txt"))
-    assert human.name == "dtappserviced" and human.cpu_usage_pct == pytest.approx(286.3897552160728)
-    assert human.raw["procAge"] == "21h 30m 19s"
+def test_sysmontap_process_row():
+    """A Sysmontap process dict as pymobiledevice3 hands it over: numbers kept, odd values read as None."""
+    row = p.process_sample({"pid": 653, "name": "MobileSafari", "cpuUsage": None, "physFootprint": 32146312,
+                            "memResidentSize": "n/a", "threadCount": 8, "__sandbox": True})
+    assert (row.pid, row.name, row.cpu_usage_pct, row.phys_footprint_bytes, row.mem_resident_bytes, row.threads) == (
+        653, "MobileSafari", None, 32146312, None, 8)
+    assert row.raw["__sandbox"] is True
+    assert p.process_sample({"cpuUsage": 286.3897552160728}).cpu_usage_pct == pytest.approx(286.3897552160728)
+    odd = p.process_sample({"pid": float("nan"), "physFootprint": True})
+    assert (odd.pid, odd.phys_footprint_bytes) == (None, None)
 
 
-def test_pymobiledevice3_sysmon_system_keeps_values_as_printed():
-    s = p.parse_sysmon_system(body("ios_pymobiledevice3_sysmon_system__iphone_unknown__2025__01.txt"))
-    assert s.cpu_total_load_pct == pytest.approx(98.15431543154314)
-    assert s.cpu_user_load_pct is None and s.cpu_system_load_pct is None  # -1.0: not available
-    assert s.cpu_nice_load_pct == 0.0
-    assert s.phys_mem_size == 1128 and s.raw["vmCowFaults"] == 27131297792  # mis-paired by that CLI, kept
-
-
-def test_tidevice_perf_streams():
-    ok = p.parse_tidevice_perf(body("ios_tidevice_perf__iphone_unknown__cpu_memory__01.txt"))
-    assert len(ok.cpu) == 5 and len(ok.memory) == 5
-    c = ok.cpu[0]
-    assert (c.timestamp_ms, c.pid, c.cores) == (1672899794758, 293, 2)
-    assert c.process_pct == pytest.approx(2.3562656988211743) and c.system_pct == pytest.approx(111.0091743119266)
-    assert ok.memory[0].mb == pytest.approx(66.51136779785156)
-    fail = p.parse_tidevice_perf(body("ios_tidevice_perf__iphone11pro_ios16.1__no_cpu_mem_FAIL__01.txt"))
-    assert fail.cpu == () and fail.memory == ()
-    assert fail.fps[0].fps == 60 and fail.gpu[0].device_pct == 11 and fail.other_kinds == ("screenshot",)
-    net = p.parse_tidevice_perf(body("ios_tidevice_perf__iphone_unknown__network_cpu_memory__01.txt"))
-    assert (len(net.network), len(net.cpu), len(net.memory)) == (5, 5, 4)  # last memory record cut off
-    assert net.network[0].down_kb == pytest.approx(1088.0380859375)
-
-
-def test_gidevice_jsonl():
-    g = p.parse_gidevice_perf(body("ios_gidevice_perf_jsonl__iphone_unknown__sysmon_and_process__01.txt"))
-    ts, sys0 = g.system[0]
-    assert ts == 1665559008 and sys0.cpu_total_load_pct == pytest.approx(9.980198019801975)
-    assert sys0.cpu_user_load_pct is None
-    ts, proc = g.processes[0]
-    assert (ts, proc.pid, proc.mem_anon_bytes) == (1665559084, 3872, 21905408)
-    assert sorted(d["type"] for d in g.other) == ["sys_disk", "sys_mem", "sys_network"]
-
-
-def test_ios_battery_readings():
-    b = p.parse_smart_battery(
-        body("ios_idevicediagnostics_ioregentry_applesmartbattery__iphone_unknown__plist__01.txt")
-    )
-    assert b.amperage_ma == -1274 and b.voltage_mv is None  # the capture stops before Voltage
-    assert b.raw["AdapterDetails"]["AdapterVoltage"] == 5000
-    d = p.parse_smart_battery("{'Amperage': -500, 'Voltage': 3900, 'Temperature': 2950, 'IsCharging': False}")
-    assert (d.amperage_ma, d.voltage_mv, d.temperature_c, d.is_charging, d.power_mw) == (
-        -500,
-        3900,
-        29.5,
-        False,
-        -1950.0,
-    )
-    g = p.parse_gasgauge(body("ios_idevicediagnostics_gasgauge__iphone_unknown__fullchargecapacity100__01.txt"))
-    assert (g.cycle_count, g.design_capacity_mah, g.full_charge_capacity, g.status) == (425, 1751, 100, "Success")
-    (s,) = p.parse_pyidevice_battery(body("ios_pyidevice_battery__iphone_unknown__01.txt"))
-    assert (s.time_s, s.current_ma, s.voltage_mv, s.power_mw, s.temperature_c) == (
-        1622777708,
-        -71,
-        4330,
-        -307.43,
-        32.79,
-    )
+def test_ios_battery_registry():
+    d = p.smart_battery({"Amperage": -500, "Voltage": 3900, "Temperature": 2950, "IsCharging": False})
+    assert (d.amperage_ma, d.voltage_mv, d.temperature_c, d.is_charging, d.power_mw, d.current_ma) == (
+        -500, 3900, 29.5, False, -1950.0, -500)
+    fresh = p.smart_battery({"Amperage": -500, "InstantAmperage": -640, "AppleRawBatteryVoltage": 4100,
+                             "ExternalConnected": True})
+    assert (fresh.current_ma, fresh.voltage_mv, fresh.external_connected) == (-640, 4100, True)
+    assert p.smart_battery({"Voltage": "x", "Amperage": None}).power_mw is None
 
 
 def test_ios_device_facts():

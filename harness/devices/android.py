@@ -44,8 +44,8 @@ from adb_shell.transport.tcp_transport import TcpTransport
 
 from harness import profiles
 from harness.devices import adb_commands as cmds
-from harness.devices.base import AFTER_STOP_S, Device, ShellResult, sha256_file
-from harness.devices.discovery import inventory_ids, register_backend
+from harness.devices.base import AFTER_STOP_S, Capabilities, ShellDevice, ShellResult, sha256_file
+from harness.devices.discovery import inventory_ids
 from harness.devices.output import BoundedOutput
 from harness.errors import (
     AuthError,
@@ -290,10 +290,14 @@ class _Link:
 # --- the device -----------------------------------------------------------------------------
 
 
-class AndroidDevice(Device):
+class AndroidDevice(ShellDevice):
     """An Android device over ADB (TCP or USB). Thread-safe: one operation at a time per device."""
 
     platform = "android"
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(shell=True, probes=frozenset(  # noqa: S604 - a capability flag, not a subprocess
+            {"proc_status", "power_supply", "thermal_zones", "thermalservice", "cpufreq"}))
 
     def __init__(
         self,
@@ -693,4 +697,3 @@ def _is_adb_id(device_id: str) -> bool:
     return device_id.startswith("adb:") or (device_id != "host" and not device_id.startswith("ios:"))
 
 
-register_backend("adb", open_android_device, list_android_devices)

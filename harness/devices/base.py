@@ -1,8 +1,10 @@
-"""The ``Device`` contract every backend implements (host, adb, iOS).
+"""The ``Device`` contract every backend implements (host, adb, iOS), and what each can do.
 
 Modelled on Mobly's controllers: a small surface the orchestrator relies on, and
 nothing about suites or reports. Paths passed to ``push``/``pull``/``shell`` are
-*device* paths; the backend decides where they live.
+*device* paths; the backend decides where they live. A backend declares what it can do
+in :meth:`Device.capabilities`; the core branches on that, never on ``platform`` or attributes:
+a :class:`ShellDevice` runs commands, an :class:`AppHost` runs the benchmark-app contract.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import abc
 import hashlib
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from harness.errors import DeviceError
 from harness.results import DeviceInfo
@@ -53,8 +57,44 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: Readings a device can give (``Capabilities.probes``): the samplers that apply are chosen from these.
+PROBES = frozenset({
+    "host_process",    # psutil on the benchmark's host pid
+    "host_cpu",        # CPU share of other work on the host
+    "rapl",            # Intel/AMD RAPL energy counters
+    "proc_status",     # VmHWM/VmRSS polled on the device
+    "power_supply",    # current/voltage on the device
+    "thermal_zones",   # /sys/class/thermal
+    "thermalservice",  # dumpsys thermalservice
+    "cpufreq",         # CPU frequency limits
+    "app_memory",      # Sysmontap rows of the app process (AppHost)
+    "app_battery",     # battery registry polled during the app run (AppHost)
+    "app_log",         # the app's log lines (AppHost)
+})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares it can do.
+
+    ``shell``: runs shell commands (the device is a :class:`ShellDevice`); ``app_host``: runs the
+    benchmark-app contract (an :class:`AppHost`); ``shares_host_fs``: staged files are host paths,
+    nothing to push; ``probes``: readings the device can give (names in :data:`PROBES`).
+    """
+
+    shell: bool = False
+    app_host: bool = False
+    shares_host_fs: bool = False
+    probes: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.probes) - PROBES
+        if unknown:
+            raise ValueError(f"unknown probe(s) {sorted(unknown)}; known: {sorted(PROBES)}")
+
+
 class Device(abc.ABC):
-    """A device the harness can stage files on and run commands on."""
+    """A device the harness can stage files on; what else it can do is in :meth:`capabilities`."""
 
     #: ``host``, ``android`` or ``ios``.
     platform: str = ""
@@ -70,12 +110,12 @@ class Device(abc.ABC):
         return self.cancel is not None and self.cancel.is_set()
 
     @abc.abstractmethod
-    def info(self) -> DeviceInfo:
-        """Facts about the device (model, SoC, OS, ABI, matched profile)."""
+    def capabilities(self) -> Capabilities:
+        """What this device can do (shell, app host, shared filesystem, probes)."""
 
     @abc.abstractmethod
-    def shell(self, command: str, timeout_s: float = 60.0) -> ShellResult:
-        """Run a shell command on the device; raise ``CommandTimeout``/``DeviceLost``."""
+    def info(self) -> DeviceInfo:
+        """Facts about the device (model, SoC, OS, ABI, matched profile)."""
 
     @abc.abstractmethod
     def push(self, local: Path, remote: str) -> bool:
@@ -89,10 +129,6 @@ class Device(abc.ABC):
     def workdir(self) -> str:
         """The device directory the harness stages models and tools in."""
 
-    def python(self) -> str | None:
-        """The device's Python interpreter for the single-file runner, or None when it has none."""
-        return None
-
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release transports; safe to call twice."""
 
@@ -101,3 +137,64 @@ class Device(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ShellDevice(Device):
+    """A device that runs shell commands (host, Android)."""
+
+    @abc.abstractmethod
+    def shell(self, command: str, timeout_s: float = 60.0) -> ShellResult:
+        """Run a shell command on the device; raise ``CommandTimeout``/``DeviceLost``."""
+
+    def python(self) -> str | None:
+        """The device's Python interpreter for the single-file runner, or None when it has none."""
+        return None
+
+
+class AppObserver(Protocol):
+    """One raw stream of an app run, handed over as plain data (no transport types).
+
+    ``probe`` names the stream (``app_log``: one log line, ``str``; ``app_battery``: one battery
+    registry reading, ``dict``; ``app_memory``: the process rows of one monitor tick, ``list[dict]``).
+    The backend calls ``launched`` with the app's pid, then ``feed`` from its own thread; the
+    observer is read only after :meth:`AppHost.run_app` returned.
+    """
+
+    probe: str
+
+    def launched(self, pid: int) -> None:
+        """The app was launched as ``pid``."""
+
+    def feed(self, t_s: float, item: Any) -> None:
+        """One item of the stream, ``t_s`` seconds after the run started."""
+
+
+@dataclass(frozen=True)
+class AppRunOutcome:
+    """What one app launch gave (the app's own result and status; readings went to the observers).
+
+    ``status`` is the app's own status (``ok``, ``failed``, ``delegate_unavailable``,
+    ``model_rejected``) or ``timeout``.
+    """
+
+    run_id: str
+    status: str
+    reason: str | None
+    result: Mapping[str, Any] | None
+    pid: int | None
+    duration_s: float
+    app_installed: bool = False
+    model_pushed: bool = False
+
+
+class AppHost(Device):
+    """A device that runs the benchmark-app contract (``docs/ios.md``) instead of shell commands."""
+
+    @abc.abstractmethod
+    def install_app(self, app: Path) -> bool:
+        """Install the benchmark app; False when that version is already installed."""
+
+    @abc.abstractmethod
+    def run_app(self, model: Path, params: Mapping[str, Any], run_tag: str, timeout_s: float,
+                app: Path | None = None, observers: Sequence[AppObserver] = ()) -> AppRunOutcome:
+        """Run one benchmark through the app; a timeout kills the app and returns status ``timeout``."""

@@ -2,42 +2,56 @@
 
 Ids: ``host``; ``adb:HOST:PORT`` or an adb serial (Android); ``ios:UDID`` (iOS). Devices
 come from ``--device``, ``ANDROID_SERIAL``, or an inventory file (``devices.toml``) that
-lists a farm. Backends are imported lazily: the iOS one needs the optional extra.
+lists a farm. Backends are imported lazily from :data:`BACKENDS` (no backend registers itself
+on import): the iOS one needs the optional extra.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from harness import tomlfile
 from harness.devices.base import Device
 from harness.devices.host import HOST_ID, HostDevice
 from harness.errors import DeviceNotFound, HarnessError, SuiteError, UsageError
 
-# Backends register an opener for their id prefix: prefix -> (device_id -> Device).
-_OPENERS: dict[str, Callable[[str], Device]] = {}
-# Backends register a lister: () -> iterable of device ids currently reachable.
-_LISTERS: dict[str, Callable[[], Iterable[str]]] = {}
+log = logging.getLogger(__name__)
 
 
-def register_backend(prefix: str, opener: Callable[[str], Device],
-                     lister: Callable[[], Iterable[str]] | None = None) -> None:
-    _OPENERS[prefix] = opener
-    if lister is not None:
-        _LISTERS[prefix] = lister
+@dataclass(frozen=True)
+class Backend:
+    """Where a backend lives: ``module`` is imported on first use (an optional extra may be missing)."""
+
+    module: str
+    opener: str  # device_id -> Device
+    lister: str  # () -> iterable of device ids currently reachable
+    install_hint: str
 
 
-def _load_backends() -> None:
-    """Import optional backends so they register themselves (missing ones are simply absent)."""
-    for module in ("harness.devices.android", "harness.devices.ios"):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
+#: id prefix -> backend; nothing registers itself on import.
+BACKENDS: dict[str, Backend] = {
+    "adb": Backend("harness.devices.android", "open_android_device", "list_android_devices",
+                   "pip install edgeharness (adb-shell is a core dependency)"),
+    "ios": Backend("harness.devices.ios", "open_ios_device", "discover_ios_devices",
+                   "pip install 'edgeharness[ios]'"),
+}
+
+
+def _backend(prefix: str, device_id: str | None = None) -> ModuleType:
+    """The backend module for ``prefix``, imported now; DeviceNotFound with a hint when its extra is missing."""
+    backend = BACKENDS[prefix]
+    try:
+        return importlib.import_module(backend.module)
+    except ImportError as exc:
+        what = f"cannot open {device_id}: " if device_id else ""
+        raise DeviceNotFound(f"{what}the {prefix} backend is not installed ({exc})", hint=backend.install_hint) from exc
 
 
 @dataclass(frozen=True)
@@ -59,17 +73,10 @@ def open_device(device_id: str) -> Device:
     problem = id_problem(device_id)
     if problem:
         raise DeviceNotFound(problem, hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
-    _load_backends()
     prefix = device_id.split(":", 1)[0] if ":" in device_id else ""
-    if prefix in _OPENERS:
-        return _OPENERS[prefix](device_id)
-    if prefix == "ios":
-        raise DeviceNotFound(f"cannot open {device_id}: the iOS backend is not installed",
-                             hint="pip install 'edgeharness[ios]'")
-    if "adb" in _OPENERS:
-        return _OPENERS["adb"](device_id)  # a bare serial is an adb device
-    raise DeviceNotFound(f"no backend can open device {device_id!r}",
-                         hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
+    prefix = prefix if prefix in BACKENDS else "adb"  # a bare serial is an adb device
+    opener: Callable[[str], Device] = getattr(_backend(prefix, device_id), BACKENDS[prefix].opener)
+    return opener(device_id)
 
 
 _INVENTORY_KEYS = ("id",)
@@ -176,14 +183,14 @@ def describe(device_id: str) -> DeviceEntry:
 
 def list_devices(extra_ids: Iterable[str] = ()) -> list[DeviceEntry]:
     """The host, every device the backends can see, and any ids asked for explicitly."""
-    _load_backends()
     ids = [HOST_ID]
-    for lister in _LISTERS.values():
+    for prefix, backend in BACKENDS.items():
         try:
-            ids.extend(lister())
+            ids.extend(getattr(_backend(prefix), backend.lister)())
         except SuiteError:
             raise
-        except HarnessError:
+        except HarnessError as exc:  # a missing extra or an unreachable usbmuxd: that backend lists nothing
+            log.debug("%s backend lists no devices: %s", prefix, exc)
             continue
     ids.extend(extra_ids)
     return [describe(i) for i in dict.fromkeys(ids)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from harness import profiles
-from harness.devices.base import AFTER_STOP_S, Device, ShellResult
+from harness.devices.base import AFTER_STOP_S, Capabilities, ShellDevice, ShellResult
 from harness.devices.output import BoundedOutput
 from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import DeviceInfo
@@ -53,7 +53,7 @@ def runtime_version() -> str:
     return "none"
 
 
-class HostDevice(Device):
+class HostDevice(ShellDevice):
     """This machine."""
 
     platform = "host"
@@ -61,6 +61,10 @@ class HostDevice(Device):
 
     def __init__(self, device_id: str = HOST_ID) -> None:
         super().__init__(device_id)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(shell=True, shares_host_fs=True, probes=frozenset(  # noqa: S604 - a flag, not a subprocess
+            {"host_process", "host_cpu", "rapl", "thermal_zones", "cpufreq"}))
 
     def info(self) -> DeviceInfo:
         profile = profiles.find("host")

@@ -223,43 +223,21 @@ def build_litert_argv(
     return argv
 
 
-def ios_benchmark_params(
-    model_name: str,
-    *,
-    delegate: str,
-    threads: int,
-    warmup_runs: int,
-    num_runs: int,
-    benchmark_name: str = "edgeharness",
-    options: Mapping[str, object] | None = None,
-    capabilities: Collection[str] | None = None,
-) -> dict[str, str]:
-    """``benchmark_params.json`` for the iOS benchmark app: every key becomes ``--key=value``
-    (values are strings, as in TensorFlow's sample file); ``model_name`` is the file in the bundle."""
-    if delegate.strip().lower() in DELEGATES and delegate.strip().lower() not in IOS_DELEGATES:
-        raise DelegateUnavailable(f"delegate {delegate} does not exist on iOS", hint="use cpu, xnnpack, gpu or coreml")
-    name = _check_delegate(delegate, IOS_DELEGATES, capabilities, "the iOS benchmark app")
+def app_params(delegate: str, threads: int, warmup_runs: int, num_runs: int) -> dict[str, int | bool]:
+    """``benchmark_params.json`` for the benchmark app (``docs/ios.md``): TFLite benchmark flags as JSON.
+
+    The harness adds ``graph`` (the model's path relative to ``Documents/``) when it pushes the model.
+    A delegate that does not exist on iOS is :class:`DelegateUnavailable` (the case is skipped).
+    """
+    name = delegate.strip().lower()
+    if name not in IOS_DELEGATES:
+        raise DelegateUnavailable(f"delegate {delegate} does not exist on iOS",
+                                  hint=f"use one of: {', '.join(IOS_DELEGATES)}")
     _check_counts(threads, warmup_runs, num_runs)
-    if "/" in model_name or "\\" in model_name or not model_name:
-        raise UsageError(f"iOS model {model_name!r}: give the file name inside the app bundle, not a path")
-    params = {
-        "benchmark_name": benchmark_name,
-        "graph": model_name,
-        "num_threads": str(threads),
-        "warmup_runs": str(warmup_runs),
-        "num_runs": str(num_runs),
+    return {
+        "num_threads": threads, "warmup_runs": warmup_runs, "num_runs": num_runs,
+        "use_xnnpack": name == "xnnpack", "use_gpu": name == "gpu", "use_coreml": name == "coreml",
     }
-    params.update(
-        {
-            "cpu": {"use_xnnpack": "false"},
-            "xnnpack": {"use_xnnpack": "true"},
-            "gpu": {"use_gpu": "true"},
-            "coreml": {"use_coreml": "true"},
-        }[name]
-    )
-    for _, spec, value in _options(options, BENCHMARK_MODEL_FLAGS, name, "the iOS benchmark app"):
-        params[spec.flag] = value
-    return params
 
 
 def to_shell(argv: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.runners import benchmark_model, ios_app, litert_tool, other_tools
+from harness.runners import benchmark_model, litert_tool, other_tools, xcode_console
 from harness.runners.measurement import Measurement
 from harness.runners.unwrap import strip_corpus_header
 
@@ -40,7 +40,7 @@ def detect_tool(text: str, source: str = "") -> str:
     if _LITERT.search(body):
         return litert_tool.TOOL_PY if litert_tool.is_python_tool(body) else litert_tool.TOOL_CPP
     if _IOS.search(body):
-        return ios_app.TOOL
+        return xcode_console.TOOL
     if _APK.search(body):
         return "benchmark_model_apk"
     if _CLASSIC.search(body):
@@ -77,8 +77,8 @@ def _parse(text: str, source: str) -> list[Measurement]:
     tool = detect_tool(text, source)
     if tool in (litert_tool.TOOL_CPP, litert_tool.TOOL_PY):
         runs = litert_tool.parse(text)
-    elif tool == ios_app.TOOL:
-        runs = ios_app.parse(text)
+    elif tool == xcode_console.TOOL:
+        runs = xcode_console.parse(text)
     elif tool in ("benchmark_model", "benchmark_model_apk"):
         runs = benchmark_model.parse(text, tool)
     elif tool != "unknown":
