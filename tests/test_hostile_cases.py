@@ -152,8 +152,9 @@ def test_every_hostile_result_fails_alone_with_the_field_named(small_model: Path
 def test_a_farm_with_a_hostile_device_finishes_every_case_and_writes_the_report(
         small_model: Path, tmp_path: Path, runner_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two devices in parallel through ``harness.api.run``: the hostile one fails its cases, the host measures."""
-    monkeypatch.setitem(discovery._OPENERS, "hostile", lambda device_id: HostileDevice(device_id, runner_dir))
-    monkeypatch.setitem(discovery._OPENERS, "gone", UnreachableDevice)
+    real_open = discovery.open_device
+    fakes = {"hostile": lambda device_id: HostileDevice(device_id, runner_dir), "gone": UnreachableDevice}
+    monkeypatch.setattr(api, "open_device", lambda device_id: fakes.get(device_id.split(":")[0], real_open)(device_id))
     picks = [2, 3, len(HOSTILE) + 1]  # text in a sample, NaN, the shell raising OSError
     suite = tmp_path / "farm.toml"
     suite.write_text(_suite(small_model, picks))
