@@ -27,9 +27,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from harness.devices.base import Capabilities, ShellDevice, ShellResult
+from harness.devices.base import Capabilities, Device, ShellDevice, ShellResult
 from harness.results import DeviceInfo, Energy, Latency, Memory, Thermal
 from harness.samplers import contention, cooldown, energy, memory, probe, thermal, throttle
 from harness.samplers.base import SAMPLER_ERRORS, RepetitionReadings, Sampler
@@ -47,6 +47,7 @@ class SampledDevice(ShellDevice):
         self.device = device
         self.paths = paths
         self.platform = device.platform
+        self.cancel = device.cancel
         #: For callers that still read the attribute rather than ``capabilities().shares_host_fs``.
         self.shares_host_fs = device.capabilities().shares_host_fs
 
@@ -107,11 +108,12 @@ def select(device: ShellDevice, profile: Any | None) -> list[Sampler]:
 class CaseSampling:
     """Samplers for one case on one device (see module doc). ``profile``: a ``harness.profiles.Profile`` or None."""
 
-    def __init__(self, device: Any, profile: Any | None, suite_cooldown: dict | None = None) -> None:
+    def __init__(self, device: Device, profile: Any | None, suite_cooldown: dict | None = None) -> None:
         self.device = device
         extra = dict(getattr(profile, "extra", {}) or {})
-        self.enabled = device.capabilities().shell and isinstance(device, ShellDevice)
-        self.samplers: list[Sampler] = select(device, profile) if self.enabled else []
+        shell = device if device.capabilities().shell and isinstance(device, ShellDevice) else None
+        self.enabled = shell is not None
+        self.samplers: list[Sampler] = select(shell, profile) if shell is not None else []
         self.energy_cfg = energy.EnergyConfig.from_profile(extra.get("energy"), device.capabilities().probes)
         self.cooldown_cfg = cooldown.CooldownConfig.merge(suite_cooldown, extra.get("cooldown"))
         self.limits = throttle.ThrottleLimits.from_profile(extra.get("throttle"))
@@ -152,7 +154,7 @@ class CaseSampling:
         if not samplers:
             yield self.device
             return
-        run = RepetitionRun(self.device, self.energy_cfg.interval_s)
+        run = RepetitionRun(cast(ShellDevice, self.device), self.energy_cfg.interval_s)
         slots = {}
         with contextlib.ExitStack() as stack:
             for sampler in samplers:
@@ -166,7 +168,7 @@ class CaseSampling:
                 self._problem("probe start", exc)
                 yield self.device
                 return
-            yield SampledDevice(self.device, run.paths)
+            yield SampledDevice(cast(ShellDevice, self.device), run.paths)
         self.problems.extend(run.problems)
         readings = tuple(s.reading for s in slots.values() if s.reading is not None)
         self._reps.append(RepetitionReadings(run.trace.last_window(), readings))
