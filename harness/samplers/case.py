@@ -80,11 +80,11 @@ class SampledDevice(ShellDevice):
         """The wrapper owns no transport: closing it leaves the device open."""
 
 
-def select(device: ShellDevice, profile: Any | None) -> list[Sampler]:
+def select(device: ShellDevice, profile: Any | None, energy_cfg: energy.EnergyConfig | None = None) -> list[Sampler]:
     """The samplers ``device.capabilities().probes`` allow, configured from the profile's tables."""
     extra = dict(getattr(profile, "extra", {}) or {})
     probes = device.capabilities().probes
-    energy_cfg = energy.EnergyConfig.from_profile(extra.get("energy"), probes)
+    energy_cfg = energy_cfg or energy.EnergyConfig.from_profile(extra.get("energy"), probes)
     out: list[Sampler] = []
     if probes & set(thermal.PROBES):
         out.append(thermal.ThermalSampler(
@@ -111,10 +111,10 @@ class CaseSampling:
     def __init__(self, device: Device, profile: Any | None, suite_cooldown: dict | None = None) -> None:
         self.device = device
         extra = dict(getattr(profile, "extra", {}) or {})
+        self.energy_cfg = energy.EnergyConfig.from_profile(extra.get("energy"), device.capabilities().probes)
         shell = device if device.capabilities().shell and isinstance(device, ShellDevice) else None
         self.enabled = shell is not None
-        self.samplers: list[Sampler] = select(shell, profile) if shell is not None else []
-        self.energy_cfg = energy.EnergyConfig.from_profile(extra.get("energy"), device.capabilities().probes)
+        self.samplers: list[Sampler] = select(shell, profile, self.energy_cfg) if shell is not None else []
         self.cooldown_cfg = cooldown.CooldownConfig.merge(suite_cooldown, extra.get("cooldown"))
         self.limits = throttle.ThrottleLimits.from_profile(extra.get("throttle"))
         self.problems: list[str] = []
