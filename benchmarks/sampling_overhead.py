@@ -14,7 +14,7 @@ from harness import profiles, zoo
 from harness.devices.discovery import open_device
 from harness.devices.host import HostDevice
 from harness.runners import litert_python
-from harness.samplers.session import CaseSampling
+from harness.samplers.case import CaseSampling
 from harness.testing import VirtualDevice
 from harness.testing.android.physics import PhysicsConfig
 

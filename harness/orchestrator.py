@@ -41,7 +41,7 @@ from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Resul
 from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory, run_app_benchmark
-from harness.samplers.session import CaseSampling
+from harness.samplers.case import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 

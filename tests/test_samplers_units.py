@@ -28,7 +28,7 @@ def test_samsung_dumpsys_battery_on_usb_is_refused_with_the_fix():
 
 def test_pixel3a_uevent_power_follows_the_profile_sign_convention():
     supply = parse_uevent(corpus("android_power_supply_battery_uevent__pixel3a__android9__01.txt"))
-    pixel = energy.EnergyConfig.from_profile(profiles.get("pixel-3a").extra.get("energy"), "android")
+    pixel = energy.EnergyConfig.from_profile(profiles.get("pixel-3a").extra.get("energy"), {"power_supply"})
     assert pixel.discharge_sign == 1  # positive while discharging on the Pixel 3a (the corpus note says so)
     power_mw = energy.discharge_power_mw(supply.current_now_ua, supply.voltage_now_uv, pixel)
     assert power_mw == pytest.approx(supply.current_now_ua / 1000 * supply.voltage_now_uv / 1e6)

@@ -3,6 +3,8 @@ its physics model driven by the CPU time the benchmark actually uses."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 
@@ -91,6 +93,24 @@ def test_charging_device_gets_no_energy_but_keeps_latency(phone):
     assert "USB powered" in result.energy.reason
 
 
+def _device_processes(vd) -> list[psutil.Process]:
+    """The processes of THIS virtual device: its mount namespace, else (proot) this test's descendants.
+
+    Not every process on the machine: on a shared machine another run's probe loop or benchmark would
+    otherwise be taken for ours (killing theirs and missing ours, the old flake).
+    """
+    ns_pid = getattr(vd.isolation, "pid", None)
+    if not ns_pid:
+        return psutil.Process().children(recursive=True)
+    mnt = os.readlink(f"/proc/{ns_pid}/ns/mnt")
+    own = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError):
+            if proc.pid != ns_pid and os.readlink(f"/proc/{proc.pid}/ns/mnt") == mnt:
+                own.append(proc)
+    return own
+
+
 def test_power_sampler_dying_mid_run_keeps_latency_and_says_why(phone):
     vd, device = phone
     killed: list[int] = []
@@ -99,7 +119,10 @@ def test_power_sampler_dying_mid_run_keeps_latency_and_says_why(phone):
         """Once the benchmark runs, kill the device-side power sampler loop."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not killed:
-            procs = [(p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"])]
+            procs = []
+            for proc in _device_processes(vd):
+                with contextlib.suppress(psutil.Error):
+                    procs.append((proc, " ".join(proc.cmdline())))
             if any("pyrunner" in cmd for _, cmd in procs):
                 for proc, cmd in procs:
                     if "trace.txt" in cmd and "current_now" in cmd and "setsid" not in cmd:

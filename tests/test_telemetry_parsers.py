@@ -40,47 +40,6 @@ def test_dumpsys_battery_full_and_acc_section():
     )
 
 
-def test_batterystats_estimated_power_android8_smearing():
-    e = p.parse_estimated_power(body("android_dumpsys_batterystats__htc_made_pixel_likely__android8.0__01.txt"))
-    assert (e.capacity_mah, e.computed_drain_mah, e.actual_drain_min_mah, e.actual_drain_max_mah) == (
-        2770,
-        28440,
-        2410,
-        2465,
-    )
-    rows = {r.label: r for r in e.rows}
-    assert rows["Cell standby"].mah == 26122 and rows["Cell standby"].smearing == "excluded"
-    bt = rows["Bluetooth"]
-    assert (bt.mah, bt.smearing, bt.smeared_mah, bt.proportional_mah) == (444, "included", 5593, 5149)
-    assert dict(bt.components_mah)["bt"] == 442
-    assert rows["Uid u0a70"].uid == "u0a70" and rows["Uid u0a70"].smeared_mah == 5.71
-    assert len(e.rows) == 33
-
-
-def test_batterystats_estimated_power_android7():
-    e = p.parse_estimated_power(body("android_dumpsys_batterystats_estimated_power__unknown_android7__01.txt"))
-    assert (e.capacity_mah, e.computed_drain_mah, e.actual_drain_min_mah, e.actual_drain_max_mah) == (
-        3500,
-        1987,
-        3150,
-        3185,
-    )
-    assert e.rows[0].label == "Uid 9999" and e.rows[0].mah == 1239 and e.rows[0].smearing is None
-    assert e.rows[-1].label == "Uid u0a67" and dict(e.rows[-1].components_mah)["sensor"] == 0.0000576
-    assert len(e.rows) == 15  # the author's "......" is not a row
-
-
-def test_batterystats_history_volt_and_charge():
-    h = p.parse_battery_history(body("android_dumpsys_batterystats_history__htc_made_pixel_likely__android8.0__01.txt"))
-    first = h[0]
-    assert (first.time_ms, first.level_pct, first.status, first.plug) == (0, 100, "discharging", "none")
-    assert (first.temp_dc, first.volt_mv, first.charge_mah) == (282, 4397, 2838)
-    with_volt = [x for x in h if x.volt_mv is not None]
-    assert [(x.time_ms, x.volt_mv, x.charge_mah) for x in with_volt[1:3]] == [(30608, 4326, 2836), (33387, 4369, None)]
-    assert [x.charge_mah for x in h if x.charge_mah is not None][-1] == 2832
-    assert p.batterystats.history_time_ms("+1h02m03s004ms") == 3723004
-
-
 @pytest.mark.parametrize(
     "name,layout,pid,total_pss,total_rss,swap",
     [
@@ -221,34 +180,6 @@ def test_power_supply_grep_listing():
         -5243,
     )
     assert (b.charge_full_uah, b.charge_full_design_uah, b.cycle_count) == (4428000, 4667000, 114)
-
-
-def test_cpuinfo_layouts():
-    old = p.parse_cpuinfo(body("android_proc_cpuinfo__alcatel_idol4__sd617_kernel3.10__01.txt"))
-    assert (old.layout, old.count, old.hardware) == ("shared", 8, "Qualcomm Technologies, Inc MSM8952")
-    assert old.shared is not None and old.shared.part == "0xd03" and old.shared.core_name == "Cortex-A53"
-    assert old.cores[0].part is None  # not copied: the shared block only describes the boot CPU
-    mtk = p.parse_cpuinfo(body("android_proc_cpuinfo__redmi_note8pro__mediatek_helio_g90t__01.txt"))
-    assert (mtk.layout, mtk.count, mtk.hardware) == ("per_cpu", 6, None)
-    assert (mtk.cores[0].core_name, mtk.cores[0].bogomips, mtk.cores[0].variant) == ("Cortex-A55", 26.0, "0x1")
-    j6 = p.parse_cpuinfo(body("android_proc_cpuinfo__samsung_galaxy_j6plus__sd425_lineageos12__01.txt"))
-    assert (j6.count, j6.hardware, j6.cores[3].part, j6.cores[3].bogomips) == (
-        4,
-        "Qualcomm Technologies, Inc MSM8917",
-        "0xd03",
-        38.4,
-    )
-
-
-def test_getprop_indented_and_multiline():
-    props = p.parse_getprop(body("android_getprop__nexus5_hammerhead__android5.1__01.txt"))
-    assert (props.soc, props.device) == ("msm8974", "hammerhead")
-    assert props.get("ro.build.date") == "Tue Jan  6 22:40:00 UTC 2015"
-    assert props.get("ro.build.user") is None  # value cut off by the capture
-    multi = p.parse_getprop(
-        "[ro.soc.model]: [SM8550]\n[persist.x]: [line one\nline two]\n[ro.build.version.sdk]: [34]\n"
-    )
-    assert (multi.soc, multi.sdk, multi.get("persist.x")) == ("SM8550", 34, "line one\nline two")
 
 
 def test_sysmontap_process_row():

@@ -15,13 +15,19 @@ machine to itself (the harness's own sampler threads count as other work, a few 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+from harness.samplers.base import Reading, SamplerBase, Slot
+
+if TYPE_CHECKING:
+    from harness.samplers.run import RepetitionRun
 
 METHOD = ("psutil: system busy CPU time minus the benchmark child's CPU time, over each repetition's wall time "
           "x CPUs; median over repetitions")
@@ -51,6 +57,25 @@ class HostCpuMeter:
         busy_s = _busy_s(psutil.cpu_times()) - self.busy0_s
         cpus = psutil.cpu_count() or 1
         return min(1.0, max(0.0, (busy_s - child_cpu_s) / (wall_s * cpus)))
+
+
+class HostCpuSampler(SamplerBase):
+    """``host_cpu``: the share of the host's CPUs other work took during the repetition.
+
+    The benchmark child's CPU seconds come from the repetition's shared psutil poller (the one
+    ``host_process`` reads memory from), so the pid is polled once for both readings.
+    """
+
+    name = "host_cpu"
+    label = "cpu"
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        poller, slot = run.host_process(), Slot()
+        meter = HostCpuMeter().start()
+        yield slot
+        other = meter.stop(poller.cpu_s)
+        slot.reading = Reading(self.name, METHOD, 1 if other is not None else 0, other_cpu=other)
 
 
 def summarize(fractions: Sequence[float | None]) -> float | None:

@@ -16,18 +16,24 @@ estimates: no source, no number, and the record says why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote
+from typing import TYPE_CHECKING
 
-from harness.devices.base import Device
-from harness.results import Energy
-from harness.samplers.parsers import parse_dumpsys_battery
+from harness.devices.base import ShellDevice
+from harness.results import Energy, Latency, Repetition
+from harness.samplers.base import Reading, RepetitionReadings, SamplerBase, Slot
+from harness.samplers.parsers import parse_dumpsys_battery, parse_sysfs_listing
+
+if TYPE_CHECKING:
+    from harness.samplers.run import RepetitionRun
 
 CHARGING_HINT = ("run over Wi-Fi ADB (adb tcpip 5555; adb connect PHONE_IP) with the cable unplugged, "
                  "or disable charging (e.g. 'dumpsys battery unplug' on a rooted/test device)")
@@ -53,9 +59,10 @@ class EnergyConfig:
     rapl_root: str = "/sys/class/powercap"
 
     @classmethod
-    def from_profile(cls, table: dict | None, platform: str) -> EnergyConfig:
+    def from_profile(cls, table: dict | None, probes: Collection[str]) -> EnergyConfig:
+        """The profile's table; its ``source`` defaults to what the device's probes offer (rapl, power_supply)."""
         table = dict(table or {})
-        default = "rapl" if platform == "host" else ("power_supply" if platform == "android" else "none")
+        default = next((p for p in ("rapl", "power_supply") if p in probes), "none")
         table.setdefault("source", default)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in table.items() if k in known})
@@ -81,27 +88,42 @@ class PowerState:
     simulated: bool
 
 
-def power_state(device: Device, cfg: EnergyConfig) -> PowerState:
-    """Read ``status``, ``dumpsys battery`` powered flags and the virtual-device marker in one command."""
+#: The ``online`` flag of every power supply (``path:value`` lines), for devices without ``dumpsys battery``.
+SUPPLIES_ONLINE = "grep . /sys/class/power_supply/*/online 2>/dev/null"
+
+
+def power_state(device: ShellDevice, cfg: EnergyConfig) -> PowerState:
+    """Read ``status``, ``dumpsys battery`` powered flags, the virtual-device marker and the supplies'
+    ``online`` flags in one command."""
     out = device.shell(
         f"cat {quote(cfg.status_path)} 2>/dev/null; echo EH-SPLIT; dumpsys battery 2>/dev/null; "
-        f"echo EH-SPLIT; getprop edgeharness.virtual 2>/dev/null",
+        f"echo EH-SPLIT; getprop edgeharness.virtual 2>/dev/null; echo EH-SPLIT; {SUPPLIES_ONLINE}",
         timeout_s=30,
     ).output
-    parts = (out.split("EH-SPLIT") + ["", "", ""])[:3]
-    return PowerState(charging_reason(parts[0].strip(), parts[1]), parts[2].strip() == "1" or cfg.simulated)
+    parts = (out.split("EH-SPLIT") + ["", "", "", ""])[:4]
+    return PowerState(charging_reason(parts[0].strip(), parts[1], parts[3]), parts[2].strip() == "1" or cfg.simulated)
 
 
-def charging_reason(status: str, dumpsys_battery: str) -> str | None:
-    """Why energy cannot be measured now (charging or powered), or None when on battery."""
+def charging_reason(status: str, dumpsys_battery: str, supplies_online: str = "") -> str | None:
+    """Why energy cannot be measured now (charging or powered), or None when on battery.
+
+    ``dumpsys battery``'s powered flags are the authority when it answers (so ``dumpsys battery unplug``
+    on a test device works as :data:`CHARGING_HINT` says); a device without it (a Linux board) is
+    judged by its non-battery supplies' sysfs ``online`` flags (``grep`` listing, :data:`SUPPLIES_ONLINE`).
+    """
     why = []
     if status.lower() in ("charging", "full"):
         why.append(f"status={status}")
     svc = parse_dumpsys_battery(dumpsys_battery)
-    for name, flag in (("AC", svc.ac_powered), ("USB", svc.usb_powered), ("wireless", svc.wireless_powered),
-                       ("dock", svc.dock_powered)):
+    flags = (("AC", svc.ac_powered), ("USB", svc.usb_powered), ("wireless", svc.wireless_powered),
+             ("dock", svc.dock_powered))
+    for name, flag in flags:
         if flag:
             why.append(f"{name} powered")
+    if all(flag is None for _, flag in flags):
+        for name, supply in sorted(parse_sysfs_listing(supplies_online).items()):
+            if supply.online and name != "battery":
+                why.append(f"sysfs power_supply/{name} online")
     if svc.status in ("charging", "full") and not why:
         why.append(f"dumpsys battery status={svc.status}")
     if not why:
@@ -186,7 +208,7 @@ def rapl_domains(root: str | Path) -> tuple[list[Path], str | None]:
     return readable, None
 
 
-class RaplSampler:
+class RaplPoller:
     """Host thread reading RAPL counters every ``interval_s``; gives power samples ``(unix_ns, mW)``."""
 
     def __init__(self, zones: Sequence[Path], interval_s: float) -> None:
@@ -197,7 +219,7 @@ class RaplSampler:
         self._thread = threading.Thread(target=self._run, name="rapl-sampler", daemon=True)
         self._wrap_uj = sum(_read_int(z / "max_energy_range_uj") or 0 for z in self._zones)
 
-    def start(self) -> RaplSampler:
+    def start(self) -> RaplPoller:
         self._thread.start()
         return self
 
@@ -222,3 +244,116 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+# --- the samplers ------------------------------------------------------------------------------
+
+
+def measured_s(rep: Repetition) -> float:
+    """Seconds the measured iterations took (their samples, else the tool's count x average)."""
+    return sum(rep.samples_us) / 1e6 if rep.samples_us else (rep.count or 0) * (rep.avg_us or 0) / 1e6
+
+
+def from_repetitions(sampler: str, reps: Sequence[RepetitionReadings], latency: Latency | None,
+                     problems: Sequence[str], cfg: EnergyConfig, *, method: str, simulated: bool) -> Energy:
+    """Energy per inference from each repetition's power reading of ``sampler``, or why there is none."""
+    broken = [p for p in problems if p.startswith(("probe", "marks"))]
+    if latency is None or len(reps) != len(latency.repetitions) or broken:
+        why = "; ".join(broken) or "a repetition ran without the power sampler"
+        return absent(method, f"power sampler failed: {why}", simulated=simulated)
+    out = []
+    for i, (sampled, rep) in enumerate(zip(reps, latency.repetitions, strict=True)):
+        reading = sampled.get(sampler)
+        window, power = sampled.window, reading.power if reading is not None else ()
+        if window is None:
+            return absent(method, f"repetition {i + 1}: no start/end marks from the benchmark wrapper",
+                          simulated=simulated)
+        last_t = power[-1][0] if power else 0
+        if last_t < window[1] - int(3 * cfg.interval_s * 1e9) - int(0.5e9):
+            seen = f"its last sample came {(window[1] - last_t) / 1e9:.2f} s before" if power else "no samples by"
+            return absent(method, f"repetition {i + 1}: the power sampler stopped mid-run ({seen} the benchmark "
+                          "ended); latency is unaffected", simulated=simulated)
+        out.append(RepetitionPower(power, window[0], window[1], measured_s(rep), rep.n))
+    return energy_per_inference(out, method=method, simulated=simulated)
+
+
+class RaplEnergy(SamplerBase):
+    """``rapl``: host package energy from RAPL counters, read by a host thread during each repetition."""
+
+    name = "rapl"
+    label = "rapl"
+
+    def __init__(self, cfg: EnergyConfig) -> None:
+        self.cfg = cfg
+        self.zones: list[Path] = []
+        self.absent_reason: str | None = None
+
+    def before_case(self) -> None:
+        if self.cfg.source == "rapl":
+            self.zones, self.absent_reason = rapl_domains(self.cfg.rapl_root)
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        slot = Slot()
+        if not self.zones:
+            yield slot
+            return
+        poller = RaplPoller(self.zones, self.cfg.interval_s).start()
+        run.idle(self.cfg.idle_s)
+        try:
+            yield slot
+        finally:
+            power = poller.stop()
+        slot.reading = Reading(self.name, self.method(), len(power), power=power)
+
+    def method(self) -> str:
+        return f"RAPL package energy_uj read every {self.cfg.interval_s * 1000:g} ms on the host"
+
+    def energy(self, reps: Sequence[RepetitionReadings], latency: Latency | None, problems: Sequence[str]) -> Energy:
+        if self.cfg.source != "rapl" or self.absent_reason or not self.zones:
+            return absent(self.method(), self.absent_reason or f"profile energy source is {self.cfg.source!r}")
+        return from_repetitions(self.name, reps, latency, problems, self.cfg, method=self.method(), simulated=False)
+
+
+class PowerSupplyEnergy(SamplerBase):
+    """``power_supply``: battery current x voltage from the repetition's on-device loop; refuses a charging device."""
+
+    name = "power_supply"
+    label = "battery"
+
+    def __init__(self, device: ShellDevice, cfg: EnergyConfig, profile_name: str) -> None:
+        self.device = device
+        self.cfg = cfg
+        self.profile_name = profile_name
+        self.refusal: str | None = None
+        self.simulated = cfg.simulated
+
+    def before_case(self) -> None:
+        """Read the battery state: a charging device gets no energy figure (and no power polling)."""
+        if self.cfg.source == "power_supply":
+            state = power_state(self.device, self.cfg)
+            self.refusal, self.simulated = state.charging_reason, state.simulated
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        slot = Slot()
+        if self.cfg.source != "power_supply" or self.refusal is not None:
+            yield slot
+            return
+        run.device_power(self.cfg.current_path, self.cfg.voltage_path)
+        run.idle(self.cfg.idle_s)
+        yield slot
+        power = tuple((t, discharge_power_mw(c, v, self.cfg)) for t, c, v in run.trace.power)
+        slot.reading = Reading(self.name, self.cfg.describe(), len(power), power=power)
+
+    def method(self) -> str:
+        return (f"{self.cfg.describe()} (profile {self.profile_name}); idle power over {self.cfg.idle_s:g} s "
+                "before each repetition subtracted; energy = mean power in the measured window x its length")
+
+    def energy(self, reps: Sequence[RepetitionReadings], latency: Latency | None, problems: Sequence[str]) -> Energy:
+        if self.cfg.source != "power_supply":
+            return absent(self.method(), f"profile energy source is {self.cfg.source!r}", simulated=self.simulated)
+        if self.refusal:
+            return absent(self.method(), self.refusal, simulated=self.simulated)
+        return from_repetitions(self.name, reps, latency, problems, self.cfg, method=self.method(),
+                                simulated=self.simulated)

@@ -10,19 +10,25 @@ Steady = median RSS of the polls taken while the benchmark ran. MB = 2^20 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
-from harness.devices.base import Device
+from harness.devices.base import ShellDevice
 from harness.results import Memory
+from harness.samplers.base import Reading, SamplerBase, Slot
 from harness.samplers.parsers import parse_meminfo
+
+if TYPE_CHECKING:
+    from harness.samplers.run import RepetitionRun
 
 KB_PER_MB = 1024.0
 
@@ -72,8 +78,45 @@ class HostMemoryPoller:
     def stop(self) -> tuple[tuple[int, str, int], ...]:
         """Rows ``(unix_ns, "RSS", kB)``."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        return self.rows
+
+    @property
+    def rows(self) -> tuple[tuple[int, str, int], ...]:
+        """The rows polled so far ``(unix_ns, "RSS", kB)``."""
         return tuple(self._rows)
+
+
+class HostProcessMemory(SamplerBase):
+    """``host_process``: RSS of the benchmark's host pid, from the repetition's shared psutil poller."""
+
+    name = "host_process"
+    label = "memory"
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        poller, slot = run.host_process(), Slot()
+        yield slot
+        rows = poller.rows
+        method = HostMemoryPoller.method_template.format(ms=poller.interval_s * 1000)
+        slot.reading = Reading(self.name, method, len(rows), memory=rows)
+
+
+class ProcStatusMemory(SamplerBase):
+    """``proc_status``: ``/proc/<pid>/status`` VmHWM/VmRSS rows from the repetition's on-device loop."""
+
+    name = "proc_status"
+    label = "memory"
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        run.device_memory()
+        slot = Slot()
+        yield slot
+        rows = run.trace.memory
+        method = f"/proc/<pid>/status VmHWM/VmRSS polled on the device every {run.interval_s * 1000:g} ms"
+        slot.reading = Reading(self.name, method, sum(1 for _, key, _ in rows if key == "VmRSS"), memory=rows)
 
 
 def summarize(rows: Sequence[tuple[int, str, int]], window: tuple[int, int] | None, method: str) -> PolledMemory:
@@ -91,7 +134,7 @@ def summarize(rows: Sequence[tuple[int, str, int]], window: tuple[int, int] | No
     )
 
 
-def meminfo_pss(device: Device, process: str | int) -> PolledMemory:
+def meminfo_pss(device: ShellDevice, process: str | int) -> PolledMemory:
     """``dumpsys meminfo PROCESS`` TOTAL PSS, for app-based runners (one reading)."""
     out = device.shell(f"dumpsys meminfo {shlex.quote(str(process))}", timeout_s=30).output
     return pss_from_meminfo(out)

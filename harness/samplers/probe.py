@@ -20,7 +20,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
-from harness.devices.base import Device
+from harness.devices.base import Device, ShellDevice
 
 q = shlex.quote
 _OPERATORS = set(";&|<>()`$\n")
@@ -88,15 +88,23 @@ def loop_script(paths: ProbePaths, *, interval_s: float, max_samples: int, curre
             f't=$(date +%s%N); {power}{memory}sleep {interval_s:g}; i=$((i+1)); done > {q(paths.trace)} 2>/dev/null')
 
 
-def start(device: Device, paths: ProbePaths, **loop: object) -> None:
+def _prepare_command(paths: ProbePaths) -> str:
+    return f"mkdir -p {q(paths.directory)} && : > {q(paths.marks)} && rm -f {q(paths.stop)} {q(paths.pid)}"
+
+
+def prepare(device: ShellDevice, paths: ProbePaths) -> None:
+    """Create the probe directory for the benchmark wrapper's pid and marks, without a sampling loop."""
+    device.shell(_prepare_command(paths), timeout_s=30).check(device.id)
+
+
+def start(device: ShellDevice, paths: ProbePaths, **loop: object) -> None:
     """Create the probe directory and start the loop detached; returns at once."""
     script = loop_script(paths, **loop)  # type: ignore[arg-type]
-    cmd = (f"mkdir -p {q(paths.directory)} && : > {q(paths.marks)} && rm -f {q(paths.stop)} {q(paths.pid)} && "
-           f"(setsid sh -c {q(script)} </dev/null >/dev/null 2>&1 &)")
+    cmd = f"{_prepare_command(paths)} && (setsid sh -c {q(script)} </dev/null >/dev/null 2>&1 &)"
     device.shell(cmd, timeout_s=30).check(device.id)
 
 
-def stop(device: Device, paths: ProbePaths, *, linger_s: float = 0.5) -> str:
+def stop(device: ShellDevice, paths: ProbePaths, *, linger_s: float = 0.5) -> str:
     """Stop the loop, return ``trace`` + ``marks`` text, and remove the probe directory."""
     out = device.shell(
         f"touch {q(paths.stop)}; sleep {linger_s:g}; cat {q(paths.trace)} 2>/dev/null; "

@@ -4,16 +4,24 @@
   ``[thermal] zones`` names (by type), else all readable zones;
 - thermal status (Android): ``dumpsys thermalservice`` ``Thermal Status`` (0 none .. 6 shutdown);
 - frequency cap per CPU: ``scaling_max_freq`` (else ``scaling_cur_freq``) against ``cpuinfo_max_freq``.
-Works over any device shell (Android, Linux boards, the host); what a device lacks stays empty.
+Works over any device shell (Android, Linux boards, the host); which parts are read follows the device's
+probes (``thermal_zones``, ``cpufreq``, ``thermalservice``); what a device lacks stays empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from harness.devices.base import Device
+from harness.devices.base import ShellDevice
+from harness.samplers.base import SamplerBase, Slot
 from harness.samplers.parsers import parse_thermal_zones, parse_thermalservice
+
+if TYPE_CHECKING:
+    from harness.samplers.run import RepetitionRun
 
 SPLIT = "EH-SPLIT"
 _ZONES = ('for z in /sys/class/thermal/thermal_zone*; do [ -r "$z/temp" ] || continue; '
@@ -61,9 +69,16 @@ class ThermalSnapshot:
         return max(self.zones_c.values()) if self.zones_c else None
 
 
-def snapshot_command(android: bool) -> str:
-    service = "dumpsys thermalservice 2>/dev/null" if android else ":"
-    return f"{_ZONES}; echo {SPLIT}; {_FREQ}; echo {SPLIT}; {service}"
+#: The probes a thermal snapshot reads (any one of them selects :class:`ThermalSampler`).
+PROBES = ("thermal_zones", "cpufreq", "thermalservice")
+
+
+def snapshot_command(probes: Collection[str]) -> str:
+    """One command printing the three parts the device's ``probes`` allow (``:`` for a part it lacks)."""
+    zones = _ZONES if "thermal_zones" in probes else ":"
+    freq = _FREQ if "cpufreq" in probes else ":"
+    service = "dumpsys thermalservice 2>/dev/null" if "thermalservice" in probes else ":"
+    return f"{zones}; echo {SPLIT}; {freq}; echo {SPLIT}; {service}"
 
 
 def parse_snapshot(text: str, cfg: ThermalConfig) -> ThermalSnapshot:
@@ -84,10 +99,40 @@ def parse_snapshot(text: str, cfg: ThermalConfig) -> ThermalSnapshot:
     return ThermalSnapshot(zones, status, freqs)
 
 
-def read_snapshot(device: Device, cfg: ThermalConfig) -> ThermalSnapshot:
-    """Read the device's thermal state now (one shell round trip)."""
-    out = device.shell(snapshot_command(device.platform == "android"), timeout_s=30).output
+def read_snapshot(device: ShellDevice, cfg: ThermalConfig) -> ThermalSnapshot:
+    """Read the device's thermal state now (one shell round trip, the parts its probes declare)."""
+    out = device.shell(snapshot_command(device.capabilities().probes), timeout_s=30).output
     return parse_snapshot(out, cfg)
+
+
+class ThermalSampler(SamplerBase):
+    """``thermal_zones``/``cpufreq``/``thermalservice``: a snapshot before the case and one after it.
+
+    Nothing per repetition; the cooldown before a case polls :meth:`watched_c`.
+    """
+
+    name = "thermal"
+    label = "thermal"
+    per_repetition = False
+
+    def __init__(self, device: ShellDevice, cfg: ThermalConfig) -> None:
+        self.device = device
+        self.cfg = cfg
+        self.before: ThermalSnapshot | None = None
+
+    def snapshot(self) -> ThermalSnapshot:
+        return read_snapshot(self.device, self.cfg)
+
+    def watched_c(self) -> float | None:
+        """The temperature cooldown watches, read now."""
+        return self.snapshot().watched_c(self.cfg.watch)
+
+    def before_case(self) -> None:
+        self.before = self.snapshot()
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        yield Slot()
 
 
 def describe(before: ThermalSnapshot, after: ThermalSnapshot) -> str:

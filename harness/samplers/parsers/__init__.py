@@ -1,20 +1,12 @@
 """Telemetry parsers: device readings as typed, unit-carrying frozen records (None when absent).
 
-One module per source family: Android ``dumpsys`` services, sysfs/procfs listings, ``getprop``,
+One module per source family: Android ``dumpsys`` services, sysfs/procfs listings,
 the iOS tools' text (libimobiledevice, pymobiledevice3 lockdown), and the dicts pymobiledevice3 hands
 the iOS backend (Sysmontap rows, the battery registry). The sampling itself lives elsewhere; these
 only read and never raise on odd input.
 """
 
 from harness.samplers.parsers.android_battery import BatteryService, parse_dumpsys_battery
-from harness.samplers.parsers.batterystats import (
-    EstimatedPower,
-    HistoryPoint,
-    parse_battery_history,
-    parse_estimated_power,
-)
-from harness.samplers.parsers.cpuinfo import CpuInfo, parse_cpuinfo
-from harness.samplers.parsers.getprop import Props, parse_getprop
 from harness.samplers.parsers.ios_battery import SmartBattery, smart_battery
 from harness.samplers.parsers.ios_info import IosDeviceFacts, parse_ideviceinfo, parse_lockdown_json
 from harness.samplers.parsers.ios_sysmon import ProcessSample, process_sample
@@ -25,21 +17,13 @@ from harness.samplers.parsers.thermal import ThermalService, ThermalZone, parse_
 __all__ = [
     "AppMeminfo",
     "BatteryService",
-    "CpuInfo",
-    "EstimatedPower",
-    "HistoryPoint",
     "IosDeviceFacts",
     "PowerSupply",
     "ProcessSample",
-    "Props",
     "SmartBattery",
     "ThermalService",
     "ThermalZone",
-    "parse_battery_history",
-    "parse_cpuinfo",
     "parse_dumpsys_battery",
-    "parse_estimated_power",
-    "parse_getprop",
     "parse_ideviceinfo",
     "parse_lockdown_json",
     "parse_meminfo",

@@ -1,9 +1,8 @@
-"""Small readers shared by the telemetry parsers: tokens to numbers/bools, ``key: value`` lines,
-Python reprs and JSON after a preamble. None means "the text did not say"."""
+"""Small readers shared by the telemetry parsers: tokens to numbers/bools, ``key: value`` lines
+and JSON after a preamble. None means "the text did not say"."""
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
@@ -64,15 +63,6 @@ def colon_pairs(text: str) -> Iterator[tuple[str, str, int]]:
         m = re.match(r"^(\s*)([^:]+?)\s*:\s?(.*?)\s*$", line)
         if m and m.group(2).strip():
             yield m.group(2).strip(), m.group(3), len(m.group(1).expandtabs(8))
-
-
-def python_literal(text: str) -> object | None:
-    """A Python repr (``{'a': 1, 'b': None}``) evaluated safely; object reprs (``<PIL ...>``) become None."""
-    cleaned = re.sub(r"<[^<>]*>", "None", text.strip())
-    try:
-        return ast.literal_eval(cleaned)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
 
 
 def json_after_preamble(text: str) -> object | None:
