@@ -43,7 +43,7 @@ class ShellResult:
                 device=device,
                 command=self.command,
                 output=self.output,
-                exit_code=self.exit_code,
+                command_exit_code=self.exit_code,
             )
         return self
 
