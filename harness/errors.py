@@ -95,9 +95,7 @@ class UnsafeNameError(UsageError):
     """A name that becomes a file name (suite, run id, part, baseline, model) is not one short, plain name."""
 
     def __init__(self, what: str, reason: str, *, hint: str | None = None) -> None:
-        from harness.names import RULE  # local: names imports this module
-
-        super().__init__(f"{what} {reason}", hint=hint or f"a {what} becomes part of a file name: use {RULE}")
+        super().__init__(f"{what} {reason}", hint=hint)
         self.what = what
         self.reason = reason
 
