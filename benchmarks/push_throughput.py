@@ -63,11 +63,11 @@ def main() -> int:
         work = Path(tmp)
         local = work / "payload.bin"
         _write_random(local, size_bytes)
-        os.environ["HARNESS_ADB_KEY"] = str(work / "key" / "adbkey")
+        key = work / "key" / "adbkey"
         with VirtualDevice(root=work / "device") as vdev:
             adb = AdbClient(work / "adb-home")
             adb.start_server()
-            ours = AndroidDevice(f"adb:{vdev.address}")
+            ours = AndroidDevice(f"adb:{vdev.address}", key=key)
             try:
                 if adb.connect(vdev.address) != "device":
                     print(f"adb could not connect to {vdev.address}", file=sys.stderr)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import profiles
+from harness.config import ProjectConfig, from_environment
 from harness.devices.discovery import open_device
 from harness.errors import RunInterrupted
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
@@ -47,14 +48,18 @@ def run(
     measured_runs: int | None = None,
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
+    config: ProjectConfig | None = None,
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
+
+    ``config`` is the project's ``harness.toml`` (tool defaults for a suite given as a path); by default
+    this front looks it up as the CLI does (``$HARNESS_CONFIG``, else ``./harness.toml``).
 
     Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
     interrupted, its partial report is written (the per-run page only: ``<suite>.html`` keeps the last
     complete run), and :class:`RunInterrupted` is raised carrying the summary.
     """
-    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite, config or from_environment())
     profiles.load_profiles()  # a broken device profile is a load error, before any case runs
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
@@ -120,7 +125,7 @@ def gate_config(results: Sequence[Result], overrides: dict | None = None) -> Gat
     """The suite's ``[gate]`` table (carried in each result's settings) with command-line overrides on top.
 
     ``overrides`` are option values (``{"alpha": "0.05", "allow_missing": True}``; None = not given):
-    a bad one is a :class:`~harness.gate.GateConfigError` naming the option (``--alpha``).
+    a bad one is a :class:`~harness.errors.GateConfigError` naming the option (``--alpha``).
     """
     table: dict = {}
     for r in results:

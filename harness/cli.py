@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import __version__
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError
 from harness.suite import option_type
 from harness.textsafe import EscapingFormatter, escape, escape_lines
 
@@ -423,9 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
         "a phone. Needs the ios extra. See docs/ios.md.",
         "print how to reach the phone and serve until stopped (Ctrl-C)", add_fake_iphone_arguments,
         cmd_fake_iphone)
-
-    for register in _EXTENSIONS:
-        register(sub)
     return p
 
 
@@ -439,25 +436,7 @@ class _SubParser(argparse.ArgumentParser):
             self.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-# Subcommands contributed by other modules: each is fn(subparsers) that adds its parser(s).
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
-
-
-def _load_extensions() -> None:
-    for module in ("harness.cli_ext",):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-
-
-def extension(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
-    _EXTENSIONS.append(fn)
-    return fn
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
@@ -474,10 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: every finished result is already on disk\n")
         return 130
-
-
-def usage_error(message: str) -> UsageError:
-    return UsageError(message)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,12 @@ class ModelError(HarnessError):
         self.reason = reason
 
 
-class SuiteError(HarnessError):
-    """A suite or profile file is malformed: names the file, line/key and what is wrong."""
+class FileError(HarnessError):
+    """A file the user gave is malformed: names the file, the line and key, and what is wrong.
+
+    The shared base of :class:`SuiteError` (a suite) and :class:`ConfigError` (``harness.toml``, device
+    profiles, inventories); printed as ``FILE:LINE [KEY]: what (hint: ...)``.
+    """
 
     def __init__(
         self,
@@ -65,7 +69,15 @@ class SuiteError(HarnessError):
         self.reason = reason
 
 
-class ProfileError(SuiteError):
+class SuiteError(FileError):
+    """A suite file is malformed."""
+
+
+class ConfigError(FileError):
+    """A settings file is malformed or missing: ``harness.toml``, a device profile, an inventory, a profile folder."""
+
+
+class ProfileError(ConfigError):
     """A device profile file is malformed."""
 
 
@@ -83,9 +95,7 @@ class UnsafeNameError(UsageError):
     """A name that becomes a file name (suite, run id, part, baseline, model) is not one short, plain name."""
 
     def __init__(self, what: str, reason: str, *, hint: str | None = None) -> None:
-        from harness.names import RULE  # local: names imports this module
-
-        super().__init__(f"{what} {reason}", hint=hint or f"a {what} becomes part of a file name: use {RULE}")
+        super().__init__(f"{what} {reason}", hint=hint)
         self.what = what
         self.reason = reason
 
@@ -104,7 +114,11 @@ class PathEscapeError(HarnessError):
 
 
 class DeviceError(HarnessError):
-    """Something went wrong talking to a device."""
+    """Something went wrong talking to a device.
+
+    ``command_exit_code`` is the failed device command's exit status (None when it did not exit);
+    ``exit_code`` (every :class:`HarnessError`'s) is what the CLI exits with.
+    """
 
     def __init__(
         self,
@@ -113,7 +127,7 @@ class DeviceError(HarnessError):
         device: str | None = None,
         command: str | None = None,
         output: str | None = None,
-        exit_code: int | None = None,
+        command_exit_code: int | None = None,
         hint: str | None = None,
     ) -> None:
         prefix = f"[{device}] " if device else ""
@@ -121,7 +135,7 @@ class DeviceError(HarnessError):
         self.device = device
         self.command = command
         self.output = output
-        self.returncode = exit_code
+        self.command_exit_code = command_exit_code  # the device command's; ``exit_code`` is the CLI's
 
 
 class DeviceNotFound(DeviceError):
@@ -142,6 +156,33 @@ class CommandTimeout(DeviceError):
 
 class AuthError(DeviceError):
     """The device refused our key."""
+
+
+class GateError(HarnessError):
+    """The gate cannot be evaluated (exit code 2): nothing to compare, or not comparable."""
+
+    exit_code = 2
+
+
+class NoCommonCases(GateError):
+    """Baseline and candidate share no case (model sha256 x delegate x threads x api x device)."""
+
+
+class DeviceMismatch(GateError):
+    """The baseline was measured on another device: comparing would be meaningless."""
+
+
+class EmptyBaseline(GateError):
+    """The baseline holds no successful result with latency."""
+
+
+class GateConfigError(UsageError):
+    """A bad gate setting; ``key`` names the setting so a suite error can point at its line."""
+
+    def __init__(self, key: str, label: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{label}: {reason}", hint=hint)
+        self.key = key
+        self.reason = reason
 
 
 class DelegateUnavailable(HarnessError):

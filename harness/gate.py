@@ -29,7 +29,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness import stats
-from harness.errors import HarnessError, UsageError
+from harness.errors import (  # noqa: F401 - the gate's errors, importable from here as before
+    DeviceMismatch,
+    EmptyBaseline,
+    GateConfigError,
+    GateError,
+    NoCommonCases,
+    UsageError,
+)
 from harness.results import DeviceInfo, Result
 
 VERDICTS = ("faster", "slower", "same", "noisy", "failed")
@@ -38,24 +45,6 @@ RECOMMENDED_REPETITIONS = 10
 
 CaseKey = tuple[str, str, int, str, str, str]
 METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
-
-
-class GateError(HarnessError):
-    """The gate cannot be evaluated (exit code 2): nothing to compare, or not comparable."""
-
-    exit_code = 2
-
-
-class NoCommonCases(GateError):
-    """Baseline and candidate share no case (model sha256 x delegate x threads x api x device)."""
-
-
-class DeviceMismatch(GateError):
-    """The baseline was measured on another device: comparing would be meaningless."""
-
-
-class EmptyBaseline(GateError):
-    """The baseline holds no successful result with latency."""
 
 
 def parse_percent(text: str | float, option: str = "--max-regression") -> float:
@@ -70,15 +59,6 @@ def parse_percent(text: str | float, option: str = "--max-regression") -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{option}: {text!r} must be a finite percentage >= 0", hint="e.g. 5%")
     return value
-
-
-class GateConfigError(UsageError):
-    """A bad gate setting; ``key`` names the setting so a suite error can point at its line."""
-
-    def __init__(self, key: str, label: str, reason: str, *, hint: str | None = None) -> None:
-        super().__init__(f"{label}: {reason}", hint=hint)
-        self.key = key
-        self.reason = reason
 
 
 def _number(key: str, label: str, value: Any, kind: type = float) -> Any:

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.devices.base import sha256_file
 from harness.errors import ModelError
+from harness.hashing import sha256_file
 
 TFLITE_IDENTIFIER = b"TFL3"
 

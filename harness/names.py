@@ -21,6 +21,10 @@ from harness.textsafe import shown
 
 MAX_LEN = 64
 RULE = f"letters, digits and _ . + -, starting with a letter, digit or _, at most {MAX_LEN} characters"
+
+
+def _unsafe(what: str, reason: str) -> UnsafeNameError:
+    return UnsafeNameError(what, reason, hint=f"a {what} becomes part of a file name: use {RULE}")
 _FIRST = re.compile(r"[A-Za-z0-9_]")
 _REST = re.compile(r"[A-Za-z0-9_.+-]")
 _NAME_MAX_BYTES = 255  # one path component on Linux, macOS and Windows file systems
@@ -46,7 +50,7 @@ def check_name(value: object, what: str) -> str:
     """``value`` when it is a usable name, else :class:`UnsafeNameError` naming ``what`` it is."""
     reason = problem(value)
     if reason is not None:
-        raise UnsafeNameError(what, reason)
+        raise _unsafe(what, reason)
     return value  # type: ignore[return-value]
 
 
@@ -59,21 +63,21 @@ def sanitise(value: str, fallback: str, max_len: int = MAX_LEN) -> str:
 def inside(root: str | Path, name: str) -> Path:
     """``root / name`` for one plain file name whose target (symlinks resolved) lies inside ``root``."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise UnsafeNameError("file name", f"{shown(name)} is not one plain file name")
+        raise _unsafe("file name", f"{shown(name)} is not one plain file name")
     if len(os.fsencode(name)) > _NAME_MAX_BYTES:
-        raise UnsafeNameError("file name", f"{shown(name)} is longer than {_NAME_MAX_BYTES} bytes")
+        raise _unsafe("file name", f"{shown(name)} is longer than {_NAME_MAX_BYTES} bytes")
     return contain(root, Path(root) / name)
 
 
 def contain(root: str | Path, path: str | Path) -> Path:
     """``path`` unchanged when it (symlinks resolved) lies inside ``root``; else :class:`PathEscapeError`."""
     if "\0" in str(path):
-        raise UnsafeNameError("file name", f"{shown(str(path))} holds a NUL character")
+        raise _unsafe("file name", f"{shown(str(path))} holds a NUL character")
     base = Path(root).resolve()
     target = Path(path).resolve()
     if target == base or not target.is_relative_to(base):
         raise PathEscapeError(root, path, target)
     for part in target.relative_to(base).parts:
         if len(os.fsencode(part)) > _NAME_MAX_BYTES:
-            raise UnsafeNameError("file name", f"{shown(part)} is longer than {_NAME_MAX_BYTES} bytes")
+            raise _unsafe("file name", f"{shown(part)} is longer than {_NAME_MAX_BYTES} bytes")
     return Path(path)

@@ -1,5 +1,9 @@
 """Device profiles (``device_profiles/*.toml``): match rules and capabilities of a device family.
 
+The profiles ship inside the package (``harness/device_profiles``; the repository's top-level
+``device_profiles/`` is the same folder). ``$HARNESS_PROFILES`` adds a user's own folders
+(``os.pathsep``-separated): a user's profile wins over a bundled one of the same name.
+
 A profile says what a device can run (delegates, NNAPI accelerators), its class/tier, and
 (for later sections) where its energy and thermal readings live. ``match`` picks the
 highest-priority profile whose every ``[match]`` rule accepts the device's facts
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import tomlfile
-from harness.errors import ProfileError
+from harness.errors import ConfigError, ProfileError
 
 PLATFORMS = ("android", "ios", "host")
 DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual")
@@ -90,12 +94,34 @@ class Profile:
         return f"{base}: {why}" if why else base
 
 
+PROFILES_ENV = "HARNESS_PROFILES"
+BUNDLED_DIR = Path(__file__).resolve().parent / "device_profiles"
+
+
 def default_dir() -> Path:
-    """``$HARNESS_PROFILES``, else the repository's ``device_profiles/`` next to the package."""
-    env = os.environ.get("HARNESS_PROFILES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "device_profiles"
+    """The profiles shipped with the package (in a wheel too)."""
+    return BUNDLED_DIR
+
+
+def user_dirs(value: str | None = None) -> tuple[Path, ...]:
+    """The user's profile folders: ``value`` (default ``$HARNESS_PROFILES``, read now), ``os.pathsep``-separated.
+
+    A named folder that is not there is a :class:`ConfigError` (a typo would silently fall back to generic).
+    """
+    if value is None:
+        value = os.environ.get(PROFILES_ENV, "")
+    dirs = tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p)
+    for folder in dirs:
+        if not folder.is_dir():
+            raise ConfigError(folder, f"{PROFILES_ENV} names a folder that does not exist",
+                              hint=f"{PROFILES_ENV} is a list of folders of *.toml profiles separated by "
+                                   f"{os.pathsep!r}")
+    return dirs
+
+
+def search_path() -> tuple[Path, ...]:
+    """Where profiles come from, strongest first: the user's folders in order, then the bundled ones."""
+    return (*user_dirs(), BUNDLED_DIR)
 
 
 def _type_ok(value: Any, expected: Any) -> bool:
@@ -209,13 +235,29 @@ def load_profile(path: Path) -> Profile:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_dir(directory: str) -> tuple[Profile, ...]:
-    return tuple(load_profile(p) for p in sorted(Path(directory).glob("*.toml")))
+def _load_dirs(directories: tuple[str, ...]) -> tuple[Profile, ...]:
+    """Every profile of ``directories`` (strongest first); a name found twice keeps the first one."""
+    found: dict[str, Profile] = {}
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.toml")):
+            profile = load_profile(path)
+            found.setdefault(profile.name, profile)
+    return tuple(sorted(found.values(), key=lambda p: p.name))
 
 
 def load_profiles(directory: str | Path | None = None) -> list[Profile]:
-    """All profiles of ``directory`` (default :func:`default_dir`), validated."""
-    return list(_load_dir(str(directory or default_dir())))
+    """All profiles, validated: of ``directory`` alone when given, else of :func:`search_path`."""
+    dirs = (Path(directory),) if directory else search_path()
+    return list(_load_dirs(tuple(str(d) for d in dirs)))
+
+
+def profile_file(name: str) -> Path | None:
+    """The file of the profile called ``name`` on :func:`search_path` (a user's folder first), or None."""
+    for folder in search_path():
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    return None
 
 
 def find(name: str, directory: str | Path | None = None) -> Profile | None:
@@ -227,7 +269,8 @@ def get(name: str, directory: str | Path | None = None) -> Profile:
     for p in load_profiles(directory):
         if p.name == name:
             return p
-    raise ProfileError(Path(directory or default_dir()) / f"{name}.toml", "no such profile")
+    dirs = (Path(directory),) if directory else search_path()
+    raise ProfileError(dirs[-1] / f"{name}.toml", "no such profile", hint=f"looked in {', '.join(map(str, dirs))}")
 
 
 def match(facts: dict[str, str], platform: str, directory: str | Path | None = None) -> Profile:

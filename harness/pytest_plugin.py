@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import ProjectConfig, from_environment
 from harness.errors import HarnessError
 from harness.orchestrator import device_label
 from harness.results import Result
@@ -24,6 +25,7 @@ _SESSION_KEY = pytest.StashKey[HarnessSession]()
 _REPORT_KEY = pytest.StashKey["Path | None"]()
 _MISSING_KEY = pytest.StashKey[list[str]]()
 _DISTRIBUTED_KEY = pytest.StashKey[bool]()
+_CONFIG_KEY = pytest.StashKey[ProjectConfig]()
 _RUN_ID_INPUT = "edgeharness_run_id"
 FAILING = ("failed", "timeout", "device_lost")
 
@@ -109,6 +111,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_line(escape(f"edgeharness: report  {report}"))
 
 
+def _project_config(config: pytest.Config) -> ProjectConfig:
+    """``harness.toml`` (``$HARNESS_CONFIG`` or the invocation folder's), read once per session."""
+    if _CONFIG_KEY not in config.stash:
+        config.stash[_CONFIG_KEY] = from_environment(cwd=config.invocation_params.dir)
+    return config.stash[_CONFIG_KEY]
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix == ".toml" and file_path.parent.name == "suites":
         return SuiteFile.from_parent(parent, path=file_path)
@@ -120,7 +129,7 @@ class SuiteFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         try:
-            suite = load_suite(self.path)
+            suite = load_suite(self.path, _project_config(self.config))
         except HarnessError as exc:
             raise self.CollectError(escape_lines(str(exc))) from None
         hs = self.config.stash[_SESSION_KEY]

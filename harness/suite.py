@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import tomlfile
-from harness.errors import ModelError, SuiteError, UsageError
+from harness.config import ProjectConfig
+from harness.errors import ConfigError, ModelError, SuiteError, UsageError
 from harness.names import RULE, problem, sanitise
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
@@ -347,14 +348,13 @@ def _parse_tool(ctx: _Ctx, tool: dict[str, Any], table: str = "suite.tool") -> d
     return out
 
 
-def project_tool_defaults() -> dict[str, Any]:
+def project_tool_defaults(config: ProjectConfig | None) -> dict[str, Any]:
     """``[tool]`` of ``harness.toml`` (see :mod:`harness.config`), validated like a suite's."""
-    from harness.config import load_config
-
-    data, path = load_config()
-    if path is None or "tool" not in data:
+    if config is None or config.path is None or "tool" not in config.data:
         return {}
-    return _parse_tool(_Ctx(path, path.read_text(encoding="utf-8")), data["tool"], "tool")
+    ctx = _Ctx(config.path, config.text)
+    ctx.error_type = ConfigError  # harness.toml is a settings file, not a suite
+    return _parse_tool(ctx, config.data["tool"], "tool")
 
 
 def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[str, Any] | None = None) -> Suite:
@@ -400,12 +400,15 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
     )
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file."""
+def load_suite(path: str | Path, config: ProjectConfig | None = None) -> Suite:
+    """Read and validate a suite file; ``config`` (``harness.toml``, read by the front) gives tool defaults.
+
+    Nothing else is read: not the working directory, not the environment.
+    """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise SuiteError(path, "suite file not found")
-    return parse_suite(tomlfile.read_text(path, what="suite"), path, project_tool_defaults())
+    return parse_suite(tomlfile.read_text(path, what="suite"), path, project_tool_defaults(config))
 
 
 def checked_overrides(**overrides: Any) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""TOML files (suites, profiles, harness.toml, inventories) read one way: a failure names the file and line."""
+"""TOML files (suites, profiles, harness.toml, inventories) read one way: a failure names the file and line.
+
+``error`` is the class raised: :class:`SuiteError` (the default) for suites, :class:`ConfigError` (or
+:class:`ProfileError`) for every other file.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from harness.errors import SuiteError
+from harness.errors import FileError, SuiteError
 
 
-def parse(text: str, path: str | Path, error: type[SuiteError] = SuiteError) -> dict[str, Any]:
+def parse(text: str, path: str | Path, error: type[FileError] = SuiteError) -> dict[str, Any]:
     """``text`` as TOML; malformed TOML raises ``error`` with the line tomllib reports."""
     try:
         return tomllib.loads(text)
@@ -20,7 +24,7 @@ def parse(text: str, path: str | Path, error: type[SuiteError] = SuiteError) -> 
         raise error(path, f"invalid TOML: {exc}", line=int(m.group(1)) if m else None) from None
 
 
-def read_text(path: str | Path, error: type[SuiteError] = SuiteError, what: str = "file") -> str:
+def read_text(path: str | Path, error: type[FileError] = SuiteError, what: str = "file") -> str:
     """The text of the TOML file at ``path``: a regular, readable, non-empty UTF-8 file, else ``error`` at a line.
 
     A FIFO or device is refused before it is opened (reading one would block or never end).
@@ -45,7 +49,7 @@ def read_text(path: str | Path, error: type[SuiteError] = SuiteError, what: str 
     return text
 
 
-def read(path: str | Path, error: type[SuiteError] = SuiteError, what: str = "file") -> dict[str, Any]:
+def read(path: str | Path, error: type[FileError] = SuiteError, what: str = "file") -> dict[str, Any]:
     """The TOML file at ``path``; an unreadable or malformed file raises ``error`` naming it."""
     return parse(read_text(path, error, what), path, error)
 
@@ -56,7 +60,7 @@ class Source:
     ``arrays`` names the arrays of tables (``[[models]]``): their keys are labelled ``models[2].path``.
     """
 
-    def __init__(self, path: str | Path, text: str, error: type[SuiteError] = SuiteError,
+    def __init__(self, path: str | Path, text: str, error: type[FileError] = SuiteError,
                  arrays: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         self.lines = text.splitlines()
@@ -84,7 +88,7 @@ class Source:
 
     def error(
         self, reason: str, key: str, table: str | None = None, index: int = 0, hint: str | None = None
-    ) -> SuiteError:
+    ) -> FileError:
         """``error_type`` at the key's line; a key with no line of its own (a missing table) points at line 1."""
         label = f"{table}[{index}].{key}" if table in self.arrays else (f"{table}.{key}" if table else key)
         line = self.line_of(key, table, index) or 1

@@ -20,8 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.devices.base import sha256_file
 from harness.errors import ZooError
+from harness.hashing import sha256_file
 
 
 @dataclass(frozen=True)

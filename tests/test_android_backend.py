@@ -22,6 +22,7 @@ from harness.devices.android import (
     parse_device_id,
 )
 from harness.devices.discovery import describe, open_device
+from harness.devices.settings import DeviceSettings
 from harness.errors import AuthError, DeviceError
 
 pytest_plugins = ["harness.testing.android.fixtures"]
@@ -186,7 +187,8 @@ def test_discovery_opens_lists_and_describes(virtual_device, tmp_path, monkeypat
     inventory.write_text(f'[[devices]]\nid = "{device_id}"\n[[devices]]\nid = "host"\n', encoding="utf-8")
     monkeypatch.setenv("HARNESS_INVENTORY", str(inventory))
     monkeypatch.setenv("HARNESS_ADB_DEVICES", "adb:127.0.0.1:1, serial123")
-    assert list_android_devices() == ["adb:127.0.0.1:1", "serial123", device_id]
+    assert list_android_devices(DeviceSettings.from_env()) == ["adb:127.0.0.1:1", "serial123", device_id]
+    assert list_android_devices() == []  # the backend reads no environment: the front passes it
     device = open_device(device_id)
     assert isinstance(device, AndroidDevice)
     device.close()

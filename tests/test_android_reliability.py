@@ -34,13 +34,16 @@ HOSTILE_NAMES = [
 
 
 @pytest.fixture(autouse=True)
-def private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARNESS_ADB_KEY", str(tmp_path / "keys" / "adbkey"))  # never the developer's key
+def private_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    key = tmp_path / "keys" / "adbkey"  # never the developer's key
+    monkeypatch.setenv("HARNESS_ADB_KEY", str(key))  # for the commands the tests run
+    return key
 
 
 @pytest.fixture
-def android(virtual_device):
-    device = AndroidDevice(f"adb:{virtual_device.address}", reconnect_window_s=WINDOW_S, backoff_s=0.1)
+def android(virtual_device, private_key: Path):
+    device = AndroidDevice(f"adb:{virtual_device.address}", key=private_key, reconnect_window_s=WINDOW_S,
+                           backoff_s=0.1)
     device.shell("true").check()  # link up before faults are armed
     yield device
     device.close()
@@ -167,7 +170,7 @@ def test_hostile_file_names_push_pull_and_run_without_injection(android, virtual
     assert canary.exists()
 
 
-def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual_device, tmp_path, caplog):
+def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual_device, tmp_path, caplog, private_key):
     """Two harness processes on one phone (two CI jobs, xdist workers) must not delete each other's temporaries.
 
     Each transfer must succeed at the first attempt: a deleted temporary used to surface as a broken
@@ -177,7 +180,8 @@ def test_two_clients_pushing_the_same_file_at_once_both_succeed(android, virtual
     local = tmp_path / "model.bin"
     local.write_bytes(os.urandom(8_000_000))
     remote = f"{REMOTE_DIR}/shared.bin"
-    other = AndroidDevice(f"adb:{virtual_device.address}", reconnect_window_s=WINDOW_S, backoff_s=0.1)
+    other = AndroidDevice(f"adb:{virtual_device.address}", key=private_key, reconnect_window_s=WINDOW_S,
+                          backoff_s=0.1)
     virtual_device.arm(Faults(bandwidth_bytes_per_s=4_000_000))  # about 2 s each: the transfers overlap
     errors: list[BaseException] = []
 

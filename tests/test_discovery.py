@@ -65,3 +65,42 @@ def test_each_backend_declares_what_it_can_do():
     assert not hasattr(AppHost, "shell")
     with pytest.raises(ValueError, match="unknown probe"):
         Capabilities(probes=frozenset({"sysmon"}))
+
+
+def test_backends_read_no_environment_the_front_passes_it(tmp_path, monkeypatch):
+    """Constructors take explicit settings; only the discovery front reads the environment (DeviceSettings)."""
+    import pytest
+
+    from harness.devices import discovery
+    from harness.devices.android import AndroidDevice
+    from harness.devices.host import HostDevice
+    from harness.devices.ios import IosDevice
+    from harness.devices.settings import DeviceSettings
+    from harness.errors import UsageError
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("HARNESS_ADB_KEY", str(tmp_path / "env-key"))
+    monkeypatch.setenv("HARNESS_ADB_RECONNECT_S", "3")
+    assert not HostDevice().workdir().startswith(str(tmp_path))  # the constructor ignores the environment
+    assert HostDevice(cache_dir=tmp_path / "given").workdir() == str(tmp_path / "given" / "host-work")
+    assert AndroidDevice("adb:127.0.0.1:9").reconnect_window_s == 10.0
+
+    # the front reads it once and hands it down
+    assert discovery.open_device("host").workdir() == str(tmp_path / "env-cache" / "host-work")
+    android = discovery.open_device("adb:127.0.0.1:9")
+    assert isinstance(android, AndroidDevice)
+    assert (android.key, android.cache_dir, android.reconnect_window_s) == (
+        tmp_path / "env-key", tmp_path / "env-cache", 3.0)
+    phone = discovery.open_device("ios:00008110-000A1B2C3D4E5F60",
+                                  DeviceSettings.from_env({"HARNESS_CACHE": str(tmp_path / "c"),
+                                                           "USBMUXD_SOCKET_ADDRESS": "10.0.0.9:27015"}))
+    assert isinstance(phone, IosDevice)
+    assert (phone._lockdown.usbmux_address, phone._lockdown.pairing_folder) == (
+        "10.0.0.9:27015", tmp_path / "c" / "ios-pairing")
+    phone.close()
+
+    explicit = DeviceSettings.from_env({"ANDROID_USER_HOME": str(tmp_path / "sdk")})
+    assert explicit.adb_key == tmp_path / "sdk" / "adbkey" and explicit.android_serial is None
+    assert discovery.selected_ids([], settings=DeviceSettings.from_env({"ANDROID_SERIAL": "R58M"})) == ["R58M"]
+    with pytest.raises(UsageError, match="HARNESS_ADB_RECONNECT_S='soon' is not a number of seconds"):
+        DeviceSettings.from_env({"HARNESS_ADB_RECONNECT_S": "soon"})

@@ -183,7 +183,7 @@ def test_error_lines_point_at_the_offending_line(tmp_path: Path) -> None:
 def test_debug_keeps_the_traceback(tmp_path: Path) -> None:
     bad = _write(tmp_path / "devices.toml", b"\xff\xfe")
     proc = _run(["devices", "--inventory", str(bad), "--debug"], tmp_path)
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "SuiteError" in proc.stderr
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file")

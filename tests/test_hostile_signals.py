@@ -80,8 +80,8 @@ if kind == "host":
     from harness.devices.host import HostDevice
     device = HostDevice()
 else:
-    from harness.devices.android import AndroidDevice
-    device = AndroidDevice("adb:" + address)
+    from harness.devices.discovery import open_device
+    device = open_device("adb:" + address)
     device.shell("true")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = device.shell(command, timeout_s=240)
@@ -175,9 +175,9 @@ def test_cancelling_stops_a_host_command_at_once_and_kills_it(mark: str) -> None
 
 
 def test_cancelling_stops_an_android_command_and_kills_the_remote_process(virtual_device) -> None:
-    from harness.devices.android import AndroidDevice
+    from harness.devices.discovery import open_device
 
-    device = AndroidDevice(f"adb:{virtual_device.address}")
+    device = open_device(f"adb:{virtual_device.address}")
     device.shell("true").check()
     device.cancel = threading.Event()
     threading.Timer(0.5, device.cancel.set).start()
@@ -199,10 +199,10 @@ def test_cancelling_stops_an_android_command_and_kills_the_remote_process(virtua
 @pytest.mark.parametrize("backend", ["host", "android"])
 def test_after_the_stop_a_cleanup_command_runs_and_a_long_one_is_cut(backend: str, virtual_device, mark: str) -> None:
     """Stopping a sampler or removing a file still works after the stop; a new benchmark cannot start."""
-    from harness.devices.android import AndroidDevice
     from harness.devices.base import AFTER_STOP_S
+    from harness.devices.discovery import open_device
 
-    device = HostDevice() if backend == "host" else AndroidDevice(f"adb:{virtual_device.address}")
+    device = HostDevice() if backend == "host" else open_device(f"adb:{virtual_device.address}")
     try:
         device.shell("true").check()
         device.cancel = threading.Event()

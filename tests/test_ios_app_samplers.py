@@ -73,11 +73,12 @@ class _Broken:
 @pytest.mark.skipif(not HAS_IOS, reason="needs the ios extra (pymobiledevice3)")
 def test_a_failing_observer_does_not_stop_the_run(make_fake_iphone, small_model: Path):
     from harness.devices.ios import open_ios_device
+    from harness.devices.settings import DeviceSettings
     from harness.testing.ios.device import BENCH_BUNDLE_ID
 
     phone = make_fake_iphone(installed={BENCH_BUNDLE_ID: "1.0"}, sysmon_interval_s=0.1)
     mem, battery, log = AppMemory(), AppBattery(), AppLog("obs-1")
-    with open_ios_device(phone.device_id) as dev:
+    with open_ios_device(phone.device_id, DeviceSettings.from_env()) as dev:
         out = dev.run_app(small_model, {"num_threads": 1, "warmup_runs": 1, "num_runs": 200}, "obs-1", 60,
                           observers=[_Broken(), mem, battery, log])
     assert out.status == "ok", out.reason

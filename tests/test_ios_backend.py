@@ -12,6 +12,7 @@ pytest.importorskip("pymobiledevice3")
 
 from harness.devices.base import ShellDevice  # noqa: E402
 from harness.devices.ios import IosDevice, discover_ios_devices, open_ios_device  # noqa: E402
+from harness.devices.settings import DeviceSettings  # noqa: E402
 from harness.errors import AuthError, DeviceError, DeviceLost, HarnessError  # noqa: E402
 from harness.samplers.app import run_app_benchmark  # noqa: E402
 from harness.testing.ios import FakeFaults  # noqa: E402
@@ -34,7 +35,7 @@ def open_device():
     opened: list[IosDevice] = []
 
     def open_(phone, **options) -> IosDevice:
-        dev = open_ios_device(phone.device_id, **options)
+        dev = open_ios_device(phone.device_id, DeviceSettings.from_env(), **options)
         opened.append(dev)
         return dev
 

@@ -126,10 +126,11 @@ def test_listing_phones_from_inside_a_running_loop(fake_iphone):
 def test_a_device_call_that_times_out_leaves_no_task_on_the_phones_loop(make_fake_iphone):
     """Waiting for the Trust dialog past the call's timeout: CommandTimeout, and the pairing stops there and then."""
     from harness.devices.ios import open_ios_device
+    from harness.devices.settings import DeviceSettings
     from harness.errors import CommandTimeout
 
     phone = make_fake_iphone(faults=FakeFaults(trust="pending"))
-    dev = open_ios_device(phone.device_id, pair_timeout_s=30, connect_timeout_s=0.5)
+    dev = open_ios_device(phone.device_id, DeviceSettings.from_env(), pair_timeout_s=30, connect_timeout_s=0.5)
     try:
         started = time.monotonic()
         with pytest.raises(CommandTimeout, match="cancelled") as err:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import SuiteError
+from harness.config import from_environment
+from harness.errors import ConfigError, SuiteError
 from harness.suite import load_suite, parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,25 +87,44 @@ def test_harness_toml_gives_tool_defaults_the_suite_can_override(tmp_path: Path,
     (suites / "a.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
     (suites / "b.toml").write_text('[suite]\ntool = { ios_app = "Other.ipa" }\n[[models]]\nzoo = "face_landmark"\n')
     monkeypatch.chdir(tmp_path)
-    a = load_suite(suites / "a.toml").models[0].tool
+    project = from_environment()  # what the fronts do: ./harness.toml here
+    assert project.path == tmp_path / "harness.toml"
+    a = load_suite(suites / "a.toml", project).models[0].tool
     assert a["benchmark_model"] == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
     assert a["ios_app"] == str(tmp_path / "apps" / "Bench.ipa")
-    b = load_suite(suites / "b.toml").models[0].tool
+    b = load_suite(suites / "b.toml", project).models[0].tool
     assert b["ios_app"] == str(suites / "Other.ipa") and "benchmark_model" in b
+
+
+def test_load_suite_reads_only_the_suite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hidden state: ./harness.toml and $HARNESS_CONFIG are the fronts' to read, not the suite loader's."""
+    (tmp_path / "harness.toml").write_text('[tool]\nios_app = "apps/Bench.ipa"\n')
+    (tmp_path / "other.toml").write_text('[tools]\nios_app = "broken"\n')
+    (tmp_path / "s.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
+    monkeypatch.chdir(tmp_path)
+    assert "ios_app" not in load_suite(tmp_path / "s.toml").models[0].tool
+    monkeypatch.setenv("HARNESS_CONFIG", str(tmp_path / "other.toml"))
+    assert load_suite(tmp_path / "s.toml").models[0].tool == {}
 
 
 def test_malformed_harness_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "harness.toml").write_text('[tools]\nbenchmark_model = "x"\n')
     (tmp_path / "s.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SuiteError, match=r"harness.toml.*unknown or malformed section 'tools'"):
-        load_suite(tmp_path / "s.toml")
+    with pytest.raises(ConfigError, match=r"harness.toml:1 \[tools\]: unknown or malformed section 'tools'"):
+        from_environment()
+    (tmp_path / "harness.toml").write_text('[tool]\nios_app = 3\n')
+    with pytest.raises(ConfigError, match=r"harness.toml:2 \[tool.ios_app\]"):
+        load_suite(tmp_path / "s.toml", from_environment())
+    monkeypatch.setenv("HARNESS_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(ConfigError, match="HARNESS_CONFIG names a file that does not exist"):
+        from_environment()
 
 
 def test_every_toml_file_error_names_file_and_line(tmp_path):
     """Profiles, harness.toml and inventories read through the same reader as suites: file:line in the error."""
     from harness.devices.discovery import inventory_ids
-    from harness.errors import ProfileError, SuiteError
+    from harness.errors import ConfigError, ProfileError
     from harness.profiles import load_profile
 
     bad = tmp_path / "pixel-x.toml"
@@ -112,5 +132,5 @@ def test_every_toml_file_error_names_file_and_line(tmp_path):
     with pytest.raises(ProfileError) as err:
         load_profile(bad)
     assert err.value.line == 2 and f"{bad}:2" in str(err.value) and "invalid TOML" in str(err.value)
-    with pytest.raises(SuiteError, match="cannot read inventory file"):
+    with pytest.raises(ConfigError, match="cannot read inventory file"):
         inventory_ids(tmp_path / "missing.toml")

@@ -11,8 +11,9 @@ command has its own total ``timeout_s`` (an absolute deadline enforced by the tr
 so it holds even when the device stalls mid-message); on expiry the remote process tree
 is killed over a fresh link and :class:`CommandTimeout` is raised.
 
-Keys: ``$HARNESS_ADB_KEY``, else ``~/.android/adbkey`` (the Android SDK's, so a phone that
-trusts ``adb`` trusts the harness), created 0600 when missing; key material is never logged.
+Keys: the ``key`` given (the fronts pass ``$HARNESS_ADB_KEY``), else ``~/.android/adbkey`` (the Android
+SDK's, so a phone that trusts ``adb`` trusts the harness), created 0600 when missing; key material is never
+logged. Nothing here reads the environment: :class:`~harness.devices.settings.DeviceSettings` does, at the front.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from harness.devices import adb_commands as cmds
 from harness.devices.base import AFTER_STOP_S, Capabilities, ShellDevice, ShellResult, sha256_file
 from harness.devices.discovery import inventory_ids
 from harness.devices.output import BoundedOutput
+from harness.devices.settings import DEFAULT_RECONNECT_S, DeviceSettings, default_cache_dir, sdk_key_path
 from harness.errors import (
     AuthError,
     CommandTimeout,
@@ -108,30 +110,15 @@ def parse_device_id(device_id: str) -> tuple[str, int] | str:
     return rest
 
 
-def key_path() -> Path:
-    """The adb private key to use: ``$HARNESS_ADB_KEY``, else the SDK's ``~/.android/adbkey``."""
-    explicit = os.environ.get("HARNESS_ADB_KEY")
-    if explicit:
-        return Path(explicit).expanduser()
-    user_home = os.environ.get("ANDROID_USER_HOME")
-    base = Path(user_home) if user_home else Path.home() / ".android"
-    return base / "adbkey"
+def ensure_key(path: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """Reuse an existing key, else create one (private part 0600) at ``path`` (default: the SDK's).
 
-
-def _harness_key_path() -> Path:
-    base = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "edgeharness")
-    return base / "adb" / "adbkey"
-
-
-def ensure_key(path: Path | None = None) -> Path:
-    """Reuse an existing key, else create one (private part 0600) where the SDK keeps it.
-
-    When that folder is not writable, the key goes to the harness's own cache folder.
+    When that folder is not writable, the key goes to the harness's own ``cache_dir/adb`` folder.
     """
-    path = path or key_path()
+    path = path or sdk_key_path()
     if path.is_file():
         return path
-    for target in (path, _harness_key_path()):
+    for target in (path, (cache_dir or default_cache_dir()) / "adb" / "adbkey"):
         if target.is_file():
             return target
         try:
@@ -304,24 +291,25 @@ class AndroidDevice(ShellDevice):
         device_id: str,
         *,
         key: str | Path | None = None,
+        cache_dir: Path | None = None,
         transport_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         auth_timeout_s: float = 10.0,
-        reconnect_window_s: float | None = None,
+        reconnect_window_s: float = DEFAULT_RECONNECT_S,
         backoff_s: float = 0.2,
     ) -> None:
-        """``transport_timeout_s``: one socket read/write; ``read_timeout_s``: waiting for one protocol
-        reply; ``auth_timeout_s``: waiting for the user to accept our key; ``reconnect_window_s``: how long a
-        broken link is retried (default ``$HARNESS_ADB_RECONNECT_S`` or 10)."""
+        """``key``: the adb private key (default the SDK's); ``cache_dir``: where a key goes when the key's
+        folder is not writable; ``transport_timeout_s``: one socket read/write; ``read_timeout_s``: waiting
+        for one protocol reply; ``auth_timeout_s``: waiting for the user to accept our key;
+        ``reconnect_window_s``: how long a broken link is retried."""
         super().__init__(device_id)
         self.address = parse_device_id(device_id)
         self.key = Path(key) if key else None
+        self.cache_dir = cache_dir
         self._left_temps: list[str] = []  # push temporaries we could not remove (link down); next push does
         self.transport_timeout_s = transport_timeout_s
         self.read_timeout_s = read_timeout_s
         self.auth_timeout_s = auth_timeout_s
-        if reconnect_window_s is None:
-            reconnect_window_s = float(os.environ.get("HARNESS_ADB_RECONNECT_S", "10"))
         self.reconnect_window_s = reconnect_window_s
         self.backoff_s = backoff_s
         self.log = DeviceLogger(log, {"device": device_id})
@@ -335,7 +323,7 @@ class AndroidDevice(ShellDevice):
     # -- links --------------------------------------------------------------------------
     def _signer_for_auth(self) -> PythonRSASigner:
         if self._signer is None:
-            path = ensure_key(self.key)
+            path = ensure_key(self.key, self.cache_dir)
             try:
                 self._signer = PythonRSASigner.FromRSAKeyPath(str(path))
             except (OSError, ValueError) as exc:
@@ -555,7 +543,7 @@ class AndroidDevice(ShellDevice):
         finish = self.shell(cmds.finish_push_command(temp, remote, size_bytes, digest, executable), timeout_s=60)
         if finish.exit_code != 0:
             raise DeviceError(f"push {remote}: the device copy is incomplete; removed it", device=self.id,
-                              command=finish.command, output=finish.output, exit_code=finish.exit_code)
+                              command=finish.command, output=finish.output, command_exit_code=finish.exit_code)
         elapsed_s = time.monotonic() - started
         self.log.info("pushed %s (%d bytes, %.1f MB/s)", remote, size_bytes, size_bytes / 1e6 / max(elapsed_s, 1e-9))
         return True
@@ -678,18 +666,22 @@ def _md5_file(path: Path) -> str:
 # --- discovery ------------------------------------------------------------------------------
 
 
-def open_android_device(device_id: str, **options: Any) -> AndroidDevice:
-    """Opener for :mod:`harness.devices.discovery` (the link opens on first use)."""
+def open_android_device(device_id: str, settings: DeviceSettings | None = None, **options: Any) -> AndroidDevice:
+    """Opener for :mod:`harness.devices.discovery` (the link opens on first use); ``options`` win over
+    ``settings`` (key, cache folder, reconnect window)."""
+    settings = settings or DeviceSettings.defaults()
+    options = {"key": settings.adb_key, "cache_dir": settings.cache_dir,
+               "reconnect_window_s": settings.adb_reconnect_s, **options}
     return AndroidDevice(device_id, **options)
 
 
-def list_android_devices() -> Iterable[str]:
-    """Configured adb devices: ``$HARNESS_ADB_DEVICES`` (comma/space separated) and the adb entries of
-    ``$HARNESS_INVENTORY`` (a ``devices.toml``). The network is never scanned."""
-    ids = [i for i in os.environ.get("HARNESS_ADB_DEVICES", "").replace(",", " ").split() if i]
-    inventory = os.environ.get("HARNESS_INVENTORY")
-    if inventory:
-        ids += [i for i in inventory_ids(inventory) if _is_adb_id(i)]
+def list_android_devices(settings: DeviceSettings | None = None) -> Iterable[str]:
+    """Configured adb devices: ``settings.adb_devices`` (``$HARNESS_ADB_DEVICES``) and the adb entries of
+    the ``settings.inventory`` file (``$HARNESS_INVENTORY``). The network is never scanned."""
+    settings = settings or DeviceSettings.defaults()
+    ids = list(settings.adb_devices)
+    if settings.inventory:
+        ids += [i for i in inventory_ids(settings.inventory) if _is_adb_id(i)]
     return list(dict.fromkeys(ids))
 
 

@@ -10,8 +10,6 @@ a :class:`ShellDevice` runs commands, an :class:`AppHost` runs the benchmark-app
 from __future__ import annotations
 
 import abc
-import hashlib
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import DeviceError
+from harness.hashing import sha256_file  # noqa: F401 - re-exported: backends and staging import it from here
 from harness.results import DeviceInfo
 
 #: Once a run is stopped, a command started after that (cleanup: stop a sampler, remove a file) still
@@ -43,18 +42,9 @@ class ShellResult:
                 device=device,
                 command=self.command,
                 output=self.output,
-                exit_code=self.exit_code,
+                command_exit_code=self.exit_code,
             )
         return self
-
-
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a host file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 #: Readings a device can give (``Capabilities.probes``): the samplers that apply are chosen from these.

@@ -4,13 +4,15 @@ Ids: ``host``; ``adb:HOST:PORT`` or an adb serial (Android); ``ios:UDID`` (iOS).
 come from ``--device``, ``ANDROID_SERIAL``, or an inventory file (``devices.toml``) that
 lists a farm. Backends are imported lazily from :data:`BACKENDS` (no backend registers itself
 on import): the iOS one needs the optional extra.
+
+This is the device layer's front: the environment (:class:`DeviceSettings`) is read here, once per
+call unless the caller passes ``settings``, and handed to the backends' openers and listers.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from types import ModuleType
 from harness import tomlfile
 from harness.devices.base import Device
 from harness.devices.host import HOST_ID, HostDevice
-from harness.errors import DeviceNotFound, HarnessError, SuiteError, UsageError
+from harness.devices.settings import DeviceSettings
+from harness.errors import ConfigError, DeviceNotFound, FileError, HarnessError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,8 @@ class Backend:
     """Where a backend lives: ``module`` is imported on first use (an optional extra may be missing)."""
 
     module: str
-    opener: str  # device_id -> Device
-    lister: str  # () -> iterable of device ids currently reachable
+    opener: str  # (device_id, DeviceSettings) -> Device
+    lister: str  # (DeviceSettings) -> iterable of device ids currently reachable
     install_hint: str
 
 
@@ -39,7 +42,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "adb": Backend("harness.devices.android", "open_android_device", "list_android_devices",
                    "pip install edgeharness (adb-shell is a core dependency)"),
-    "ios": Backend("harness.devices.ios", "open_ios_device", "discover_ios_devices",
+    "ios": Backend("harness.devices.ios", "open_ios_device", "list_ios_devices",
                    "pip install 'edgeharness[ios]'"),
 }
 
@@ -66,17 +69,21 @@ class DeviceEntry:
     detail: str = ""
 
 
-def open_device(device_id: str) -> Device:
-    """Open a device by id; raise :class:`DeviceNotFound` with a hint when no backend knows it."""
+def open_device(device_id: str, settings: DeviceSettings | None = None) -> Device:
+    """Open a device by id; raise :class:`DeviceNotFound` with a hint when no backend knows it.
+
+    ``settings`` default to :meth:`DeviceSettings.from_env` (the environment, read now).
+    """
+    settings = settings or DeviceSettings.from_env()
     if device_id == HOST_ID:
-        return HostDevice()
+        return HostDevice(cache_dir=settings.cache_dir)
     problem = id_problem(device_id)
     if problem:
         raise DeviceNotFound(problem, hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
     prefix = device_id.split(":", 1)[0] if ":" in device_id else ""
     prefix = prefix if prefix in BACKENDS else "adb"  # a bare serial is an adb device
-    opener: Callable[[str], Device] = getattr(_backend(prefix, device_id), BACKENDS[prefix].opener)
-    return opener(device_id)
+    opener: Callable[[str, DeviceSettings], Device] = getattr(_backend(prefix, device_id), BACKENDS[prefix].opener)
+    return opener(device_id, settings)
 
 
 _INVENTORY_KEYS = ("id",)
@@ -119,9 +126,9 @@ def id_problem(device_id: str) -> str | None:
 def inventory_ids(path: str | Path) -> list[str]:
     """Device ids listed in an inventory file: ``[[devices]]`` tables with ``id = "..."`` (repeats merged)."""
     path = Path(path)
-    text = tomlfile.read_text(path, what="inventory file")
-    data = tomlfile.parse(text, path)
-    src = tomlfile.Source(path, text, arrays=("devices",))
+    text = tomlfile.read_text(path, ConfigError, what="inventory file")
+    data = tomlfile.parse(text, path, ConfigError)
+    src = tomlfile.Source(path, text, ConfigError, arrays=("devices",))
     hint = 'list each device as [[devices]] then id = "adb:HOST:PORT" (or a serial, ios:UDID, host)'
     for key in data:
         if key != "devices":
@@ -146,7 +153,8 @@ def inventory_ids(path: str | Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = None) -> list[str]:
+def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = None,
+                 settings: DeviceSettings | None = None) -> list[str]:
     """Devices to use: explicit ids, else the inventory, else ``$ANDROID_SERIAL``, else the host."""
     ids = [i for i in (cli_ids or []) if i]
     for device_id in ids:
@@ -157,20 +165,19 @@ def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = N
         return list(dict.fromkeys(ids))
     if inventory:
         return inventory_ids(inventory)
-    if os.environ.get("ANDROID_SERIAL"):
-        return [os.environ["ANDROID_SERIAL"]]
-    return [HOST_ID]
+    serial = (settings or DeviceSettings.from_env()).android_serial
+    return [serial] if serial else [HOST_ID]
 
 
-def describe(device_id: str) -> DeviceEntry:
+def describe(device_id: str, settings: DeviceSettings | None = None) -> DeviceEntry:
     """Open a device and read its facts; an unreachable device is listed with the reason."""
     try:
-        device = open_device(device_id)
+        device = open_device(device_id, settings)
         try:
             info = device.info()
         finally:
             device.close()
-    except SuiteError:
+    except FileError:
         raise  # a broken profile or inventory is the user's file to fix, not an unreachable device
     except HarnessError as exc:
         platform = device_id.split(":", 1)[0] if ":" in device_id else "android"
@@ -181,16 +188,17 @@ def describe(device_id: str) -> DeviceEntry:
     return DeviceEntry(info.id, info.platform, True, info.profile, info.model, detail)
 
 
-def list_devices(extra_ids: Iterable[str] = ()) -> list[DeviceEntry]:
+def list_devices(extra_ids: Iterable[str] = (), settings: DeviceSettings | None = None) -> list[DeviceEntry]:
     """The host, every device the backends can see, and any ids asked for explicitly."""
+    settings = settings or DeviceSettings.from_env()
     ids = [HOST_ID]
     for prefix, backend in BACKENDS.items():
         try:
-            ids.extend(getattr(_backend(prefix), backend.lister)())
-        except SuiteError:
+            ids.extend(getattr(_backend(prefix), backend.lister)(settings))
+        except FileError:
             raise
         except HarnessError as exc:  # a missing extra or an unreachable usbmuxd: that backend lists nothing
             log.debug("%s backend lists no devices: %s", prefix, exc)
             continue
     ids.extend(extra_ids)
-    return [describe(i) for i in dict.fromkeys(ids)]
+    return [describe(i, settings) for i in dict.fromkeys(ids)]

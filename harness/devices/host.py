@@ -23,6 +23,7 @@ import psutil
 from harness import profiles
 from harness.devices.base import AFTER_STOP_S, Capabilities, ShellDevice, ShellResult
 from harness.devices.output import BoundedOutput
+from harness.devices.settings import default_cache_dir
 from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import DeviceInfo
 
@@ -59,8 +60,11 @@ class HostDevice(ShellDevice):
     platform = "host"
     shares_host_fs = True
 
-    def __init__(self, device_id: str = HOST_ID) -> None:
+    def __init__(self, device_id: str = HOST_ID, *, cache_dir: Path | None = None) -> None:
+        """``cache_dir``: the harness's cache folder (default ``~/.cache/edgeharness``); work files go to
+        its ``host-work`` folder."""
         super().__init__(device_id)
+        self.cache_dir = cache_dir or default_cache_dir()
 
     def capabilities(self) -> Capabilities:
         return Capabilities(shell=True, shares_host_fs=True, probes=frozenset(  # noqa: S604 - a flag, not a subprocess
@@ -169,7 +173,7 @@ class HostDevice(ShellDevice):
         return local
 
     def workdir(self) -> str:
-        return str(Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "edgeharness")) / "host-work")
+        return str(self.cache_dir / "host-work")
 
     def python(self) -> str:
         return sys.executable

@@ -167,7 +167,7 @@ def _gate_row(ax: matplotlib.axes.Axes, i: int, r: dict, *, first: bool) -> None
 def gate_chart(rows: list[dict]) -> Chart | None:
     """Baseline vs candidate per-repetition medians of each compared case, on one relative axis.
 
-    ``rows`` are :func:`harness.report.gating.verdict_row` dicts; each repetition's median
+    ``rows`` are :func:`harness.report.gate_rows.verdict_row` dicts; each repetition's median
     (the unit the gate tests) is divided by the baseline's pooled median, so cases of any
     speed share the axis and the gap between the two rows of dots is the slowdown. The
     diamond is the ratio of medians, its bar the bootstrap interval; colour is the verdict.

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import harness
 from harness.gate import Budget, GateOutcome
-from harness.report import charts, frames, gating
+from harness.report import charts, frames, gate_rows
 from harness.results import Result
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -95,16 +95,16 @@ def gate_section(data: ReportData) -> Section | None:
     """The gate's decision first: PASSED/FAILED and why, verdict per case, budgets, baseline vs candidate chart."""
     if data.gate is None:
         return None
-    rows = gating.verdict_rows(data.gate)
+    rows = gate_rows.verdict_rows(data.gate)
     return Section(
         "gate",
         "Gate",
         "gate.html.j2",
         {
-            "headline": gating.headline(data.gate),
+            "headline": gate_rows.headline(data.gate),
             "rows": rows,
             "chart": charts.gate_chart(rows),
-            "budgets": gating.budget_rows(data.gate, data.results, data.budgets),
+            "budgets": gate_rows.budget_rows(data.gate, data.results, data.budgets),
             "all_budgets": bool(data.budgets),
             "baseline_runs": sorted({r.run_id for r in data.gate_baseline}),
         },

@@ -9,7 +9,7 @@ Importing this package without the extra raises ``ImportError`` (discovery turns
 
 from harness.devices.ios.apps import container_path, read_app_bundle_info
 from harness.devices.ios.device import DEFAULT_BUNDLE_ID, IosDevice, open_ios_device
-from harness.devices.ios.discovery import discover_ios_devices
+from harness.devices.ios.discovery import discover_ios_devices, list_ios_devices
 from harness.devices.ios.lockdown import pairing_dir
 from harness.devices.ios.loop import LoopClosed, LoopOwner
 
@@ -20,6 +20,7 @@ __all__ = [
     "LoopOwner",
     "container_path",
     "discover_ios_devices",
+    "list_ios_devices",
     "open_ios_device",
     "pairing_dir",
     "read_app_bundle_info",

@@ -37,6 +37,7 @@ from harness.devices.base import AppHost, AppObserver, AppRunOutcome, Capabiliti
 from harness.devices.ios import apps
 from harness.devices.ios.lockdown import HINT_TUNNEL, Lockdown, pairing_dir
 from harness.devices.ios.loop import LoopClosed, LoopOwner
+from harness.devices.settings import DeviceSettings
 from harness.errors import CommandTimeout, DeviceError, DeviceNotFound
 from harness.results import DeviceInfo
 
@@ -56,10 +57,14 @@ PROBES = frozenset({"app_memory", "app_battery", "app_log"})
 TunnelProvider = Callable[[str], Awaitable[Any]]
 
 
-def open_ios_device(device_id: str, **options: Any) -> IosDevice:
-    """An :class:`IosDevice` for ``ios:UDID``; options as :class:`IosDevice`. Connects (and pairs) lazily."""
+def open_ios_device(device_id: str, settings: DeviceSettings | None = None, **options: Any) -> IosDevice:
+    """An :class:`IosDevice` for ``ios:UDID``; options as :class:`IosDevice` (they win over ``settings``:
+    usbmuxd address, pair-record folder). Connects (and pairs) lazily."""
     if not device_id.startswith("ios:") or len(device_id) <= 4:
         raise DeviceNotFound(f"not an iOS device id: {device_id!r}", device=device_id, hint="use ios:UDID")
+    if settings is not None:
+        options = {"usbmux_address": settings.usbmux_address, "pairing_folder": pairing_dir(settings.cache_dir),
+                   **options}
     return IosDevice(device_id, **options)
 
 

@@ -8,6 +8,7 @@ from pymobiledevice3 import usbmux
 from pymobiledevice3.exceptions import ConnectionFailedToUsbmuxdError
 
 from harness.devices.ios.loop import LoopOwner
+from harness.devices.settings import DeviceSettings
 from harness.errors import CommandTimeout
 
 log = logging.getLogger(__name__)
@@ -37,3 +38,8 @@ def discover_ios_devices(usbmux_address: str | None = None, timeout_s: float = L
                                  f"within {timeout_s} s", timeout_s=timeout_s, device="ios",
                                  hint="check usbmuxd (or the remote usbmuxd host) is responsive") from None
     return [f"ios:{u}" for u in dict.fromkeys(udids)]
+
+
+def list_ios_devices(settings: DeviceSettings) -> list[str]:
+    """Lister for :mod:`harness.devices.discovery`: the phones of ``settings.usbmux_address``."""
+    return discover_ios_devices(settings.usbmux_address)

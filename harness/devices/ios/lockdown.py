@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pymobiledevice3 import exceptions as px
 from pymobiledevice3.lockdown import LockdownClient, create_using_usbmux
 
+from harness.devices.settings import default_cache_dir
 from harness.errors import AuthError, DeviceError, DeviceLost, DeviceNotFound
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ HINT_LOST = "check the cable; finished results are kept, rerun the remaining cas
 def pairing_dir(cache: str | os.PathLike[str] | None = None) -> Path:
     """The harness-owned folder of iOS pair records (0700): ``cache/ios-pairing``.
 
-    ``cache`` defaults to ``$HARNESS_CACHE`` or ``~/.cache/edgeharness``.
+    ``cache`` is the harness's cache folder (the fronts pass ``$HARNESS_CACHE``; default ``~/.cache/edgeharness``).
     """
-    base = Path(cache or os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "edgeharness")
+    base = Path(cache) if cache else default_cache_dir()
     folder = base / "ios-pairing"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)

@@ -1,7 +1,8 @@
 """What the virtual device says about itself: ``getprop`` answers and simulated sensors.
 
 The default ``virtual`` profile describes the host honestly (its ABI); any other
-name is looked up in ``device_profiles/NAME.toml`` (its ``[properties]`` table),
+name is looked up among the device profiles (``$HARNESS_PROFILES`` folders, then the bundled
+``device_profiles/NAME.toml``; its ``[properties]`` table),
 or given as a path to such a file, so the device can pose as a Pixel 7.
 """
 
@@ -73,10 +74,6 @@ class DeviceProfile:
     has_python: bool = True
 
 
-def _profiles_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "device_profiles"  # harness/testing/android/ -> repo
-
-
 def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001") -> DeviceProfile:
     """Resolve ``name`` (``virtual``, a profile name in ``device_profiles/`` or a TOML path).
 
@@ -87,8 +84,8 @@ def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001"
     if name == DEFAULT_PROFILE:
         return DeviceProfile(name, props)
     path = Path(name)
-    if path.suffix != ".toml":
-        path = _profiles_dir() / f"{name}.toml"
+    if path.suffix != ".toml":  # a name: the user's profile folders ($HARNESS_PROFILES) first, then the bundled
+        path = profiles.profile_file(name) or profiles.default_dir() / f"{name}.toml"
     if not path.is_file():
         raise ProfileError(path, f"no device profile named {name!r}", hint="use 'virtual' or a device_profiles/*.toml")
     text = tomlfile.read_text(path, ProfileError, what="profile")

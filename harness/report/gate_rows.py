@@ -1,4 +1,4 @@
-"""The gate's decision as rows for the report: per-case verdicts, budget checks, the headline.
+"""Rows of the report's gate section: the gate's decision as per-case verdicts, budget checks, the headline.
 
 Reads a :class:`harness.gate.GateOutcome` only; nothing is recomputed here, so the page
 says what the gate decided, with the gate's own numbers. A verdict row is *failing* when
