@@ -137,6 +137,8 @@ def test_the_device_network_is_its_own_loopback(adb_client, connected):  # noqa:
         listener.kill()
     # adb's client refuses a host in `adb forward`; another host tool can still ask, so the device refuses too
     assert _open_service(adb_client, connected, "tcp:192.0.2.1:80") == b"FAIL"
+    idle = _free_port()  # nothing listens there on the device: refused before OKAY, as adbd does
+    assert _open_service(adb_client, connected, f"tcp:{idle}") == b"FAIL"
 
 
 def _open_service(adb_client, device, service):  # noqa: F811

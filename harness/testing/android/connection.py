@@ -243,6 +243,9 @@ class AdbConnection:
     async def _on_open(self, remote_id: int, data: bytes) -> None:
         name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
         runner = self._ctx.open_service(name)
+        prepare = getattr(runner, "prepare", None)  # a service that can fail to open (tcp:) decides before OKAY
+        if runner is not None and prepare is not None and not await prepare():
+            runner = None
         if runner is None:
             self._log.info("refusing service %r", name)
             await self.send(codec.Message(codec.CLSE, 0, remote_id))

@@ -91,14 +91,30 @@ async def relay(stream: Stream, reader: asyncio.StreamReader, writer: asyncio.St
             await writer.wait_closed()
 
 
-async def run_connect(stream: Stream, network: DeviceNetwork, request: dict[str, object]) -> None:
-    """``tcp:PORT`` / ``localabstract:NAME``: connect inside the device and relay (closed at once if refused)."""
-    try:
-        sock = await _open(network, request)
-    except OSError:
-        return
-    reader, writer = await asyncio.open_connection(sock=sock)
-    await relay(stream, reader, writer)
+class Connect:
+    """``tcp:PORT`` / ``localabstract:NAME``: connect inside the device, then relay.
+
+    The connection calls :meth:`prepare` before answering the ``OPEN``, so a refused connect is a
+    ``CLSE`` instead of an ``OKAY``, as with adbd.
+    """
+
+    def __init__(self, network: DeviceNetwork, request: dict[str, object]) -> None:
+        self._network = network
+        self._request = request
+        self._sock: socket.socket | None = None
+
+    async def prepare(self) -> bool:
+        try:
+            self._sock = await _open(self._network, self._request)
+        except OSError:
+            return False
+        return True
+
+    async def __call__(self, stream: Stream) -> None:
+        if self._sock is None and not await self.prepare():
+            return
+        reader, writer = await asyncio.open_connection(sock=self._sock)
+        await relay(stream, reader, writer)
 
 
 @dataclass

@@ -69,7 +69,7 @@ def make_opener(
             request = forward.connect_request(name)
             if request is None:
                 return None
-            return functools.partial(forward.run_connect, network=network(), request=request)
+            return forward.Connect(network(), request)
         if name.startswith("reverse:"):
             return functools.partial(forward.run_reverse, network=network(), command=name[8:], serial=serial())
         return None
