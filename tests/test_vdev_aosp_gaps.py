@@ -50,9 +50,11 @@ def _reconnect_device(adb_client, device):  # noqa: F811
 @pytest.mark.parametrize("drop", [_go_offline, _reboot, _reconnect_device], ids=["offline", "reboot", "reconnect"])
 def test_the_real_server_gets_the_device_back_by_itself(adb_client, connected, drop):  # noqa: F811
     """The server's own reconnect (its CNXN has checksum 0 at version 0x01000001) must be accepted; no adb connect."""
+    links = connected.links_accepted
     drop(adb_client, connected)
     time.sleep(1.5)
     assert _wait_shell(adb_client, connected.address, 30), connected.fault_log
+    assert connected.links_accepted > links  # the server came back on a new link
 
 
 def _adb(adb_client, device, *args):  # noqa: F811
@@ -127,10 +129,12 @@ def test_forward_reaches_a_device_listener_and_reverse_reaches_the_host(adb_clie
 def test_the_device_network_is_its_own_loopback(adb_client, connected):  # noqa: F811
     """A device listener is not a host port, and forwards never leave the device's loopback."""
     port = _free_port()
-    listener = subprocess.Popen(_adb(adb_client, connected, "shell", f"nc -l -p {port}"), env=adb_client.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # fmt: skip
+    serve = (f"python3 -c \"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+             f"print('ready', flush=True); time.sleep(30)\"")  # fmt: skip
+    listener = subprocess.Popen(_adb(adb_client, connected, "shell", serve), env=adb_client.env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)  # fmt: skip
     try:
-        time.sleep(0.5)
+        assert listener.stdout.readline() == b"ready\n"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:

@@ -77,6 +77,8 @@ class VirtualDevice:
         self._connections: set[AdbConnection] = set()
         self._online_at: asyncio.TimerHandle | None = None
         self.processes = ProcessTable()
+        #: TCP links accepted so far (a host that reconnected by itself shows up here).
+        self.links_accepted = 0
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self) -> VirtualDevice:
@@ -197,6 +199,7 @@ class VirtualDevice:
         ctx = self._context()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.links_accepted += 1
             connection = AdbConnection(reader, writer, ctx)
             self._connections.add(connection)
             try:
