@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.testing.android.sandbox import CPU_DIR, DEVICE_DIRS, MAX_PATH_BYTES, Sandbox, host_cpus
 
 WRITABLE_DIRS = ("/data", "/sdcard")
-#: ``/sys`` subdirectories the namespace binds from the host (see ``isolation._namespace_script``).
+#: ``/sys`` subdirectories the namespace binds from the host (``isolation._namespace_script`` uses this list).
 SYS_TOPS = ("devices", "fs", "kernel", "bus", "block", "dev", "module", "firmware", "power")
 _HIDDEN_TOP = {"lost+found"}
 _MAX_LINKS = 40

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import DeviceError
+from harness.testing.android.device_view import SYS_TOPS
 from harness.testing.android.netns import BrokerNetwork, DeviceNetwork
 from harness.testing.android.sandbox import CPU_DIR, DEVICE_DIRS, Sandbox, host_cpus
 
@@ -147,7 +148,7 @@ def _namespace_script(sandbox: Sandbox, newroot: Path, *, control_fd: int) -> st
         elif host.is_dir():
             lines.append(f"mkdir {nr}/{q(entry)} && mount --rbind {q(str(host))} {nr}/{q(entry)}")
     lines.append(f"mkdir -p {nr}/sys/class && mount -t tmpfs -o mode=755 sysfs-view {nr}/sys && mkdir {nr}/sys/class")
-    for top in ("devices", "fs", "kernel", "bus", "block", "dev", "module", "firmware", "power"):
+    for top in SYS_TOPS:
         if Path("/sys", top).is_dir():
             lines.append(f"mkdir {nr}/sys/{top} && mount --rbind /sys/{top} {nr}/sys/{top}")
     lines += _cpu_view_lines(sandbox, nr)
