@@ -202,6 +202,11 @@ def test_sync_sees_what_the_shell_sees(adb_client, connected, tmp_path):  # noqa
     assert pushed.returncode == 0, pushed.stderr
     assert adb_client.run("shell", "cat /data/local/tmp/tree/link", serial=connected.address).stdout == b"content"
     assert os.readlink(connected.host_path("/data/local/tmp/tree/link")) == "file"
+    # a device symlink to an absolute device path means the device's file, not the host's /data
+    adb_client.run("shell", "ln -s /data/local/tmp/tree/file /data/local/tmp/abs", serial=connected.address)
+    pulled = adb_client.run("pull", "/data/local/tmp/abs", str(tmp_path / "abs"), serial=connected.address)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "abs").read_text() == "content"
 
 
 def test_pull_honours_permission_bits_like_an_unprivileged_adbd(adb_client, connected, tmp_path):  # noqa: F811
