@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite drives for real: the AOSP adb client and a headless browser for
-# the report. (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
-SYSTEM_PACKAGES := adb chromium
+# Debian packages the test suite drives for real: the AOSP adb client, a headless browser for the
+# report, and Android's shell and userland for the virtual device (mksh as /system/bin/sh, toybox).
+# (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
+SYSTEM_PACKAGES := adb chromium mksh toybox
 
 .PHONY: install system-deps demo test lint bench clean
 
@@ -22,6 +23,8 @@ system-deps:
 	@missing=""; \
 	command -v adb >/dev/null 2>&1 || missing="$$missing adb"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v mksh >/dev/null 2>&1 || missing="$$missing mksh"; \
+	command -v toybox >/dev/null 2>&1 || missing="$$missing toybox"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \

@@ -82,16 +82,21 @@ def test_push_keeps_mode_and_creates_parents(adb_client, connected, tmp_path):  
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "/data/../etc/passwd", "/data/local/tmp/escape/passwd"])
-def test_paths_outside_the_sandbox_are_refused(adb_client, connected, tmp_path, path):  # noqa: F811
+def test_reads_see_the_shell_view_and_writes_stay_in_the_sandbox(adb_client, connected, tmp_path, path):  # noqa: F811
+    """sync reads what ``adb shell cat`` reads; a write outside /data and /sdcard is a read-only file system."""
     os.symlink("/etc", connected.host_path("/data/local/tmp") / "escape")
-    target = tmp_path / "stolen"
+    target = tmp_path / "pulled"
     pulled = adb_client.run("pull", path, str(target), serial=connected.address)
-    assert pulled.returncode != 0 and not target.exists()
+    assert pulled.returncode == 0, pulled.stderr
+    shown = adb_client.run("shell", f"cat {path}", serial=connected.address).stdout
+    assert target.read_bytes() == shown == open("/etc/passwd", "rb").read()
     victim = tmp_path / "victim"
     victim.write_text("x")
-    pushed = adb_client.run("push", str(victim), "/data/local/tmp/escape/edgeharness-victim", serial=connected.address)
-    assert pushed.returncode != 0 and b"Permission denied" in pushed.stdout + pushed.stderr
+    for remote in ("/data/local/tmp/escape/edgeharness-victim", "/etc/edgeharness-victim", "/system/victim"):
+        pushed = adb_client.run("push", str(victim), remote, serial=connected.address)
+        assert pushed.returncode != 0 and b"Read-only file system" in pushed.stdout + pushed.stderr, remote
     assert not os.path.exists("/etc/edgeharness-victim")
+    assert not connected.host_path("/system/victim").exists()
 
 
 def test_exec_out_gives_raw_bytes(adb_client, connected):  # noqa: F811

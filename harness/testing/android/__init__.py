@@ -2,7 +2,8 @@
 
 Layered like adb-shell, seen from the device: the TCP ``device`` accepts links; ``codec`` packs
 and checks the 24-byte messages; ``connection`` runs the CNXN/AUTH handshake (``auth``) and
-multiplexes ``stream``\\ s; ``services`` opens ``shell_service`` and ``sync`` on them, inside the
+multiplexes ``stream``\\ s; ``services`` opens ``shell_service``, ``sync`` (through ``device_view``)
+and ``forward`` (``tcp:``, ``reverse:``, in the device's own network: ``netns``) on them, inside the
 ``sandbox`` filesystem (entered through ``isolation``), with ``physics`` driving the sensor files
 and ``faults`` injected on the link. ``client`` drives the real AOSP ``adb`` for tests; ``serve``
 is ``harness virtual-device serve``; ``fixtures`` holds the pytest fixtures.

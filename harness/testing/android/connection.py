@@ -62,6 +62,10 @@ class AdbConnection:
         self._messages_in = 0
         self._messages_out = 0
         self._stalled_until = 0.0
+        #: Called once when the link ends (the ``reverse:`` listeners of this link close).
+        self.on_abort: list[Callable[[], None]] = []
+        #: Per-link state of services (``reverse:`` keeps its listeners here).
+        self.state: dict[str, object] = {}
         peer = writer.get_extra_info("peername")
         self._log = logging.LoggerAdapter(log, {"peer": peer})
 
@@ -113,7 +117,7 @@ class AdbConnection:
                     await self._read_exactly(codec.HEADER_SIZE), max_payload_bytes=self._ctx.max_payload_bytes
                 )
                 data = await self._read_exactly(header.data_length) if header.data_length else b""
-                codec.verify_payload(header, data, self._version)
+                codec.verify_payload(header, data, self._check_version(header))
                 self._messages_in += 1
                 await self._apply_message_faults(header)
                 await self._dispatch(header, data)
@@ -123,6 +127,17 @@ class AdbConnection:
             self._log.warning("protocol error from host: %s", exc)
         finally:
             await self.abort()
+
+    def _check_version(self, header: codec.Header) -> int:
+        """Protocol version that decides whether this message's checksum is checked.
+
+        A ``CNXN`` carries its own: a host that already spoke 0x01000001 on an earlier link (the
+        adb server reconnecting after ``reboot``, ``go offline`` or ``adb reconnect``) sends its
+        CNXN with checksum 0, and adbd has accepted that since Android P.
+        """
+        if header.command == codec.CNXN:
+            return min(header.arg0, codec.VERSION_SKIP_CHECKSUM)
+        return self._version
 
     async def _apply_message_faults(self, header: codec.Header) -> None:
         faults = self._ctx.faults
@@ -146,8 +161,12 @@ class AdbConnection:
     async def abort(self) -> None:
         """Close the TCP link and every stream (their processes are killed by the services)."""
         for stream in list(self._streams.values()):
-            stream.peer_closed()
+            stream.peer_closed(lost=True)
         self._streams.clear()
+        for cleanup in self.on_abort:
+            with contextlib.suppress(Exception):
+                cleanup()
+        self.on_abort.clear()
         if not self._writer.is_closing():
             self._writer.close()
         with contextlib.suppress(Exception):
@@ -175,12 +194,14 @@ class AdbConnection:
                 stream.feed(data)
         elif command == codec.OKAY:
             stream = self._streams.get(header.arg1)
-            if stream is not None:
+            if stream is not None and stream.pending:
+                stream.peer_opened(header.arg0)
+            elif stream is not None:
                 stream.peer_okay()
         elif command == codec.CLSE:
             stream = self._streams.pop(header.arg1, None)
             if stream is not None:
-                answer = not stream.sent_close
+                answer = not stream.sent_close and not stream.pending
                 stream.peer_closed()
                 if answer:  # the host closed first: answer with our own CLSE
                     await self.send(codec.Message(codec.CLSE, stream.local_id, stream.remote_id))
@@ -222,6 +243,9 @@ class AdbConnection:
     async def _on_open(self, remote_id: int, data: bytes) -> None:
         name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
         runner = self._ctx.open_service(name)
+        prepare = getattr(runner, "prepare", None)  # a service that can fail to open (tcp:) decides before OKAY
+        if runner is not None and prepare is not None and not await prepare():
+            runner = None
         if runner is None:
             self._log.info("refusing service %r", name)
             await self.send(codec.Message(codec.CLSE, 0, remote_id))
@@ -229,11 +253,31 @@ class AdbConnection:
         local_id = self._next_id
         self._next_id += 1
         stream = Stream(local_id, remote_id, self.send, self._peer_max_payload)
+        stream.link = self
         self._streams[local_id] = stream
         await self.send(codec.Message(codec.OKAY, local_id, remote_id))
         task = asyncio.create_task(self._run_service(runner, stream, name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def open_stream(self, destination: str, timeout_s: float = 10) -> Stream | None:
+        """Open a stream to the host (``reverse:`` forwards this way); None when the host refuses it."""
+        if not self._online or self._writer.is_closing():
+            return None
+        local_id = self._next_id
+        self._next_id += 1
+        stream = Stream(local_id, 0, self.send, self._peer_max_payload)
+        stream.link = self
+        self._streams[local_id] = stream
+        await self.send(codec.Message(codec.OPEN, local_id, 0, destination.encode() + b"\0"))
+        if await stream.wait_opened(timeout_s):
+            return stream
+        self._streams.pop(local_id, None)
+        return None
+
+    def kick(self) -> None:
+        """Drop this link (the ``reconnect`` service): the host sees the device go and reconnects."""
+        self._writer.close()
 
     async def _run_service(self, runner: ServiceRunner, stream: Stream, name: str) -> None:
         try:

@@ -23,9 +23,11 @@ from harness.testing.android.connection import FEATURES, AdbConnection, Connecti
 from harness.testing.android.device_profile import DEFAULT_PROFILE, load_profile
 from harness.testing.android.faults import FaultBox, Faults
 from harness.testing.android.isolation import Isolation, device_environment, start_isolation
+from harness.testing.android.netns import DeviceNetwork
 from harness.testing.android.physics import Physics, PhysicsConfig
 from harness.testing.android.sandbox import Sandbox
 from harness.testing.android.services import make_opener
+from harness.testing.android.shell_service import ProcessTable
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ class VirtualDevice:
         self._server: asyncio.Server | None = None
         self._connections: set[AdbConnection] = set()
         self._online_at: asyncio.TimerHandle | None = None
+        self.processes = ProcessTable()
+        #: TCP links accepted so far (a host that reconnected by itself shows up here).
+        self.links_accepted = 0
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self) -> VirtualDevice:
@@ -174,9 +179,14 @@ class VirtualDevice:
             banner=banner,
             policy=self.policy,
             faults=self.faults,
-            open_service=make_opener(self.sandbox, self._launch, self._reboot_soon),
+            open_service=make_opener(
+                self.sandbox, self._launch, self._reboot_soon, self.processes, self._network, lambda: self.serial
+            ),
             name=self.address,
         )
+
+    def _network(self) -> DeviceNetwork:
+        return self.isolation.network if self.isolation is not None else DeviceNetwork()
 
     def _launch(self, command: str) -> tuple[list[str], dict[str, str]]:
         if self.isolation is None:
@@ -189,6 +199,7 @@ class VirtualDevice:
         ctx = self._context()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.links_accepted += 1
             connection = AdbConnection(reader, writer, ctx)
             self._connections.add(connection)
             try:
@@ -207,6 +218,7 @@ class VirtualDevice:
     async def _offline(self, seconds: float) -> None:
         self.faults.fire("offline", f"offline for {seconds}s", disarm=False)
         await self._close_all()
+        self.processes.kill_all()  # like a reboot: nothing the host started survives
         if self._online_at is not None:
             self._online_at.cancel()
         loop = asyncio.get_running_loop()
@@ -227,6 +239,7 @@ class VirtualDevice:
         if self._online_at is not None:
             self._online_at.cancel()
         await self._close_all()
+        self.processes.kill_all()
 
     def _reboot_soon(self) -> None:
         assert self._loop is not None

@@ -12,11 +12,16 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from harness.errors import DeviceError
+from harness.testing.android.device_view import SYS_TOPS
+from harness.testing.android.netns import BrokerNetwork, DeviceNetwork
 from harness.testing.android.sandbox import CPU_DIR, DEVICE_DIRS, Sandbox, host_cpus
 
 DEVICE_PATH = "/system/bin:/system/xbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -36,7 +41,7 @@ def device_environment() -> dict[str, str]:
         "ANDROID_DATA": "/data",
         "EXTERNAL_STORAGE": "/sdcard",
         "TMPDIR": "/data/local/tmp",
-        "SHELL": "/bin/sh",
+        "SHELL": "/system/bin/sh",
         "LANG": "C.UTF-8",
     }
     return env
@@ -46,6 +51,8 @@ class Isolation:
     """Base: turns a shell command into an argv that runs it inside the device view."""
 
     name = "none"
+    #: Where the device's sockets are opened (its own loopback with a network namespace).
+    network: DeviceNetwork = DeviceNetwork()
 
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
@@ -59,31 +66,42 @@ class NamespaceIsolation(Isolation):
 
     name = "namespace"
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, *, net: bool = True) -> None:
+        """``net``: give the device its own network namespace (loopback only); else it shares the host's."""
         self._newroot = Path(tempfile.mkdtemp(prefix="eh-vdev-root-"))
-        script = _namespace_script(sandbox, self._newroot)
-        self._holder = subprocess.Popen(
-            ["unshare", "--mount", "--map-root-user", "--fork", "sh", "-c", script],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        self._net = net
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        script = _namespace_script(sandbox, self._newroot, control_fd=theirs.fileno())
+        namespaces = ["--mount", "--net"] if net else ["--mount"]
+        try:
+            self._holder = subprocess.Popen(
+                ["unshare", *namespaces, "--map-root-user", "--fork", "sh", "-c", script],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
         assert self._holder.stdout is not None
         line = self._holder.stdout.readline().decode(errors="replace").split()
         if len(line) != 2 or line[0] != "READY":
             err = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
+            ours.close()
             self.close()
             raise DeviceError(f"cannot build the device mount namespace: {err.strip() or 'no output'}", hint=_HINT)
         self.pid = int(line[1])
+        self.network = BrokerNetwork(ours)
 
     def argv(self, command: str) -> list[str]:
         return [
-            "nsenter", "-t", str(self.pid), "-U", "-m", "-r", "-w", "--preserve-credentials",
-            "--", "/bin/sh", "-c", command,
+            "nsenter", "-t", str(self.pid), "-U", "-m", *(["-n"] if self._net else []), "-r", "-w",
+            "--preserve-credentials", "--", "/system/bin/sh", "-c", command,
         ]  # fmt: skip
 
     def close(self) -> None:
+        self.network.close()
         holder = getattr(self, "_holder", None)
         if holder is not None and holder.poll() is None:
             if holder.stdin:
@@ -113,11 +131,11 @@ class ProotIsolation(Isolation):
             self._binds += ["-b", f"{sandbox.root / cpufreq.lstrip('/')}:{cpufreq}"]
 
     def argv(self, command: str) -> list[str]:
-        return ["proot", *self._binds, "-w", "/", "/bin/sh", "-c", command]
+        return ["proot", *self._binds, "-w", "/", "/system/bin/sh", "-c", command]
 
 
-def _namespace_script(sandbox: Sandbox, newroot: Path) -> str:
-    """Shell script run once inside ``unshare``: build the root, report the holder pid, wait."""
+def _namespace_script(sandbox: Sandbox, newroot: Path, *, control_fd: int) -> str:
+    """Shell script run once inside ``unshare``: build the root, then become the socket broker (the holder)."""
     q = shlex.quote
     nr = q(str(newroot))
     lines = ["set -e", f"mount -t tmpfs -o mode=755 edgeharness {nr}"]
@@ -130,15 +148,17 @@ def _namespace_script(sandbox: Sandbox, newroot: Path) -> str:
         elif host.is_dir():
             lines.append(f"mkdir {nr}/{q(entry)} && mount --rbind {q(str(host))} {nr}/{q(entry)}")
     lines.append(f"mkdir -p {nr}/sys/class && mount -t tmpfs -o mode=755 sysfs-view {nr}/sys && mkdir {nr}/sys/class")
-    for top in ("devices", "fs", "kernel", "bus", "block", "dev", "module", "firmware", "power"):
+    for top in SYS_TOPS:
         if Path("/sys", top).is_dir():
             lines.append(f"mkdir {nr}/sys/{top} && mount --rbind /sys/{top} {nr}/sys/{top}")
     lines += _cpu_view_lines(sandbox, nr)
     for device_dir in DEVICE_DIRS:
         target = f"{nr}{q(device_dir)}"
         lines.append(f"mkdir -p {target} && mount --bind {q(str(sandbox.host_dir(device_dir)))} {target}")
+    lines.append(f"mount -o remount,bind,ro {nr}/system")  # a phone's /system is read-only
     # READY comes from inside the chroot, so nsenter -r never sees the pre-chroot root.
-    lines.append(f"exec chroot {nr} /bin/sh -c 'cd / && echo READY $$ && read _ignored; exit 0'")
+    broker = resources.files("harness.testing.android").joinpath("netbroker_main.py").read_text(encoding="utf-8")
+    lines.append(f"exec chroot {nr} {q(sys.executable)} -I -S -c {q(broker)} {control_fd}")
     return "\n".join(lines)
 
 
@@ -189,6 +209,14 @@ def _self_test(isolation: Isolation) -> str | None:
     return f"test command exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[:200]}"
 
 
+def _namespace(sandbox: Sandbox) -> NamespaceIsolation:
+    """A namespace with the device's own network, or sharing the host's where network namespaces are refused."""
+    try:
+        return NamespaceIsolation(sandbox, net=True)
+    except DeviceError:
+        return NamespaceIsolation(sandbox, net=False)
+
+
 def start_isolation(sandbox: Sandbox, kind: str = "auto") -> Isolation:
     """Start the first mechanism that works (``auto``: namespace, then proot), or raise with a hint."""
     kinds = ["namespace", "proot"] if kind == "auto" else [kind]
@@ -203,7 +231,7 @@ def start_isolation(sandbox: Sandbox, kind: str = "auto") -> Isolation:
         if name not in ("namespace", "proot"):
             raise DeviceError(f"unknown isolation {name!r}", hint="use auto, namespace or proot")
         try:
-            isolation: Isolation = NamespaceIsolation(sandbox) if name == "namespace" else ProotIsolation(sandbox)
+            isolation: Isolation = _namespace(sandbox) if name == "namespace" else ProotIsolation(sandbox)
         except DeviceError as exc:
             errors.append(f"{name}: {exc.message}")
             continue

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -20,8 +22,21 @@ from harness.testing.android.device_profile import DeviceProfile
 CPU_DIR = "/sys/devices/system/cpu"
 #: Device directories backed by the sandbox (the host's own /data, /sys are never touched).
 DEVICE_DIRS = ("/data", "/sdcard", "/system", "/sys/class/power_supply", "/sys/class/thermal")
-WORKDIRS = ("/data/local/tmp", "/sdcard/Download", "/system/bin", "/data/system/edgeharness")
+WORKDIRS = ("/data/local/tmp", "/sdcard/Download", "/system/bin", "/data/system/edgeharness", "/data/property")
 MAX_PATH_BYTES = 1024
+#: Runtime properties (``setprop``, ``VirtualDevice.set_property``), overlaid on the read-only ``/system/build.prop``.
+RUNTIME_PROPS = "/data/property/runtime.prop"
+#: Set by init on every boot of a real device.
+BOOT_PROPERTIES = {"init.svc.adbd": "running"}
+#: Android's shell (mksh, as ``/system/bin/sh``) and userland (toybox applets), when the host has them.
+ANDROID_SHELL = "mksh"
+ANDROID_USERLAND = "toybox"
+#: toybox applets not linked: the device's own tools, toybox's incomplete shell, and ones that act on the whole host.
+_SKIPPED_APPLETS = frozenset(
+    {"sh", "getprop", "setprop", "dd", "reboot", "halt", "poweroff", "killall5", "swapon", "swapoff", "insmod",
+     "rmmod", "hwclock", "fsfreeze", "switch_root", "pivot_root", "oneit", "freeramdisk", "devmem", "su", "login",
+     "passwd", "mkswap", "losetup", "rtcwake", "watchdog", "blkdiscard", "eject", "partprobe"}
+)  # fmt: skip
 
 
 class PathRefused(Exception):
@@ -41,7 +56,9 @@ class Sandbox:
             self.host_dir(device_dir).mkdir(parents=True, exist_ok=True)
         (self.host_dir("/system") / "build.prop").unlink(missing_ok=True)
         self.write_properties()
+        self.write_properties(BOOT_PROPERTIES)
         self._install_tools()
+        self._install_userland()
         self._write_sensors()
 
     def host_dir(self, device_dir: str) -> Path:
@@ -49,18 +66,28 @@ class Sandbox:
         return self.root / device_dir.lstrip("/")
 
     def write_properties(self, updates: dict[str, str] | None = None) -> None:
-        """Write ``/system/build.prop`` (what ``getprop`` reads): current values plus ``updates``."""
-        props = dict(self.profile.properties)
-        path = self.host_dir("/system") / "build.prop"
-        if path.exists():
-            props.update(_read_props(path))
-        props.update(updates or {})
+        """Without ``updates``: write ``/system/build.prop`` from the profile; with: set runtime properties.
+
+        ``getprop`` reads build.prop overlaid by :data:`RUNTIME_PROPS`, which ``setprop`` on the
+        device writes too (``/system`` is read-only there, as on a phone).
+        """
+        if updates is None:
+            path, props = self.host_dir("/system") / "build.prop", dict(self.profile.properties)
+        else:
+            path = self.root / RUNTIME_PROPS.lstrip("/")
+            props = _read_props(path)
+            props.update(updates)
         lines = [f"{k}={v.replace(chr(10), ' ')}" for k, v in sorted(props.items())]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
 
     def properties(self) -> dict[str, str]:
         """Current properties as ``getprop`` would print them."""
-        return _read_props(self.host_dir("/system") / "build.prop")
+        props = _read_props(self.host_dir("/system") / "build.prop")
+        props.update(_read_props(self.root / RUNTIME_PROPS.lstrip("/")))
+        return props
 
     def _install_tools(self) -> None:
         bin_dir = self.host_dir("/system/bin")
@@ -68,14 +95,27 @@ class Sandbox:
             if tool.name.startswith(".") or tool.name.startswith("_"):
                 continue
             target = bin_dir / tool.name
+            target.unlink(missing_ok=True)  # never write through a link left by an earlier populate
             target.write_bytes(tool.read_bytes())
             target.chmod(0o755)
         python = bin_dir / "python3"
+        python.unlink(missing_ok=True)
         if self.profile.has_python:
             python.write_text(f'#!/bin/sh\nexec {_sh_quote(sys.executable)} "$@"\n', encoding="utf-8")
             python.chmod(0o755)
-        elif python.exists():
-            python.unlink()
+
+    def _install_userland(self) -> None:
+        """``/system/bin/sh`` is mksh and toybox's applets are linked in, as on Android (host ``sh`` without mksh)."""
+        bin_dir = self.host_dir("/system/bin")
+        shell = shutil.which(ANDROID_SHELL) or "/bin/sh"
+        _relink(bin_dir / "sh", shell)
+        toybox = shutil.which(ANDROID_USERLAND)
+        if toybox is None:
+            return
+        listing = subprocess.run([toybox], capture_output=True, text=True, timeout=10).stdout
+        for applet in listing.split():
+            if applet not in _SKIPPED_APPLETS and re.fullmatch(r"[a-z0-9][a-z0-9._-]*", applet):
+                _relink(bin_dir / applet, toybox)
 
     def _write_sensors(self) -> None:
         s = self.profile.sensors
@@ -142,6 +182,12 @@ def host_cpus() -> list[str]:
     """``cpuN`` directories of the host, which the device shows with simulated ``cpufreq``."""
     base = Path(CPU_DIR)
     return sorted((p.name for p in base.glob("cpu[0-9]*") if p.name[3:].isdigit()), key=lambda n: int(n[3:]))
+
+
+def _relink(link: Path, target: str) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
 
 
 def _read_props(path: Path) -> dict[str, str]:

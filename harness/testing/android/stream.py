@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from harness.testing.android import codec
@@ -36,6 +37,13 @@ class Stream:
         self.closed = asyncio.Event()
         self._sent_close = False
         self._acks_owed = 0
+        #: True when the whole link dropped (not a ``CLSE`` for this stream).
+        self.lost = False
+        #: The connection this stream belongs to (services that open streams back to the host use it).
+        self.link: object = None
+        self._opened = asyncio.Event()
+        if remote_id:
+            self._opened.set()
 
     # --- called by the connection -------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -53,8 +61,26 @@ class Stream:
         """True once our ``CLSE`` went out (or there is no one left to send it to)."""
         return self._sent_close
 
-    def peer_closed(self) -> None:
-        """The host closed the stream (or the connection died)."""
+    def peer_opened(self, remote_id: int) -> None:
+        """The host accepted a stream the device opened (its first ``OKAY`` names its id)."""
+        self.remote_id = remote_id
+        self._opened.set()
+
+    @property
+    def pending(self) -> bool:
+        """True while a stream the device opened waits for the host's answer."""
+        return not self._opened.is_set()
+
+    async def wait_opened(self, timeout_s: float) -> bool:
+        """Wait for the host to accept (True) or refuse (False) a stream the device opened."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._opened.wait()), timeout=timeout_s)
+        return self._opened.is_set() and not self.closed.is_set()
+
+    def peer_closed(self, *, lost: bool = False) -> None:
+        """The host closed the stream (``lost``: the whole connection died)."""
+        self.lost = self.lost or lost
+        self._opened.set()
         self.closed.set()
         self._sent_close = True
         self._data_ready.set()

@@ -1,9 +1,10 @@
 """The ``sync:`` service: STAT/LIST (and v2), SEND, RECV, QUIT over one stream.
 
-Every path goes through :meth:`Sandbox.resolve`: a transfer (SEND/RECV) of a path
-outside the device directories, or through a symlink leading out, gets ``FAIL``
-and never touches the host; a stat or list of one answers like adbd does for a
-path it may not read (missing / ``EACCES``), which the real client reports cleanly.
+Every path goes through the device view (:mod:`device_view`), the same filesystem the device's
+shell sees: reads and listings reach what the shell can read; a SEND outside ``/data`` and
+``/sdcard`` (or through a symlink leading out of them) gets ``FAIL`` "Read-only file system" and
+never touches the host. adbd's file service runs as the unprivileged shell user, so permission
+bits are honoured even when the host user is root.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import stat
 import struct
 
-from harness.testing.android.sandbox import MAX_PATH_BYTES, PathRefused, Sandbox
+from harness.testing.android.device_view import DeviceView, may_access
+from harness.testing.android.sandbox import MAX_PATH_BYTES, Sandbox
 from harness.testing.android.stream import Stream, StreamClosed
 
 SYNC_DATA_MAX_BYTES = 64 * 1024
@@ -76,7 +78,7 @@ class SyncSession:
 
     def __init__(self, stream: Stream, sandbox: Sandbox) -> None:
         self._stream = stream
-        self._sandbox = sandbox
+        self._view = DeviceView(sandbox)
         self._out = _Out(stream)
 
     async def run(self) -> None:
@@ -101,49 +103,44 @@ class SyncSession:
             await self._out.put(struct.pack("<II", FAIL, len(data)) + data)
             await self._out.flush()
 
-    def _resolve(self, path: str) -> str:
+    def _stat_target(self, path: str, *, follow: bool) -> str | None:
+        """Host path for a stat request; None when the device has no such path."""
         try:
-            return str(self._sandbox.resolve(path))
-        except PathRefused as exc:
-            raise SyncFailed(str(exc)) from None
-
-    def _stat_target(self, path: str) -> str | None:
-        """Host path for a stat/list request; None when refused (answered like adbd's EACCES)."""
-        try:
-            return str(self._sandbox.resolve(path))
-        except PathRefused:
+            return str(self._view.for_read(path, follow_last=follow))
+        except OSError:
             return None
 
     async def _request(self, ident: int, path: str) -> None:
         if ident == STAT:
-            host = self._stat_target(path)
+            host = self._stat_target(path, follow=False)
             st = _try_stat(host, follow=False) if host else None
             await self._out.put(struct.pack("<IIII", STAT, *_v1_fields(st)))
         elif ident in (STA2, LST2):
-            host = self._stat_target(path)
-            st, error = None, errno.EACCES
-            if host is not None:
-                try:
-                    st, error = (os.stat(host) if ident == STA2 else os.lstat(host)), 0
-                except OSError as exc:
-                    error = exc.errno or errno.EIO
+            st, error = None, errno.ENOENT
+            try:
+                host = self._view.for_read(path, follow_last=ident == STA2)
+                st, error = (os.stat(host) if ident == STA2 else os.lstat(host)), 0
+            except OSError as exc:
+                error = exc.errno or errno.EIO
             await self._out.put(_v2_record(ident, st, error))
         elif ident in (LIST, LIS2):
-            await self._list(self._stat_target(path), v2=ident == LIS2)
+            await self._list(path, v2=ident == LIS2)
         elif ident == SEND:
             await self._receive_file(path)
         elif ident == RECV:
-            await self._send_file(self._resolve(path))
+            await self._send_file(path)
         else:
             raise SyncFailed(f"unknown sync request 0x{ident:08x}")
 
-    async def _list(self, host: str | None, *, v2: bool) -> None:
+    async def _list(self, path: str, *, v2: bool) -> None:
         try:
-            names = [".", "..", *sorted(os.listdir(host))] if host else []
+            entries = self._view.listing(path)
+            here = self._view.for_read(path)
+            entries = [(".", here), ("..", here.parent), *entries]
         except OSError:
-            names = []
-        for name in names:
-            st = _try_stat(os.path.join(host, name), follow=False)
+            entries = []
+        for name, host in entries:
+            st = _try_stat(str(host), follow=False)
             if st is None:
                 continue
             raw = name.encode("utf-8", "surrogateescape")
@@ -163,22 +160,26 @@ class SyncSession:
             mode = int(mode_text)
         except ValueError:
             path, mode = spec, 0o100644
+        host, error = "", None
         try:
-            host = self._resolve(path)
-            error = None
-        except SyncFailed as exc:
-            host, error = "", str(exc)
+            host = str(self._view.for_write(path))
+        except OSError as exc:
+            error = f"couldn't create file: {exc.strerror}"
+        if error is None and stat.S_ISLNK(mode):
+            await self._receive_link(path, host)
+            return
         fd = -1
         try:
             if error is None:
                 try:
                     os.makedirs(os.path.dirname(host), exist_ok=True)
-                    if stat.S_ISLNK(mode):
-                        error = "symlinks cannot be pushed to the virtual device"
-                    else:
-                        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode & 0o7777) or 0o644)
+                    existing = _try_stat(host, follow=False)
+                    if existing is not None and not may_access(existing, os.W_OK):
+                        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                    fd = os.open(host, flags, (mode & 0o7777) or 0o644)
                 except OSError as exc:
-                    error = f"{path}: {exc.strerror}"
+                    error = f"couldn't create file: {exc.strerror}"
             mtime = await self._read_data(fd)
             if error is not None:
                 raise SyncFailed(error)
@@ -194,6 +195,25 @@ class SyncSession:
                 with contextlib.suppress(OSError):
                     os.unlink(host)
             raise
+
+    async def _receive_link(self, path: str, host: str) -> None:
+        """SEND of a symlink (mode S_IFLNK): the DATA is the link's target, as adbd's handle_send_link."""
+        target = bytearray()
+        while True:
+            ident, length = struct.unpack("<II", await self._stream.read_exactly(8))
+            if ident == DONE:
+                break
+            if ident != DATA or length > SYNC_DATA_MAX_BYTES or len(target) + length > MAX_PATH_BYTES:
+                raise SyncFailed("bad symlink data")
+            target += await self._stream.read_exactly(length)
+        try:
+            os.makedirs(os.path.dirname(host), exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(host)
+            os.symlink(os.fsdecode(bytes(target).rstrip(b"\0")), host)
+        except OSError as exc:
+            raise SyncFailed(f"{path}: couldn't create symlink: {exc.strerror}") from None
+        await self._out.put(struct.pack("<II", OKAY, 0))
 
     async def _read_data(self, fd: int) -> int:
         """Copy DATA chunks to ``fd`` (or drop them when ``fd`` < 0); return DONE's mtime."""
@@ -211,11 +231,15 @@ class SyncSession:
                 while view:
                     view = view[os.write(fd, view) :]
 
-    async def _send_file(self, host: str) -> None:
+    async def _send_file(self, path: str) -> None:
         try:
+            host = self._view.for_read(path)
+            st = os.stat(host)
+            if not may_access(st, os.R_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
             handle = open(host, "rb")  # noqa: SIM115 - closed below, across awaits
         except OSError as exc:
-            raise SyncFailed(f"{exc.strerror}") from None
+            raise SyncFailed(f"open failed: {exc.strerror}") from None
         with handle:
             while chunk := handle.read(SYNC_DATA_MAX_BYTES):
                 await self._out.put(struct.pack("<II", DATA, len(chunk)) + chunk)
