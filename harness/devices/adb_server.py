@@ -330,8 +330,8 @@ class AdbServerDevice(AdbShellDevice):
                 orphans.extend([stream.pid] if stream.pid is not None else [])
                 raise
             except (_Deadline, KeyboardInterrupt) as exc:  # RunInterrupted is a KeyboardInterrupt
-                conn.close()
-                self._kill_remote(stream.pid)
+                self._kill_remote(stream.pid)  # first: once the stream closes, the device may reap the shell and
+                conn.close()  # leave its children orphaned (no parent to find them by)
                 killed = f"; remote process {stream.pid} killed" if stream.pid is not None else ""
                 if isinstance(exc, KeyboardInterrupt) or late:
                     raise RunInterrupted(f"[{self.id}] command stopped: the run was interrupted{killed}") from None
