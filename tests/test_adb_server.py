@@ -342,3 +342,18 @@ def test_one_run_spans_two_servers_and_the_host(server_factory, virtual_device_f
     html = (out / "lab.html").read_text(encoding="utf-8")
     assert far_id in html and f"adb-server:{near.address}" in html
     assert far.host_path("/data/local/tmp/edgeharness").exists()  # staged on the lab host's device
+
+
+def test_an_inventory_server_that_does_not_answer_is_listed_with_the_fix(monkeypatch):
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(_free_port()))  # no local server either: skipped quietly
+    monkeypatch.delenv("ADB_SERVER_SOCKET", raising=False)
+    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", "/nonexistent/usbmuxd.sock")
+    for name in ("HARNESS_ADB_DEVICES", "HARNESS_INVENTORY"):
+        monkeypatch.delenv(name, raising=False)
+    dead = ServerAddress("127.0.0.1", _free_port())
+    entries = discovery.list_devices(servers=[dead])
+    assert [e.id for e in entries] == ["host", f"adb-server:{dead}/*"]
+    lab = entries[1]
+    assert not lab.reachable and lab.state == "no server" and "nodaemon server" in lab.detail
+    with pytest.raises(DeviceError, match=f"adb server {dead}: .*does not answer"):
+        discovery.server_device_ids([dead])

@@ -289,7 +289,8 @@ class AdbServerDevice(AdbShellDevice):
                     left_s = first_failure + self.reconnect_window_s - time.monotonic()
                     if left_s <= 0 or (meaning is not None and not meaning.transient):
                         raise self._lost(what, state, cause) from None
-                    self.log.warning("%s: %s (server state %r); waiting up to %.1f s", what, cause, state, left_s)
+                    (self.log.warning if delay_s == self.backoff_s else self.log.debug)(
+                        "%s: %s (server state %r); waiting up to %.1f s for the device", what, cause, state, left_s)
                     self._sleep(min(delay_s, left_s))
                     delay_s = min(delay_s * 2, 1.0)
                     state = self.server_state()
