@@ -190,6 +190,9 @@ def test_shell_gives_the_device_exit_code_and_merged_output(attached):
     assert attached.shell("cat").output == ""  # stdin is closed: a command reading it ends
     # A program printing a look-alike of the pid line cannot change the exit code (shell v2 carries it).
     assert attached.shell("echo EH0000:P:1; exit 5").exit_code == 5
+    attached._v2 = False  # a device without shell v2 (before Android 7): the sentinel carries the code
+    result = attached.shell("echo hi; echo err >&2; exit 3")
+    assert (result.output, result.exit_code) == ("hi\nerr\n", 3)
 
 
 @pytest.mark.slow

@@ -286,6 +286,7 @@ def describe(device_id: str) -> DeviceEntry:
         raise  # a broken profile or inventory is the user's file to fix, not an unreachable device
     except HarnessError as exc:
         platform = device_id.split(":", 1)[0] if ":" in device_id else "android"
+        platform = "android" if platform == "adb-server" else platform
         return DeviceEntry(device_id, platform, False, detail=str(exc))
     extra = ", ".join(f"{k}={v}" for k, v in info.extra.items())
     detail = f"{info.cpu or info.soc}; {info.cores or '?'} cores; {info.os}; {info.abi}"
