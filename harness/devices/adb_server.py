@@ -266,6 +266,10 @@ class AdbServerDevice(AdbShellDevice):
         if state is None:
             return DeviceLost(f"{what}: adb server {self.server} does not answer ({cause})", device=self.id,
                               hint=HINT_SERVER_DOWN)
+        if state == "device":
+            return DeviceLost(f"{what}: adb server {self.server} lists {self.serial} as ready but drops every attempt "
+                              f"({cause})", device=self.id,
+                              hint=f"try `adb -s {cmds.q(self.serial)} shell true` on the server's host; replug it")
         meaning = state_meaning(state)
         shown = state or "not listed"
         return DeviceLost(f"{what}: adb server {self.server} reports {self.serial} {shown}: {meaning.reason}",
