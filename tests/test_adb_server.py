@@ -360,3 +360,61 @@ def test_an_inventory_server_that_does_not_answer_is_listed_with_the_fix(monkeyp
     assert not lab.reachable and lab.state == "no server" and "nodaemon server" in lab.detail
     with pytest.raises(DeviceError, match=f"adb server {dead}: .*does not answer"):
         discovery.server_device_ids([dead])
+
+
+class _HostileServer:
+    """A fake adb server whose one device answers a pull with a sync DATA message announcing 2 GiB."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = ServerAddress("127.0.0.1", self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _one(conn) -> None:  # type: ignore[no-untyped-def]
+        def block(text: bytes) -> bytes:
+            return b"OKAY" + f"{len(text):04x}".encode() + text
+
+        with conn:
+            while True:
+                size = conn.recv(4)
+                if len(size) < 4:
+                    return
+                command = conn.recv(int(size, 16)).decode()
+                if command == "host:version":
+                    conn.sendall(block(b"0029"))
+                elif command == "host:devices":
+                    conn.sendall(block(b"EVIL\tdevice\n"))
+                elif command.startswith("host:tport:serial:"):
+                    conn.sendall(b"OKAY" + bytes(8))
+                    continue
+                elif command == "sync:":
+                    conn.sendall(b"OKAY")
+                    conn.recv(4096)  # RECV + length + path
+                    conn.sendall(b"DATA" + (0x7FFFFFFF).to_bytes(4, "little") + b"x" * 1024)
+                    time.sleep(1)
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_device_announcing_a_huge_sync_message_is_refused_not_allocated(tmp_path):
+    hostile = _HostileServer()
+    try:
+        device = AdbServerDevice("adb-server:EVIL", server=hostile.address, serial="EVIL", reconnect_window_s=0.5)
+        with pytest.raises(DeviceError, match="announced a 2147483647-byte message"):
+            device.pull("/data/local/tmp/x", tmp_path / "x")
+        assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    finally:
+        hostile.close()
