@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every case of SUITE (model x delegate x threads) on each device.")
     s.add_argument("suite", help="suite TOML file, e.g. suites/smoke.toml")
     s.add_argument("--device", action="append",
-                   help="device id: host, adb:HOST:PORT, adb serial, ios:UDID (repeatable; default host, "
-                        "or $ANDROID_SERIAL)")
+                   help="device id: host, adb:HOST:PORT, adb serial, adb-server:SERIAL, adb-server:HOST:PORT/SERIAL, "
+                        "ios:UDID (repeatable; default host, or $ANDROID_SERIAL)")
     s.add_argument("--inventory", help="devices.toml listing the devices to use")
     s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
     s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")
