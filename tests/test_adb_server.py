@@ -342,6 +342,7 @@ def test_one_run_spans_two_servers_and_the_host(server_factory, virtual_device_f
     for row in rows:
         samples = row["latency"]["repetitions"][0]["samples_us"]
         assert len(samples) == 3 and min(samples) > 0
+        assert row["memory"]["peak_rss_mb"] > 0  # the samplers read the devices through their servers too
     html = (out / "lab.html").read_text(encoding="utf-8")
     assert far_id in html and f"adb-server:{near.address}" in html
     assert far.host_path("/data/local/tmp/edgeharness").exists()  # staged on the lab host's device
