@@ -85,6 +85,14 @@ def test_states_with_spaces_are_kept_and_each_has_a_reason_and_fix():
     assert state_meaning("offline").transient and "not list" in state_meaning("").reason
 
 
+def test_declares_what_the_direct_backend_declares():
+    from harness.devices.android import AndroidDevice
+
+    through = AdbServerDevice("adb-server:X", server=ServerAddress("127.0.0.1", 1), serial="X")
+    assert through.capabilities() == AndroidDevice("adb:127.0.0.1:1").capabilities()
+    assert through.capabilities().shell and through.platform == "android"
+
+
 def test_inventory_servers_take_an_address_and_bad_ones_are_one_line(tmp_path):
     good = tmp_path / "lab.toml"
     good.write_text('[[servers]]\naddress = "lab3:5037"\n[[servers]]\naddress = "lab3:5037"\n'
@@ -129,6 +137,10 @@ class Server:
         self.client = AdbClient(home)  # picks a free port; runs `adb` against it
         self.port = self.client.server_port
         self.address = ServerAddress("127.0.0.1", self.port)
+        self.restart()
+
+    def restart(self) -> None:
+        """Start the server process (again, on the same port)."""
         self.process = subprocess.Popen([self.client.adb, "-L", f"tcp:{self.port}", "nodaemon", "server"],
                                         env=self.client.env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -266,6 +278,37 @@ def test_a_device_the_server_forgets_is_lost_as_not_listed(server, attached, vir
     server.client.run("disconnect", virtual_device.address)
     with pytest.raises(DeviceLost, match="not listed: the adb server does not list the device"):
         attached.shell("true")
+
+
+@pytest.mark.slow
+def test_a_device_the_server_gets_back_is_waited_for_and_the_command_runs(server, virtual_device):
+    """Gone from the server's list, then attached again (as after a replug): the command waits, then runs."""
+    assert server.attach(virtual_device) == "device"
+    device = AdbServerDevice("adb-server:x", server=server.address, serial=virtual_device.address,
+                             reconnect_window_s=20)
+    assert device.shell("echo before").output == "before\n"
+    server.client.run("disconnect", virtual_device.address)
+    threading.Timer(1.5, server.attach, args=(virtual_device,)).start()
+    start = time.monotonic()
+    assert device.shell("echo back").output == "back\n"
+    assert 1.0 < time.monotonic() - start < 20
+
+
+@pytest.mark.slow
+def test_a_server_that_restarts_is_waited_for(server_factory, virtual_device):
+    server = server_factory()
+    assert server.attach(virtual_device) == "device"
+    device = AdbServerDevice("adb-server:x", server=server.address, serial=virtual_device.address,
+                             reconnect_window_s=20)
+    assert device.shell("true").exit_code == 0
+    server.stop()
+
+    def come_back() -> None:
+        server.restart()
+        server.attach(virtual_device)
+
+    threading.Timer(1.0, come_back).start()
+    assert device.shell("echo back").output == "back\n"
 
 
 @pytest.mark.slow
