@@ -34,17 +34,20 @@ def _out(text: str = "") -> None:
 
 # -- devices -----------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
-    from harness.devices.discovery import inventory_ids, list_devices
+    from harness.devices.discovery import list_devices, read_inventory
 
     extra = list(args.device or [])
+    servers = ()
     if args.inventory:
-        extra += inventory_ids(args.inventory)
-    entries = list_devices(extra)
+        inventory = read_inventory(args.inventory)
+        extra += inventory.ids
+        servers = inventory.servers
+    entries = list_devices(extra, servers)
     if args.json:
         _out(json.dumps([e.__dict__ for e in entries], indent=2))
         return 0
     for e in entries:
-        state = "reachable" if e.reachable else "UNREACHABLE"
+        state = e.state.split(" (")[0] if e.state else "reachable" if e.reachable else "UNREACHABLE"
         _out(f"{e.id:<28} {e.platform:<8} {state:<12} profile={e.profile or '-'}  {e.model}")
         if e.detail:
             _out(f"    {e.detail}")
@@ -308,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("devices", help="list devices with their facts and matched profile",
                        description="List the host, every reachable Android/iOS device, and any --device given.")
     s.add_argument("--device", action="append", help="also describe this device id (repeatable)")
-    s.add_argument("--inventory", help="devices.toml listing a farm ([[devices]] id = ...)")
+    s.add_argument("--inventory", help="devices.toml listing a farm ([[devices]] id = ..., [[servers]] address = ...)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_devices)
 
@@ -316,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every case of SUITE (model x delegate x threads) on each device.")
     s.add_argument("suite", help="suite TOML file, e.g. suites/smoke.toml")
     s.add_argument("--device", action="append",
-                   help="device id: host, adb:HOST:PORT, adb serial, ios:UDID (repeatable; default host, "
-                        "or $ANDROID_SERIAL)")
+                   help="device id: host, adb:HOST:PORT, adb serial, adb-server:SERIAL, adb-server:HOST:PORT/SERIAL, "
+                        "ios:UDID (repeatable; default host, or $ANDROID_SERIAL)")
     s.add_argument("--inventory", help="devices.toml listing the devices to use")
     s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
     s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")

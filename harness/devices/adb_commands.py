@@ -207,3 +207,9 @@ FACTS_COMMAND = "getprop; echo EH_CORES $(grep -c ^processor /proc/cpuinfo 2>/de
 def parse_cores(text: str) -> int | None:
     match = re.search(r"^EH_CORES (\d+)\s*$", text, re.MULTILINE)
     return int(match.group(1)) or None if match else None
+
+
+def announce_pid_command(command: str, token: str) -> str:
+    """``command`` run by ``sh`` after printing that shell's pid (the first stdout line), for a shell protocol
+    that carries the exit code itself (shell v2): the pid lets a timeout kill the command's process tree."""
+    return f"echo {token}:P:$$; exec sh -c {q(command)}"

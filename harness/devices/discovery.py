@@ -1,8 +1,11 @@
 """Find and open devices of every backend by id.
 
-Ids: ``host``; ``adb:HOST:PORT`` or an adb serial (Android); ``ios:UDID`` (iOS). Devices
-come from ``--device``, ``ANDROID_SERIAL``, or an inventory file (``devices.toml``) that
-lists a farm. Backends are imported lazily from :data:`BACKENDS` (no backend registers itself
+Ids: ``host``; ``adb:HOST:PORT`` or an adb serial (Android, adbd directly); ``adb-server:SERIAL`` or
+``adb-server:HOST:PORT/SERIAL`` (Android through the local or a lab host's adb server); ``ios:UDID`` (iOS).
+A bare serial goes through the local adb server when that server answers and lists it, else to adbd
+directly (USB, or TCP for ``HOST:PORT``). Devices come from ``--device``, ``ANDROID_SERIAL``, or an
+inventory file (``devices.toml``) that lists a farm: ``[[devices]]`` and ``[[servers]]`` (every device of
+an adb server). Backends are imported lazily from :data:`BACKENDS` (no backend registers itself
 on import): the iOS one needs the optional extra.
 
 This is the device layer's front: the environment (:class:`DeviceSettings`) is read here, once per
@@ -15,11 +18,13 @@ import importlib
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
 from harness import tomlfile
+from harness.devices import adb_servers
+from harness.devices.adb_servers import ServerAddress
 from harness.devices.base import Device
 from harness.devices.host import HOST_ID, HostDevice
 from harness.devices.settings import DeviceSettings
@@ -34,7 +39,7 @@ class Backend:
 
     module: str
     opener: str  # (device_id, DeviceSettings) -> Device
-    lister: str  # (DeviceSettings) -> iterable of device ids currently reachable
+    lister: str | None  # (DeviceSettings) -> iterable of device ids currently reachable (None: listed by its servers)
     install_hint: str
 
 
@@ -42,6 +47,8 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "adb": Backend("harness.devices.android", "open_android_device", "list_android_devices",
                    "pip install edgeharness (adb-shell is a core dependency)"),
+    "adb-server": Backend("harness.devices.adb_server", "open_adb_server_device", None,
+                          "pip install edgeharness (adbutils is a core dependency)"),
     "ios": Backend("harness.devices.ios", "open_ios_device", "list_ios_devices",
                    "pip install 'edgeharness[ios]'"),
 }
@@ -67,6 +74,33 @@ class DeviceEntry:
     profile: str = ""
     model: str = ""
     detail: str = ""
+    state: str = ""  #: the adb server's state of the device (``device``, ``unauthorized``, ...), when one lists it
+
+
+ID_HINT = "use `host`, `adb:HOST:PORT`, an adb serial, `adb-server:SERIAL`, `adb-server:HOST:PORT/SERIAL` or `ios:UDID`"
+
+
+def local_adb_server(settings: DeviceSettings) -> ServerAddress:
+    """The local adb server as ``adb`` finds it (``$ADB_SERVER_SOCKET``, ``$ANDROID_ADB_SERVER_PORT``, 5037)."""
+    try:
+        return adb_servers.local_server(settings.adb_server_env())
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="unset it, or set ANDROID_ADB_SERVER_PORT=PORT") from None
+
+
+def _open_through_server(device_id: str, server: ServerAddress, serial: str, settings: DeviceSettings) -> Device:
+    module = _backend("adb-server", device_id)
+    opener: Callable[..., Device] = getattr(module, BACKENDS["adb-server"].opener)
+    return opener(device_id, server=server, serial=serial, reconnect_window_s=settings.adb_reconnect_s)
+
+
+def _local_server_lists(serial: str, settings: DeviceSettings) -> ServerAddress | None:
+    """The local adb server when it answers and lists ``serial`` (the bare-serial rule), else None."""
+    try:
+        local = adb_servers.local_server(settings.adb_server_env())
+        return local if _backend("adb-server").server_lists(local, serial) else None
+    except (ValueError, HarnessError):
+        return None
 
 
 def open_device(device_id: str, settings: DeviceSettings | None = None) -> Device:
@@ -79,9 +113,16 @@ def open_device(device_id: str, settings: DeviceSettings | None = None) -> Devic
         return HostDevice(cache_dir=settings.cache_dir)
     problem = id_problem(device_id)
     if problem:
-        raise DeviceNotFound(problem, hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
+        raise DeviceNotFound(problem, hint=ID_HINT)
+    if device_id.startswith(adb_servers.PREFIX):
+        parsed = adb_servers.parse_device_id(device_id)
+        return _open_through_server(device_id, parsed.server or local_adb_server(settings), parsed.serial, settings)
     prefix = device_id.split(":", 1)[0] if ":" in device_id else ""
-    prefix = prefix if prefix in BACKENDS else "adb"  # a bare serial is an adb device
+    if prefix not in BACKENDS:  # a bare serial: the local adb server's when it lists it, else adbd directly
+        server = _local_server_lists(device_id, settings)
+        if server is not None:
+            return _open_through_server(device_id, server, device_id, settings)
+        prefix = "adb"
     opener: Callable[[str, DeviceSettings], Device] = getattr(_backend(prefix, device_id), BACKENDS[prefix].opener)
     return opener(device_id, settings)
 
@@ -103,6 +144,12 @@ def id_problem(device_id: str) -> str | None:
         return f"device id {device_id!r} contains white space or control characters"
     if device_id.startswith("ios:"):
         return None if _IOS_UDID.fullmatch(device_id[4:]) else f"{device_id!r} has no UDID after ios: (ios:UDID)"
+    if device_id.startswith(adb_servers.PREFIX):
+        try:
+            adb_servers.parse_device_id(device_id)
+        except ValueError as exc:
+            return str(exc)
+        return None
     adb = device_id.startswith("adb:")
     rest = device_id[4:] if adb else device_id
     if adb and not rest:
@@ -123,21 +170,34 @@ def id_problem(device_id: str) -> str | None:
     return None
 
 
-def inventory_ids(path: str | Path) -> list[str]:
-    """Device ids listed in an inventory file: ``[[devices]]`` tables with ``id = "..."`` (repeats merged)."""
+@dataclass(frozen=True)
+class Inventory:
+    """An inventory file: device ids (``[[devices]]``) and adb servers whose every device is used (``[[servers]]``)."""
+
+    ids: tuple[str, ...]
+    servers: tuple[ServerAddress, ...]
+
+
+def read_inventory(path: str | Path) -> Inventory:
+    """Read ``[[devices]]`` (``id = "..."``) and ``[[servers]]`` (``address = "HOST:PORT"``) tables; repeats merged."""
     path = Path(path)
     text = tomlfile.read_text(path, ConfigError, what="inventory file")
     data = tomlfile.parse(text, path, ConfigError)
-    src = tomlfile.Source(path, text, ConfigError, arrays=("devices",))
+    src = tomlfile.Source(path, text, ConfigError, arrays=("devices", "servers"))
     hint = 'list each device as [[devices]] then id = "adb:HOST:PORT" (or a serial, ios:UDID, host)'
+    server_hint = 'list each adb server as [[servers]] then address = "HOST:PORT" (e.g. "lab3:5037")'
     for key in data:
-        if key != "devices":
-            raise src.error(f"unknown key {key!r}", key, hint="an inventory has only [[devices]] tables")
-    devices = data.get("devices")
+        if key not in ("devices", "servers"):
+            raise src.error(f"unknown key {key!r}", key,
+                            hint="an inventory has only [[devices]] and [[servers]] tables")
+    devices = data.get("devices", [] if "servers" in data else None)
     if not isinstance(devices, list) or not all(isinstance(e, dict) for e in devices):
         raise src.error("expected [[devices]] tables", "devices", hint=hint)
-    if not devices:
-        raise src.error("no devices", "devices", hint=hint)
+    servers = data.get("servers", [])
+    if not isinstance(servers, list) or not all(isinstance(e, dict) for e in servers):
+        raise src.error("expected [[servers]] tables", "servers", hint=server_hint)
+    if not devices and not servers:
+        raise src.error("no devices or servers", "devices", hint=hint)
     ids = []
     for i, entry in enumerate(devices):
         for key in entry:
@@ -150,7 +210,47 @@ def inventory_ids(path: str | Path) -> list[str]:
         if problem:
             raise src.error(problem, "id", "devices", i, hint=hint)
         ids.append(entry["id"])
-    return list(dict.fromkeys(ids))
+    addresses = []
+    for i, entry in enumerate(servers):
+        for key in entry:
+            if key != "address":
+                raise src.error(f"unknown key {key!r}", key, "servers", i, hint="allowed: address")
+        if not isinstance(entry.get("address"), str):
+            raise src.error('each [[servers]] entry needs address = "HOST:PORT"', "address", "servers", i,
+                            hint=server_hint)
+        try:
+            addresses.append(adb_servers.parse_server_address(entry["address"]))
+        except ValueError as exc:
+            raise src.error(str(exc), "address", "servers", i, hint=server_hint) from None
+    return Inventory(tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(addresses)))
+
+
+def inventory_ids(path: str | Path) -> list[str]:
+    """Device ids listed in an inventory file's ``[[devices]]`` tables (repeats merged); servers not expanded."""
+    return list(read_inventory(path).ids)
+
+
+def server_device_ids(servers: Iterable[ServerAddress], settings: DeviceSettings | None = None) -> list[str]:
+    """Every device each adb server lists (any state: an unusable one fails loudly, not silently skipped).
+
+    A server that does not answer is an error: the inventory says the run needs it.
+    """
+    module = _backend("adb-server")
+    local = _local_or_none(settings or DeviceSettings.from_env())
+    ids = []
+    for listing in module.list_servers(list(servers)):
+        if listing.error is not None:
+            raise DeviceNotFound(f"adb server {listing.server}: {listing.error}", hint=module.HINT_SERVER_DOWN)
+        ids += [adb_servers.device_id(listing.server, serial, local) for serial, _ in listing.devices
+                if adb_servers.serial_usable_in_id(serial)]
+    return ids
+
+
+def _local_or_none(settings: DeviceSettings) -> ServerAddress | None:
+    try:
+        return adb_servers.local_server(settings.adb_server_env())
+    except ValueError:
+        return None
 
 
 def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = None,
@@ -160,11 +260,12 @@ def selected_ids(cli_ids: Iterable[str] | None, inventory: str | Path | None = N
     for device_id in ids:
         problem = id_problem(device_id)
         if problem:
-            raise UsageError(f"--device {problem}", hint="use `host`, `adb:HOST:PORT`, an adb serial, or `ios:UDID`")
+            raise UsageError(f"--device {problem}", hint=ID_HINT)
     if ids:
         return list(dict.fromkeys(ids))
     if inventory:
-        return inventory_ids(inventory)
+        found = read_inventory(inventory)
+        return list(dict.fromkeys([*found.ids, *server_device_ids(found.servers, settings)]))
     serial = (settings or DeviceSettings.from_env()).android_serial
     return [serial] if serial else [HOST_ID]
 
@@ -181,6 +282,7 @@ def describe(device_id: str, settings: DeviceSettings | None = None) -> DeviceEn
         raise  # a broken profile or inventory is the user's file to fix, not an unreachable device
     except HarnessError as exc:
         platform = device_id.split(":", 1)[0] if ":" in device_id else "android"
+        platform = "android" if platform == "adb-server" else platform
         return DeviceEntry(device_id, platform, False, detail=str(exc))
     extra = ", ".join(f"{k}={v}" for k, v in info.extra.items())
     detail = f"{info.cpu or info.soc}; {info.cores or '?'} cores; {info.os}; {info.abi}"
@@ -188,11 +290,52 @@ def describe(device_id: str, settings: DeviceSettings | None = None) -> DeviceEn
     return DeviceEntry(info.id, info.platform, True, info.profile, info.model, detail)
 
 
-def list_devices(extra_ids: Iterable[str] = (), settings: DeviceSettings | None = None) -> list[DeviceEntry]:
-    """The host, every device the backends can see, and any ids asked for explicitly."""
+def server_entries(servers: Iterable[ServerAddress], local: ServerAddress | None) -> list[DeviceEntry | str]:
+    """Every device the adb servers list: an id to describe when usable, else an entry with the state, reason, fix.
+
+    ``local`` (the local server) is skipped quietly when it does not answer; any other server is listed
+    as unreachable with the reason.
+    """
+    module = _backend("adb-server")
+    out: list[DeviceEntry | str] = []
+    for listing in module.list_servers([*([local] if local else []), *servers]):
+        if listing.error is not None:
+            if listing.server != local:
+                out.append(DeviceEntry(f"{adb_servers.PREFIX}{listing.server}/*", "android", False,
+                                       detail=f"{listing.error} (hint: {module.HINT_SERVER_DOWN})",
+                                       state="no server"))
+            continue
+        for serial, state in listing.devices:
+            if not adb_servers.serial_usable_in_id(serial):
+                out.append(DeviceEntry(f"{adb_servers.PREFIX}{listing.server}/{serial!r}", "android", False,
+                                       detail="the serial has characters an id cannot hold", state=state))
+                continue
+            meaning = adb_servers.state_meaning(state)
+            device_id = adb_servers.device_id(listing.server, serial, local)
+            out.append(device_id if meaning.usable else DeviceEntry(
+                device_id, "android", False, detail=f"{meaning.reason} (hint: {meaning.hint})", state=state or "gone"))
+    return out
+
+
+def list_devices(extra_ids: Iterable[str] = (), servers: Iterable[ServerAddress] = (),
+                 settings: DeviceSettings | None = None) -> list[DeviceEntry]:
+    """The host, every device the backends and adb servers (the local one, plus ``servers``) can see, and any ids
+    asked for explicitly."""
     settings = settings or DeviceSettings.from_env()
-    ids = [HOST_ID]
+    ids: list[str] = [HOST_ID]
+    listed: dict[str, DeviceEntry] = {}
+    try:
+        for item in server_entries(servers, _local_or_none(settings)):
+            if isinstance(item, DeviceEntry):
+                listed[item.id] = item
+            else:
+                ids.append(item)
+    except DeviceNotFound as exc:  # adbutils is missing: the other backends still list
+        log.debug("adb servers list no devices: %s", exc)
+    served = set(ids[1:])
     for prefix, backend in BACKENDS.items():
+        if backend.lister is None:
+            continue
         try:
             ids.extend(getattr(_backend(prefix), backend.lister)(settings))
         except FileError:
@@ -201,4 +344,6 @@ def list_devices(extra_ids: Iterable[str] = (), settings: DeviceSettings | None 
             log.debug("%s backend lists no devices: %s", prefix, exc)
             continue
     ids.extend(extra_ids)
-    return [describe(i, settings) for i in dict.fromkeys(ids)]
+    entries = [describe(i, settings) for i in dict.fromkeys(ids) if i not in listed]
+    entries = [replace(e, state="device") if e.id in served and e.reachable else e for e in entries]
+    return entries + list(listed.values())

@@ -12,6 +12,7 @@ is given one, and hands each backend's opener the fields it needs.
 | ``HARNESS_ADB_DEVICES`` / ``HARNESS_INVENTORY`` | ``adb_devices`` / ``inventory`` | ``harness devices`` |
 | ``USBMUXD_SOCKET_ADDRESS`` | ``usbmux_address`` | the iOS backend's usbmuxd |
 | ``ANDROID_SERIAL`` | ``android_serial`` | the default device when none is named |
+| ``ADB_SERVER_SOCKET``, ``ANDROID_ADB_SERVER_PORT`` | ``adb_server_socket``, ``adb_server_port`` | adb server |
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class DeviceSettings:
     inventory: Path | None = None
     usbmux_address: str | None = None
     android_serial: str | None = None
+    adb_server_socket: str | None = None
+    adb_server_port: str | None = None
+
+    def adb_server_env(self) -> dict[str, str]:
+        """The local adb server's variables, as the ``adb`` client reads them."""
+        return {k: v for k, v in (("ADB_SERVER_SOCKET", self.adb_server_socket),
+                                  ("ANDROID_ADB_SERVER_PORT", self.adb_server_port)) if v}
 
     @classmethod
     def defaults(cls) -> DeviceSettings:
@@ -68,6 +76,8 @@ class DeviceSettings:
             inventory=Path(env["HARNESS_INVENTORY"]) if env.get("HARNESS_INVENTORY") else None,
             usbmux_address=env.get("USBMUXD_SOCKET_ADDRESS") or None,
             android_serial=env.get("ANDROID_SERIAL") or None,
+            adb_server_socket=env.get("ADB_SERVER_SOCKET") or None,
+            adb_server_port=env.get("ANDROID_ADB_SERVER_PORT") or None,
         )
 
 
