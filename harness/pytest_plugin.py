@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.orchestrator import device_label
+from harness.plan import device_label
 from harness.results import Result
 from harness.session import HarnessSession
 from harness.suite import Case, Suite, load_suite, option_type

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SuiteError
+from harness.gate import Budget
 from harness.suite import load_suite, parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def test_models_only_suite_uses_defaults() -> None:
     suite = parse_suite('[[models]]\nzoo = "face_landmark"\n', "x.toml")
     (model,) = suite.models
     assert model.delegates == ("cpu", "xnnpack") and model.threads == (1,)
-    assert model.repetitions >= 3 and model.measured_runs >= 10
+    assert model.run.repetitions >= 3 and model.run.measured_runs >= 10
 
 
 def test_per_model_overrides_and_relative_paths(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ p50_ms = 5
     (model,) = load_suite(path).models
     assert model.path == (tmp_path / "models" / "m.tflite").resolve()
     assert model.threads == (4,) and model.delegates == ("xnnpack",)
-    assert model.budget == {"p50_ms": 5.0}
+    assert model.budget == Budget(p50_ms=5.0)
 
 
 @pytest.mark.parametrize(
@@ -87,10 +88,10 @@ def test_harness_toml_gives_tool_defaults_the_suite_can_override(tmp_path: Path,
     (suites / "b.toml").write_text('[suite]\ntool = { ios_app = "Other.ipa" }\n[[models]]\nzoo = "face_landmark"\n')
     monkeypatch.chdir(tmp_path)
     a = load_suite(suites / "a.toml").models[0].tool
-    assert a["benchmark_model"] == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
-    assert a["ios_app"] == str(tmp_path / "apps" / "Bench.ipa")
+    assert a.benchmark_model == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
+    assert a.ios_app == str(tmp_path / "apps" / "Bench.ipa")
     b = load_suite(suites / "b.toml").models[0].tool
-    assert b["ios_app"] == str(suites / "Other.ipa") and "benchmark_model" in b
+    assert b.ios_app == str(suites / "Other.ipa") and b.binary_for("arm64-v8a")
 
 
 def test_malformed_harness_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
