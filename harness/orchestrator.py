@@ -17,7 +17,6 @@ import logging
 import platform
 import posixpath
 import shlex
-import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-from harness import __version__, plan, profiles, zoo
+from harness import __version__, assemble, plan, profiles, zoo
 from harness.devices.base import AppHost, Device, ShellDevice, sha256_file
 from harness.errors import (
     CommandTimeout,
@@ -42,7 +41,7 @@ from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Resul
 from harness.runners import registry
 from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
-from harness.samplers.app import MEMORY_METHOD, AppRun, app_energy, app_memory, run_app_benchmark
+from harness.samplers.app import run_app_benchmark
 from harness.samplers.session import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
@@ -221,8 +220,8 @@ class CaseRunner:
             outcomes.append(outcome)
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
-        memory, energy, thermal = sampling.finish(latency, _memory(outcomes))
-        energy = energy or _reported_energy(outcomes)
+        memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
+        energy = energy or assemble.reported_energy(outcomes)
         return self._result(
             case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
@@ -252,18 +251,17 @@ class CaseRunner:
     def _run_app(self, device: AppHost, runner: Runner, task: Task, invocation: AppInvocation,
                  artifact: ModelArtifact) -> tuple[RunnerOutcome, str]:
         """One launch of the benchmark app; the app's own readings (memory, battery) join its outcome."""
-        app = str(invocation.app) if invocation.app is not None else None
-        with self._lock:  # install (or confirm the installed version) once per device and run
-            first_use = app is not None and (device.id, app) not in self._staged
-            if first_use:
-                self._staged[(device.id, app)] = app  # type: ignore[index]
+        first_use = False
+        if invocation.app is not None:
+            key = (device.id, str(invocation.app))
+            with self._lock:  # install (or confirm the installed version) once per device and run
+                first_use = key not in self._staged
+                self._staged[key] = key[1]
         launched = run_app_benchmark(device, artifact.path, invocation.params, task.tag, invocation.timeout_s,
                                      app=invocation.app if first_use else None)
         raw = "\n".join(launched.log_lines)
         parsed = runner.parse(RawOutput(raw, None, launched.result, launched.status, launched.reason), task)
-        if parsed.status != "ok" or parsed.repetition is None:
-            return parsed, raw
-        return _with_app_readings(parsed, launched), raw
+        return assemble.with_app_readings(parsed, launched), raw
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
@@ -301,57 +299,6 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
-
-
-def _with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
-    """The app's outcome with the readings its observers took (Sysmontap memory, battery energy)."""
-    assert parsed.repetition is not None
-    measured_s = sum(parsed.repetition.samples_us) / 1e6
-    peak, steady, rows = app_memory(launched.samples)
-    energy = app_energy(launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
-    interval = f", every {launched.sample_interval_s:.2f} s" if launched.sample_interval_s else ""
-    return replace(
-        parsed, energy=energy, steady_rss_mb=steady,
-        peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
-        memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
-        else parsed.memory_method,
-    )
-
-
-def _reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
-    """The device's own energy readings over the repetitions (mean per inference), or the first refusal."""
-    readings = [o.energy for o in outcomes if o.energy is not None]
-    if not readings:
-        return None
-    measured = [e for e in readings if e.gross_per_inference_mj is not None]
-    if len(measured) < len(readings):
-        return next(e for e in readings if e.gross_per_inference_mj is None)
-    return replace(measured[0], gross_per_inference_mj=statistics.fmean(e.gross_per_inference_mj for e in measured),
-                   samples=sum(e.samples for e in measured))
-
-
-def _memory(outcomes: list[RunnerOutcome]) -> Memory:
-    """One memory record over the repetitions: the highest peak, the median of every other reading."""
-    peaks = _present(outcomes, "peak_rss_mb")
-    return Memory(
-        method=outcomes[0].memory_method,
-        peak_rss_mb=max(peaks) if peaks else None,
-        rss_before_init_mb=_median_of(outcomes, "rss_before_init_mb"),
-        rss_after_init_mb=_median_of(outcomes, "rss_after_init_mb"),
-        footprint_init_mb=_median_of(outcomes, "footprint_init_mb"),
-        footprint_overall_mb=_median_of(outcomes, "footprint_overall_mb"),
-        steady_rss_mb=_median_of(outcomes, "steady_rss_mb"),
-        samples=len(outcomes),
-    )
-
-
-def _present(outcomes: list[RunnerOutcome], field_name: str) -> list[float]:
-    return [v for v in (getattr(o, field_name) for o in outcomes) if v is not None]
-
-
-def _median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
-    values = _present(outcomes, field_name)
-    return statistics.median(values) if values else None
 
 
 def run_suite(
