@@ -16,7 +16,7 @@ from harness import profiles
 from harness.config import ProjectConfig, from_environment
 from harness.devices.discovery import open_device
 from harness.errors import RunInterrupted
-from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
+from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate, stored_settings
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
 from harness.results import Result
@@ -129,7 +129,7 @@ def gate_config(results: Sequence[Result], overrides: dict | None = None) -> Gat
     """
     table: dict = {}
     for r in results:
-        table.update(r.case.settings.get("gate") or {})
+        table.update(stored_settings(r.case.settings, r.case.model)[1])
     return GateConfig.from_mapping(table, overrides={k: v for k, v in (overrides or {}).items() if v is not None})
 
 
@@ -137,9 +137,10 @@ def budgets(results: Sequence[Result]) -> dict[str, Budget]:
     """Per-model budgets from the suite (carried in each result's settings)."""
     out: dict[str, Budget] = {}
     for r in results:
-        table = r.case.settings.get("budget") or {}
-        if table and r.case.model not in out:
-            out[r.case.model] = Budget.from_mapping(table, source=f"{r.case.model}.budget")
+        if r.case.model not in out:
+            budget = stored_settings(r.case.settings, r.case.model)[0]
+            if budget != Budget():
+                out[r.case.model] = budget
     return out
 
 

@@ -191,7 +191,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 # -- parse -------------------------------------------------------------------------------
 def cmd_parse(args: argparse.Namespace) -> int:
-    from harness.runners.parse import parse_file, render_table
+    from harness.runners.parsers.parse import parse_file, render_table
 
     results = {path: parse_file(path) for path in args.files}
     if args.json:

@@ -45,6 +45,7 @@ RECOMMENDED_REPETITIONS = 10
 
 CaseKey = tuple[str, str, int, str, str, str]
 METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
+MAX_BUDGET = 1e12  # ms, MB or mJ: anything larger is no limit at all
 
 
 def parse_percent(text: str | float, option: str = "--max-regression") -> float:
@@ -173,6 +174,12 @@ class GateConfig:
                 values[key] = value
         return cls(**values)
 
+    def as_table(self) -> dict[str, Any]:
+        """The settings that differ from the defaults (what a result's settings keep; read by :meth:`from_mapping`)."""
+        default = GateConfig()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -196,19 +203,41 @@ class Budget:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], *, source: str = "budget") -> Budget:
-        """Parse a suite ``budget`` table; sub-tables are per device class (``[budget.flagship]``)."""
+        """Parse a suite ``budget`` table; sub-tables are per device class (``[budget.flagship]``).
+
+        The one place budgets are validated: suites call it at load time, the gate on stored results.
+        """
         values: dict[str, float] = {}
         classes: dict[str, Budget] = {}
         for key, value in table.items():
             if isinstance(value, Mapping):
                 classes[key] = cls.from_mapping(value, source=f"{source}.{key}")
             elif key in METRICS:
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise UsageError(f"{source}.{key} = {value!r} must be a positive number", hint=f"e.g. {key} = 12.5")
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_BUDGET:
+                    raise GateConfigError(key, f"{source}.{key}", f"budget must be a positive number up to "
+                                          f"{MAX_BUDGET:g}, got {value!r}", hint=f"e.g. {key} = 12.5")
                 values[key] = float(value)
             else:
-                raise UsageError(f"{source}: unknown budget {key!r}", hint=f"known: {', '.join(METRICS)}")
+                raise GateConfigError(key, source, f"unknown budget {key!r}", hint=f"allowed: {', '.join(METRICS)}")
         return cls(**values, by_device_class=classes)
+
+    def as_table(self) -> dict[str, Any]:
+        """The limits that are set, as a suite writes them (what a result's settings keep)."""
+        table: dict[str, Any] = {m: getattr(self, m) for m in METRICS if getattr(self, m) is not None}
+        return {**table, **{name: b.as_table() for name, b in self.by_device_class.items()}}
+
+
+def stored_settings(settings: Mapping[str, Any], model: str) -> tuple[Budget, dict[str, Any]]:
+    """A result's ``budget`` (checked) and ``[gate]`` table, as its case carried them.
+
+    The one reader of the settings a result keeps, so a stored run is gateable without its suite file;
+    the gate table is checked when the gate builds its :class:`GateConfig` from it.
+    """
+    budget = Budget.from_mapping(settings.get("budget") or {}, source=f"{model}.budget")
+    gate_table = settings.get("gate") or {}
+    if not isinstance(gate_table, Mapping):
+        raise GateConfigError("gate", f"{model}: gate", f"expected a table, got {gate_table!r}")
+    return budget, dict(gate_table)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Run a plan: devices in parallel, cases on one device in series, every result persisted at once.
 
-The data path for one case: resolve the model (zoo or path, validated) -> check the device
-can run the delegate (profile) -> stage model and runner on the device (skipped when the
-same sha256 is there) -> run ``repetitions`` separate processes -> parse each -> one
+The loop for one entry of the plan (:mod:`harness.plan`): read the device's facts once -> resolve
+the model (zoo or path, validated) -> decide (a job with its runner, or a skip with the reason) ->
+stage the model and the runner's files (skipped when the same sha256 is there) -> per repetition,
+under the samplers, run the runner's invocation and parse it (:mod:`harness.runners.base`) -> one
 :class:`Result` -> appended to the run's JSONL (fsync) and the SQLite index.
 
 A failure stays inside its case: a bad model fails its cases with the reason, a timeout is
@@ -16,7 +17,6 @@ import logging
 import platform
 import posixpath
 import shlex
-import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-from harness import __version__, profiles, zoo
-from harness.devices.base import AppHost, Device, sha256_file
+from harness import __version__, assemble, plan, profiles, zoo
+from harness.devices.base import AppHost, Device, ShellDevice, sha256_file
 from harness.errors import (
     CommandTimeout,
     DelegateUnavailable,
@@ -36,11 +36,12 @@ from harness.errors import (
     describe,
 )
 from harness.models import ModelArtifact, load_model
-from harness.names import sanitise
+from harness.plan import DeviceFacts, Entry, Job, Skip
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
-from harness.runners import flags, litert_python, tool
+from harness.runners import registry
+from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
-from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory, run_app_benchmark
+from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
 from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
@@ -54,11 +55,6 @@ class DeviceLogger(logging.LoggerAdapter):
 
     def process(self, msg: str, kwargs: dict) -> tuple[str, dict]:
         return f"[{self.extra['device']}] {msg}", kwargs
-
-
-def device_label(device_id: str) -> str:
-    """Short, id-safe label for case ids: ``host``, ``adb-127.0.0.1-5555``, ``ios-00008030``."""
-    return sanitise(device_id, "device", 40)
 
 
 @dataclass
@@ -90,7 +86,7 @@ class CaseRunner:
         self.cancel = cancel
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
-        self._info: dict[str, DeviceInfo] = {}
+        self._facts: dict[str, DeviceFacts] = {}
         self._staged: dict[tuple[str, str], str] = {}
 
     # -- inputs ---------------------------------------------------------------------------
@@ -112,18 +108,22 @@ class CaseRunner:
             raise cached
         return cached
 
-    def device_info(self, device: Device) -> DeviceInfo:
+    def facts(self, device: Device) -> DeviceFacts:
+        """What the plan needs of ``device``, read once per run (a lost device is asked again next case)."""
         with self._lock:
-            info = self._info.get(device.id)
-        if info is None:
+            facts = self._facts.get(device.id)
+        if facts is None:
             info = device.info()
+            caps = device.capabilities()
+            python = cast(ShellDevice, device).python() if caps.shell else None
+            facts = DeviceFacts(info, caps, python, profiles.find(info.profile))
             with self._lock:
-                self._info[device.id] = info
-        return info
+                self._facts[device.id] = facts
+        return facts
 
     def stage(self, device: Device, local: Path, sha256: str | None = None) -> str:
         """Put ``local`` on the device once per run (the backend also skips same-hash files)."""
-        if getattr(device, "shares_host_fs", False):
+        if device.capabilities().shares_host_fs:
             return str(local)
         digest = sha256 or sha256_file(local)
         key = (device.id, digest)
@@ -148,39 +148,43 @@ class CaseRunner:
         Raises :class:`RunInterrupted` when the run is cancelled before the case ends (nothing is stored).
         """
         started = now_iso()
-        case_id = case.case_id(device_label(device.id))
+        entry = Entry(case, device.id)
+        case_id = entry.case_id
         try:
-            return self._run_case(device, case, case_id, started)
+            return self._run_case(device, entry, case_id, started)
         except Exception as exc:  # noqa: BLE001 - one case's fault must not end the other cases' run
             dlog = DeviceLogger(log, {"device": device.id})
             dlog.debug("%s: unexpected error", case_id, exc_info=True)
             with self._lock:
-                info = self._info.get(device.id) or DeviceInfo(id=device.id, platform=device.platform)
+                facts = self._facts.get(device.id)
                 artifact = self._models.get((case.model.zoo, str(case.model.path)))
+            info = facts.info if facts else DeviceInfo(id=device.id, platform=device.platform)
             artifact = artifact if isinstance(artifact, ModelArtifact) else None
             # A named harness error (a device that cannot be reached...) says what it is; anything else is a bug.
             reason = str(exc) if isinstance(exc, HarnessError) else f"internal error in this case: {describe(exc)}"
             dlog.info("%s: failed (%s)", case_id, reason)
             return self._finish(self._result(case, case_id, artifact, info, "failed", reason, started))
 
-    def _run_case(self, device: Device, case: Case, case_id: str, started: str) -> Result:
+    def _run_case(self, device: Device, entry: Entry, case_id: str, started: str) -> Result:
         dlog = DeviceLogger(log, {"device": device.id})
+        case = entry.case
         try:
-            info = self.device_info(device)
+            facts = self.facts(device)
         except DeviceLost as exc:
             info = DeviceInfo(id=device.id, platform=device.platform)
             return self._finish(self._result(case, case_id, None, info, "device_lost", str(exc), started))
+        info = facts.info
         try:
             artifact = self.model(case.model)
         except ModelError as exc:
             return self._finish(self._result(case, case_id, None, info, "failed", str(exc), started))
-        profile = profiles.find(info.profile)
-        if profile is not None and not profile.supports(case.delegate):
-            reason = profile.lacks_reason(case.delegate)
-            return self._finish(self._result(case, case_id, artifact, info, "skipped", reason, started))
-        dlog.info("%s: %d repetition(s) x %d runs", case_id, case.model.repetitions, case.model.measured_runs)
+        decision = plan.decide(entry, facts)
+        if isinstance(decision, Skip):
+            return self._finish(self._result(case, case_id, artifact, info, "skipped", decision.reason, started))
+        run = case.model.run
+        dlog.info("%s: %d repetition(s) x %d runs", case_id, run.repetitions, run.measured_runs)
         try:
-            result = self._measure(device, case, case_id, artifact, info, started)
+            result = self._measure(device, decision, case_id, artifact, facts, started)
         except CommandTimeout as exc:
             result = self._result(case, case_id, artifact, info, "timeout", str(exc), started, raw=exc.output or "")
         except DeviceLost as exc:
@@ -192,134 +196,72 @@ class CaseRunner:
         dlog.info("%s: %s%s", case_id, result.status, f" ({result.reason})" if result.reason else "")
         return self._finish(result)
 
-    def _strategy(self, device: Device, case: Case, info: DeviceInfo) -> tuple[Callable | None, str]:
-        """How to run this case here: (repetition function, runner name), or (None, why not)."""
-        runner = case.model.runner
-        if device.capabilities().app_host:
-            return self._repetition_app, "ios-app"
-        has_python = device.python() is not None
-        tool_path = _tool_for_abi(case.model.tool, info.abi)
-        if runner == "auto":
-            if case.delegate in litert_python.DELEGATES and has_python:
-                runner = litert_python.NAME
-            elif tool_path:
-                runner = tool.BENCHMARK_MODEL
-            else:
-                return None, (f"delegate {case.delegate!r} needs the native benchmark_model tool: set "
-                              f"[suite.tool] benchmark_model for ABI {info.abi or '?'}"
-                              if case.delegate not in litert_python.DELEGATES
-                              else f"{device.id} has no Python for the litert-python runner and no "
-                                   f"benchmark_model tool is configured")
-        if runner == litert_python.NAME:
-            if not has_python:
-                return None, f"{device.id} has no python3 for the litert-python runner"
-            if case.delegate not in litert_python.DELEGATES:
-                return None, f"the litert-python runner cannot run delegate {case.delegate!r}"
-            return self._repetition_python, runner
-        if runner == tool.LITERT_BENCHMARK:
-            if not has_python:
-                return None, f"{device.id} has no python3 for litert-benchmark"
-            return self._repetition_tool, runner
-        if not tool_path:
-            return None, f"no benchmark_model binary for ABI {info.abi or '?'} in [suite.tool]"
-        return self._repetition_tool, runner
-
-    def _measure(self, device: Device, case: Case, case_id: str, artifact: ModelArtifact, info: DeviceInfo,
+    def _measure(self, device: Device, job: Job, case_id: str, artifact: ModelArtifact, facts: DeviceFacts,
                  started: str) -> Result:
-        """Run the case's repetitions with the strategy the device supports; assemble one result."""
-        strategy, runner = self._strategy(device, case, info)
-        if strategy is None:
-            return self._result(case, case_id, artifact, info, "skipped", runner, started)
-        m = case.model
+        """Stage, run the job's repetitions through its runner under the samplers; assemble one result."""
+        case, info = job.entry.case, facts.info
+        m, runner = case.model, registry.runner(job.runner)
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi)
         raws, outcomes = [], []
-        profile = profiles.find(info.profile)
-        sampling = CaseSampling(device, profile, m.cooldown)  # cooldown, memory/energy/thermal samplers
+        sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
-        for i in range(m.repetitions):
+        for i in range(m.run.repetitions):
             if self.cancel is not None and self.cancel.is_set():
                 raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
+            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}"
             with sampling.around_repetition() as sampled_device:
-                outcome, raw = strategy(sampled_device, case, artifact, i)
+                outcome, raw = self._repetition(sampled_device, runner, replace(task, tag=tag), artifact)
             raws.append(truncate_raw(raw))  # bounded per repetition: ten huge outputs must not add up
             if outcome.status != "ok":
-                reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
+                reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
-                                    runner=runner, delegates=outcome.delegates)
+                                    runner=runner.name, delegates=outcome.delegates)
             outcomes.append(outcome)
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
-        memory, energy, thermal = sampling.finish(latency, _memory(outcomes))
-        energy = energy or _reported_energy(outcomes)
+        memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
+        energy = energy or assemble.reported_energy(outcomes)
         return self._result(
-            case, case_id, artifact, info, "ok", None, started, runner=runner, latency=latency,
+            case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
         )
 
-    def _repetition_python(self, device: Device, case: Case, artifact: ModelArtifact,
-                           index: int) -> tuple[RunnerOutcome, str]:
-        """One process of the single-file runner, through the device's shell."""
-        model_remote = self.stage(device, artifact.path, artifact.sha256)
-        script_remote = self.stage(device, litert_python.SCRIPT)
-        m = case.model
-        cmd = litert_python.command(
-            device.python() or "python3", script_remote, model_remote, delegate=case.delegate,
-            threads=case.threads, warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
-        )
-        shell = device.shell(cmd, timeout_s=m.timeout_s)
-        outcome = litert_python.parse(shell.output, shell.exit_code, runs=m.measured_runs, timeout_s=m.timeout_s)
-        return outcome, f"$ {cmd}\n{shell.output}"
+    def _repetition(self, device: Device, runner: Runner, task: Task,
+                    artifact: ModelArtifact) -> tuple[RunnerOutcome, str]:
+        """One repetition: stage what the runner needs, run its invocation, parse (outcome, raw text)."""
+        if not device.capabilities().shell:  # an app host pushes the model itself
+            staged = Staged(str(artifact.path))
+        else:
+            model = self.stage(device, artifact.path, artifact.sha256)
+            files = {k: self.stage(device, p) for k, p in runner.files(task).items()}
+            staged = Staged(model, files, cast(ShellDevice, device).python())
+        invocation = runner.invocation(task, staged)
+        if isinstance(invocation, AppInvocation):
+            return self._run_app(cast(AppHost, device), runner, task, invocation, artifact)
+        shell = cast(ShellDevice, device)
+        if not device.capabilities().shares_host_fs:
+            for path in invocation.executables:
+                shell.shell(f"chmod 755 {shlex.quote(path)}", timeout_s=30).check(device.id)
+        done = shell.shell(invocation.command, timeout_s=invocation.timeout_s)
+        outcome = runner.parse(RawOutput(done.output, done.exit_code), task)
+        return outcome, f"$ {invocation.command}\n{done.output}"
 
-    def _repetition_tool(self, device: Device, case: Case, artifact: ModelArtifact,
-                         index: int) -> tuple[RunnerOutcome, str]:
-        """One process of a native tool (benchmark_model, or litert-benchmark through the device's Python)."""
-        m = case.model
-        model_remote = self.stage(device, artifact.path, artifact.sha256)
-        kind = tool.LITERT_BENCHMARK if m.runner == tool.LITERT_BENCHMARK else tool.BENCHMARK_MODEL
-        binary = ""
-        if kind == tool.BENCHMARK_MODEL:
-            binary = self.stage(device, Path(_tool_for_abi(m.tool, self.device_info(device).abi) or ""))
-            if not getattr(device, "shares_host_fs", False):
-                device.shell(f"chmod 755 {shlex.quote(binary)}", timeout_s=30).check(device.id)
-        argv = tool.argv(kind, binary, model_remote, delegate=case.delegate, threads=case.threads,
-                         warmup_runs=m.warmup_runs, measured_runs=m.measured_runs,
-                         options=m.tool.get("options"), python=device.python())
-        cmd = flags.to_shell(argv)
-        shell = device.shell(cmd, timeout_s=m.timeout_s)
-        return tool.outcome(kind, shell.output, shell.exit_code, timeout_s=m.timeout_s), f"$ {cmd}\n{shell.output}"
-
-    def _repetition_app(self, device: Device, case: Case, artifact: ModelArtifact,
-                        index: int) -> tuple[RunnerOutcome, str]:
-        """One launch of the benchmark app (iOS app contract); the app's result file has the runner's keys."""
-        m = case.model
-        params = flags.app_params(case.delegate, case.threads, m.warmup_runs, m.measured_runs)
-        run_tag = f"{self.run_id}-{case.model.name}-{case.delegate}-t{case.threads}-r{index + 1}"
-        app = m.tool.get("ios_app")
-        with self._lock:  # install (or confirm the installed version) once per device and run
-            first_use = app is not None and (device.id, app) not in self._staged
-            if first_use:
-                self._staged[(device.id, app)] = app
-        outcome = run_app_benchmark(
-            cast(AppHost, device), artifact.path, params, run_tag, m.timeout_s, app=Path(app) if first_use else None)
-        raw = "\n".join(outcome.log_lines)
-        if outcome.status == "timeout":
-            return RunnerOutcome("timeout", outcome.reason), raw
-        if outcome.result is None:
-            return RunnerOutcome("failed", outcome.reason or "the app wrote no result"), raw
-        parsed = litert_python.from_payload(outcome.result, raw, runs=m.measured_runs, timeout_s=m.timeout_s)
-        if parsed.repetition is None:
-            return parsed, raw
-        measured_s = sum(parsed.repetition.samples_us) / 1e6
-        peak, steady, rows = app_memory(outcome.samples)
-        energy = app_energy(outcome.battery, outcome.energy_refusal, measured_s, len(parsed.repetition.samples_us))
-        interval = f", every {outcome.sample_interval_s:.2f} s" if outcome.sample_interval_s else ""
-        return replace(
-            parsed, energy=energy, steady_rss_mb=steady,
-            peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
-            memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
-            else parsed.memory_method,
-        ), raw
+    def _run_app(self, device: AppHost, runner: Runner, task: Task, invocation: AppInvocation,
+                 artifact: ModelArtifact) -> tuple[RunnerOutcome, str]:
+        """One launch of the benchmark app; the app's own readings (memory, battery) join its outcome."""
+        first_use = False
+        if invocation.app is not None:
+            key = (device.id, str(invocation.app))
+            with self._lock:  # install (or confirm the installed version) once per device and run
+                first_use = key not in self._staged
+                self._staged[key] = key[1]
+        launched = run_app_benchmark(device, artifact.path, invocation.params, task.tag, invocation.timeout_s,
+                                     app=invocation.app if first_use else None)
+        raw = "\n".join(launched.log_lines)
+        parsed = runner.parse(RawOutput(raw, None, launched.result, launched.status, launched.reason), task)
+        return assemble.with_app_readings(parsed, launched), raw
 
     def _result(self, case: Case, case_id: str, artifact: ModelArtifact | None, info: DeviceInfo, status: str,
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
@@ -331,11 +273,10 @@ class CaseRunner:
             run_id=self.run_id,
             case=CaseInfo(
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
-                delegate=case.delegate, threads=case.threads, runner=runner or m.runner,
-                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.api,
-                warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, repetitions=m.repetitions,
-                settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget, "gate": m.gate,
-                          "model_size_bytes": artifact.size_bytes if artifact else None,
+                delegate=case.delegate, threads=case.threads, runner=runner or m.run.runner,
+                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.run.api,
+                warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
+                settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
             ),
             device=info, status=status, reason=reason, latency=latency, memory=memory, energy=energy, thermal=thermal,
@@ -358,48 +299,6 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
-
-
-def _tool_for_abi(tool_config: dict, abi: str) -> str | None:
-    """The configured benchmark_model binary for a device ABI (``*`` matches any)."""
-    paths = tool_config.get("benchmark_model") or {}
-    return paths.get(abi) or paths.get("*")
-
-
-def _reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
-    """The device's own energy readings over the repetitions (mean per inference), or the first refusal."""
-    readings = [o.energy for o in outcomes if o.energy is not None]
-    if not readings:
-        return None
-    measured = [e for e in readings if e.gross_per_inference_mj is not None]
-    if len(measured) < len(readings):
-        return next(e for e in readings if e.gross_per_inference_mj is None)
-    return replace(measured[0], gross_per_inference_mj=statistics.fmean(e.gross_per_inference_mj for e in measured),
-                   samples=sum(e.samples for e in measured))
-
-
-def _memory(outcomes: list[RunnerOutcome]) -> Memory:
-    """One memory record over the repetitions: the highest peak, the median of every other reading."""
-    peaks = _present(outcomes, "peak_rss_mb")
-    return Memory(
-        method=outcomes[0].memory_method,
-        peak_rss_mb=max(peaks) if peaks else None,
-        rss_before_init_mb=_median_of(outcomes, "rss_before_init_mb"),
-        rss_after_init_mb=_median_of(outcomes, "rss_after_init_mb"),
-        footprint_init_mb=_median_of(outcomes, "footprint_init_mb"),
-        footprint_overall_mb=_median_of(outcomes, "footprint_overall_mb"),
-        steady_rss_mb=_median_of(outcomes, "steady_rss_mb"),
-        samples=len(outcomes),
-    )
-
-
-def _present(outcomes: list[RunnerOutcome], field_name: str) -> list[float]:
-    return [v for v in (getattr(o, field_name) for o in outcomes) if v is not None]
-
-
-def _median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
-    values = _present(outcomes, field_name)
-    return statistics.median(values) if values else None
 
 
 def run_suite(
@@ -427,9 +326,11 @@ def run_suite(
     stopped: list[str] = []  # devices that stopped before their last case
     closed = False
 
+    entries = plan.expand(suite.cases(), [d.id for d in devices])
+
     def one_device(device: Device) -> None:
         try:
-            for case in suite.cases():
+            for case in (e.case for e in entries if e.device_id == device.id):
                 if token.is_set():
                     stopped.append(device.id)
                     return

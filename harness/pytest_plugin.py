@@ -2,7 +2,11 @@
 
 It only wires pytest hooks to a :class:`harness.session.HarnessSession`; running, storing
 and reporting live in the core. Every case of every ``suites/*.toml`` becomes its own
-item under its device, e.g. ``suites/smoke.toml::host::face_landmark[host-xnnpack-t1]``.
+item under its device, e.g. ``suites/smoke.toml::host::face_landmark[host-xnnpack-t1]``
+(the plan's entries: :func:`harness.plan.expand`).
+
+Under pytest-xdist the items are scheduled by DEVICE across suite files (see
+:func:`pytest_xdist_make_scheduler`): one device is never driven by two workers at once.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import pytest
 
 from harness.config import ProjectConfig, from_environment
 from harness.errors import HarnessError
-from harness.orchestrator import device_label
+from harness.plan import Entry, device_label, expand
 from harness.results import Result
 from harness.session import HarnessSession
-from harness.suite import Case, Suite, load_suite, option_type
+from harness.suite import Case, load_suite, option_type
 from harness.textsafe import escape, escape_lines
 
 _SESSION_KEY = pytest.StashKey[HarnessSession]()
@@ -133,26 +137,56 @@ class SuiteFile(pytest.File):
         except HarnessError as exc:
             raise self.CollectError(escape_lines(str(exc))) from None
         hs = self.config.stash[_SESSION_KEY]
+        entries = expand(suite.cases(), hs.device_ids)
         for device_id in hs.device_ids:
-            hs.note_collected(device_id, suite.cases())
-            yield DeviceCases.from_parent(self, name=device_label(device_id), suite=suite, device_id=device_id)
+            mine = [e for e in entries if e.device_id == device_id]
+            hs.note_collected(device_id, [e.case for e in mine])
+            yield DeviceCases.from_parent(self, name=device_label(device_id), entries=mine)
 
     class CollectError(Exception):
         pass
 
 
 class DeviceCases(pytest.Collector):
-    """The cases of one suite on one device. Being a scope of its own, ``pytest -n N --dist loadscope``
-    gives each device to one worker: devices run in parallel, the cases of a device in series."""
+    """The plan's entries of one suite on one device (their scheduling scope is the device, across suites)."""
 
-    def __init__(self, *, suite: Suite, device_id: str, **kwargs: object) -> None:
+    def __init__(self, *, entries: list[Entry], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.suite = suite
-        self.device_id = device_id
+        self.entries = entries
 
     def collect(self) -> Iterator[pytest.Item]:
-        for case in self.suite.cases():
-            yield CaseItem.from_parent(self, name=case.case_id(self.name), case=case, device_id=self.device_id)
+        for entry in self.entries:
+            yield CaseItem.from_parent(self, name=entry.case_id, case=entry.case, device_id=entry.device_id)
+
+
+_DEVICE_SCOPE = "edgeharness-device::"
+
+
+def device_scope(nodeid: str) -> str | None:
+    """The xdist scope of a suite item's node id (``suites/a.toml::DEVICE::case``): its device, or None."""
+    parts = nodeid.split("::")
+    if len(parts) == 3 and parts[0].endswith(".toml"):
+        return _DEVICE_SCOPE + parts[1]
+    return None
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """pytest-xdist: schedule by device, so the items of a device run on one worker, in series.
+
+    xdist's own ``loadscope`` groups by ``suites/X.toml::DEVICE``: two suite files aimed at one phone
+    would run in two workers at once. Every distributing mode but ``each`` (which runs every item on
+    every worker by design) gets this scheduler; items that are not suite cases keep loadscope's scope.
+    """
+    if config.getvalue("dist") in ("each", "no"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DeviceScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return device_scope(nodeid) or super()._split_scope(nodeid)
+
+    return DeviceScheduling(config, log)
 
 
 class CaseFailed(Exception):

@@ -19,8 +19,9 @@ from harness.gate import GateOutcome
 from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
+from harness.runners.base import RunSettings
 from harness.store import LocalStore, ResultWriter, new_run_id, open_store
-from harness.suite import DEFAULTS, Case, ModelSpec, checked_overrides
+from harness.suite import Case, ModelSpec, checked_overrides
 
 
 class HarnessSession:
@@ -90,7 +91,7 @@ class HarnessSession:
     def adjust(self, case: Case) -> Case:
         """Apply session-wide overrides (e.g. fewer repetitions for a quick local check)."""
         changes = checked_overrides(repetitions=self.repetitions, measured_runs=self.measured_runs)
-        return replace(case, model=replace(case.model, **changes)) if changes else case
+        return replace(case, model=replace(case.model, run=replace(case.model.run, **changes))) if changes else case
 
     def run_case(self, device_id: str, case: Case) -> Result:
         result = self.runner().run_case(self.device(device_id), self.adjust(case))
@@ -164,8 +165,9 @@ class HarnessSession:
         path = None if is_zoo else Path(model)
         spec = ModelSpec(
             name=str(model) if is_zoo else Path(model).stem, zoo=str(model) if is_zoo else None, path=path,
-            delegates=(delegate,), threads=(threads,), warmup_runs=warmup_runs, measured_runs=measured_runs,
-            repetitions=repetitions, timeout_s=timeout_s, api=api, runner=DEFAULTS["runner"],
+            delegates=(delegate,), threads=(threads,),
+            run=RunSettings(warmup_runs=warmup_runs, measured_runs=measured_runs, repetitions=repetitions,
+                            timeout_s=timeout_s, api=api),
         )
         device = device_id or self.device_ids[0]
         result = self.runner().run_case(self.device(device), Case(spec, delegate, threads))

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from harness import tomlfile
 from harness.config import ProjectConfig
 from harness.errors import ConfigError, ModelError, SuiteError, UsageError
+from harness.gate import Budget, GateConfig, GateConfigError
 from harness.names import RULE, problem, sanitise
+from harness.runners.base import RunSettings, ToolConfig
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
 APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
-BUDGET_KEYS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing")
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
@@ -51,40 +53,34 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "repetitions": (1, 10_000),
     "timeout_s": (0.0, MAX_WAIT_S),  # the low end is excluded: a timeout must be > 0
 }
-MAX_BUDGET = 1e12  # ms, MB or mJ: anything larger is no limit at all
 _SETTING_WHY = {"warmup_runs": " (the first run is reported as first inference)"}
 
-DEFAULTS: dict[str, Any] = {
-    "delegates": ["cpu", "xnnpack"],
-    "threads": [1],
-    "warmup_runs": 5,
-    "measured_runs": 50,
-    "repetitions": 10,
-    "timeout_s": 120.0,
-    "api": "interpreter",
-    "runner": "auto",
-}
+DEFAULTS: dict[str, Any] = {"delegates": ["cpu", "xnnpack"], "threads": [1], **asdict(RunSettings())}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One ``[[models]]`` entry, with the suite defaults applied."""
+    """One ``[[models]]`` entry, with the suite defaults applied; every setting typed and checked at load.
+
+    ``cooldown`` holds only the ``[suite.cooldown]`` keys the suite set: the device profile fills the rest
+    (see :class:`harness.samplers.cooldown.CooldownConfig`).
+    """
 
     name: str
     zoo: str | None
     path: Path | None
     delegates: tuple[str, ...]
     threads: tuple[int, ...]
-    warmup_runs: int
-    measured_runs: int
-    repetitions: int
-    timeout_s: float
-    api: str
-    runner: str
-    budget: dict[str, Any] = field(default_factory=dict)
-    tool: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    cooldown: dict[str, Any] = field(default_factory=dict)
+    run: RunSettings = field(default_factory=RunSettings)
+    budget: Budget = field(default_factory=Budget)
+    tool: ToolConfig = field(default_factory=ToolConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def settings_record(self) -> dict[str, Any]:
+        """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`)."""
+        return {"timeout_s": self.run.timeout_s, "zoo": self.zoo, "budget": self.budget.as_table(),
+                "gate": self.gate.as_table()}
 
 
 @dataclass(frozen=True)
@@ -106,9 +102,9 @@ class Suite:
     path: Path | None
     description: str
     models: tuple[ModelSpec, ...]
-    gate: dict[str, Any] = field(default_factory=dict)
-    cooldown: dict[str, Any] = field(default_factory=dict)
-    tool: dict[str, Any] = field(default_factory=dict)
+    gate: GateConfig = field(default_factory=GateConfig)
+    cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    tool: ToolConfig = field(default_factory=ToolConfig)
 
     def cases(self) -> list[Case]:
         return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
@@ -196,19 +192,12 @@ def _reject_unknown(ctx: _Ctx, values: dict[str, Any], allowed: set[str], table:
                             hint=f"allowed keys: {', '.join(sorted(allowed))}")
 
 
-def _validate_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in budget.items():
-        if isinstance(value, dict):  # per device class: [models.budget.flagship]
-            out[key] = _validate_budget(ctx, value, index)
-            continue
-        if key not in BUDGET_KEYS:
-            raise ctx.error(f"unknown budget {key!r}", key, "models", index, hint=f"allowed: {', '.join(BUDGET_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_BUDGET:
-            raise ctx.error(f"budget must be a positive number up to {MAX_BUDGET:g}, got {value!r}",
-                            key, "models", index, hint=f"e.g. {key} = 12.5")
-        out[key] = float(value)
-    return out
+def _parse_budget(ctx: _Ctx, budget: dict[str, Any], index: int) -> Budget:
+    """``[models.budget]``, checked by the gate's own rules now (not first when gating)."""
+    try:
+        return Budget.from_mapping(budget)
+    except GateConfigError as exc:
+        raise ctx.error(exc.reason, exc.key, "models", index, hint=exc.hint) from None
 
 
 def _model_name(ctx: _Ctx, raw: dict[str, Any], index: int) -> str:
@@ -266,13 +255,9 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         path=path,
         delegates=tuple(settings["delegates"]),
         threads=tuple(settings["threads"]),
-        warmup_runs=settings["warmup_runs"],
-        measured_runs=settings["measured_runs"],
-        repetitions=settings["repetitions"],
-        timeout_s=float(settings["timeout_s"]),
-        api=settings["api"],
-        runner=settings["runner"],
-        budget=_validate_budget(ctx, raw.get("budget", {}), index),
+        run=RunSettings(**{**{f.name: settings[f.name] for f in fields(RunSettings)},
+                           "timeout_s": float(settings["timeout_s"])}),
+        budget=_parse_budget(ctx, raw.get("budget", {}), index),
         **shared,
     )
 
@@ -291,25 +276,22 @@ def _check_model_path(ctx: _Ctx, path: Path, index: int) -> None:
             raise ctx.error(f"model {path}: {exc.reason}", "path", "models", index, hint=exc.hint) from None
 
 
-def _parse_gate(ctx: _Ctx, gate: Any) -> dict[str, Any]:
+def _parse_gate(ctx: _Ctx, gate: Any) -> GateConfig:
     """The ``[gate]`` table, each value checked now by the gate's own rules (not first when gating)."""
-    from harness.gate import GateConfig, GateConfigError  # local: only a suite with a [gate] table needs the gate
-
     if not isinstance(gate, dict):
         raise ctx.error("[gate] must be a table", "gate")
     _reject_unknown(ctx, gate, set(GATE_KEYS), "gate")
     try:  # the gate's own parser: a bad value fails here, when the suite is loaded, not at gate time
-        GateConfig.from_mapping(gate)
+        return GateConfig.from_mapping(gate)
     except GateConfigError as exc:
         raise ctx.error(exc.reason, exc.key, "gate", hint=exc.hint) from None
-    return dict(gate)
 
 
 # [suite.cooldown] numbers: (lowest, highest) allowed.
 _COOLDOWN_RANGES = {"threshold_c": (-273.15, 200.0), "pause_s": (0.0, MAX_WAIT_S), "timeout_s": (0.0, MAX_WAIT_S)}
 
 
-def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
+def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> Mapping[str, Any]:
     _reject_unknown(ctx, cooldown, {"mode", *_COOLDOWN_RANGES}, "suite.cooldown")
     mode = cooldown.get("mode", "off")
     if mode not in COOLDOWN_MODES:
@@ -321,43 +303,45 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> dict[str, Any]:
                                   or not low <= value <= high):
             raise ctx.error(f"must be a number from {low:g} to {high:g}, got {value!r}", key, "suite.cooldown",
                             hint="threshold_c in deg C; pause_s and timeout_s in seconds")
-    return dict(cooldown)
+    return MappingProxyType(dict(cooldown))
 
 
 def _resolve(base: Path, value: str) -> str:
     return value if Path(value).is_absolute() else str((base / value).resolve())
 
 
-def _parse_tool(ctx: _Ctx, tool: dict[str, Any], table: str = "suite.tool") -> dict[str, Any]:
+def _parse_tool(ctx: _Ctx, tool: dict[str, Any], table: str = "suite.tool") -> ToolConfig:
     """A tool table: the native binary (one path, or one per ABI), the iOS app, and extra tool flags."""
     _reject_unknown(ctx, tool, set(TOOL_KEYS), table)
     base = ctx.path.parent if ctx.path.name else Path(".")
-    out = dict(tool)
+    binaries: dict[str, str] = {}
     binary = tool.get("benchmark_model")
     if binary is not None:
         paths = {"*": binary} if isinstance(binary, str) else binary
         if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
             raise ctx.error("benchmark_model must be a path or a table of ABI = path", "benchmark_model", table)
-        out["benchmark_model"] = {abi: _resolve(base, p) for abi, p in paths.items()}
+        binaries = {abi: _resolve(base, p) for abi, p in paths.items()}
+    app = None
     if "ios_app" in tool:
         if not isinstance(tool["ios_app"], str):
             raise ctx.error("ios_app must be the path of an .ipa or .app", "ios_app", table)
-        out["ios_app"] = _resolve(base, tool["ios_app"])
-    if not isinstance(tool.get("options", {}), dict):
+        app = _resolve(base, tool["ios_app"])
+    options = tool.get("options", {})
+    if not isinstance(options, dict):
         raise ctx.error("options must be a table of benchmark flags", "options", table)
-    return out
+    return ToolConfig(benchmark_model=MappingProxyType(binaries), ios_app=app, options=MappingProxyType(options))
 
 
-def project_tool_defaults(config: ProjectConfig | None) -> dict[str, Any]:
+def project_tool_defaults(config: ProjectConfig | None) -> ToolConfig:
     """``[tool]`` of ``harness.toml`` (see :mod:`harness.config`), validated like a suite's."""
     if config is None or config.path is None or "tool" not in config.data:
-        return {}
+        return ToolConfig()
     ctx = _Ctx(config.path, config.text)
     ctx.error_type = ConfigError  # harness.toml is a settings file, not a suite
     return _parse_tool(ctx, config.data["tool"], "tool")
 
 
-def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[str, Any] | None = None) -> Suite:
+def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: ToolConfig | None = None) -> Suite:
     """Parse suite TOML text; ``path`` names the file in errors and anchors relative model paths.
 
     ``tool_defaults`` (from ``harness.toml``) fill the ``[suite.tool]`` keys the suite leaves out.
@@ -381,7 +365,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: dict[st
     if not isinstance(models_raw, list):
         raise ctx.error("use [[models]] (an array of tables), not [models]", "models", None)
     shared = {
-        "tool": {**(tool_defaults or {}), **_parse_tool(ctx, head.get("tool", {}))},
+        "tool": _parse_tool(ctx, head.get("tool", {})).merged_over(tool_defaults or ToolConfig()),
         "gate": _parse_gate(ctx, data.get("gate", {})),
         "cooldown": _parse_cooldown(ctx, head.get("cooldown", {})),
     }
@@ -425,7 +409,9 @@ def checked_overrides(**overrides: Any) -> dict[str, Any]:
 def with_overrides(suite: Suite, **overrides: Any) -> Suite:
     """A copy of ``suite`` with settings forced on every model (e.g. fewer runs for a quick check)."""
     given = checked_overrides(**overrides)
-    return replace(suite, models=tuple(replace(m, **given) for m in suite.models))
+    if not given:
+        return suite
+    return replace(suite, models=tuple(replace(m, run=replace(m.run, **given)) for m in suite.models))
 
 
 def option_type(key: str) -> Callable[[str], int]:

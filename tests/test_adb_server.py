@@ -28,7 +28,7 @@ from harness.devices.adb_servers import (
     parse_server_address,
     state_meaning,
 )
-from harness.errors import CommandTimeout, DeviceError, DeviceLost, RunInterrupted, SuiteError
+from harness.errors import CommandTimeout, ConfigError, DeviceError, DeviceLost, RunInterrupted
 from harness.results import RAW_TRUNCATION_MARKER
 from harness.testing import VirtualDevice
 from harness.testing.android.client import AdbClient, _free_port
@@ -105,7 +105,7 @@ def test_inventory_servers_take_an_address_and_bad_ones_are_one_line(tmp_path):
                       ('servers = ["lab3"]\n', "[[servers]] tables")]:
         bad = tmp_path / "bad.toml"
         bad.write_text(body, encoding="utf-8")
-        with pytest.raises(SuiteError) as caught:
+        with pytest.raises(ConfigError) as caught:
             discovery.read_inventory(bad)
         assert why in str(caught.value) and "bad.toml:" in str(caught.value) and "\n" not in str(caught.value)
 

@@ -191,7 +191,7 @@ def test_bad_gate_table_is_refused_at_load_with_its_line(line, key, reason):
 
 
 def test_good_gate_table_loads():
-    assert parse_suite(SUITE.format(line="allow_missing = true"), "s.toml").gate["allow_missing"] is True
+    assert parse_suite(SUITE.format(line="allow_missing = true"), "s.toml").gate.allow_missing is True
 
 
 def test_harness_run_refuses_a_bad_gate_table_before_running(tmp_path, capsys):

@@ -24,7 +24,7 @@ from harness.devices.host import HostDevice
 from harness.errors import DeviceError, SuiteError, UsageError
 from harness.orchestrator import CaseRunner, run_suite
 from harness.results import CaseInfo, DeviceInfo, Memory, Result
-from harness.runners import litert_python, tool
+from harness.runners import litert_python, tool_output
 from harness.store import LocalStore, load_results
 from harness.suite import parse_suite
 
@@ -235,9 +235,11 @@ INFO: Inference timings in us: Init: 5200, First inference: 100, Warmup (avg): 9
     (2, "91e9", "is beyond the possible maximum 6e+07"),  # 25 hours per run in a 60 s case
 ])
 def test_native_tool_figures_are_checked(count: int, avg: str, expected: str) -> None:
-    outcome = tool.outcome(tool.BENCHMARK_MODEL, BENCHMARK_MODEL_TEXT.format(count=count, avg=avg), 0, timeout_s=60)
+    outcome = tool_output.outcome(tool_output.BENCHMARK_MODEL, BENCHMARK_MODEL_TEXT.format(count=count, avg=avg), 0,
+                                  timeout_s=60)
     assert outcome.status == "failed" and expected in outcome.reason
-    good = tool.outcome(tool.BENCHMARK_MODEL, BENCHMARK_MODEL_TEXT.format(count=2, avg="91.5"), 0, timeout_s=60)
+    good = tool_output.outcome(tool_output.BENCHMARK_MODEL, BENCHMARK_MODEL_TEXT.format(count=2, avg="91.5"), 0,
+                               timeout_s=60)
     assert good.status == "ok" and good.repetition.avg_us == 91.5
 
 

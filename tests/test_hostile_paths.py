@@ -20,7 +20,7 @@ import pytest
 
 from harness.errors import PathEscapeError, StoreError, SuiteError, UnsafeNameError
 from harness.names import check_name, inside, problem, sanitise
-from harness.orchestrator import device_label
+from harness.plan import device_label
 from harness.store import LocalStore
 from harness.suite import parse_suite
 from harness.textsafe import escape, escape_lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runners.parse import NO_OUTPUT, parse_file, render_table
+from harness.runners.parsers.parse import NO_OUTPUT, parse_file, render_table
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 LITERT_PY = Path(__file__).parent / "data" / "litert_py"

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.runners import benchmark_model, litert_tool, other_tools, xcode_console
-from harness.runners.parse import _parse, detect_tool, parse_text
-from harness.runners.textnum import NUM
+from harness.runners.parsers import benchmark_model, litert_benchmark, tflite_tools, xcode_console
+from harness.runners.parsers.parse import _parse, detect_tool, parse_text
+from harness.runners.parsers.textnum import NUM
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 SAMPLES = sorted(
@@ -24,9 +24,9 @@ SAMPLES = sorted(
 )
 PARSERS = (
     benchmark_model.parse,
-    litert_tool.parse,
+    litert_benchmark.parse,
     xcode_console.parse,
-    other_tools.parse,
+    tflite_tools.parse,
 )
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -177,3 +178,44 @@ def test_xdist_workers_leave_one_summary_to_the_controller(pytester: pytest.Pyte
     text = summary.read_text()
     assert text.count("edgeharness gate") == 1, text
     assert text.count("p50_ms") == 2
+
+
+def test_xdist_gives_each_device_to_one_worker_across_suite_files(pytester: pytest.Pytester,
+                                                                 small_model: Path) -> None:
+    """Two suite files x three devices under -n 2: every item of a device runs on the same worker.
+
+    xdist's own loadscope would schedule ``suites/a.toml::host`` and ``suites/b.toml::host`` apart.
+    """
+    pytest.importorskip("xdist")
+    # Two more devices that run on this machine: a backend table entry, as a user's own backend would add.
+    pytester.makepyfile(twin_backend="""
+from harness.devices.host import HostDevice
+
+def open_twin(device_id):
+    return HostDevice(device_id)
+
+def list_twins():
+    return []
+""")
+    pytester.makeconftest("""
+from harness.devices import discovery
+
+discovery.BACKENDS["twin"] = discovery.Backend("twin_backend", "open_twin", "list_twins", "")
+""")
+    _suite(pytester, small_model, name="a")
+    text = (pytester.path / "suites" / "a.toml").read_text()
+    text = text.replace('delegates = ["cpu", "xnnpack"]', 'delegates = ["xnnpack"]').replace("[1, 2]", "[1]")
+    for name in ("a", "b"):
+        (pytester.path / "suites" / f"{name}.toml").write_text(text.replace('name = "a"', f'name = "{name}"'))
+    devices = ["host", "twin:1", "twin:2"]
+    args = [arg for d in devices for arg in ("--harness-device", d)]
+    result = pytester.runpytest_subprocess("suites/", "-n", "2", "--dist", "loadscope", "-v", "-p", "no:cacheprovider",
+                                           "--harness-out", str(pytester.path / "out"), *args)
+    result.assert_outcomes(passed=6)
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        found = re.match(r"\[(gw\d+)\].* PASSED suites/\w\.toml::([\w-]+)::", line)
+        if found:
+            workers.setdefault(found.group(2), set()).add(found.group(1))
+    assert sorted(workers) == ["host", "twin-1", "twin-2"], result.stdout.str()
+    assert all(len(w) == 1 for w in workers.values()), workers

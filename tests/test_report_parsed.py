@@ -1,7 +1,7 @@
 """Real tool captures from ``tests/data/corpus`` through the runner into the report.
 
 Each capture becomes a Result the way the orchestrator makes one from a native tool's
-output (``tool.outcome`` per repetition, then latency, delegates and ops from the outcome),
+output (``tool_output.outcome`` per repetition, then latency, delegates and ops from the outcome),
 is stored and read back as JSON, and the rendered page must show the delegate coverage
 and the top operators exactly as the capture prints them. The expected figures below were
 read from the captures by eye (see the lines quoted next to them).
@@ -19,7 +19,7 @@ import pytest
 
 from harness.report.html import render_html
 from harness.results import CaseInfo, DeviceInfo, Latency, Result
-from harness.runners import tool
+from harness.runners import tool_output
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
@@ -63,12 +63,12 @@ SAMPLES = (
 def as_result(sample: Sample, index: int) -> Result:
     """The capture as one repetition's output, assembled like ``CaseRunner._measure`` does."""
     text = (CORPUS / sample.file).read_text(encoding="utf-8", errors="replace")
-    out = tool.outcome(tool.BENCHMARK_MODEL, text, 0)
+    out = tool_output.outcome(tool_output.BENCHMARK_MODEL, text, 0)
     assert out.status == "ok", out.reason
     result = Result(
         run_id="corpus",
         case=CaseInfo(case_id=f"c{index}", model=sample.file.split("__")[0] + f"-{index}", model_sha256="",
-                      delegate=sample.delegate, threads=1, runner=tool.BENCHMARK_MODEL, repetitions=1),
+                      delegate=sample.delegate, threads=1, runner=tool_output.BENCHMARK_MODEL, repetitions=1),
         device=DeviceInfo(id=f"dev{index}", platform="android"),
         status="ok",
         latency=Latency(method=out.latency_method, repetitions=(out.repetition,)),

@@ -8,6 +8,8 @@ import pytest
 
 from harness.config import from_environment
 from harness.errors import ConfigError, SuiteError
+from harness.gate import Budget
+from harness.runners.base import ToolConfig
 from harness.suite import load_suite, parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,7 +27,7 @@ def test_models_only_suite_uses_defaults() -> None:
     suite = parse_suite('[[models]]\nzoo = "face_landmark"\n', "x.toml")
     (model,) = suite.models
     assert model.delegates == ("cpu", "xnnpack") and model.threads == (1,)
-    assert model.repetitions >= 3 and model.measured_runs >= 10
+    assert model.run.repetitions >= 3 and model.run.measured_runs >= 10
 
 
 def test_per_model_overrides_and_relative_paths(tmp_path: Path) -> None:
@@ -44,7 +46,7 @@ p50_ms = 5
     (model,) = load_suite(path).models
     assert model.path == (tmp_path / "models" / "m.tflite").resolve()
     assert model.threads == (4,) and model.delegates == ("xnnpack",)
-    assert model.budget == {"p50_ms": 5.0}
+    assert model.budget == Budget(p50_ms=5.0)
 
 
 @pytest.mark.parametrize(
@@ -90,10 +92,10 @@ def test_harness_toml_gives_tool_defaults_the_suite_can_override(tmp_path: Path,
     project = from_environment()  # what the fronts do: ./harness.toml here
     assert project.path == tmp_path / "harness.toml"
     a = load_suite(suites / "a.toml", project).models[0].tool
-    assert a["benchmark_model"] == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
-    assert a["ios_app"] == str(tmp_path / "apps" / "Bench.ipa")
+    assert a.benchmark_model == {"arm64-v8a": str(tmp_path / "bin" / "bm")}
+    assert a.ios_app == str(tmp_path / "apps" / "Bench.ipa")
     b = load_suite(suites / "b.toml", project).models[0].tool
-    assert b["ios_app"] == str(suites / "Other.ipa") and "benchmark_model" in b
+    assert b.ios_app == str(suites / "Other.ipa") and b.binary_for("arm64-v8a")
 
 
 def test_load_suite_reads_only_the_suite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,9 +104,9 @@ def test_load_suite_reads_only_the_suite_file(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "other.toml").write_text('[tools]\nios_app = "broken"\n')
     (tmp_path / "s.toml").write_text('[[models]]\nzoo = "face_landmark"\n')
     monkeypatch.chdir(tmp_path)
-    assert "ios_app" not in load_suite(tmp_path / "s.toml").models[0].tool
+    assert load_suite(tmp_path / "s.toml").models[0].tool.ios_app is None
     monkeypatch.setenv("HARNESS_CONFIG", str(tmp_path / "other.toml"))
-    assert load_suite(tmp_path / "s.toml").models[0].tool == {}
+    assert load_suite(tmp_path / "s.toml").models[0].tool == ToolConfig()
 
 
 def test_malformed_harness_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import DelegateUnavailable
-from harness.runners import tool
+from harness.runners import litert_benchmark, tool_output
 
 
 def test_litert_benchmark_runner_end_to_end(tmp_path: Path, small_model: Path) -> None:
@@ -46,12 +46,12 @@ name = "blazeface"
 
 
 def test_litert_delegate_mapping() -> None:
-    argv = tool.argv(tool.LITERT_BENCHMARK, "", "m.tflite", delegate="gpu", threads=2, warmup_runs=1,
-                     measured_runs=3, python="python3")
-    assert argv[:3] == ["python3", "-m", tool.LITERT_MODULE] and "--use_gpu" in argv
+    argv = litert_benchmark.argv("m.tflite", delegate="gpu", threads=2, warmup_runs=1,
+                                 measured_runs=3, python="python3")
+    assert argv[:3] == ["python3", "-m", litert_benchmark.MODULE] and "--use_gpu" in argv
     try:
-        tool.argv(tool.LITERT_BENCHMARK, "", "m.tflite", delegate="nnapi", threads=1, warmup_runs=1,
-                  measured_runs=1, python="python3")
+        litert_benchmark.argv("m.tflite", delegate="nnapi", threads=1, warmup_runs=1,
+                              measured_runs=1, python="python3")
     except DelegateUnavailable as exc:
         assert "nnapi" in str(exc)
     else:
@@ -61,7 +61,7 @@ def test_litert_delegate_mapping() -> None:
 def test_failed_tool_output_keeps_its_error_line() -> None:
     text = ("INFO: STARTING!\nINFO: Graph: [m.tflite]\nERROR: Failed to allocate tensors!\n"
             "ERROR: Benchmarking failed.\n")
-    outcome = tool.outcome(tool.BENCHMARK_MODEL, text, 1)
+    outcome = tool_output.outcome(tool_output.BENCHMARK_MODEL, text, 1)
     assert outcome.status == "failed" and "Failed to allocate tensors" in outcome.reason
 
 
@@ -71,7 +71,7 @@ def test_failed_run_keeps_its_delegate_coverage() -> None:
 
     corpus = Path(__file__).parent / "data" / "corpus"
     sample = corpus / "benchmark_model__android_termux__xnnpack_partial__FAIL_allocate_tensors__litert_era__01.txt"
-    outcome = tool.outcome(tool.BENCHMARK_MODEL, sample.read_text(), 1)
+    outcome = tool_output.outcome(tool_output.BENCHMARK_MODEL, sample.read_text(), 1)
     assert outcome.status == "failed"
     xnn = [d for d in outcome.delegates if d["name"] == "xnnpack"]
     assert xnn and xnn[0]["nodes_delegated"] == 2136 and xnn[0]["nodes_total"] == 2168

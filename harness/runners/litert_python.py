@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.errors import describe, one_line
 from harness.results import Repetition
+from harness.runners.base import RawOutput, ShellInvocation, Staged, Task
 from harness.runners.outcome import (
     MAX_COUNT,
     MAX_TEXT,
@@ -141,3 +143,22 @@ def _listed(payload: dict[str, Any], key: str) -> Any:
     if value is None:
         return ()
     return tuple(value) if isinstance(value, list) else value
+
+
+class LiteRtPythonRunner:
+    """The :class:`~harness.runners.base.Runner` for ``litert-python``: the script run by the device's Python."""
+
+    name = NAME
+
+    def files(self, task: Task) -> Mapping[str, Path]:
+        return {"script": SCRIPT}
+
+    def invocation(self, task: Task, staged: Staged) -> ShellInvocation:
+        s = task.settings
+        cmd = command(staged.python or "python3", staged.files["script"], staged.model, delegate=task.delegate,
+                      threads=task.threads, warmup_runs=s.warmup_runs, measured_runs=s.measured_runs, api=s.api,
+                      seed=0)
+        return ShellInvocation(cmd, s.timeout_s)
+
+    def parse(self, raw: RawOutput, task: Task) -> RunnerOutcome:
+        return parse(raw.text, raw.exit_code, runs=task.settings.measured_runs, timeout_s=task.settings.timeout_s)

@@ -3,6 +3,11 @@
 Parsers fill these from text they never fully trust: a field the text does not
 show stays ``None``; nothing is guessed. ``Measurement.to_dict()`` is the JSON shape
 ``harness parse --json`` prints.
+
+Not a :class:`~harness.runners.outcome.RunnerOutcome`: a Measurement is everything one capture says
+(params, every statistic, op tables, delegate lines, possibly several runs), read by ``harness parse``
+and by the tool runners; a RunnerOutcome is one repetition as a result record takes it, validated
+against the case's settings (:func:`harness.runners.tool_output.outcome` turns the one into the other).
 """
 
 from __future__ import annotations

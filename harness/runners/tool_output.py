@@ -1,53 +1,27 @@
-"""Runners for native benchmark tools: TFLite ``benchmark_model`` and Google's ``litert-benchmark``.
+"""A native benchmark tool's output (TFLite ``benchmark_model``, Google's ``litert-benchmark``) as a
+:class:`RunnerOutcome`: shared by the runners :mod:`harness.runners.benchmark_model` and
+:mod:`harness.runners.litert_benchmark`.
 
 The tool reports aggregates only (count, avg, std, min, max, percentiles), so each repetition
 (one tool process) contributes one aggregate record, never invented per-iteration samples.
-Its output goes through the parsers of :mod:`harness.runners.parse`; the raw text is kept.
+Its output goes through the parsers of :mod:`harness.runners.parsers.parse`; the raw text is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-
-from harness.errors import DelegateUnavailable
 from harness.results import Repetition
-from harness.runners import flags
 from harness.runners.measurement import Measurement, OpRow
 from harness.runners.outcome import RunnerOutcome, validate
-from harness.runners.parse import parse_text
+from harness.runners.parsers.parse import parse_text
 
 BENCHMARK_MODEL = "benchmark_model"
 LITERT_BENCHMARK = "litert-benchmark"
 KINDS = (BENCHMARK_MODEL, LITERT_BENCHMARK)
-# Our delegate names -> litert-benchmark's accelerator: its CPU accelerator runs XNNPACK.
-_LITERT_ACCEL = {"xnnpack": "cpu", "gpu": "gpu"}
 LATENCY_METHOD = {
     BENCHMARK_MODEL: "benchmark_model's own timing (per-run aggregates: count, avg, std, min, max)",
     LITERT_BENCHMARK: "litert-benchmark's own timing (per-run aggregates, reported in ms with 0.01 ms resolution)",
 }
 MEMORY_METHOD = "the tool's memory footprint lines"
-LITERT_MODULE = "ai_edge_litert.tools.benchmark_litert_model"
-
-
-def argv(kind: str, tool: str, model: str, *, delegate: str, threads: int, warmup_runs: int, measured_runs: int,
-         options: Mapping[str, object] | None = None, capabilities: Collection[str] | None = None,
-         python: str | None = None) -> list[str]:
-    """The tool's argv for one repetition (quote it with :func:`flags.to_shell`).
-
-    For ``litert-benchmark`` ``tool`` is ignored when ``python`` is given: the device runs
-    ``python -m ai_edge_litert.tools.benchmark_litert_model`` (the same code as the console script).
-    """
-    if kind == BENCHMARK_MODEL:
-        return flags.build_benchmark_model_argv(tool, model, delegate=delegate, threads=threads,
-                                                warmup_runs=warmup_runs, num_runs=measured_runs,
-                                                options=options, capabilities=capabilities)
-    accel = _LITERT_ACCEL.get(delegate)
-    if accel is None:
-        raise DelegateUnavailable(f"litert-benchmark cannot run delegate {delegate!r}",
-                                  hint="it offers xnnpack (its CPU accelerator) and gpu")
-    args = flags.build_litert_argv(LITERT_BENCHMARK, model, delegate=accel, threads=threads,
-                                   warmup_runs=warmup_runs, num_runs=measured_runs, options=options, python=True)
-    return ([python, "-m", LITERT_MODULE] if python else [tool]) + args[1:]
 
 
 def _repetition(m: Measurement) -> Repetition:

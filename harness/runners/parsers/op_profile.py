@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from harness.runners.measurement import OpRow
-from harness.runners.textnum import ms_to_us, to_float, to_int
+from harness.runners.parsers.textnum import ms_to_us, to_float, to_int
 
 _TITLE = re.compile(r"^=+\s*(?P<title>[A-Za-z][^=]*?)\s*=+$")
 _TABLES = {

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from harness.runners.benchmark_model import RunBuilder, scan
 from harness.runners.measurement import Measurement
-from harness.runners.textnum import NUM, ms_to_us, to_float, to_int
-from harness.runners.unwrap import Line, unwrap
+from harness.runners.parsers.benchmark_model import RunBuilder, scan
+from harness.runners.parsers.textnum import NUM, ms_to_us, to_float, to_int
+from harness.runners.parsers.unwrap import Line, unwrap
 
 LABEL_IMAGE = "label_image"
 INFERENCE_DIFF = "inference_diff"

@@ -7,9 +7,9 @@ collapsed first. ``Benchmark name`` and ``Graph`` (the bundle path) land in ``pa
 
 from __future__ import annotations
 
-from harness.runners.benchmark_model import scan
 from harness.runners.measurement import Measurement
-from harness.runners.unwrap import collapse_console_duplicates, unwrap
+from harness.runners.parsers.benchmark_model import scan
+from harness.runners.parsers.unwrap import collapse_console_duplicates, unwrap
 
 TOOL = "ios_benchmark_app"
 

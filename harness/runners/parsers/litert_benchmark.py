@@ -14,10 +14,10 @@ import dataclasses
 import re
 from typing import Any
 
-from harness.runners.benchmark_model import RunBuilder, RunScanner
 from harness.runners.measurement import DelegateOutcome, InferenceStats, Measurement
-from harness.runners.textnum import NUM, ms_to_us, to_float, to_int
-from harness.runners.unwrap import Line, unwrap
+from harness.runners.parsers.benchmark_model import RunBuilder, RunScanner
+from harness.runners.parsers.textnum import NUM, ms_to_us, to_float, to_int
+from harness.runners.parsers.unwrap import Line, unwrap
 
 TOOL_CPP = "litert_benchmark_model"
 TOOL_PY = "litert-benchmark"

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.runners import benchmark_model, litert_tool, other_tools, xcode_console
 from harness.runners.measurement import Measurement
-from harness.runners.unwrap import strip_corpus_header
+from harness.runners.parsers import benchmark_model, litert_benchmark, tflite_tools, xcode_console
+from harness.runners.parsers.unwrap import strip_corpus_header
 
 NO_OUTPUT = "no benchmark output recognised in the text"
 
@@ -38,7 +38,7 @@ def detect_tool(text: str, source: str = "") -> str:
     """Which tool family wrote ``text``; ``source`` (a file name) only breaks ties for bare runtime logs."""
     body = strip_corpus_header(text)
     if _LITERT.search(body):
-        return litert_tool.TOOL_PY if litert_tool.is_python_tool(body) else litert_tool.TOOL_CPP
+        return litert_benchmark.TOOL_PY if litert_benchmark.is_python_tool(body) else litert_benchmark.TOOL_CPP
     if _IOS.search(body):
         return xcode_console.TOOL
     if _APK.search(body):
@@ -46,16 +46,16 @@ def detect_tool(text: str, source: str = "") -> str:
     if _CLASSIC.search(body):
         return "benchmark_model"
     if _INFERENCE_DIFF.search(body):
-        return other_tools.INFERENCE_DIFF
+        return tflite_tools.INFERENCE_DIFF
     if _LABEL_IMAGE.search(body):
-        return other_tools.LABEL_IMAGE
+        return tflite_tools.LABEL_IMAGE
     if _TFLITE_LOG.search(body):
         name = Path(source).name.lower()
         if "litert" in name:
-            return litert_tool.TOOL_CPP
+            return litert_benchmark.TOOL_CPP
         if "benchmark" in name:
             return "benchmark_model"
-        return other_tools.APP_LOG
+        return tflite_tools.APP_LOG
     return "unknown"
 
 
@@ -73,16 +73,16 @@ def _json_document(text: str) -> object | None:
 def _parse(text: str, source: str) -> list[Measurement]:
     doc = _json_document(text)
     if isinstance(doc, dict) and isinstance(doc.get("latency"), dict):
-        return [litert_tool.parse_result_json(doc)]
+        return [litert_benchmark.parse_result_json(doc)]
     tool = detect_tool(text, source)
-    if tool in (litert_tool.TOOL_CPP, litert_tool.TOOL_PY):
-        runs = litert_tool.parse(text)
+    if tool in (litert_benchmark.TOOL_CPP, litert_benchmark.TOOL_PY):
+        runs = litert_benchmark.parse(text)
     elif tool == xcode_console.TOOL:
         runs = xcode_console.parse(text)
     elif tool in ("benchmark_model", "benchmark_model_apk"):
         runs = benchmark_model.parse(text, tool)
     elif tool != "unknown":
-        runs = other_tools.parse(text, tool)
+        runs = tflite_tools.parse(text, tool)
     else:
         runs = []
     return runs or [Measurement(tool=tool, status="incomplete", error=NO_OUTPUT)]

@@ -1,0 +1,62 @@
+"""One result's figures from its repetitions' outcomes (and the app's own readings): pure assembly."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+from harness.results import Energy, Memory
+from harness.runners.outcome import RunnerOutcome
+from harness.samplers.app import MEMORY_METHOD, AppRun, app_energy, app_memory
+
+
+def with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
+    """The app's outcome with the readings its observers took (Sysmontap memory, battery energy)."""
+    if parsed.status != "ok" or parsed.repetition is None:
+        return parsed
+    measured_s = sum(parsed.repetition.samples_us) / 1e6
+    peak, steady, rows = app_memory(launched.samples)
+    energy = app_energy(launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
+    interval = f", every {launched.sample_interval_s:.2f} s" if launched.sample_interval_s else ""
+    return replace(
+        parsed, energy=energy, steady_rss_mb=steady,
+        peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
+        memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
+        else parsed.memory_method,
+    )
+
+
+def reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
+    """The device's own energy readings over the repetitions (mean per inference), or the first refusal."""
+    readings = [o.energy for o in outcomes if o.energy is not None]
+    if not readings:
+        return None
+    measured = [e for e in readings if e.gross_per_inference_mj is not None]
+    if len(measured) < len(readings):
+        return next(e for e in readings if e.gross_per_inference_mj is None)
+    return replace(measured[0], gross_per_inference_mj=statistics.fmean(e.gross_per_inference_mj for e in measured),
+                   samples=sum(e.samples for e in measured))
+
+
+def memory_over(outcomes: list[RunnerOutcome]) -> Memory:
+    """One memory record over the repetitions: the highest peak, the median of every other reading."""
+    peaks = present(outcomes, "peak_rss_mb")
+    return Memory(
+        method=outcomes[0].memory_method,
+        peak_rss_mb=max(peaks) if peaks else None,
+        rss_before_init_mb=median_of(outcomes, "rss_before_init_mb"),
+        rss_after_init_mb=median_of(outcomes, "rss_after_init_mb"),
+        footprint_init_mb=median_of(outcomes, "footprint_init_mb"),
+        footprint_overall_mb=median_of(outcomes, "footprint_overall_mb"),
+        steady_rss_mb=median_of(outcomes, "steady_rss_mb"),
+        samples=len(outcomes),
+    )
+
+
+def present(outcomes: list[RunnerOutcome], field_name: str) -> list[float]:
+    return [v for v in (getattr(o, field_name) for o in outcomes) if v is not None]
+
+
+def median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
+    values = present(outcomes, field_name)
+    return statistics.median(values) if values else None
