@@ -110,6 +110,15 @@ def test_timeout_kills_the_remote_process(android, virtual_device):
     assert not _alive(pid)
 
 
+
+def test_timeout_kills_a_child_that_left_the_process_tree(android):
+    """Android's toybox ``setsid`` forks: the child is reparented out of the command's tree and group. The
+    call's token in its environment still finds it (this failed before: ``sleep 4711`` lived on)."""
+    with pytest.raises(CommandTimeout, match="killed"):
+        android.shell("echo started; setsid sleep 4711 & sleep 4712", timeout_s=1.0)
+    time.sleep(0.3)
+    assert android.shell("pgrep -f 'sleep 471[12]' || echo none").output == "none\n"
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -27,10 +27,15 @@ def new_token() -> str:
     return "EH" + secrets.token_hex(12)
 
 
+#: Environment variable carrying the call's token into every process the command starts, so a timeout can
+#: find the ones that left its process tree (``setsid`` forks, daemons): see :func:`kill_tree_command`.
+TAG_VAR = "EDGEHARNESS_RUN"
+
+
 def wrap_command(command: str, token: str) -> str:
     """``command`` run by a child ``sh`` after printing our pid; its exit status follows on the last line."""
     return (
-        f"echo {token}:P:$$; sh -c {q(command)}; "
+        f"echo {token}:P:$$; {TAG_VAR}={token} sh -c {q(command)}; "
         f"printf '\\n{token}:X:%s\\n' \"$?\""
     )
 
@@ -62,13 +67,21 @@ def parse_wrapped(raw: bytes, token: str) -> WrappedOutput:
     return WrappedOutput(pid, body[: tail.start()], int(tail.group(1)))
 
 
-def kill_tree_command(pid: int) -> str:
-    """Kill ``pid``'s process group and every descendant (adbd makes each shell a group leader)."""
+def kill_tree_command(pid: int, token: str | None = None) -> str:
+    """Kill ``pid``'s process group and every descendant (adbd makes each shell a group leader), then, with the
+    call's ``token``, every process still carrying it in its environment: a child that left the tree
+    (``setsid`` forks on toybox, a daemon reparented to init) keeps the variable and is found in ``/proc``."""
     p = int(pid)
+    tagged = ""
+    if token is not None:
+        if not re.fullmatch(r"[A-Za-z0-9]+", token):
+            raise ValueError(f"bad token {token!r}")
+        tagged = (f"for d in /proc/[0-9]*; do grep -qF {TAG_VAR}={token} \"$d/environ\" 2>/dev/null "
+                  "&& kill -9 \"${d#/proc/}\" 2>/dev/null; done; ")
     return (
         f"kill -9 -- -{p} 2>/dev/null; "
         "k(){ for c in $(pgrep -P \"$1\" 2>/dev/null); do k \"$c\"; done; kill -9 \"$1\" 2>/dev/null; }; "
-        f"k {p}; true"
+        f"k {p}; {tagged}true"
     )
 
 
@@ -212,4 +225,4 @@ def parse_cores(text: str) -> int | None:
 def announce_pid_command(command: str, token: str) -> str:
     """``command`` run by ``sh`` after printing that shell's pid (the first stdout line), for a shell protocol
     that carries the exit code itself (shell v2): the pid lets a timeout kill the command's process tree."""
-    return f"echo {token}:P:$$; exec sh -c {q(command)}"
+    return f"echo {token}:P:$$; {TAG_VAR}={token} exec sh -c {q(command)}"

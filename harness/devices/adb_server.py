@@ -343,11 +343,11 @@ class AdbServerDevice(AdbShellDevice):
         again once the device is back (within ``reconnect_window_s``).
         """
         start = time.monotonic()
-        orphans: list[int] = []
+        orphans: list[tuple[int, str]] = []
 
         def attempt() -> ShellResult:
             while orphans:
-                self._kill_remote(orphans.pop())
+                self._kill_remote(*orphans.pop())
             late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
             deadline = time.monotonic() + (min(timeout_s, AFTER_STOP_S) if late else timeout_s)
             stream = _ShellStream(self._shell_v2(), cmds.new_token())
@@ -359,11 +359,12 @@ class AdbServerDevice(AdbShellDevice):
                     conn.conn.sendall(struct.pack("<BI", _V2_CLOSE_STDIN, 0))
                 self._pump(conn, stream, deadline, cancellable=not late)
             except _Gone:
-                orphans.extend([stream.pid] if stream.pid is not None else [])
+                orphans.extend([(stream.pid, stream.token)] if stream.pid is not None else [])
                 raise
             except (_Deadline, KeyboardInterrupt) as exc:  # RunInterrupted is a KeyboardInterrupt
-                self._kill_remote(stream.pid)  # first: once the stream closes, the device may reap the shell and
-                conn.close()  # leave its children orphaned (no parent to find them by)
+                # First: once the stream closes, the device may reap the shell and leave its children orphaned.
+                self._kill_remote(stream.pid, stream.token)
+                conn.close()
                 killed = f"; remote process {stream.pid} killed" if stream.pid is not None else ""
                 if isinstance(exc, KeyboardInterrupt) or late:
                     raise RunInterrupted(f"[{self.id}] command stopped: the run was interrupted{killed}") from None
@@ -398,12 +399,13 @@ class AdbServerDevice(AdbShellDevice):
                 raise _Gone("the adb server closed the shell before the command ended")
             stream.feed(data)
 
-    def _kill_remote(self, pid: int | None) -> None:
-        """Kill a timed-out or stopped command's process tree over a fresh connection, within :data:`KILL_BUDGET_S`."""
+    def _kill_remote(self, pid: int | None, token: str | None = None) -> None:
+        """Kill a timed-out or stopped command's process tree (and, with its ``token``, every process it started)
+        over a fresh connection, within :data:`KILL_BUDGET_S`."""
         if pid is None:
             return
         try:
-            conn = self._open("shell:" + cmds.kill_tree_command(pid))
+            conn = self._open("shell:" + cmds.kill_tree_command(pid, token))
             try:
                 conn.conn.settimeout(KILL_BUDGET_S)
                 conn.read_until_close(encoding=None)

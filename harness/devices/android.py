@@ -403,7 +403,7 @@ class AndroidDevice(AdbShellDevice):
 
         def attempt(link: _Link) -> ShellResult:
             while orphans:
-                self._raw_shell(link, cmds.kill_tree_command(orphans[-1]), KILL_BUDGET_S)
+                self._raw_shell(link, cmds.kill_tree_command(orphans[-1], token), KILL_BUDGET_S)
                 orphans.pop()
             late = self.cancelled()  # started after the stop: a cleanup command, given AFTER_STOP_S
             deadline = time.monotonic() + (min(timeout_s, AFTER_STOP_S) if late else timeout_s)
@@ -422,14 +422,14 @@ class AndroidDevice(AdbShellDevice):
                         raise RunInterrupted(f"[{self.id}] the run was interrupted")
             except KeyboardInterrupt:  # the run was cancelled (or Ctrl-C): the command must not live on
                 self._drop_link()
-                self._kill_remote(pid)
+                self._kill_remote(pid, token)
                 raise
             except _LINK_ERRORS:
                 if time.monotonic() < deadline - 0.01:
                     orphans.extend([pid] if pid is not None else [])
                     raise
                 self._drop_link()
-                self._kill_remote(pid)
+                self._kill_remote(pid, token)
                 killed = f"; remote process {pid} killed" if pid is not None else ""
                 if late:
                     raise RunInterrupted(f"[{self.id}] command stopped: the run was interrupted{killed}") from None
@@ -452,15 +452,16 @@ class AndroidDevice(AdbShellDevice):
         finally:
             link.set_deadline(None)
 
-    def _kill_remote(self, pid: int | None) -> None:
-        """Kill a timed-out or stopped command's process tree over a fresh link, within :data:`KILL_BUDGET_S`."""
+    def _kill_remote(self, pid: int | None, token: str | None = None) -> None:
+        """Kill a timed-out or stopped command's process tree (and, with its ``token``, every process it started)
+        over a fresh link, within :data:`KILL_BUDGET_S`."""
         if pid is None:
             return
         budget_end = time.monotonic() + KILL_BUDGET_S
         try:
             link = self._open_link(KILL_BUDGET_S / 2, cancellable=False)
             try:
-                self._raw_shell(link, cmds.kill_tree_command(pid), max(0.05, budget_end - time.monotonic()))
+                self._raw_shell(link, cmds.kill_tree_command(pid, token), max(0.05, budget_end - time.monotonic()))
             finally:
                 link.close()
             self.log.info("killed remote process %d", pid)
