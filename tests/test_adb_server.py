@@ -37,8 +37,6 @@ pytest_plugins = ["harness.testing.android.fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 REMOTE = "/data/local/tmp/edgeharness/srv"
-NO_RECONNECT = ("the virtual device rejects the real server's reconnect CNXN (checksum 0 after protocol "
-                "0x01000001): fixed in harness/testing/android/ by the AOSP-suite work of issue 13")
 
 
 # --- pure parts: ids, addresses, states -----------------------------------------------------
@@ -312,7 +310,6 @@ def test_a_server_that_restarts_is_waited_for(server_factory, virtual_device):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=NO_RECONNECT, strict=False)
 def test_a_device_that_comes_back_is_waited_for_and_the_command_runs(server, virtual_device):
     assert server.attach(virtual_device) == "device"
     device = AdbServerDevice("adb-server:x", server=server.address, serial=virtual_device.address,
