@@ -37,8 +37,18 @@ from harness.errors import (
 )
 from harness.models import ModelArtifact, load_model
 from harness.names import sanitise
-from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
-from harness.runners import flags, litert_python, tool
+from harness.results import (
+    Accelerator,
+    CaseInfo,
+    DeviceInfo,
+    Energy,
+    Latency,
+    Memory,
+    Result,
+    Thermal,
+    truncate_raw,
+)
+from harness.runners import accelerator, flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory, run_app_benchmark
 from harness.samplers.session import CaseSampling
@@ -245,7 +255,9 @@ class CaseRunner:
                 reason = outcome.reason if m.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
-                                    runner=runner, delegates=outcome.delegates)
+                                    runner=runner, delegates=outcome.delegates, accelerator=outcome.accelerator
+                                    or accelerator.from_delegates(case.delegate, outcome.delegates, raw, ran=False,
+                                                                  failure=outcome.reason))
             outcomes.append(outcome)
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
@@ -255,6 +267,7 @@ class CaseRunner:
             case, case_id, artifact, info, "ok", None, started, runner=runner, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
+            accelerator=first.accelerator or accelerator.from_delegates(case.delegate, first.delegates, raws[0]),
         )
 
     def _repetition_python(self, device: Device, case: Case, artifact: ModelArtifact,
@@ -266,6 +279,7 @@ class CaseRunner:
         cmd = litert_python.command(
             device.python() or "python3", script_remote, model_remote, delegate=case.delegate,
             threads=case.threads, warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, api=m.api, seed=0,
+            npu={**m.npu, "backend": _npu_backend(self.device_info(device))},
         )
         shell = device.shell(cmd, timeout_s=m.timeout_s)
         outcome = litert_python.parse(shell.output, shell.exit_code, runs=m.measured_runs, timeout_s=m.timeout_s)
@@ -325,7 +339,7 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = ()) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -342,7 +356,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops),
+            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
         )
 
     def _finish(self, result: Result) -> Result:
@@ -358,6 +372,12 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
+
+
+def _npu_backend(info: DeviceInfo) -> str:
+    """The OpenVINO device the npu delegate compiles to: the device profile's ``npu_backend`` (default CPU)."""
+    profile = profiles.find(info.profile)
+    return str(profile.extra.get("npu_backend", "CPU")) if profile is not None else "CPU"
 
 
 def _tool_for_abi(tool_config: dict, abi: str) -> str | None:

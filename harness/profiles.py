@@ -31,7 +31,7 @@ _KNOWN: dict[str, Any] = {
     "tags": tuple[str, ...], "delegates": tuple[str, ...], "nnapi_accelerators": tuple[str, ...], "priority": int,
     "neural_engine_cores": int, "match": dict[str, tuple[str, ...] | str], "properties": dict[str, str],
     "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict, "notes": str,
-    "unavailable": dict[str, str],
+    "unavailable": dict[str, str], "npu_backend": str,
 }
 # Values a sampler setting may take beyond its type: (test, what the test asks for).
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -53,6 +53,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_iterations": (lambda v: v >= 1, "an integer >= 1"),
     "mode": (lambda v: v in ("off", "threshold", "pause"), "one of off, threshold, pause"),
 }
+NPU_BACKENDS = ("CPU", "GPU", "NPU")  # `npu_backend`: the OpenVINO device the host's npu delegate compiles to
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ def _validate(data: dict[str, Any], src: tomlfile.Source) -> None:
                     raise src.error(f"must be {rule[1]}, got {subvalue!r}", sub, key)
     if data["platform"] not in PLATFORMS:
         raise src.error(f"unknown platform {data['platform']!r}", "platform", hint=f"allowed: {', '.join(PLATFORMS)}")
+    if data.get("npu_backend", "CPU") not in NPU_BACKENDS:
+        raise src.error(f"unknown npu_backend {data['npu_backend']!r}", "npu_backend",
+                        hint=f"allowed: {', '.join(NPU_BACKENDS)}")
     if data.get("device_class", "") and data["device_class"] not in DEVICE_CLASSES:
         raise src.error(f"unknown device_class {data['device_class']!r}", "device_class",
                         hint=f"allowed: {', '.join(DEVICE_CLASSES)}")
@@ -179,7 +183,8 @@ def parse_profile(data: dict[str, Any], path: Path, text: str = "") -> Profile:
     """A validated :class:`Profile` from parsed TOML; ``text`` (the file) puts the line into errors."""
     _validate(data, tomlfile.Source(path, text, ProfileError))
     match = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in data.get("match", {}).items()}
-    extra = {k: data[k] for k in ("chip", "neural_engine_cores", "energy", "thermal", "cooldown", "throttle", "notes")
+    extra = {k: data[k] for k in ("chip", "neural_engine_cores", "energy", "thermal", "cooldown", "throttle", "notes",
+                                  "npu_backend")
              if k in data}
     return Profile(
         name=data["name"],

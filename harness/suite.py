@@ -18,7 +18,8 @@ from harness import tomlfile
 from harness.errors import ModelError, SuiteError, UsageError
 from harness.names import RULE, problem, sanitise
 
-DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml", "npu")
+NPU_KEYS = {"compile": ("jit", "aot"), "cpu_fallback": (True, False)}  # the `npu = {...}` setting
 APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
@@ -36,6 +37,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float),
     "api": str,
     "runner": str,
+    "npu": dict,
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict}
@@ -62,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "timeout_s": 120.0,
     "api": "interpreter",
     "runner": "auto",
+    "npu": {},
 }
 
 
@@ -84,6 +87,7 @@ class ModelSpec:
     tool: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     cooldown: dict[str, Any] = field(default_factory=dict)
+    npu: dict[str, Any] = field(default_factory=dict)  # compile = jit|aot, cpu_fallback = bool
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,12 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
             raise ctx.error(f"unknown api {value!r}", key, table, index, hint=f"allowed: {', '.join(APIS)}")
         elif key == "runner" and value not in RUNNERS:
             raise ctx.error(f"unknown runner {value!r}", key, table, index, hint=f"allowed: {', '.join(RUNNERS)}")
+        elif key == "npu":
+            for sub, sub_value in value.items():
+                allowed = NPU_KEYS.get(sub)
+                if allowed is None or sub_value not in allowed or type(sub_value) is not type(allowed[0]):
+                    raise ctx.error(f"npu: bad {sub} = {sub_value!r}", key, table, index,
+                                    hint='npu = { compile = "jit" | "aot", cpu_fallback = true | false }')
         out[key] = value
     return out
 
@@ -271,6 +281,7 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         timeout_s=float(settings["timeout_s"]),
         api=settings["api"],
         runner=settings["runner"],
+        npu=dict(settings["npu"]),
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
         **shared,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import describe, one_line
 from harness.results import Repetition
+from harness.runners import accelerator
 from harness.runners.outcome import (
     MAX_COUNT,
     MAX_TEXT,
@@ -32,7 +33,7 @@ RESULT_PREFIX = "EDGEHARNESS_RESULT "
 METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration samples)"
 MEMORY_METHOD = "child's own /proc/self/status VmRSS before/after init and getrusage ru_maxrss (peak)"
 # pyrunner takes these delegates; the others need a native tool (benchmark_model).
-DELEGATES = ("cpu", "xnnpack", "gpu")
+DELEGATES = ("cpu", "xnnpack", "gpu", "npu")
 
 
 def command(
@@ -46,12 +47,20 @@ def command(
     measured_runs: int,
     api: str = "interpreter",
     seed: int = 0,
+    npu: dict[str, Any] | None = None,
 ) -> str:
-    """The shell command for one repetition; every argument is quoted for the device shell."""
+    """The shell command for one repetition; every argument is quoted for the device shell.
+
+    ``npu``: the npu delegate's settings (``backend`` CPU|GPU|NPU, ``compile`` jit|aot,
+    ``cpu_fallback``), from the suite and the device profile.
+    """
     argv = [
         python, script, "--model", model, "--delegate", delegate, "--threads", str(threads),
         "--warmup", str(warmup_runs), "--runs", str(measured_runs), "--api", api, "--seed", str(seed),
     ]
+    if delegate == "npu" and npu:
+        argv += ["--npu-backend", str(npu.get("backend", "CPU")), "--npu-compile", str(npu.get("compile", "jit")),
+                 "--npu-cpu-fallback", "1" if npu.get("cpu_fallback", True) else "0"]
     return " ".join(shlex.quote(a) for a in argv)
 
 
@@ -107,19 +116,25 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         extra = _diagnostic_line(output)
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
-        return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason))
+        verdict, unavailable = accelerator.from_payload(payload.get("accelerator"), ran=False, failure=reason)
+        if unavailable and status not in SKIP_STATUSES:
+            return validate(RunnerOutcome("skipped", unavailable, accelerator=verdict))
+        return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason, accelerator=verdict))
+    verdict, unavailable = accelerator.from_payload(payload.get("accelerator"), ran=True)
+    if unavailable:  # the plugin is not there at all: the figures would be CPU figures under the npu name
+        return validate(RunnerOutcome("skipped", unavailable, accelerator=verdict))
     try:
         listed = sequence("warmup_us", _listed(payload, "warmup_us"), MAX_COUNT)
         warmup = [number(f"warmup_us[{i}]", x, MAX_US) for i, x in enumerate(listed)]
     except BadOutput as exc:
         return rejected(exc)
-    rep = Repetition(
+    rep = accelerator.with_compile(Repetition(
         samples_us=_listed(payload, "samples_us"),
         init_us=payload.get("init_us"),
         first_inference_us=payload.get("first_inference_us"),
         warmup_avg_us=(sum(warmup) / len(warmup)) if warmup else None,
         **{k: payload.get(k) for k in ("count", "avg_us", "std_us", "min_us", "max_us", "median_us")},
-    )
+    ), payload.get("accelerator"))
     env = {k: payload.get(k) for k in ("runtime", "runtime_version", "python", "api") if payload.get(k) is not None}
     return validate(RunnerOutcome(
         "ok",
@@ -132,6 +147,7 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         outputs=_listed(payload, "outputs"),
         latency_method=METHOD,
         memory_method=MEMORY_METHOD,
+        accelerator=verdict,
     ), runs=runs, timeout_s=timeout_s)
 
 
