@@ -24,7 +24,8 @@ APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 BUDGET_KEYS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
-GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing")
+GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
+             "max_drift")
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
 # Per-case settings: allowed in [suite] as defaults and in [[models]] as overrides.
@@ -40,7 +41,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "npu": dict,
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
-_MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict}
+_MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
 # Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
 # timeout beyond a week overflows the OS's wait calls), never a plan.
@@ -88,6 +89,7 @@ class ModelSpec:
     gate: dict[str, Any] = field(default_factory=dict)
     cooldown: dict[str, Any] = field(default_factory=dict)
     npu: dict[str, Any] = field(default_factory=dict)  # compile = jit|aot, cpu_fallback = bool
+    accelerator: str | None = None  # this model's gate rule (full | partial | any), over [gate] accelerator
 
 
 @dataclass(frozen=True)
@@ -282,9 +284,20 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         api=settings["api"],
         runner=settings["runner"],
         npu=dict(settings["npu"]),
+        accelerator=_accelerator_rule(ctx, raw, index),
         budget=_validate_budget(ctx, raw.get("budget", {}), index),
         **shared,
     )
+
+
+def _accelerator_rule(ctx: _Ctx, raw: dict[str, Any], index: int) -> str | None:
+    """``accelerator = "full" | "partial" | "any"`` of one model, checked by the gate's own reader."""
+    from harness.gate import GateConfigError, _accelerator_rule  # local: only then does a suite need the gate
+
+    try:
+        return _accelerator_rule("accelerator", "accelerator", raw.get("accelerator"))
+    except GateConfigError as exc:
+        raise ctx.error(exc.reason, "accelerator", "models", index, hint=exc.hint) from None
 
 
 def _check_model_path(ctx: _Ctx, path: Path, index: int) -> None:
