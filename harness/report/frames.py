@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.numerics import drift as outputs_drift
+from harness.numerics import fmt as numerics_fmt
 from harness.outputs import relative_drift
 from harness.results import STATUSES, Result
 
@@ -68,6 +70,10 @@ SPEEDUP_COLUMNS = [
     "baseline_repetitions",
     "repetitions",
     "output_drift",
+    "accelerator",
+    "cosine",
+    "max_abs",
+    "psnr",
     "note",
 ]
 
@@ -247,6 +253,10 @@ def speedup_frame(
             "ci_high": np.nan,
             "baseline_repetitions": 0,
             "output_drift": np.nan,
+            "accelerator": res.accelerator.summary() if res.accelerator else "",
+            "cosine": "",
+            "max_abs": "",
+            "psnr": "",
             "note": "",
         }
         candidates = bases.get(_speedup_key(res), [])
@@ -265,6 +275,10 @@ def speedup_frame(
         drift = relative_drift(reference.outputs, res.outputs)
         if drift is not None:
             row["output_drift"] = drift
+        numerics = outputs_drift(reference.outputs, res.outputs)
+        row.update(cosine=numerics_fmt("cosine", numerics.value("cosine")),
+                   max_abs=numerics_fmt("max_abs", numerics.value("max_abs")),
+                   psnr=numerics_fmt("psnr_db", numerics.value("psnr_db")))
         point, low, high = speedup_interval(base_arrays, cand, confidence=confidence, n_boot=n_boot, seed=seed)
         row.update(
             baseline_median_us=float(np.median(np.concatenate(base_arrays))),
