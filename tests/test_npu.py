@@ -1,0 +1,81 @@
+"""The npu delegate run for real on this host: LiteRT's NPU path through the Intel OpenVINO vendor plugin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import zoo
+from harness.runners import litert_python
+
+pytest.importorskip("openvino", reason="the npu delegate needs pip install 'edgeharness[npu]'")
+
+
+def _run(model: Path, *args: str) -> litert_python.RunnerOutcome:
+    cmd = [sys.executable, str(litert_python.SCRIPT), "--model", str(model), "--delegate", "npu", "--api", "compiled",
+           "--runs", "5", "--warmup", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return litert_python.parse(proc.stdout + proc.stderr, proc.returncode, runs=5)
+
+
+def test_face_model_runs_whole_on_the_npu_path(zoo_models: dict[str, Path]) -> None:
+    outcome = _run(zoo_models["face_landmark"])
+    assert outcome.status == "ok", outcome.reason
+    acc = outcome.accelerator
+    assert acc is not None and acc.verdict == "full"
+    assert (acc.ops_accelerated, acc.ops_total, acc.partitions) == (97, 97, 1)
+    assert acc.backend == "CPU" and acc.compile == "jit"
+    assert any("Partitioned subgraph<0>, selected 97 ops" in line for line in acc.evidence)
+    rep = outcome.repetition
+    # JIT compile happens inside model creation: measured apart from it, and shorter than it.
+    assert rep.compile_us is not None and 0 < rep.compile_us < rep.init_us
+
+
+def test_int8_streaming_model_falls_back_with_the_runtime_reason() -> None:
+    outcome = _run(zoo.fetch("wakeword_alexa"))
+    assert outcome.status == "ok", outcome.reason  # NPU + CPU: the model still runs, on CPU
+    acc = outcome.accelerator
+    assert acc is not None and acc.verdict == "fallback", acc
+    assert acc.ops_accelerated == 0 and acc.ops_total == 57
+    assert "selected 26 of 57 ops" in acc.reason and "Exception in compilation" in acc.reason
+
+
+def test_without_cpu_fallback_the_same_model_fails() -> None:
+    outcome = _run(zoo.fetch("wakeword_alexa"), "--npu-cpu-fallback", "0")
+    assert outcome.status == "failed"
+    assert outcome.accelerator is not None and outcome.accelerator.verdict == "failed"
+    assert "Exception in compilation" in outcome.accelerator.reason
+
+
+def test_aot_compiles_before_init_and_runs_whole(zoo_models: dict[str, Path]) -> None:
+    outcome = _run(zoo_models["iris_landmark"], "--npu-compile", "aot")
+    assert outcome.status == "ok", outcome.reason
+    acc = outcome.accelerator
+    assert acc is not None and acc.verdict == "full" and acc.compile == "aot"
+    assert (acc.ops_accelerated, acc.ops_total) == (169, 169)
+    assert outcome.repetition.compile_us > 0
+
+
+def test_suite_run_gives_verdicts_and_the_gate_fails_the_fallback(tmp_path: Path, zoo_models: dict[str, Path]) -> None:
+    from harness.api import gate_run
+    from harness.api import run as run_suite
+    from harness.store import open_store
+
+    zoo.fetch("wakeword_alexa")
+    suite = tmp_path / "npu.toml"
+    suite.write_text(
+        '[suite]\ndelegates = ["cpu", "npu"]\napi = "compiled"\nrepetitions = 1\nmeasured_runs = 5\nwarmup_runs = 1\n'
+        '[gate]\naccelerator = "full"\n'
+        '[[models]]\nzoo = "iris_landmark"\n[[models]]\nzoo = "wakeword_alexa"\n', encoding="utf-8")
+    summary = run_suite(str(suite), devices=["host"], out_dir=str(tmp_path / "out"))
+    verdicts = {r.case.model: r.accelerator.verdict for r in summary.results if r.case.delegate == "npu"}
+    assert verdicts == {"iris_landmark": "full", "wakeword_alexa": "fallback"}
+    outcome = gate_run(open_store(tmp_path / "out"), None, "latest")
+    assert outcome.exit_code == 1
+    assert len(outcome.failures) == 1 and "wakeword_alexa[host-npu-t1]" in outcome.failures[0]
+    assert "fallback" in outcome.failures[0]
+    relaxed = gate_run(open_store(tmp_path / "out"), None, "latest", {"accelerator": "any"})
+    assert relaxed.exit_code == 0
