@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,11 @@ def test_suite_run_gives_verdicts_and_the_gate_fails_the_fallback(tmp_path: Path
     summary = run_suite(str(suite), devices=["host"], out_dir=str(tmp_path / "out"))
     verdicts = {r.case.model: r.accelerator.verdict for r in summary.results if r.case.delegate == "npu"}
     assert verdicts == {"iris_landmark": "full", "wakeword_alexa": "fallback"}
+    page = summary.report_path.read_text(encoding="utf-8")  # speedup, verdict and numerics side by side
+    speedups = page[page.index('<table id="speedups"'):page.index("</table>", page.index('<table id="speedups"'))]
+    assert "full (169/169 ops, 1 partition)" in speedups and "fallback (0/57 ops, 0 partitions)" in speedups
+    assert re.search(r'<td class="numerics">0\.99\d+</td>', speedups)  # iris cosine against cpu
+    assert "fallback (0/57 ops, 0 partitions)" in page[page.index('<table id="coverage"'):]
     outcome = gate_run(open_store(tmp_path / "out"), None, "latest")
     assert outcome.exit_code == 1
     assert len(outcome.failures) == 1 and "wakeword_alexa[host-npu-t1]" in outcome.failures[0]
