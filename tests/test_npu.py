@@ -85,3 +85,11 @@ def test_suite_run_gives_verdicts_and_the_gate_fails_the_fallback(tmp_path: Path
     assert "fallback" in outcome.failures[0]
     relaxed = gate_run(open_store(tmp_path / "out"), None, "latest", {"accelerator": "any"})
     assert relaxed.exit_code == 0
+
+
+def test_aot_failure_says_what_the_compiler_said() -> None:
+    outcome = _run(zoo.fetch("wakeword_alexa"), "--npu-compile", "aot")
+    assert outcome.status == "failed"
+    acc = outcome.accelerator
+    assert acc is not None and acc.verdict == "failed" and acc.compile == "aot" and acc.ops_total == 57
+    assert "cannot open shared object file" in acc.reason and acc.reason in outcome.reason

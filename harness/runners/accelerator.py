@@ -72,7 +72,7 @@ def first_error(lines: Sequence[str]) -> str | None:
             stripped = follow.strip(" └\t")
             if not stripped:
                 continue
-            if _PREFIX.match(follow) and not follow.startswith("ERROR"):
+            if _PREFIX.match(follow):  # the next log statement: the error's own text has ended
                 break
             if not stripped.startswith("Exception from"):
                 cause = stripped

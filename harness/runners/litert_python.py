@@ -117,6 +117,8 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
         verdict, unavailable = accelerator.from_payload(payload.get("accelerator"), ran=False, failure=reason)
+        if verdict is not None and verdict.reason and verdict.reason not in reason:  # the runtime's own words
+            reason = one_line(f"{payload.get('reason') or 'failed'}: {verdict.reason}", MAX_TEXT)
         if unavailable and status not in SKIP_STATUSES:
             return validate(RunnerOutcome("skipped", unavailable, accelerator=verdict))
         return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason, accelerator=verdict))
