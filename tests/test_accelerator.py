@@ -126,3 +126,44 @@ def test_records_without_the_key_still_load(tmp_path: Path) -> None:
     data["accelerator"] = {"requested": "npu", "verdict": "full", "ops_total": float("nan")}
     with pytest.raises(ValueError):
         Result.from_dict(data)
+
+
+@pytest.mark.parametrize(("text", "line", "key"), [
+    ('[gate]\naccelerator = "mostly"\n[[models]]\nzoo = "face_landmark"\n', 2, "gate.accelerator"),
+    ('[[models]]\nzoo = "face_landmark"\naccelerator = "most"\n', 3, "accelerator"),
+    ('[suite]\nnpu = { compile = "later" }\n[[models]]\nzoo = "face_landmark"\n', 2, "suite.npu"),
+    ('[gate]\nmax_drift = { cosine = 0.9 }\n[[models]]\nzoo = "face_landmark"\n', 2, "gate.max_drift"),
+])
+def test_bad_rules_are_one_line_at_load(text: str, line: int, key: str) -> None:
+    from harness.errors import SuiteError
+    from harness.suite import parse_suite
+
+    with pytest.raises(SuiteError) as err:
+        parse_suite(text, "s.toml")
+    assert f"s.toml:{line}" in str(err.value) and key in str(err.value)
+
+
+def test_model_rule_wins_over_the_suite() -> None:
+    from harness.suite import parse_suite
+
+    suite = parse_suite('[gate]\naccelerator = "full"\n[[models]]\nzoo = "face_landmark"\naccelerator = "any"\n'
+                        '[[models]]\nzoo = "iris_landmark"\n', "s.toml")
+    assert [m.accelerator for m in suite.models] == ["any", None]
+
+
+def test_gate_rule_per_verdict_and_model_override() -> None:
+    from harness.gate import GateConfig, accelerator_failures
+    from harness.results import CaseInfo, DeviceInfo
+
+    def res(verdict: str | None, delegate: str = "npu", **settings: str) -> Result:
+        acc = Accelerator("npu", verdict, 3, 10, 2) if verdict else None
+        return Result("r", CaseInfo(f"m[{verdict}]", "m", "s", delegate, 1, "x", settings=settings),
+                      DeviceInfo("host", "host"), "ok", accelerator=acc)
+
+    results = [res("full"), res("partial"), res("fallback"), res(None), res(None, "xnnpack"),
+               res("fallback", accelerator="any")]
+    full = accelerator_failures(results, GateConfig(accelerator="full"))
+    assert [f.split(":")[0] for f in full] == ["m[partial]", "m[fallback]", "m[None]"]
+    partial = accelerator_failures(results, GateConfig(accelerator="partial"))
+    assert [f.split(":")[0] for f in partial] == ["m[fallback]", "m[None]"]
+    assert accelerator_failures(results, GateConfig()) == []
