@@ -167,3 +167,24 @@ def test_gate_rule_per_verdict_and_model_override() -> None:
     partial = accelerator_failures(results, GateConfig(accelerator="partial"))
     assert [f.split(":")[0] for f in partial] == ["m[fallback]", "m[None]"]
     assert accelerator_failures(results, GateConfig()) == []
+
+
+def test_runtime_log_is_captured_with_stamps_and_without_a_reader(monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    import os
+    import subprocess
+
+    from harness.runners import pyrunner
+
+    with pyrunner.StderrLog() as log:
+        os.write(2, b"INFO: [compiler_plugin.cc:742] line one\nline one\n")
+    assert [t for _, t in log.lines] == ["INFO: [compiler_plugin.cc:742] line one", "line one"]
+    assert all(isinstance(at, float) and at >= 0 for at, _ in log.lines)
+    assert "line one" in capfd.readouterr().err  # copied back: the result's raw output keeps it
+
+    def no_interpreter(*args: object, **kwargs: object) -> None:
+        raise OSError("no python here")
+
+    monkeypatch.setattr(subprocess, "Popen", no_interpreter)
+    with pyrunner.StderrLog() as log:
+        os.write(2, b"ERROR: x\nERROR: x\n")
+    assert log.lines == [[None, "ERROR: x"]]  # repeats counted, not kept; no stamp without the reader

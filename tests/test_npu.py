@@ -93,3 +93,14 @@ def test_aot_failure_says_what_the_compiler_said() -> None:
     acc = outcome.accelerator
     assert acc is not None and acc.verdict == "failed" and acc.compile == "aot" and acc.ops_total == 57
     assert "cannot open shared object file" in acc.reason and acc.reason in outcome.reason
+
+
+def test_without_openvino_the_case_is_skipped_with_the_reason(tmp_path: Path, zoo_models: dict[str, Path]) -> None:
+    shadow = tmp_path / "openvino"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('simulated: not installed')\n", encoding="utf-8")
+    cmd = [sys.executable, str(litert_python.SCRIPT), "--model", str(zoo_models["iris_landmark"]), "--delegate", "npu",
+           "--api", "compiled", "--runs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)})
+    outcome = litert_python.parse(proc.stdout + proc.stderr, proc.returncode)
+    assert outcome.status == "skipped" and "edgeharness[npu]" in outcome.reason

@@ -94,11 +94,17 @@ class StderrLog:
         self._out = tempfile.TemporaryFile()
         read_end, write_end = os.pipe()
         ready_r, ready_w = os.pipe()
-        self._proc = subprocess.Popen([sys.executable, "-c", _READER, str(ready_w)], stdin=read_end,
-                                      stdout=self._out, pass_fds=(ready_w,))
+        try:
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-c", _READER, str(ready_w)], stdin=read_end, stdout=self._out, pass_fds=(ready_w,))
+        except OSError:  # no interpreter to start: capture into the file, without stamps
+            self._proc = None
+            os.close(write_end)
+            write_end = os.dup(self._out.fileno())
         os.close(read_end)
         os.close(ready_w)
-        os.read(ready_r, 1)  # b"" if the reader died: the capture still works, only the stamps are late
+        if self._proc is not None:
+            os.read(ready_r, 1)  # b"" if the reader died: the capture still works, only the stamps are late
         os.close(ready_r)
         self._saved = os.dup(2)
         self.start_ns = time.monotonic_ns()
@@ -110,17 +116,18 @@ class StderrLog:
         sys.stderr.flush()
         os.dup2(self._saved, 2)  # closes the last write end: the reader sees EOF
         os.close(self._saved)
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
         self._out.seek(0)
         data = self._out.read()
         self._out.close()
         seen: dict[str, int] = {}
         kept: list[str] = []
         for raw in data.splitlines():
-            stamp, _, body = raw.partition(b"\t")
+            stamp, tab, body = raw.partition(b"\t") if self._proc is not None else (b"", b"", raw)
             text = body.decode("utf-8", "replace").rstrip()
             kept.append(text)
             if not text.strip() or text in seen:
