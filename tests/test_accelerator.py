@@ -188,3 +188,10 @@ def test_runtime_log_is_captured_with_stamps_and_without_a_reader(monkeypatch: p
     with pyrunner.StderrLog() as log:
         os.write(2, b"ERROR: x\nERROR: x\n")
     assert log.lines == [[None, "ERROR: x"]]  # repeats counted, not kept; no stamp without the reader
+
+
+def test_fully_accelerated_without_the_plugin_is_a_fallback() -> None:
+    """The trap: is_fully_accelerated() (and litert-benchmark's 'Fully accelerated: True') also counts XNNPACK."""
+    lines = FULL[:2] + ["INFO: [compiled_model.cc:1397] 0 compiler plugins were applied successfully: "]
+    verdict, _ = accelerator.from_log("npu", lines, ran=True, fully_accelerated=True)
+    assert verdict.verdict == "fallback" and verdict.ops_accelerated == 0

@@ -104,3 +104,19 @@ def test_without_openvino_the_case_is_skipped_with_the_reason(tmp_path: Path, zo
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)})
     outcome = litert_python.parse(proc.stdout + proc.stderr, proc.returncode)
     assert outcome.status == "skipped" and "edgeharness[npu]" in outcome.reason
+
+
+def test_litert_benchmark_says_fully_accelerated_but_the_npu_took_nothing(tmp_path: Path,
+                                                                         zoo_models: dict[str, Path]) -> None:
+    """Google's litert-benchmark --use_npu on this host: the plugin compiles for OpenVINO's NPU device, fails, XNNPACK
+    runs the model, and the tool prints 'Fully accelerated: True'. The verdict reads the runtime's lines instead."""
+    from harness.api import run as run_suite
+
+    suite = tmp_path / "lb.toml"
+    suite.write_text('[suite]\ndelegates = ["npu"]\nrunner = "litert-benchmark"\nrepetitions = 1\nmeasured_runs = 5\n'
+                     '[[models]]\nzoo = "iris_landmark"\n', encoding="utf-8")
+    (result,) = run_suite(str(suite), devices=["host"], out_dir=str(tmp_path / "out"), report=False).results
+    assert result.status == "ok", result.reason
+    assert "Fully accelerated: True" in result.raw
+    assert result.accelerator is not None and result.accelerator.verdict == "fallback"
+    assert "selected 169 of 169 ops" in result.accelerator.reason

@@ -31,6 +31,7 @@ from harness.runners.delegates import canonical
 
 METHOD_LOG = "LiteRT runtime log (fd 2 captured while the model was created) and is_fully_accelerated()"
 METHOD_TOOL = "the tool's delegate lines"
+METHOD_TOOL_LOG = "LiteRT runtime log lines in the tool's output"
 MAX_EVIDENCE = 16
 MAX_LINE = 300
 MAX_LOG = 2000  # lines read from a device's log
@@ -108,7 +109,7 @@ def compile_us(log: Sequence[object]) -> float | None:
 
 def from_log(requested: str, lines: Sequence[str], *, ran: bool, fully_accelerated: bool | None,
              backend: str | None = None, compile_mode: str | None = None,
-             failure: str | None = None) -> tuple[Accelerator, str | None]:
+             failure: str | None = None, method: str = METHOD_LOG) -> tuple[Accelerator, str | None]:
     """The verdict from LiteRT's log lines; second value: why the accelerator is *unavailable* (skip), or None.
 
     ``ran``: the model ran (the case has figures); ``failure``: the runner's reason when it did not.
@@ -122,7 +123,7 @@ def from_log(requested: str, lines: Sequence[str], *, ran: bool, fully_accelerat
     plugin_ran = (applied and applied[-1] > 0) or (precompiled and compile_mode == "aot")
     error = first_error(lines)
     common = {"requested": requested, "ops_total": total, "backend": backend, "compile": compile_mode,
-              "method": METHOD_LOG, "evidence": _evidence(lines)}
+              "method": method, "evidence": _evidence(lines)}
     missing = any(_PLUGIN_MISSING.search(t) for t in lines) and not parts and not plugin_ran
     if missing:
         why = error or "the compiler plugin could not be loaded"
@@ -132,12 +133,16 @@ def from_log(requested: str, lines: Sequence[str], *, ran: bool, fully_accelerat
         return Accelerator(verdict="failed", ops_accelerated=selected if plugin_ran else 0,
                            partitions=partitions if plugin_ran else 0,
                            reason=one_line(error or failure or "the model did not run", MAX_LINE), **common), None
-    if fully_accelerated:
+    # is_fully_accelerated() alone proves nothing: it is also True when the plugin was not applied and XNNPACK
+    # (the CPU accelerator) took every op. The plugin must have been applied and have taken the ops.
+    if plugin_ran and total and selected == total:
         return Accelerator(verdict="full", ops_accelerated=total, partitions=partitions, **common), None
     if plugin_ran and selected:
         why = f"{total - selected} of {total} ops stay on CPU" if total is not None else None
         return Accelerator(verdict="partial", ops_accelerated=selected, partitions=partitions, reason=why,
                            **common), None
+    if plugin_ran and not parts and fully_accelerated:  # applied, but the partition lines were not captured
+        return Accelerator(verdict="full", **common), None
     if parts and selected:
         what = f"the plugin selected {selected} of {total} ops in {partitions} partitions, then"
         why = f"{what}: {error}" if error else f"{what} was not applied"
@@ -185,7 +190,8 @@ def from_delegates(requested: str, delegates: Sequence[Mapping[str, Any]], text:
         return None
     lines = text.splitlines()[:MAX_LOG] if text else []
     if requested == "npu" and any(_PARTITIONED.search(t) for t in lines):
-        verdict, _ = from_log(requested, lines, ran=ran, fully_accelerated=False, failure=failure)
+        verdict, _ = from_log(requested, lines, ran=ran, fully_accelerated=False, failure=failure,
+                              method=METHOD_TOOL_LOG)
         return verdict
     names = {"npu": ("npu", "external", "nnapi")}.get(requested, (requested,))
     entry = next((d for d in delegates if isinstance(d, Mapping) and isinstance(d.get("name"), str)

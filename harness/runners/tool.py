@@ -20,7 +20,7 @@ BENCHMARK_MODEL = "benchmark_model"
 LITERT_BENCHMARK = "litert-benchmark"
 KINDS = (BENCHMARK_MODEL, LITERT_BENCHMARK)
 # Our delegate names -> litert-benchmark's accelerator: its CPU accelerator runs XNNPACK.
-_LITERT_ACCEL = {"xnnpack": "cpu", "gpu": "gpu"}
+_LITERT_ACCEL = {"xnnpack": "cpu", "gpu": "gpu", "npu": "npu"}
 LATENCY_METHOD = {
     BENCHMARK_MODEL: "benchmark_model's own timing (per-run aggregates: count, avg, std, min, max)",
     LITERT_BENCHMARK: "litert-benchmark's own timing (per-run aggregates, reported in ms with 0.01 ms resolution)",
@@ -44,7 +44,7 @@ def argv(kind: str, tool: str, model: str, *, delegate: str, threads: int, warmu
     accel = _LITERT_ACCEL.get(delegate)
     if accel is None:
         raise DelegateUnavailable(f"litert-benchmark cannot run delegate {delegate!r}",
-                                  hint="it offers xnnpack (its CPU accelerator) and gpu")
+                                  hint="it offers xnnpack (its CPU accelerator), gpu and npu")
     args = flags.build_litert_argv(LITERT_BENCHMARK, model, delegate=accel, threads=threads,
                                    warmup_runs=warmup_runs, num_runs=measured_runs, options=options, python=True)
     return ([python, "-m", LITERT_MODULE] if python else [tool]) + args[1:]
