@@ -29,7 +29,7 @@ from harness.errors import one_line
 from harness.results import Accelerator, Repetition
 from harness.runners.delegates import canonical
 
-METHOD_LOG = "LiteRT runtime log (fd 2 captured while the model was created) and is_fully_accelerated()"
+METHOD_LOG = "LiteRT runtime log lines (fd 2 captured while the model was created): partitions, plugin applied, errors"
 METHOD_TOOL = "the tool's delegate lines"
 METHOD_TOOL_LOG = "LiteRT runtime log lines in the tool's output"
 MAX_EVIDENCE = 16
