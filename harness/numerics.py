@@ -128,18 +128,26 @@ def drift(reference: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[st
     return Drift(tuple(tensors))
 
 
-def case_key(result: Result) -> tuple[str, str, int, str]:
-    """What must match for two results to be compared: device, model bytes, threads, API (not the delegate)."""
-    return (result.device.id, result.case.model_sha256, result.case.threads, result.case.api)
+def case_key(result: Result) -> tuple[str, str, int]:
+    """What must match for two results to be compared: device, model bytes, threads (not the delegate).
+
+    The API should match too, and does when the run has the reference under the candidate's API;
+    else (the npu delegate runs through CompiledModel only) the reference under another API is used.
+    """
+    return (result.device.id, result.case.model_sha256, result.case.threads)
 
 
 def against(results: Iterable[Result], reference: str = "cpu") -> list[tuple[Result, Result, Drift]]:
     """(reference result, candidate result, drift) for every ``ok`` candidate with an ``ok`` reference of its case."""
     results = [r for r in results if r.status == "ok"]
-    refs = {case_key(r): r for r in results if r.case.delegate == reference}
+    refs: dict[tuple[str, str, int], list[Result]] = {}
+    for r in results:
+        if r.case.delegate == reference:
+            refs.setdefault(case_key(r), []).append(r)
     out = []
     for res in results:
-        ref = refs.get(case_key(res))
+        candidates = refs.get(case_key(res), [])
+        ref = next((r for r in candidates if r.case.api == res.case.api), candidates[0] if candidates else None)
         if ref is not None and res.case.delegate != reference:
             out.append((ref, res, drift(ref.outputs, res.outputs)))
     return out

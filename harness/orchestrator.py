@@ -346,7 +346,8 @@ class CaseRunner:
             case=CaseInfo(
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
                 delegate=case.delegate, threads=case.threads, runner=runner or m.runner,
-                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.api,
+                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""),
+                api="compiled" if case.delegate == "npu" else m.api,  # the NPU path is CompiledModel's only
                 warmup_runs=m.warmup_runs, measured_runs=m.measured_runs, repetitions=m.repetitions,
                 settings={"timeout_s": m.timeout_s, "zoo": m.zoo, "budget": m.budget, "gate": m.gate,
                           "model_size_bytes": artifact.size_bytes if artifact else None,

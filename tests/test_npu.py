@@ -68,12 +68,17 @@ def test_suite_run_gives_verdicts_and_the_gate_fails_the_fallback(tmp_path: Path
     zoo.fetch("wakeword_alexa")
     suite = tmp_path / "npu.toml"
     suite.write_text(
-        '[suite]\ndelegates = ["cpu", "npu"]\napi = "compiled"\nrepetitions = 1\nmeasured_runs = 5\nwarmup_runs = 1\n'
+        '[suite]\ndelegates = ["cpu", "npu"]\nrepetitions = 1\nmeasured_runs = 5\nwarmup_runs = 1\n'
         '[gate]\naccelerator = "full"\n'
         '[[models]]\nzoo = "iris_landmark"\n[[models]]\nzoo = "wakeword_alexa"\n', encoding="utf-8")
     summary = run_suite(str(suite), devices=["host"], out_dir=str(tmp_path / "out"))
     verdicts = {r.case.model: r.accelerator.verdict for r in summary.results if r.case.delegate == "npu"}
     assert verdicts == {"iris_landmark": "full", "wakeword_alexa": "fallback"}
+    # the suite's API is the Interpreter: npu runs (and says it ran) through CompiledModel, and is compared with cpu
+    assert {r.case.api for r in summary.results if r.case.delegate == "npu"} == {"compiled"}
+    from harness.numerics import against
+    drifts = {res.case.model: d for _, res, d in against(summary.results)}
+    assert drifts["iris_landmark"].problem is None and drifts["iris_landmark"].value("cosine") > 0.999
     page = summary.report_path.read_text(encoding="utf-8")  # speedup, verdict and numerics side by side
     speedups = page[page.index('<table id="speedups"'):page.index("</table>", page.index('<table id="speedups"'))]
     assert "full (169/169 ops, 1 partition)" in speedups and "fallback (0/57 ops, 0 partitions)" in speedups
