@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ios]'
+	$(BIN)/python -m pip install -q -e '.[test,ios,npu]'
 	touch $(STAMP)
 
 # Installs the missing Debian packages when we may (root, or passwordless sudo); otherwise says what is missing.

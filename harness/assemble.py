@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-from harness.results import Energy, Memory
+from harness.results import Accelerator, Energy, Memory
+from harness.runners import accelerator
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, AppRun, app_energy, app_memory
 
@@ -24,6 +25,15 @@ def with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
         memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
         else parsed.memory_method,
     )
+
+
+def accelerator_of(delegate: str, outcome: RunnerOutcome, raw: str, *, ran: bool = True) -> Accelerator | None:
+    """What actually executed: the runner's own verdict, else one read from a native tool's delegate lines (and
+    LiteRT log lines) in ``raw``; ``ran=False`` for a repetition that did not finish (its verdict is ``failed``)."""
+    if outcome.accelerator is not None:
+        return outcome.accelerator
+    return accelerator.from_delegates(delegate, outcome.delegates, raw, ran=ran,
+                                      failure=None if ran else outcome.reason)
 
 
 def reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:

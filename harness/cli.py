@@ -203,7 +203,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
-    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing")
+    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -244,6 +244,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from harness.numerics import against, table
+    from harness.store import open_store
+
+    rows = against(open_store(args.store).load_run(args.run), args.against)
+    if not rows:
+        _out(f"no ok result of run {args.run} has an ok {args.against!r} result of the same case to compare with")
+        return 1
+    sys.stdout.write(escape_lines(table(rows) + "\n"))
+    return 0
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from harness.api import gate_run
     from harness.store import open_store
@@ -261,6 +273,8 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", help="one-sided test level (default: suite [gate] or 0.01)")
     p.add_argument("--noisy", help="what a too-noisy case does: fail or warn (default: suite [gate] or fail)")
     p.add_argument("--min-repetitions", help="fewer repetitions than this is noisy (default 5)")
+    p.add_argument("--accelerator", help="what accelerator delegates must have run: full, partial or any "
+                                         "(default: suite [gate] or any; a model's own rule wins)")
     p.add_argument("--store", default="reports", help="store directory (default: reports)")
 
 
@@ -397,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_b", help="the run to judge")
     _add_gate_options(s)
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("drift", help="numerics: each delegate's outputs against the reference delegate's, per "
+                                     "output tensor (max_abs, rel_l2, cosine, PSNR, top-1)",
+                       description="Output drift of every delegate from the reference on the same seeded inputs.")
+    s.add_argument("run", nargs="?", default="latest", help="run id, prefix, 'latest' or a baseline name")
+    s.add_argument("--against", default="cpu", help="the reference delegate (default: cpu)")
+    s.add_argument("--store", default="reports")
+    s.set_defaults(func=cmd_drift)
 
     s = sub.add_parser("gate", help="CI gate: exit 0 pass, 1 regression, budget broken or baseline case not "
                                     "measured, 2 usage error",

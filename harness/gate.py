@@ -103,8 +103,44 @@ def _flag(key: str, label: str, value: Any) -> bool:
     return value
 
 
+ACCELERATOR_RULES = ("full", "partial", "any")
+DRIFT_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "psnr_min", "top1")
+
+
+def accelerator_rule(key: str, label: str, value: Any) -> str | None:
+    """``accelerator = "full" | "partial" | "any"`` (or None: no rule), checked; the suite reads a model's with it."""
+    if value is not None and value not in ACCELERATOR_RULES:
+        raise GateConfigError(key, label, f"{value!r} is not one of {', '.join(ACCELERATOR_RULES)}",
+                              hint='accelerator = "full" (every op on the accelerator) or "partial" (some)')
+    return value
+
+
+def _drift_rules(key: str, label: str, value: Any, nested: bool = True) -> dict:
+    """``max_drift = { cosine_min = 0.999, max_abs = 1e-3, npu = { cosine_min = 0.99 } }``: limits, per delegate."""
+    if not isinstance(value, Mapping):
+        raise GateConfigError(key, label, f"expected a table, got {type(value).__name__} {value!r}",
+                              hint="max_drift = { cosine_min = 0.999, max_abs = 1e-3 }")
+    out: dict[str, Any] = {}
+    for sub, limit in value.items():
+        where = f"{label}.{sub}"
+        if isinstance(limit, Mapping) and nested:
+            out[sub] = _drift_rules(key, where, limit, nested=False)
+        elif sub == "top1":
+            out[sub] = _flag(key, where, limit)
+        elif sub in DRIFT_KEYS:
+            out[sub] = _number(key, where, limit)
+            if out[sub] < 0 or sub == "cosine_min" and out[sub] > 1:
+                raise GateConfigError(key, where, f"{limit!r} is out of range",
+                                      hint="cosine_min in [0, 1]; max_abs, rel_l2_max, psnr_min >= 0")
+        else:
+            raise GateConfigError(key, where, f"unknown drift limit {sub!r}",
+                                  hint=f"known: {', '.join(DRIFT_KEYS)}, or a table per delegate (npu = {{...}})")
+    return out
+
+
 # How each setting is read (from a suite's [gate] table or a command-line option) ...
 _READ: dict[str, Any] = {
+    "accelerator": accelerator_rule, "max_drift": _drift_rules,
     "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag,
     "alpha": _number, "level": _number,
     "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
@@ -140,10 +176,15 @@ class GateConfig:
     n_boot: int = stats.DEFAULT_BOOT
     seed: int = stats.DEFAULT_SEED
     allow_missing: bool = False
+    accelerator: str | None = None  # full | partial | any: what an accelerator delegate must have run
+    max_drift: dict[str, Any] = field(default_factory=dict)  # numerics limits against cpu (see _drift_rules)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in ("accelerator", "max_drift"):
+                _READ[f.name](f.name, f"gate {f.name}", value)
+                continue
             if f.name in ("noisy", "allow_missing") or isinstance(value, bool) or not isinstance(value, int | float):
                 _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
             check = _RANGE.get(f.name)
@@ -634,6 +675,8 @@ def gate(
                         "(allow_missing narrows the gate to what ran; here nothing ran)")
     for b in breaches:
         (failures if b.measured else warnings).append(b.line)
+    failures += accelerator_failures(candidate, config)
+    failures += drift_failures(candidate, config.max_drift)
     warnings += notes
     return GateOutcome(
         exit_code=1 if failures else 0,
@@ -644,6 +687,63 @@ def gate(
         missing=n_missing,
         not_gated=n_excused,
     )
+
+
+# Delegates whose verdict the harness reads (xnnpack is a CPU library: it has no "fell back to CPU").
+ACCELERATOR_GATED = ("gpu", "nnapi", "hexagon", "coreml", "npu")
+
+
+def accelerator_failures(results: Sequence[Result], config: GateConfig) -> list[str]:
+    """Cases whose accelerator ran less than the rule asks (a model's own ``accelerator`` wins over [gate]).
+
+    ``full``: every op on the accelerator; ``partial``: at least one; ``any``: no rule. A case
+    without a verdict (the tool said nothing) fails a ``full``/``partial`` rule: not shown to run there.
+    """
+    out = []
+    for r in results:
+        rule = r.case.settings.get("accelerator") or config.accelerator
+        if rule in (None, "any") or r.case.delegate not in ACCELERATOR_GATED or r.status not in ("ok", "failed"):
+            continue
+        acc = r.accelerator
+        if acc is None:
+            out.append(f"{r.case.case_id}: accelerator = {rule!r}, but nothing says what ran "
+                       "(the runtime or tool printed no delegate/partition line)")
+        elif acc.verdict not in (("full",) if rule == "full" else ("full", "partial")):
+            out.append(f"{r.case.case_id}: accelerator = {rule!r}, but it ran {acc.summary()}"
+                       + (f": {acc.reason}" if acc.reason else ""))
+    return out
+
+
+def drift_failures(results: Sequence[Result], rules: Mapping[str, Any]) -> list[str]:
+    """Delegates whose outputs drift from ``cpu``'s beyond ``max_drift`` (per-delegate tables override)."""
+    from harness.numerics import against, fmt
+
+    if not rules:
+        return []
+    out = []
+    compared = {(ref.case.case_id, res.case.case_id) for ref, res, _ in against(results)}
+    for r in results:
+        if r.status == "ok" and r.case.delegate != "cpu" and not any(c == r.case.case_id for _, c in compared):
+            out.append(f"{r.case.case_id}: max_drift set, but the run has no ok cpu result of this case to compare")
+    for _ref, res, d in against(results):
+        limits = {k: v for k, v in rules.items() if not isinstance(v, Mapping)}
+        limits.update(rules.get(res.case.delegate) or {})
+        if d.problem:
+            out.append(f"{res.case.case_id}: drift not computable: {d.problem}")
+            continue
+        checks = (("cosine_min", "cosine", lambda v, lim: v >= lim), ("max_abs", "max_abs", lambda v, lim: v <= lim),
+                  ("rel_l2_max", "rel_l2", lambda v, lim: v <= lim), ("psnr_min", "psnr_db", lambda v, lim: v >= lim),
+                  ("top1", "top1", lambda v, lim: v or not lim))
+        for key, metric, ok in checks:
+            if key not in limits:
+                continue
+            value = d.value(metric)
+            if value is None and metric == "top1":
+                continue
+            if value is None or not ok(value, limits[key]):
+                out.append(f"{res.case.case_id}: drift from cpu {metric} {fmt(metric, value)} breaks "
+                           f"{key} = {limits[key]}")
+    return out
 
 
 ALLOW_MISSING_NOTE = "not gated: allow_missing"

@@ -37,7 +37,17 @@ from harness.errors import (
 )
 from harness.models import ModelArtifact, load_model
 from harness.plan import DeviceFacts, Entry, Job, Skip
-from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
+from harness.results import (
+    Accelerator,
+    CaseInfo,
+    DeviceInfo,
+    Energy,
+    Latency,
+    Memory,
+    Result,
+    Thermal,
+    truncate_raw,
+)
 from harness.runners import registry
 from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
@@ -201,7 +211,8 @@ class CaseRunner:
         """Stage, run the job's repetitions through its runner under the samplers; assemble one result."""
         case, info = job.entry.case, facts.info
         m, runner = case.model, registry.runner(job.runner)
-        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi)
+        npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
@@ -216,7 +227,8 @@ class CaseRunner:
                 reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
-                                    runner=runner.name, delegates=outcome.delegates)
+                                    runner=runner.name, delegates=outcome.delegates,
+                                    accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
             outcomes.append(outcome)
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
@@ -226,6 +238,7 @@ class CaseRunner:
             case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
+            accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
         )
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
@@ -267,14 +280,15 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = ()) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
             case=CaseInfo(
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
                 delegate=case.delegate, threads=case.threads, runner=runner or m.run.runner,
-                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""), api=m.run.api,
+                model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""),
+                api=m.run.api_for(case.delegate),
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
@@ -283,7 +297,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops),
+            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
         )
 
     def _finish(self, result: Result) -> Result:

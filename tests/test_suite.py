@@ -53,7 +53,7 @@ p50_ms = 5
     ("text", "line", "needle"),
     [
         ('[suite]\nname = "s"\nwarmup = 3\n[[models]]\nzoo = "face_landmark"\n', 3, "unknown key 'warmup'"),
-        ('[[models]]\nzoo = "face_landmark"\ndelegates = ["npu"]\n', 3, "unknown delegate 'npu'"),
+        ('[[models]]\nzoo = "face_landmark"\ndelegates = ["tpu"]\n', 3, "unknown delegate 'tpu'"),
         ('[[models]]\nzoo = "face_landmark"\n\n[[models]]\nzoo = "iris_landmark"\nthreads = [0]\n', 6, "threads"),
         ('[[models]]\nzoo = "face_landmark"\nrepetitions = "many"\n', 3, "expected int"),
         ('[suite]\nname = "s"\n[[models]]\nzoo = \n', 4, "invalid TOML"),

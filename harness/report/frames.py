@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.numerics import drift as outputs_drift
+from harness.numerics import fmt as numerics_fmt
 from harness.outputs import relative_drift
 from harness.results import STATUSES, Result
 
@@ -68,6 +70,10 @@ SPEEDUP_COLUMNS = [
     "baseline_repetitions",
     "repetitions",
     "output_drift",
+    "accelerator",
+    "cosine",
+    "max_abs",
+    "psnr",
     "note",
 ]
 
@@ -247,6 +253,10 @@ def speedup_frame(
             "ci_high": np.nan,
             "baseline_repetitions": 0,
             "output_drift": np.nan,
+            "accelerator": res.accelerator.summary() if res.accelerator else "",
+            "cosine": "",
+            "max_abs": "",
+            "psnr": "",
             "note": "",
         }
         candidates = bases.get(_speedup_key(res), [])
@@ -265,6 +275,10 @@ def speedup_frame(
         drift = relative_drift(reference.outputs, res.outputs)
         if drift is not None:
             row["output_drift"] = drift
+        numerics = outputs_drift(reference.outputs, res.outputs)
+        for col, metric in (("cosine", "cosine"), ("max_abs", "max_abs"), ("psnr", "psnr_db")):
+            value = numerics.value(metric)
+            row[col] = numerics_fmt(metric, value) if value is not None else ""
         point, low, high = speedup_interval(base_arrays, cand, confidence=confidence, n_boot=n_boot, seed=seed)
         row.update(
             baseline_median_us=float(np.median(np.concatenate(base_arrays))),

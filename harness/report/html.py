@@ -192,12 +192,18 @@ def speedups_section(data: ReportData) -> Section:
     )
 
 
+_COVERAGE_KEYS = ("name", "accelerator", "applied", "nodes_delegated", "nodes_total", "partitions")
+
+
 def coverage_section(data: ReportData) -> Section | None:
-    """Delegate coverage (nodes delegated / total) as the tool reported it; absent when no tool did."""
+    """Per case, what actually ran (the accelerator verdict), then delegate coverage as the tool reported it.
+
+    Absent when no result has either.
+    """
     rows = [
-        {"result": res, "index": i, **entry}
+        {"result": res, "index": i, "verdict": res.accelerator, **dict.fromkeys(_COVERAGE_KEYS), **entry}
         for i, res in enumerate(data.results)
-        for entry in res.delegates
+        for entry in (res.delegates or ([{}] if res.accelerator else []))
     ]
     if not rows:
         return None

@@ -24,6 +24,18 @@ from harness.runners.outcome import RunnerOutcome
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+NPU_COMPILE = ("jit", "aot")
+
+
+@dataclass(frozen=True)
+class NpuSettings:
+    """``npu = { compile, cpu_fallback }``: how the npu delegate compiles the model (``jit`` when the model is
+    created, ``aot`` before) and whether ops the plugin refuses may run on the CPU (validated by the suite loader)."""
+
+    compile: str = "jit"
+    cpu_fallback: bool = True
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How each case of a model is run (validated by the suite loader; see ``harness.suite.SETTING_RANGES``)."""
@@ -34,6 +46,11 @@ class RunSettings:
     timeout_s: float = 120.0
     api: str = "interpreter"
     runner: str = "auto"
+    npu: NpuSettings = field(default_factory=NpuSettings)
+
+    def api_for(self, delegate: str) -> str:
+        """The API a case of ``delegate`` runs through: the NPU path is CompiledModel's only, whatever ``api`` says."""
+        return "compiled" if delegate == "npu" else self.api
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,8 @@ class Task:
     settings: RunSettings
     tool: ToolConfig = field(default_factory=ToolConfig)
     abi: str = ""
+    #: The OpenVINO device the npu delegate compiles to: the device profile's ``npu_backend``.
+    npu_backend: str = "CPU"
     #: Unique name of one repetition (the app contract's run id).
     tag: str = ""
 

@@ -17,7 +17,7 @@ from harness.runners.outcome import RunnerOutcome
 NAME = tool_output.LITERT_BENCHMARK
 MODULE = "ai_edge_litert.tools.benchmark_litert_model"
 # Our delegate names -> litert-benchmark's accelerator: its CPU accelerator runs XNNPACK.
-_ACCEL = {"xnnpack": "cpu", "gpu": "gpu"}
+_ACCEL = {"xnnpack": "cpu", "gpu": "gpu", "npu": "npu"}
 
 
 def argv(model: str, *, delegate: str, threads: int, warmup_runs: int, measured_runs: int,
@@ -30,7 +30,7 @@ def argv(model: str, *, delegate: str, threads: int, warmup_runs: int, measured_
     accel = _ACCEL.get(delegate)
     if accel is None:
         raise DelegateUnavailable(f"litert-benchmark cannot run delegate {delegate!r}",
-                                  hint="it offers xnnpack (its CPU accelerator) and gpu")
+                                  hint="it offers xnnpack (its CPU accelerator), gpu and npu")
     args = flags.build_litert_argv(NAME, model, delegate=accel, threads=threads,
                                    warmup_runs=warmup_runs, num_runs=measured_runs, options=options, python=True)
     return ([python, "-m", MODULE] if python else [NAME]) + args[1:]

@@ -15,7 +15,8 @@ from typing import Any
 
 from harness.errors import describe, one_line
 from harness.results import Repetition
-from harness.runners.base import RawOutput, ShellInvocation, Staged, Task
+from harness.runners import accelerator
+from harness.runners.base import NpuSettings, RawOutput, ShellInvocation, Staged, Task
 from harness.runners.outcome import (
     MAX_COUNT,
     MAX_TEXT,
@@ -34,7 +35,7 @@ RESULT_PREFIX = "EDGEHARNESS_RESULT "
 METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration samples)"
 MEMORY_METHOD = "child's own /proc/self/status VmRSS before/after init and getrusage ru_maxrss (peak)"
 # pyrunner takes these delegates; the others need a native tool (benchmark_model).
-DELEGATES = ("cpu", "xnnpack", "gpu")
+DELEGATES = ("cpu", "xnnpack", "gpu", "npu")
 
 
 def command(
@@ -48,12 +49,21 @@ def command(
     measured_runs: int,
     api: str = "interpreter",
     seed: int = 0,
+    npu: NpuSettings | None = None,
+    npu_backend: str = "CPU",
 ) -> str:
-    """The shell command for one repetition; every argument is quoted for the device shell."""
+    """The shell command for one repetition; every argument is quoted for the device shell.
+
+    ``npu``: the npu delegate's settings (the suite's ``compile`` jit|aot and ``cpu_fallback``);
+    ``npu_backend``: the OpenVINO device it compiles to (CPU|GPU|NPU, the device profile's).
+    """
     argv = [
         python, script, "--model", model, "--delegate", delegate, "--threads", str(threads),
         "--warmup", str(warmup_runs), "--runs", str(measured_runs), "--api", api, "--seed", str(seed),
     ]
+    if delegate == "npu" and npu is not None:
+        argv += ["--npu-backend", npu_backend, "--npu-compile", npu.compile,
+                 "--npu-cpu-fallback", "1" if npu.cpu_fallback else "0"]
     return " ".join(shlex.quote(a) for a in argv)
 
 
@@ -109,19 +119,27 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         extra = _diagnostic_line(output)
         if extra and extra not in reason:
             reason = f"{reason} ({extra})"
-        return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason))
+        verdict, unavailable = accelerator.from_payload(payload.get("accelerator"), ran=False, failure=reason)
+        if verdict is not None and verdict.reason and verdict.reason not in reason:  # the runtime's own words
+            reason = one_line(f"{payload.get('reason') or 'failed'}: {verdict.reason}", MAX_TEXT)
+        if unavailable and status not in SKIP_STATUSES:
+            return validate(RunnerOutcome("skipped", unavailable, accelerator=verdict))
+        return validate(RunnerOutcome("skipped" if status in SKIP_STATUSES else "failed", reason, accelerator=verdict))
+    verdict, unavailable = accelerator.from_payload(payload.get("accelerator"), ran=True)
+    if unavailable:  # the plugin is not there at all: the figures would be CPU figures under the npu name
+        return validate(RunnerOutcome("skipped", unavailable, accelerator=verdict))
     try:
         listed = sequence("warmup_us", _listed(payload, "warmup_us"), MAX_COUNT)
         warmup = [number(f"warmup_us[{i}]", x, MAX_US) for i, x in enumerate(listed)]
     except BadOutput as exc:
         return rejected(exc)
-    rep = Repetition(
+    rep = accelerator.with_compile(Repetition(
         samples_us=_listed(payload, "samples_us"),
         init_us=payload.get("init_us"),
         first_inference_us=payload.get("first_inference_us"),
         warmup_avg_us=(sum(warmup) / len(warmup)) if warmup else None,
         **{k: payload.get(k) for k in ("count", "avg_us", "std_us", "min_us", "max_us", "median_us")},
-    )
+    ), payload.get("accelerator"))
     env = {k: payload.get(k) for k in ("runtime", "runtime_version", "python", "api") if payload.get(k) is not None}
     return validate(RunnerOutcome(
         "ok",
@@ -134,6 +152,7 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         outputs=_listed(payload, "outputs"),
         latency_method=METHOD,
         memory_method=MEMORY_METHOD,
+        accelerator=verdict,
     ), runs=runs, timeout_s=timeout_s)
 
 
@@ -156,8 +175,8 @@ class LiteRtPythonRunner:
     def invocation(self, task: Task, staged: Staged) -> ShellInvocation:
         s = task.settings
         cmd = command(staged.python or "python3", staged.files["script"], staged.model, delegate=task.delegate,
-                      threads=task.threads, warmup_runs=s.warmup_runs, measured_runs=s.measured_runs, api=s.api,
-                      seed=0)
+                      threads=task.threads, warmup_runs=s.warmup_runs, measured_runs=s.measured_runs,
+                      api=s.api_for(task.delegate), seed=0, npu=s.npu, npu_backend=task.npu_backend)
         return ShellInvocation(cmd, s.timeout_s)
 
     def parse(self, raw: RawOutput, task: Task) -> RunnerOutcome:

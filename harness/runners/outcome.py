@@ -15,15 +15,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.errors import one_line
-from harness.results import Energy, Repetition
+from harness.results import Accelerator, Energy, Repetition
 
 MAX_US = 1e12  # 11.6 days: no timing of one benchmark process is longer (bound used when no timeout is known)
 MAX_MB = 1e7  # 10 TiB of memory in MB
 MAX_COUNT = 10**9  # runs in one repetition
 MAX_OUTPUTS = 1024  # output tensors fingerprinted
 MAX_HEAD = 64  # values per fingerprint (the runner keeps 16)
+MAX_VALUES = 4096  # values kept per output tensor for numerics (the runner's --keep-values default)
 MAX_TEXT = 300  # characters of a device-given reason or environment value
-_TIME_FIELDS = ("init_us", "first_inference_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us", "median_us")
+_TIME_FIELDS = ("init_us", "first_inference_us", "compile_us", "warmup_avg_us", "avg_us", "std_us", "min_us",
+                "max_us", "median_us")
 _MEMORY_FIELDS = ("peak_rss_mb", "rss_before_init_mb", "rss_after_init_mb", "footprint_init_mb",
                   "footprint_overall_mb", "steady_rss_mb")
 
@@ -52,6 +54,7 @@ class RunnerOutcome:
     memory_method: str = ""
     steady_rss_mb: float | None = None
     energy: Energy | None = None  # readings the device itself reported (iOS battery), when no sampler ran
+    accelerator: Accelerator | None = None  # what actually executed (see harness.runners.accelerator)
 
 
 class BadOutput(ValueError):
@@ -86,9 +89,11 @@ def number(field_name: str, value: object, limit: float) -> float:
     return f
 
 
-def rejected(exc: BadOutput, delegates: tuple[dict[str, Any], ...] = ()) -> RunnerOutcome:
+def rejected(exc: BadOutput, delegates: tuple[dict[str, Any], ...] = (),
+             accelerator: Accelerator | None = None) -> RunnerOutcome:
     """The ``failed`` outcome of a result that broke the contract (the raw text stays with the orchestrator)."""
-    return RunnerOutcome("failed", f"rejected the device's result: {exc}", delegates=delegates)
+    return RunnerOutcome("failed", f"rejected the device's result: {exc}", delegates=delegates,
+                         accelerator=accelerator)
 
 
 def validate(outcome: RunnerOutcome, *, runs: int | None = None, timeout_s: float | None = None) -> RunnerOutcome:
@@ -103,7 +108,7 @@ def validate(outcome: RunnerOutcome, *, runs: int | None = None, timeout_s: floa
     try:
         return _checked(outcome, runs, timeout_s)
     except BadOutput as exc:
-        return rejected(exc, outcome.delegates)
+        return rejected(exc, outcome.delegates, outcome.accelerator)
 
 
 def _checked(outcome: RunnerOutcome, runs: int | None, timeout_s: float | None) -> RunnerOutcome:
@@ -166,6 +171,10 @@ def _fingerprint(where: str, entry: object) -> dict[str, Any]:
         out[key] = None if entry.get(key) is None else finite(f"{where}.{key}", entry[key])
     if out["abs_max"] is not None and out["abs_max"] < 0:
         raise BadOutput(f"{where}.abs_max", f"negative ({out['abs_max']})")
-    head = sequence(f"{where}.head", entry.get("head", []), MAX_HEAD)
-    out["head"] = [finite(f"{where}.head[{i}]", v) for i, v in enumerate(head)]
+    for key, limit in (("head", MAX_HEAD), ("values", MAX_VALUES)):  # null: the runtime gave NaN or infinity
+        listed = sequence(f"{where}.{key}", entry.get(key) or [], limit)
+        out[key] = [None if v is None else finite(f"{where}.{key}[{i}]", v) for i, v in enumerate(listed)]
+    for key in ("stride", "argmax", "nonfinite"):
+        if entry.get(key) is not None:
+            out[key] = int(_integer(f"{where}.{key}", entry[key], MAX_COUNT * 1000))
     return out

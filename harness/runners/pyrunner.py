@@ -18,7 +18,16 @@ What it measures, all with ``time.perf_counter_ns`` (monotonic, ns resolution):
   init, and ``peak_rss_mb`` from ``getrusage(RUSAGE_SELF).ru_maxrss`` (the kernel's high-water mark).
 
 Inputs are filled once from a seeded generator, so two delegates see the same inputs and
-their outputs can be compared (``outputs`` holds a short fingerprint of each output tensor).
+their outputs can be compared: ``outputs`` holds, per output tensor, a fingerprint and up to
+``--keep-values`` values (every value of a small tensor, an evenly strided sample of a large one,
+with the stride) plus the full tensor's argmax, from which the host computes numerics drift.
+
+Delegate ``npu`` runs LiteRT's NPU path (compiler plugin -> Dispatch API) through the Intel
+OpenVINO vendor plugin shipped in the ``ai-edge-litert`` wheel, compiling for the OpenVINO
+device ``--npu-backend`` (CPU, GPU or NPU), just in time (``--npu-compile jit``) or ahead of
+time through ``ai_edge_litert.aot`` (``aot``). While the model is created, file descriptor 2
+is read by a small reader process that stamps each line the C++ runtime prints on arrival, so
+the result carries the runtime's own words (partitions, compile errors) and the compile time.
 
 Output: one stdout line ``EDGEHARNESS_RESULT {json}``. Exit codes: 0 ok, 1 error,
 2 model rejected by the runtime, 3 delegate unavailable on this machine.
@@ -30,13 +39,31 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 RESULT_PREFIX = "EDGEHARNESS_RESULT "
 EXIT_OK, EXIT_ERROR, EXIT_MODEL, EXIT_DELEGATE = 0, 1, 2, 3
-DELEGATES = ("cpu", "xnnpack", "gpu")
+DELEGATES = ("cpu", "xnnpack", "gpu", "npu")
 APIS = ("interpreter", "compiled")
+NPU_BACKENDS = ("CPU", "GPU", "NPU")
+NPU_COMPILE = ("jit", "aot")
+KEEP_VALUES = 4096  # values kept per output tensor for numerics (the rest is strided out)
+LOG_LINES = 400  # distinct runtime log lines returned (first ones; repeats are counted, not kept)
+LOG_CHARS = 400
+# Reads fd 0 (the runtime's stderr) and writes "monotonic_ns<TAB>line" for each line as it arrives;
+# says it is ready on the fd given as argv[1] first (lines must not queue while Python starts).
+_READER = (
+    "import os, sys, time\n"
+    "os.write(int(sys.argv[1]), b'1'); os.close(int(sys.argv[1]))\n"
+    "out = sys.stdout.buffer\n"
+    "for raw in sys.stdin.buffer:\n"
+    "    out.write(b'%d\\t' % time.monotonic_ns() + raw)\n"
+    "out.flush()\n"
+)
 
 
 class RunnerFailure(Exception):
@@ -47,6 +74,75 @@ class RunnerFailure(Exception):
         self.code = code
         self.status = status
         self.reason = reason
+        self.extra: dict = {}  # what the parent should still see (the runtime's log of an npu case)
+
+
+class StderrLog:
+    """Capture fd 2 (where LiteRT's C++ logs go) while the model is created, each line stamped on arrival.
+
+    A reader *process*, not a thread: LiteRT holds the GIL while it compiles, so a thread would
+    only wake afterwards. The lines are copied back to the real stderr afterwards (the parent
+    keeps the child's output), and returned as ``[µs since start, text]`` pairs.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[list] = []
+        self.text = ""
+
+    def __enter__(self) -> StderrLog:
+        sys.stderr.flush()
+        self._out = tempfile.TemporaryFile()
+        read_end, write_end = os.pipe()
+        ready_r, ready_w = os.pipe()
+        try:
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-c", _READER, str(ready_w)], stdin=read_end, stdout=self._out, pass_fds=(ready_w,))
+        except OSError:  # no interpreter to start: capture into the file, without stamps
+            self._proc = None
+            os.close(write_end)
+            write_end = os.dup(self._out.fileno())
+        os.close(read_end)
+        os.close(ready_w)
+        if self._proc is not None:
+            os.read(ready_r, 1)  # b"" if the reader died: the capture still works, only the stamps are late
+        os.close(ready_r)
+        self._saved = os.dup(2)
+        self.start_ns = time.monotonic_ns()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # closes the last write end: the reader sees EOF
+        os.close(self._saved)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._out.seek(0)
+        data = self._out.read()
+        self._out.close()
+        seen: dict[str, int] = {}
+        kept: list[str] = []
+        for raw in data.splitlines():
+            stamp, tab, body = raw.partition(b"\t") if self._proc is not None else (b"", b"", raw)
+            text = body.decode("utf-8", "replace").rstrip()
+            kept.append(text)
+            if not text.strip() or text in seen:
+                seen[text] = seen.get(text, 0) + 1
+                continue
+            seen[text] = 1
+            if len(self.lines) < LOG_LINES:
+                try:
+                    at_us = (int(stamp) - self.start_ns) / 1000.0
+                except ValueError:
+                    at_us = None
+                self.lines.append([at_us, text[:LOG_CHARS]])
+        self.text = "\n".join(kept)
+        sys.stderr.write(self.text + ("\n" if kept else ""))
+        sys.stderr.flush()
 
 
 def _rss_mb() -> float | None:
@@ -99,18 +195,31 @@ def _random_input(rng: object, shape: list[int], dtype: object) -> object:
     return np.zeros(shape, dtype=dt)
 
 
-def _fingerprint(name: str, array: object) -> dict:
+def _fingerprint(name: str, array: object, keep: int = KEEP_VALUES) -> dict:
+    """Shape, dtype, mean, largest magnitude, the first 16 values, and up to ``keep`` values for numerics.
+
+    ``values`` holds every value when the tensor has at most ``keep`` of them, else every
+    ``stride``-th one (the same positions for every delegate); a NaN or infinity is null.
+    ``argmax`` is over the whole tensor (top-1 agreement needs no sample).
+    """
     import numpy as np
 
     arr = np.asarray(array)
     flat = arr.astype(np.float64).ravel() if arr.size else np.zeros(0)
+    finite = np.isfinite(flat)
+    stride = max(1, -(-flat.size // keep)) if keep > 0 else 0
+    sample = flat[::stride] if stride else flat[:0]
     return {
         "name": name,
         "shape": list(arr.shape),
         "dtype": str(arr.dtype),
-        "mean": float(flat.mean()) if flat.size else None,
-        "abs_max": float(np.abs(flat).max()) if flat.size else None,
-        "head": [float(x) for x in flat[:16]],
+        "mean": float(flat.mean()) if flat.size and finite.all() else None,
+        "abs_max": float(np.abs(flat).max()) if flat.size and finite.all() else None,
+        "head": [float(x) if np.isfinite(x) else None for x in flat[:16]],
+        "values": [float(x) if np.isfinite(x) else None for x in sample],
+        "stride": stride,
+        "argmax": int(np.argmax(np.where(finite, flat, -np.inf))) if flat.size and finite.any() else None,
+        "nonfinite": int(flat.size - int(finite.sum())),
     }
 
 
@@ -144,14 +253,15 @@ class InterpreterSession:
     def invoke(self) -> None:
         self.interp.invoke()
 
-    def outputs(self) -> list[dict]:
-        return [_fingerprint(d["name"], self.interp.get_tensor(d["index"])) for d in self.interp.get_output_details()]
+    def outputs(self, keep: int = KEEP_VALUES) -> list[dict]:
+        return [_fingerprint(d["name"], self.interp.get_tensor(d["index"]), keep)
+                for d in self.interp.get_output_details()]
 
 
 class CompiledSession:
     """LiteRT's ``CompiledModel`` API (what the official ``benchmark_model``/``litert-benchmark`` run)."""
 
-    def __init__(self, model: str, delegate: str, threads: int) -> None:
+    def __init__(self, model: str, delegate: str, threads: int, args: argparse.Namespace | None = None) -> None:
         try:
             from ai_edge_litert.compiled_model import CompiledModel
             from ai_edge_litert.cpu_kernel_mode import CpuKernelMode
@@ -162,23 +272,28 @@ class CompiledSession:
         cpu_kwargs: dict = {"num_threads": threads}
         if delegate == "cpu":
             cpu_kwargs["kernel_mode"] = CpuKernelMode.BUILTIN
-        accel = HardwareAccelerator.CPU
-        if delegate == "gpu":
-            accel = HardwareAccelerator(int(HardwareAccelerator.GPU))
-        try:
-            self.model = CompiledModel.from_file(
-                model, options=Options(hardware_accelerators=accel, cpu_options=CpuOptions(**cpu_kwargs))
-            )
-        except (ValueError, RuntimeError) as exc:
+        self.accelerator: dict | None = None
+        if delegate == "npu":
+            npu_args = args or build_parser().parse_args(["--model", model])
+            self.model, self.accelerator = _npu_model(model, CpuOptions(**cpu_kwargs), npu_args)
+        else:
+            accel = HardwareAccelerator.CPU
             if delegate == "gpu":
+                accel = HardwareAccelerator(int(HardwareAccelerator.GPU))
+            try:
+                self.model = CompiledModel.from_file(
+                    model, options=Options(hardware_accelerators=accel, cpu_options=CpuOptions(**cpu_kwargs))
+                )
+            except (ValueError, RuntimeError) as exc:
+                if delegate == "gpu":
+                    raise RunnerFailure(
+                        EXIT_DELEGATE, "skipped", f"LiteRT GPU accelerator unavailable here: {_first_line(exc)}"
+                    ) from exc
+                raise RunnerFailure(EXIT_MODEL, "failed", f"runtime rejected the model: {_first_line(exc)}") from exc
+            if delegate == "gpu" and not self.model.is_fully_accelerated():
                 raise RunnerFailure(
-                    EXIT_DELEGATE, "skipped", f"LiteRT GPU accelerator unavailable here: {_first_line(exc)}"
-                ) from exc
-            raise RunnerFailure(EXIT_MODEL, "failed", f"runtime rejected the model: {_first_line(exc)}") from exc
-        if delegate == "gpu" and not self.model.is_fully_accelerated():
-            raise RunnerFailure(
-                EXIT_DELEGATE, "skipped", "LiteRT GPU accelerator did not take the model (not fully accelerated)"
-            )
+                    EXIT_DELEGATE, "skipped", "LiteRT GPU accelerator did not take the model (not fully accelerated)"
+                )
         sigs = list(self.model.get_signature_list().keys())
         self.sig = sigs[0] if sigs else "serving_default"
         self.in_details = self.model.get_input_tensor_details(self.sig)
@@ -194,7 +309,7 @@ class CompiledSession:
     def invoke(self) -> None:
         self.model.run_by_name(self.sig, self.ins, self.outs)
 
-    def outputs(self) -> list[dict]:
+    def outputs(self, keep: int = KEEP_VALUES) -> list[dict]:
         import numpy as np
 
         result = []
@@ -204,8 +319,110 @@ class CompiledSession:
             for dim in d["shape"]:
                 n *= int(dim)
             arr = buf.read(n, np.dtype(d["dtype"])).reshape(d["shape"])
-            result.append(_fingerprint(name, arr))
+            result.append(_fingerprint(name, arr, keep))
         return result
+
+
+def _npu_model(model: str, cpu_options: object, args: argparse.Namespace) -> tuple[object, dict]:
+    """A ``CompiledModel`` on LiteRT's NPU path, and what the runtime said while making it.
+
+    The accelerator set is NPU + CPU (ops the plugin does not take run on CPU, as apps configure
+    it) unless ``--npu-cpu-fallback 0``. The returned dict carries the runtime's log lines, which
+    the host reads into the accelerator verdict.
+    """
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import Options
+
+    try:
+        from ai_edge_litert.intel_openvino_options import IntelOpenVinoGraphBackend, IntelOpenVinoOptions
+    except ImportError as exc:
+        raise RunnerFailure(EXIT_DELEGATE, "skipped",
+                            "this LiteRT wheel has no Intel OpenVINO vendor plugin (ai-edge-litert >= 2.3)") from exc
+    try:
+        import openvino  # noqa: F401 - the vendor plugin links the OpenVINO runtime this wheel ships
+    except ImportError as exc:
+        raise RunnerFailure(EXIT_DELEGATE, "skipped",
+                            "the npu delegate needs the OpenVINO runtime: pip install 'edgeharness[npu]'") from exc
+    info: dict = {"requested": "npu", "backend": args.npu_backend, "compile": args.npu_compile,
+                  "log": [], "compile_us": None, "fully_accelerated": None}
+    tmp = tempfile.mkdtemp(prefix="edgeharness-npu-") if args.npu_compile == "aot" else None
+    try:
+        source = model
+        if tmp is not None:
+            try:
+                source, info["compile_us"], info["log"] = _aot_compile(model, tmp, args.npu_backend)
+            except RunnerFailure as failure:
+                failure.extra["accelerator"] = {**info, "log": failure.extra.get("log", [])}
+                raise
+        accel = HardwareAccelerator.NPU | HardwareAccelerator.CPU if args.npu_cpu_fallback else HardwareAccelerator.NPU
+        options = Options(hardware_accelerators=accel, cpu_options=cpu_options,
+                          intel_openvino_options=IntelOpenVinoOptions(
+                              graph_backend=IntelOpenVinoGraphBackend[args.npu_backend]))
+        log = StderrLog()
+        try:
+            with log:
+                compiled = CompiledModel.from_file(source, options=options)
+        except (ValueError, RuntimeError) as exc:
+            info["log"] = info["log"] + log.lines
+            failure = RunnerFailure(EXIT_MODEL, "failed", f"the npu path did not take the model: {_first_line(exc)}")
+            failure.extra["accelerator"] = info
+            raise failure from exc
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    info["log"] = info["log"] + log.lines
+    info["fully_accelerated"] = bool(compiled.is_fully_accelerated())
+    return compiled, info
+
+
+def _aot_compile(model: str, tmp: str, backend: str) -> tuple[str, float, list]:
+    """Compile ``model`` ahead of time into ``tmp`` with ``ai_edge_litert.aot`` (Intel OpenVINO target).
+
+    Returns (compiled model path, compile time in µs, the tool's partition lines). The AOT tool's
+    own temporary files (error logs) are kept inside ``tmp`` too.
+    """
+    import re
+
+    try:
+        from ai_edge_litert.aot import aot_compile as aot
+        from ai_edge_litert.aot.vendors.intel_openvino import target as ov_target
+    except ImportError as exc:
+        raise RunnerFailure(EXIT_DELEGATE, "skipped", f"this LiteRT wheel has no AOT compiler: {exc}") from exc
+    saved, tempfile.tempdir = tempfile.tempdir, tmp
+    t0 = time.perf_counter_ns()
+    try:
+        result = aot.aot_compile(model, output_dir=os.path.join(tmp, "out"),
+                                 target=ov_target.Target(ov_target.SocModel.LNL), keep_going=True,
+                                 intel_openvino_graph_backends=f"0:{backend.lower()}")
+    except Exception as exc:  # noqa: BLE001 - the AOT tool raises what its subprocess gave
+        raise RunnerFailure(EXIT_MODEL, "failed", f"AOT compilation failed: {_first_line(exc)}") from exc
+    finally:
+        tempfile.tempdir = saved
+    compile_us = (time.perf_counter_ns() - t0) / 1000.0
+    lines: list = []
+    for _, why in result.failed_backends:
+        named = re.search(r"See (\S+?) for details", str(why))
+        path = named.group(1) if named else ""
+        if path and os.path.realpath(path).startswith(os.path.realpath(tmp) + os.sep) and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                seen: set[str] = set()
+                for text in fh.read().splitlines():
+                    if text.strip() and text not in seen and len(lines) < LOG_LINES:
+                        seen.add(text)
+                        lines.append([None, text[:LOG_CHARS]])
+        lines.append([None, f"[aot] {why}"])  # after the tool's own lines: its first error is the reason
+    if not result.models_with_backend:
+        failure = RunnerFailure(EXIT_MODEL, "failed", "AOT compilation produced no model")
+        failure.extra["log"] = lines
+        raise failure
+    compiled = result.models_with_backend[0][1]
+    stats = getattr(compiled, "partition_stats", None)
+    for sg in getattr(stats, "subgraph_stats", None) or []:
+        lines.append([None, f"[aot] Partitioned subgraph<{sg.subgraph_index}>, selected {sg.num_ops_offloaded} ops, "
+                            f"from a total of {sg.num_total_ops} ops. resulted in {sg.num_partitions_offloaded} "
+                            "partitions."])
+    return str(compiled.path), compile_us, lines
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
@@ -223,10 +440,17 @@ def run(args: argparse.Namespace) -> dict:
         raise RunnerFailure(EXIT_MODEL, "failed", f"model file not found: {args.model}")
     runtime, runtime_version = _runtime()
     rss_before = _rss_mb()
-    session_cls = CompiledSession if args.api == "compiled" else InterpreterSession
+    if args.delegate == "npu":  # LiteRT's NPU path exists in the CompiledModel API only
+        args.api = "compiled"
     t0 = time.perf_counter_ns()
-    session = session_cls(args.model, args.delegate, args.threads)
+    if args.api == "compiled":
+        session: CompiledSession | InterpreterSession = CompiledSession(args.model, args.delegate, args.threads, args)
+    else:
+        session = InterpreterSession(args.model, args.delegate, args.threads)
     init_ns = time.perf_counter_ns() - t0
+    accel = getattr(session, "accelerator", None)
+    if accel and accel.get("compile") == "aot" and accel.get("compile_us"):
+        init_ns -= int(accel["compile_us"] * 1000)  # AOT compiles before loading: reported apart, not in init
     rss_after = _rss_mb()
     session.set_inputs(np.random.default_rng(args.seed))
     clock = time.perf_counter_ns
@@ -259,7 +483,8 @@ def run(args: argparse.Namespace) -> dict:
         "rss_before_init_mb": rss_before,
         "rss_after_init_mb": rss_after,
         "peak_rss_mb": _peak_rss_mb(),
-        "outputs": session.outputs(),
+        "outputs": session.outputs(args.keep_values),
+        "accelerator": getattr(session, "accelerator", None),
         "pid": os.getpid(),
     }
 
@@ -273,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="measured invocations")
     p.add_argument("--api", choices=APIS, default="interpreter")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input tensors")
+    p.add_argument("--keep-values", type=int, default=KEEP_VALUES, help="output values kept per tensor for numerics")
+    p.add_argument("--npu-backend", choices=NPU_BACKENDS, default="CPU",
+                   help="OpenVINO device the npu path compiles to")
+    p.add_argument("--npu-compile", choices=NPU_COMPILE, default="jit")
+    p.add_argument("--npu-cpu-fallback", type=int, choices=(0, 1), default=1,
+                   help="1: ops the NPU plugin does not take run on CPU; 0: the model must run whole on the NPU path")
     return p
 
 
@@ -282,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
         code = EXIT_OK
     except RunnerFailure as exc:
-        result = {"status": exc.status, "reason": exc.reason, "delegate": args.delegate, "api": args.api}
+        result = {"status": exc.status, "reason": exc.reason, "delegate": args.delegate, "api": args.api, **exc.extra}
         code = exc.code
     except Exception as exc:  # noqa: BLE001 - the parent must always get a result line
         result = {"status": "failed", "reason": f"{type(exc).__name__}: {_first_line(exc)}"}
