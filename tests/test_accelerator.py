@@ -195,3 +195,43 @@ def test_fully_accelerated_without_the_plugin_is_a_fallback() -> None:
     lines = FULL[:2] + ["INFO: [compiled_model.cc:1397] 0 compiler plugins were applied successfully: "]
     verdict, _ = accelerator.from_log("npu", lines, ran=True, fully_accelerated=True)
     assert verdict.verdict == "fallback" and verdict.ops_accelerated == 0
+
+
+def test_npu_settings_are_typed_at_load_and_reach_the_command() -> None:
+    """The suite's npu table (a model's own winning) and the profile's npu_backend end up on the runner's command."""
+    import shlex
+
+    from harness.runners.base import NpuSettings, Staged, Task
+    from harness.runners.litert_python import LiteRtPythonRunner
+    from harness.suite import parse_suite
+
+    suite = parse_suite('[suite]\ndelegates = ["cpu", "npu"]\nnpu = { compile = "aot" }\n'
+                        '[[models]]\nzoo = "face_landmark"\n'
+                        '[[models]]\nzoo = "iris_landmark"\nnpu = { cpu_fallback = false }\n', "s.toml")
+    assert [m.run.npu for m in suite.models] == [NpuSettings("aot", True), NpuSettings("jit", False)]
+    run = suite.models[1].run
+    staged = Staged("/w/m.tflite", {"script": "/w/pyrunner.py"}, "python3")
+    argv = shlex.split(LiteRtPythonRunner().invocation(Task("npu", 1, run, npu_backend="GPU"), staged).command)
+    flags = dict(zip(argv[2::2], argv[3::2], strict=False))
+    assert (flags["--api"], flags["--npu-backend"], flags["--npu-compile"], flags["--npu-cpu-fallback"]) == (
+        "compiled", "GPU", "jit", "0")
+    cpu = shlex.split(LiteRtPythonRunner().invocation(Task("cpu", 1, run, npu_backend="GPU"), staged).command)
+    assert "--npu-backend" not in cpu and cpu[cpu.index("--api") + 1] == "interpreter"
+
+
+def test_profile_npu_backend_is_typed_and_checked(tmp_path: Path) -> None:
+    from harness.errors import ProfileError
+    from harness.profiles import parse_profile
+
+    data = {"name": "box", "platform": "host", "delegates": ["cpu", "npu"]}
+    assert parse_profile(data, tmp_path / "box.toml").npu_backend == "CPU"
+    assert parse_profile({**data, "npu_backend": "NPU"}, tmp_path / "box.toml").npu_backend == "NPU"
+    with pytest.raises(ProfileError, match="npu_backend"):
+        parse_profile({**data, "npu_backend": "TPU"}, tmp_path / "box.toml")
+
+
+def test_litert_benchmark_runs_npu_as_its_npu_accelerator() -> None:
+    from harness.runners import litert_benchmark
+
+    argv = litert_benchmark.argv("m.tflite", delegate="npu", threads=1, warmup_runs=1, measured_runs=2, python="py")
+    assert argv[:3] == ["py", "-m", litert_benchmark.MODULE] and "--use_npu" in argv
