@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.devices.discovery import open_device
+from harness.errors import UsageError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
@@ -33,6 +34,24 @@ def render(results: Sequence[Result], out_path: str | Path, *, title: str | None
     return render_report(list(results), Path(out_path), title=title, gate=gate, baseline=baseline, budgets=used)
 
 
+def render_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
+                 form: str = "auto") -> Path:
+    """Render the report of JSONL results files; returns the page to open.
+
+    ``form``: ``file`` (one self-contained HTML file at ``out_path``), ``folder`` (``index.html``
+    plus a page per device and model in ``out_path`` without ``.html``; streamed, for fleet-size
+    runs) or ``auto`` (the folder above ``harness.report.folder.FOLDER_THRESHOLD`` results).
+    """
+    from harness.report.folder import form_for_files, render_folder
+
+    if form_for_files(form, results_files) == "folder":
+        return render_folder(results_files, out_path, title=title)
+    results: list[Result] = []
+    for path in results_files:
+        results.extend(load_results(path))
+    return render(results, out_path, title=title)
+
+
 def run(
     suite: str | Path | Suite,
     *,
@@ -43,8 +62,13 @@ def run(
     repetitions: int | None = None,
     measured_runs: int | None = None,
     on_result: Callable[[Result], None] | None = None,
+    report_form: str = "auto",
 ) -> RunSummary:
-    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy."""
+    """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
+
+    In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
+    ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``.
+    """
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
@@ -58,22 +82,37 @@ def run(
     per_run = None
     try:  # the run is finished (every result on disk) even when its report cannot be written
         if report:
-            per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
+            from harness.report.folder import choose_form, render_folder, write_link_page
+
             latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
-            render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}")
-            shutil.copyfile(per_run, latest)
-            summary.report_path = latest
+            title = f"{loaded.name} — run {summary.run_id}"
+            if choose_form(report_form, len(summary.results)) == "folder":
+                folder = inside(store.root, f"{loaded.name}-{summary.run_id}")
+                per_run = render_folder([summary.results_path], folder, title=title)
+                write_link_page(latest, per_run, title)
+                summary.report_path = per_run
+            else:
+                per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
+                render(summary.results, per_run, title=title)
+                shutil.copyfile(per_run, latest)
+                summary.report_path = latest
     finally:
         store.finish_run(summary.run_id, per_run if summary.report_path else None)
     return summary
 
 
 def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
-                      baseline: str | None = None, store: LocalStore | None = None) -> Path:
+                      baseline: str | None = None, store: LocalStore | None = None, form: str = "auto") -> Path:
     """One report from one or more JSONL result files (several runs or devices in one page).
 
-    With ``baseline`` (a name in ``store``) the page gets the gate section for these results.
+    With ``baseline`` (a name in ``store``) the page gets the gate section for these results
+    (single-file form only). ``form``: see :func:`render_files`.
     """
+    if baseline is None or store is None:
+        return render_files(results_files, out_path, title=title, form=form)
+    if form == "folder":
+        raise UsageError("the folder form of the report has no gate section",
+                         hint="drop --baseline (or use `harness gate`), or --form file")
     results: list[Result] = []
     for path in results_files:
         results.extend(load_results(path))
@@ -81,11 +120,9 @@ def report_from_files(results_files: Sequence[str | Path], out_path: str | Path,
 
 
 def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path, *,
-                      title: str | None = None, baseline: str | None = None) -> Path:
-    results: list[Result] = []
-    for ref in refs:
-        results.extend(store.load_run(ref))
-    return _render_gated(results, out_path, title, baseline, store)
+                      title: str | None = None, baseline: str | None = None, form: str = "auto") -> Path:
+    files = [store.resolve_run(ref).results_path for ref in refs]
+    return report_from_files(files, out_path, title=title, baseline=baseline, store=store, form=form)
 
 
 def _render_gated(results: Sequence[Result], out_path: str | Path, title: str | None, baseline: str | None,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, Undefined
 from markupsafe import Markup
@@ -174,7 +175,8 @@ def _box_chart(rows: Iterable[tuple[str, str, list[tuple[str, str, dict]]]], x_t
     rows = [r for r in rows if r[2]]
     if not rows:
         return None
-    values = [q[k] for _, _, marks in rows for _, _, q in marks for k in ("p10", "p90")]
+    keys = ("p50",) if dots else ("p10", "p90")
+    values = [q[k] for _, _, marks in rows for _, _, q in marks for k in keys]
     axis = svgplot.axis_for(values, include=ref)
     chart = svgplot.Chart(axis, [], x_title, ref_x=axis.x(ref) if ref is not None else None, dots=dots)
     for label, href, marks in rows:
@@ -339,7 +341,7 @@ class FolderReport:
         order = sorted(by_device, key=lambda d: (labels[d], d))
         dist = _box_chart(((labels[d], self.device_page[d], _case_marks(
             [by_device[d][k] for k in cfgs if k in by_device[d]], self.colours, labels[d])) for d in order),
-            "latency per inference (ms)")
+            "median latency per inference (ms)", dots=True)
         dots = []
         for delegate, threads in cfgs:
             if delegate == self.baseline:
@@ -371,6 +373,14 @@ class FolderReport:
         jobs += [(g.page, partial(self.device, g)) for g in self.devices]
         jobs += [(g.page, partial(self.model, g)) for g in self.models]
         return jobs
+
+
+def write_link_page(page: Path, index: Path, title: str) -> Path:
+    """Write ``page`` (e.g. the latest ``<suite>.html``): a link to the folder report's ``index``, which it opens."""
+    href = "/".join(quote(part) for part in index.relative_to(page.parent).parts)
+    page.write_text(environment().get_template("fleet/link.html.j2").render(href=href, title=title, csp=CSP),
+                    encoding="utf-8")
+    return page
 
 
 def _prepare(folder: Path) -> set[str]:
