@@ -4,8 +4,9 @@
    iterations: 12 real results, about 11 kB of JSONL each), or takes ``--from FILE.jsonl``.
 2. Replicates those real records into 1,000 results (10 devices x 25 models x 4 configurations) and
    10,000 (100 devices x 25 models x 4 = 100 devices x 100 cases, about 100 MB). Each copy gets a new
-   device id and model name; its samples are scaled by a per-device speed factor (0.5-3x) and, for
-   xnnpack, a per-device-and-model factor (0.4-15x), so the matrix has both delegates winning;
+   device id and model name (and sha256, as another model would); its samples are scaled by a per-device
+   speed factor (0.5-3x) and, for xnnpack, a per-device-and-model factor (0.4-15x), so the matrix has both
+   delegates winning;
    3% of cases become ``failed`` (latency dropped). Everything else (raw output, readings) is the real record.
 3. Times ``harness report FILE -o OUT.html`` as a user runs it (a fresh process: interpreter start and
    imports included) ``--runs`` times per size, in the folder form (``--form auto`` picks it), and
@@ -22,6 +23,7 @@ Usage: python benchmarks/report_scale.py [--from FILE.jsonl] [--runs 5] [--old-r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -97,6 +99,7 @@ def replicate(records: list[dict], devices: int, out: Path, seed: int = 0) -> in
                     r["device"] = {**r["device"], "id": dev_id, "model": f"Phone {d % 23}", "platform": "android"}
                     case = r["case"]
                     case["model"] = f"{source}_v{m:02d}"
+                    case["model_sha256"] = hashlib.sha256(case["model"].encode()).hexdigest()  # another model
                     case["case_id"] = f"{case['model']}[{dev_id}-{case['delegate']}-t{case['threads']}]"
                     r["latency"] = _scaled(r.get("latency"), factor)
                     if rng.random() < 0.03:

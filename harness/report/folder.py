@@ -39,7 +39,7 @@ FORMS = ("auto", "file", "folder")
 #: Inputs this big are read by two processes (on a machine with two CPUs or more).
 PARALLEL_BYTES = 24 << 20
 TEMPLATES = Path(__file__).parent / "templates"
-CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CSP = Markup("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
 GENERATOR = "edgeharness fleet report"
 INDEX_PROBLEMS = 20  # not-ok cases listed on the opening page (all of them on problems.html)
 log = logging.getLogger("harness.report")
