@@ -14,7 +14,8 @@
 
 Printed per run: wall s (perf_counter around the process), CPU s (user+sys of the process and its
 helper), peak RSS MB of the main process and of its forked helper (ru_maxrss; the helper shares most
-pages with the parent copy-on-write, so their sum over-counts), opening page size. Then the medians
+pages with the parent copy-on-write, so their sum over-counts), peak PSS MB of both together (shared
+pages split between them; psutil, sampled every 20 ms), opening page size. Then the medians
 and the load average before and after (the machine may be shared: wall time depends on it, CPU less).
 
 Usage: python benchmarks/report_scale.py [--from FILE.jsonl] [--runs 5] [--old-runs 1] [--keep DIR]
@@ -32,8 +33,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = 25
@@ -110,16 +114,48 @@ def replicate(records: list[dict], devices: int, out: Path, seed: int = 0) -> in
     return count
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its children (shared pages split between them), MB."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
 def timed(args: list[str]) -> dict:
+    """Run ``harness ARGS`` in a fresh process; its wall time, CPU, peak RSS and peak PSS (sampled every 20 ms)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", _PROBE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    peak_pss = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_pss
+        while not stop.wait(0.02):
+            peak_pss = max(peak_pss, _pss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
     wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if proc.returncode != 0:
         raise SystemExit(f"harness {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     stats = json.loads(proc.stderr.strip().splitlines()[-1])
     page = Path(proc.stdout.split("report:", 1)[1].strip())
-    return {**stats, "wall_s": wall, "page": page, "page_mb": page.stat().st_size / 2**20}
+    return {**stats, "wall_s": wall, "pss_mb": peak_pss, "page": page, "page_mb": page.stat().st_size / 2**20}
 
 
 def folder_size(path: Path) -> tuple[int, float, float]:
@@ -131,11 +167,13 @@ def folder_size(path: Path) -> tuple[int, float, float]:
 def report(label: str, runs: list[dict]) -> dict:
     for i, r in enumerate(runs, 1):
         print(f"  {label} run {i}: wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
-              f" (+ helper {r['helper_rss_mb']:4.0f} MB)  opening page {r['page_mb']:6.2f} MB")
-    med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "rss_mb", "helper_rss_mb", "page_mb")}
+              f" (helper {r['helper_rss_mb']:4.0f} MB)  peak PSS both {r['pss_mb']:5.0f} MB"
+              f"  opening page {r['page_mb']:6.2f} MB  load {os.getloadavg()[0]:.1f}")
+    keys = ("wall_s", "cpu_s", "rss_mb", "helper_rss_mb", "pss_mb", "page_mb")
+    med = {k: statistics.median(r[k] for r in runs) for k in keys}
     print(f"  {label} MEDIAN of {len(runs)}: wall {med['wall_s']:.2f} s, cpu {med['cpu_s']:.2f} s, "
-          f"peak RSS {med['rss_mb']:.0f} MB (helper {med['helper_rss_mb']:.0f} MB), "
-          f"opening page {med['page_mb']:.2f} MB")
+          f"peak RSS {med['rss_mb']:.0f} MB (helper {med['helper_rss_mb']:.0f} MB), peak PSS of both "
+          f"{med['pss_mb']:.0f} MB, opening page {med['page_mb']:.2f} MB")
     return med
 
 
@@ -170,9 +208,14 @@ def main() -> int:
         print(f"# load average after: {os.getloadavg()}")
         print("# targets: 10,000 results <= 3 s wall and <= 500 MB peak RSS; 1,000 <= 1 s; opening page <= 2 MB")
         for n in SIZES:
-            print(f"#   {n}: median wall {summary[n]['wall_s']:.2f} s, median cpu {summary[n]['cpu_s']:.2f} s, "
-                  f"peak RSS {summary[n]['rss_mb']:.0f} MB + helper {summary[n]['helper_rss_mb']:.0f} MB, "
-                  f"opening page {summary[n]['page_mb']:.2f} MB")
+            m = summary[n]
+            print(f"#   {n}: median wall {m['wall_s']:.2f} s, median cpu {m['cpu_s']:.2f} s, peak RSS "
+                  f"{m['rss_mb']:.0f} MB (helper {m['helper_rss_mb']:.0f} MB; PSS of both {m['pss_mb']:.0f} MB), "
+                  f"opening page {m['page_mb']:.2f} MB")
+        if "old" in summary:
+            m = summary["old"]
+            print(f"#   1000 with today's single-file renderer: wall {m['wall_s']:.1f} s, cpu {m['cpu_s']:.1f} s, "
+                  f"peak RSS {m['rss_mb']:.0f} MB, page {m['page_mb']:.1f} MB")
     return 0
 
 

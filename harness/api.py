@@ -42,14 +42,9 @@ def render_files(results_files: Sequence[str | Path], out_path: str | Path, *, t
     plus a page per device and model in ``out_path`` without ``.html``; streamed, for fleet-size
     runs) or ``auto`` (the folder above ``harness.report.folder.FOLDER_THRESHOLD`` results).
     """
-    from harness.report.folder import form_for_files, render_folder
+    from harness.report.folder import render_files as render_any
 
-    if form_for_files(form, results_files) == "folder":
-        return render_folder(results_files, out_path, title=title)
-    results: list[Result] = []
-    for path in results_files:
-        results.extend(load_results(path))
-    return render(results, out_path, title=title)
+    return render_any(results_files, out_path, title=title, form=form)
 
 
 def run(

@@ -63,6 +63,20 @@ def form_for_files(form: str, paths: Sequence[str | Path]) -> str:
     return form if form in ("file", "folder") else choose_form(form, count_records(paths))
 
 
+def render_files(paths: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
+                 form: str = "auto") -> Path:
+    """The report of JSONL results files in the ``form`` asked (see :func:`choose_form`); the page to open.
+
+    Imports pandas and matplotlib only for the single-file form (the folder form does not need them).
+    """
+    if form_for_files(form, paths) == "folder":
+        return render_folder(paths, out_path, title=title)
+    from harness.report.html import render_report
+    from harness.store import load_results
+
+    return render_report([r for path in paths for r in load_results(path)], Path(out_path), title=title)
+
+
 def folder_for(out_path: str | Path) -> Path:
     """Where the folder form of a report asked for at ``out_path`` goes: ``x.html`` -> ``x/``, else ``out_path``."""
     out = Path(out_path)
@@ -100,9 +114,26 @@ _BLOCKS = (("memory", "Memory"), ("energy", "Energy"), ("thermal", "Thermal"), (
            ("ops", "Operators"), ("environment", "Environment"))
 
 
-def rep_rows(case: Case) -> list[list[str]]:
-    """One row of texts per repetition: number, n, then median .. warm-up average in ms."""
-    return [[str(i), str(rep["n"]), *(fmt_ms(rep[k]) for k in _REP_KEYS)] for i, rep in enumerate(case.reps, 1)]
+def _num_cells(texts: Iterable[str]) -> str:
+    return "".join(f'<td class="num">{t}</td>' for t in texts)
+
+
+def rep_rows(case: Case) -> Markup:
+    """The repetitions table's rows: number, n, then median .. warm-up average in ms.
+
+    Built here, not by the template, because a fleet report writes ~30 such cells per case; every
+    cell is a number formatted by this module (checked numbers from :mod:`harness.report.scan`), so
+    there is nothing to escape.
+    """
+    rows = (_num_cells((str(i), str(int(rep["n"])), *(fmt_ms(rep[k]) for k in _REP_KEYS)))
+            for i, rep in enumerate(case.reps, 1))
+    return Markup("".join(f"<tr>{row}</tr>\n" for row in rows))  # noqa: S704 - numbers only
+
+
+def figure_cells(case: Case) -> Markup:
+    """The cases table's figure cells of ``case`` (median, p90, p99, std, n, repetitions); numbers only."""
+    return Markup(_num_cells((fmt_ms(case.median_us), fmt_ms(case.p90_us), fmt_ms(case.p99_us),  # noqa: S704
+                              fmt_ms(case.std_us), str(case.n), str(len(case.reps)))))
 
 
 def reading_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -136,7 +167,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=Undefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(ms=fmt_ms, mb=fmt_mb, x=fmt_x, val=show, reading=reading)
-    env.globals.update(rep_rows=rep_rows, reading_lines=reading_lines, raw_tail=raw_tail)
+    env.globals.update(rep_rows=rep_rows, figure_cells=figure_cells, reading_lines=reading_lines, raw_tail=raw_tail)
     return env
 
 
