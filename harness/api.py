@@ -64,6 +64,8 @@ def run(
     In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
     ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``.
     """
+    if report_form not in ("auto", "file", "folder"):  # before any device work
+        raise UsageError(f"report form {report_form!r} is not one of auto, file, folder")
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
