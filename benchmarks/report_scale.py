@@ -155,7 +155,8 @@ def timed(args: list[str]) -> dict:
         raise SystemExit(f"harness {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     stats = json.loads(proc.stderr.strip().splitlines()[-1])
     page = Path(proc.stdout.split("report:", 1)[1].strip())
-    return {**stats, "wall_s": wall, "pss_mb": peak_pss, "page": page, "page_mb": page.stat().st_size / 2**20}
+    return {**stats, "wall_s": wall, "pss_mb": peak_pss, "page": page, "page_mb": page.stat().st_size / 2**20,
+            "load": os.getloadavg()[0]}
 
 
 def folder_size(path: Path) -> tuple[int, float, float]:
@@ -168,7 +169,7 @@ def report(label: str, runs: list[dict]) -> dict:
     for i, r in enumerate(runs, 1):
         print(f"  {label} run {i}: wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
               f" (helper {r['helper_rss_mb']:4.0f} MB)  peak PSS both {r['pss_mb']:5.0f} MB"
-              f"  opening page {r['page_mb']:6.2f} MB  load {os.getloadavg()[0]:.1f}")
+              f"  opening page {r['page_mb']:6.2f} MB  load {r['load']:.1f}")
     keys = ("wall_s", "cpu_s", "rss_mb", "helper_rss_mb", "pss_mb", "page_mb")
     med = {k: statistics.median(r[k] for r in runs) for k in keys}
     print(f"  {label} MEDIAN of {len(runs)}: wall {med['wall_s']:.2f} s, cpu {med['cpu_s']:.2f} s, "

@@ -200,19 +200,26 @@ def _collect(facts: Facts, case: Case, data: dict[str, Any]) -> None:
                 facts.versions[key].add(value)
 
 
-def _box_chart(rows: Iterable[tuple[str, str, list[tuple[str, str, dict]]]], x_title: str, *,
-               ref: float | None = None, dots: bool = False) -> svgplot.Chart | None:
-    """A chart from ``(label, href, [(colour, tooltip, quantiles)])`` rows; None when nothing to draw."""
+def _box_chart(rows: Iterable[tuple[str, str, list[tuple[Any, str, str, dict]]]], x_title: str, *,
+               slots: Sequence[tuple[Any, str, str]], ref: float | None = None,
+               dots: bool = False) -> svgplot.Chart | None:
+    """A chart from ``(label, href, [(slot key, colour, tooltip, quantiles)])`` rows; None when nothing to draw.
+
+    ``slots`` ``(key, legend label, colour)`` give each kind of mark a fixed place in every row
+    (top to bottom), so a missing one leaves a gap instead of shifting the others; dots share a line.
+    """
     rows = [r for r in rows if r[2]]
     if not rows:
         return None
     keys = ("p50",) if dots else ("p10", "p90")
-    values = [q[k] for _, _, marks in rows for _, _, q in marks for k in keys]
+    values = [q[k] for _, _, marks in rows for _, _, _, q in marks for k in keys]
     axis = svgplot.axis_for(values, include=ref)
-    chart = svgplot.Chart(axis, [], x_title, ref_x=axis.x(ref) if ref is not None else None, dots=dots)
+    chart = svgplot.Chart(axis, [], x_title, ref_x=axis.x(ref) if ref is not None else None, dots=dots,
+                          legend=[(label, colour) for _, label, colour in slots])
+    place = {key: i for i, (key, _, _) in enumerate(slots)}
     for label, href, marks in rows:
-        chart.rows.append(svgplot.Row(svgplot.short(label), label, href,
-                                      marks=[svgplot.mark(axis, colour, title, q) for colour, title, q in marks]))
+        chart.rows.append(svgplot.Row(svgplot.short(label), label, href, marks=[
+            svgplot.mark(axis, colour, title, q, place[key]) for key, colour, title, q in marks]))
     unit = " (log scale)" if axis.log else ""
     chart.x_title = x_title + unit
     return svgplot.lay_out(chart)
@@ -226,8 +233,12 @@ def _latency_quantiles(c: Case) -> dict[str, float]:
 
 
 def _case_marks(cases: Iterable[Case], colours: dict[str, tuple[str, str]], name: str) -> list:
-    return [(colours[c.delegate][1], f"{name} · {c.config}: median {fmt_ms(c.median_us)}, p10-p90 "
-             f"{fmt_ms(c.p10_us)}-{fmt_ms(c.p90_us)}, n={c.n}", _latency_quantiles(c)) for c in cases if c.ok]
+    return [((c.delegate, c.threads), colours[c.delegate][1], f"{name} · {c.config}: median {fmt_ms(c.median_us)}, "
+             f"p10-p90 {fmt_ms(c.p10_us)}-{fmt_ms(c.p90_us)}, n={c.n}", _latency_quantiles(c)) for c in cases if c.ok]
+
+
+def _slots(configs: Iterable[tuple[str, int]], colours: dict[str, tuple[str, str]]) -> list[tuple[Any, str, str]]:
+    return [((d, t), f"{d} · {t} thr", colours[d][1]) for d, t in configs]
 
 
 @dataclass
@@ -337,10 +348,13 @@ class FolderReport:
                           and (s := self.speed.get(c.index)) is not None and s.known]
                 q = fleet.spread(values)
                 if q:
-                    marks.append((self.colours[delegate][1], f"{model.label} · {delegate} · {threads} thr: median "
+                    marks.append(((delegate, threads), self.colours[delegate][1],
+                                  f"{model.label} · {delegate} · {threads} thr: median "
                                   f"{q['p50']:.2f}× over {q['n']} devices, p10-p90 {q['p10']:.2f}-{q['p90']:.2f}×", q))
             rows.append((model.label, model.page, marks))
-        chart = _box_chart(rows, f"speedup over {self.baseline} across devices (×, >1 is faster)", ref=1.0)
+        others = [k for k in fleet.configs(self.cases, self.baseline) if k[0] != self.baseline]
+        chart = _box_chart(rows, f"speedup over {self.baseline} across devices (×, >1 is faster)",
+                           slots=_slots(others, self.colours), ref=1.0)
         return self.env.get_template("fleet/index.html.j2").render(
             **self._common(self.title), devices=self.devices, models=self.models, matrix=matrix,
             counts=fleet.status_counts(self.cases), total=len(self.cases), facts=self.facts,
@@ -355,7 +369,8 @@ class FolderReport:
         model_page = {m.key: m.page for m in self.models}
         rows = [(model, model_page[model], _case_marks(cases, self.colours, model))
                 for model, cases in by_model.items()]
-        chart = _box_chart(rows, "latency per inference (ms)")
+        chart = _box_chart(rows, "latency per inference (ms)",
+                           slots=_slots(fleet.configs(group.cases, self.baseline), self.colours))
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
@@ -372,7 +387,7 @@ class FolderReport:
         order = sorted(by_device, key=lambda d: (labels[d], d))
         dist = _box_chart(((labels[d], self.device_page[d], _case_marks(
             [by_device[d][k] for k in cfgs if k in by_device[d]], self.colours, labels[d])) for d in order),
-            "median latency per inference (ms)", dots=True)
+            "median latency per inference (ms)", slots=_slots(cfgs, self.colours), dots=True)
         dots = []
         for delegate, threads in cfgs:
             if delegate == self.baseline:
@@ -382,10 +397,12 @@ class FolderReport:
                 c = by_device[d].get((delegate, threads))
                 s = self.speed.get(c.index) if c is not None else None
                 if s is not None and s.known:
-                    marks.append((self.colours[delegate][1], f"{labels[d]}: {s.value:.2f}× ({s.clarity})",
+                    marks.append(((delegate, threads), self.colours[delegate][1],
+                                  f"{labels[d]}: {s.value:.2f}× ({s.clarity})",
                                   dict.fromkeys(("p10", "p25", "p50", "p75", "p90"), s.value)))
             dots.append((f"{delegate} · {threads} thr", "", marks))
         speed_chart = _box_chart(dots, f"speedup over {self.baseline} (×, >1 is faster; one dot per device)",
+                                 slots=_slots([k for k in cfgs if k[0] != self.baseline], self.colours),
                                  ref=1.0, dots=True)
         return self.env.get_template("fleet/model.html.j2").render(
             **self._common(group.label), group=group, configs=cfgs, order=order, labels=labels,
@@ -414,11 +431,12 @@ def write_link_page(page: Path, index: Path, title: str) -> Path:
     return page
 
 
-def _prepare(folder: Path) -> set[str]:
-    """Create ``folder`` or check it holds an earlier fleet report; the names of its old pages."""
-    if folder.exists() and not folder.is_dir():
+def _old_pages(folder: Path) -> set[str]:
+    """The pages of an earlier fleet report in ``folder`` (none when it does not exist); refuses anything else."""
+    if not folder.exists():
+        return set()
+    if not folder.is_dir():
         raise UsageError(f"{folder} exists and is not a folder", hint="give another -o for the report folder")
-    folder.mkdir(parents=True, exist_ok=True)
     names = {p.name for p in folder.iterdir()}
     if names:
         index = folder / "index.html"
@@ -445,8 +463,9 @@ def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: s
     process when that is safe: it reads half the input, then writes every other page.
     """
     folder = folder_for(out_path)
-    old = _prepare(folder)
+    old = _old_pages(folder)  # refused before the input is read, created after (a bad input leaves nothing)
     report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes)
+    folder.mkdir(parents=True, exist_ok=True)
     jobs = report.page_jobs()
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
     if report.input_bytes >= limit and len(jobs) > 2 and forked.available():

@@ -85,6 +85,7 @@ class Mark:
     x50: float
     x75: float
     x90: float
+    slot: int = 0
     y: float = 0.0
 
     def box(self) -> Markup:
@@ -118,27 +119,28 @@ class Chart:
     height: float = 0.0
     width: float = LABEL_W + PLOT_W + 20
     dots: bool = False
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (label, colour) per slot, top to bottom
 
 
 def short(label: str, limit: int = LABEL_CHARS) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-def mark(axis: Axis, colour: str, title: str, q: dict[str, float]) -> Mark:
+def mark(axis: Axis, colour: str, title: str, q: dict[str, float], slot: int = 0) -> Mark:
     """A box from quantiles ``p10 p25 p50 p75 p90`` (a dict as :func:`harness.report.fleet.spread` gives)."""
     return Mark(colour, title, axis.x(q["p10"]), axis.x(q["p25"]), axis.x(q["p50"]), axis.x(q["p75"]),
-                axis.x(q["p90"]))
+                axis.x(q["p90"]), slot)
 
 
 def lay_out(chart: Chart, top: float = 8.0) -> Chart:
-    """Give rows and marks their y: boxes stack in a row; dots share the row's middle line."""
+    """Give rows and marks their y: a box at its slot's place in the row; dots share the row's middle line."""
     y = top
+    slots = 1 if chart.dots else max([len(chart.legend), *(m.slot + 1 for r in chart.rows for m in r.marks)])
     for row in chart.rows:
         row.y = y
-        n = 1 if chart.dots else max(len(row.marks), 1)
-        row.height = n * (BOX_H + 2) + ROW_GAP
-        for i, m in enumerate(row.marks):
-            m.y = round(y + (0 if chart.dots else i) * (BOX_H + 2), 1)
+        row.height = slots * (BOX_H + 2) + ROW_GAP
+        for m in row.marks:
+            m.y = round(y + (0 if chart.dots else m.slot) * (BOX_H + 2), 1)
         y += row.height
     chart.height = y + 34  # room for the tick labels and the axis title
     return chart
