@@ -31,6 +31,7 @@ log = logging.getLogger("harness.report")
 _MAX_LINE_WARNINGS = 20
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 _NUMBER = (int, float)
+_NUMBER_TYPES = {int, float}
 
 
 class BadRecord(ValueError):
@@ -104,8 +105,8 @@ def _number(value: object, where: str) -> float | None:
 def _samples(values: object, where: str) -> list[float]:
     if not isinstance(values, list):
         raise BadRecord(f"{where}: expected a list, got {type(values).__name__}")
-    if not all(type(v) is float or type(v) is int for v in values):
-        bad = next(v for v in values if type(v) not in _NUMBER)
+    if not set(map(type, values)) <= _NUMBER_TYPES:  # exact types: a bool is not a latency
+        bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
         raise BadRecord(f"{where}: expected numbers, got {bad!r:.40}")
     if values and not min(values) > 0:  # json.loads already refused NaN and Infinity (parse_constant)
         raise BadRecord(f"{where}: latencies must be > 0 microseconds")
