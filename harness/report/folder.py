@@ -133,7 +133,7 @@ def rep_rows(case: Case) -> Markup:
 def figure_cells(case: Case) -> Markup:
     """The cases table's figure cells of ``case`` (median, p90, p99, std, n, repetitions); numbers only."""
     return Markup(_num_cells((fmt_ms(case.median_us), fmt_ms(case.p90_us), fmt_ms(case.p99_us),  # noqa: S704
-                              fmt_ms(case.std_us), str(case.n), str(len(case.reps)))))
+                              fmt_ms(case.std_us), str(case.n), str(case.repetitions))))
 
 
 def reading_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -276,6 +276,7 @@ def scan_parts(parts: Sequence[Part]) -> Scanned:
     for case, data in iter_cases(parts, out.tally, out.warnings.append):
         _collect(out.facts, case, data)
         case.details = Markup(details.render(c=case, r=data))  # noqa: S704 - made by the autoescaped template
+        case.reps = []  # shown in the details now; less to hold and to pass between processes
         out.cases.append(case)
     return out
 

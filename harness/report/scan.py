@@ -54,6 +54,7 @@ class Case:
     status: str
     reason: str
     reps: list[dict[str, Any]] = field(default_factory=list)  # per repetition: n, median, min, max, ... (us)
+    repetitions: int = 0
     n: int = 0
     basis: str = ""
     median_us: float = math.nan
@@ -175,6 +176,7 @@ def _latency(case: Case, lat: object) -> None:
                 centres.append(centre)
         case.reps.append(info)
     case.n = sum(r["n"] for r in case.reps)
+    case.repetitions = len(case.reps)
     if pooled:
         case.basis = "per-iteration samples"
         _pooled_summary(case, pooled)
