@@ -15,7 +15,7 @@ from pathlib import Path
 from harness import profiles
 from harness.config import ProjectConfig, from_environment
 from harness.devices.discovery import open_device
-from harness.errors import RunInterrupted
+from harness.errors import RunInterrupted, UsageError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate, stored_settings
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
@@ -37,6 +37,19 @@ def render(results: Sequence[Result], out_path: str | Path, *, title: str | None
     return render_report(list(results), Path(out_path), title=title, gate=gate, baseline=baseline, budgets=used)
 
 
+def render_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
+                 form: str = "auto") -> Path:
+    """Render the report of JSONL results files; returns the page to open.
+
+    ``form``: ``file`` (one self-contained HTML file at ``out_path``), ``folder`` (``index.html``
+    plus a page per device and model in ``out_path`` without ``.html``; streamed, for fleet-size
+    runs) or ``auto`` (the folder above ``harness.report.folder.FOLDER_THRESHOLD`` results).
+    """
+    from harness.report.folder import render_files as render_any
+
+    return render_any(results_files, out_path, title=title, form=form)
+
+
 def run(
     suite: str | Path | Suite,
     *,
@@ -49,16 +62,22 @@ def run(
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
     config: ProjectConfig | None = None,
+    report_form: str = "auto",
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
 
     ``config`` is the project's ``harness.toml`` (tool defaults for a suite given as a path); by default
     this front looks it up as the CLI does (``$HARNESS_CONFIG``, else ``./harness.toml``).
 
+    In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
+    ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``.
+
     Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
-    interrupted, its partial report is written (the per-run page only: ``<suite>.html`` keeps the last
+    interrupted, its partial report is written (the per-run report only: ``<suite>.html`` keeps the last
     complete run), and :class:`RunInterrupted` is raised carrying the summary.
     """
+    if report_form not in ("auto", "file", "folder"):  # before any device work
+        raise UsageError(f"report form {report_form!r} is not one of auto, file, folder")
     loaded = suite if isinstance(suite, Suite) else load_suite(suite, config or from_environment())
     profiles.load_profiles()  # a broken device profile is a load error, before any case runs
     loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
@@ -75,14 +94,24 @@ def run(
     per_run = None
     try:  # the run is finished (every result on disk) even when its report cannot be written
         if report:
-            per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
+            from harness.report.folder import choose_form, render_folder, write_link_page
+
+            latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
             note = f" (interrupted after {len(summary.results)} result(s))" if summary.interrupted else ""
-            render(summary.results, per_run, title=f"{loaded.name} — run {summary.run_id}{note}")
-            summary.report_path = per_run
-            if not summary.interrupted:  # <suite>.html keeps the last complete run
-                latest = inside(store.root, f"{loaded.name}.html")  # a symlink there must not lead out
-                shutil.copyfile(per_run, latest)
-                summary.report_path = latest
+            title = f"{loaded.name} — run {summary.run_id}{note}"
+            if choose_form(report_form, len(summary.results)) == "folder":
+                folder = inside(store.root, f"{loaded.name}-{summary.run_id}")
+                per_run = render_folder([summary.results_path], folder, title=title)
+                summary.report_path = per_run
+                if not summary.interrupted:  # <suite>.html keeps the last complete run
+                    write_link_page(latest, per_run, title)
+            else:
+                per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
+                render(summary.results, per_run, title=title)
+                summary.report_path = per_run
+                if not summary.interrupted:  # <suite>.html keeps the last complete run
+                    shutil.copyfile(per_run, latest)
+                    summary.report_path = latest
     finally:
         store.finish_run(summary.run_id, per_run if summary.report_path else None, interrupted=summary.interrupted)
     if summary.interrupted:
@@ -92,11 +121,17 @@ def run(
 
 
 def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
-                      baseline: str | None = None, store: LocalStore | None = None) -> Path:
+                      baseline: str | None = None, store: LocalStore | None = None, form: str = "auto") -> Path:
     """One report from one or more JSONL result files (several runs or devices in one page).
 
-    With ``baseline`` (a name in ``store``) the page gets the gate section for these results.
+    With ``baseline`` (a name in ``store``) the page gets the gate section for these results
+    (single-file form only). ``form``: see :func:`render_files`.
     """
+    if baseline is None or store is None:
+        return render_files(results_files, out_path, title=title, form=form)
+    if form == "folder":
+        raise UsageError("the folder form of the report has no gate section",
+                         hint="drop --baseline (or use `harness gate`), or --form file")
     results: list[Result] = []
     for path in results_files:
         results.extend(load_results(path))
@@ -104,11 +139,9 @@ def report_from_files(results_files: Sequence[str | Path], out_path: str | Path,
 
 
 def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path, *,
-                      title: str | None = None, baseline: str | None = None) -> Path:
-    results: list[Result] = []
-    for ref in refs:
-        results.extend(store.load_run(ref))
-    return _render_gated(results, out_path, title, baseline, store)
+                      title: str | None = None, baseline: str | None = None, form: str = "auto") -> Path:
+    files = [store.resolve_run(ref).results_path for ref in refs]
+    return report_from_files(files, out_path, title=title, baseline=baseline, store=store, form=form)
 
 
 def _render_gated(results: Sequence[Result], out_path: str | Path, title: str | None, baseline: str | None,

@@ -66,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run(
                 args.suite, devices=devices, out_dir=args.out, db_path=args.db, report=not args.no_report,
                 repetitions=args.repetitions, measured_runs=args.runs, cancel=stop.event,
+                report_form=args.report_form,
             )
         except RunInterrupted as exc:
             _print_run(exc.summary, f" interrupted by {stop.name}")  # type: ignore[arg-type]
@@ -128,15 +129,24 @@ class _StopSignals:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.api import report_from_files, report_from_store
     from harness.store import open_store
 
     files = [r for r in args.results if Path(r).suffix == ".jsonl" or Path(r).exists()]
     store = open_store(args.store) if args.baseline or len(files) != len(args.results) else None
+    if not args.baseline:  # no gate: skip importing harness.api (and scipy through the gate), ~1 s of start-up
+        from harness.report.folder import render_files
+
+        paths = files if store is None else [store.resolve_run(ref).results_path for ref in args.results]
+        _out(f"report: {render_files(paths, args.output, title=args.title, form=args.form)}")
+        return 0
+    from harness.api import report_from_files, report_from_store
+
     if len(files) == len(args.results):
-        path = report_from_files(files, args.output, title=args.title, baseline=args.baseline, store=store)
+        path = report_from_files(files, args.output, title=args.title, baseline=args.baseline, store=store,
+                                 form=args.form)
     else:
-        path = report_from_store(store, args.results, args.output, title=args.title, baseline=args.baseline)
+        path = report_from_store(store, args.results, args.output, title=args.title, baseline=args.baseline,
+                                 form=args.form)
     _out(f"report: {path}")
     return 0
 
@@ -343,13 +353,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=option_type("measured_runs"),
                    help="override the suite's measured runs per repetition")
     s.add_argument("--no-report", action="store_true", help="do not render the HTML report")
+    s.add_argument("--report-form", choices=("auto", "file", "folder"), default="auto",
+                   help="one HTML file, or a folder (index.html + a page per device and model); "
+                        "auto: the folder above 200 results")
     s.add_argument("--strict", action="store_true", help="exit 1 when any case failed, timed out or lost its device")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("report", help="render an HTML report from results files or stored runs",
                        description="Render one self-contained HTML report from JSONL result files or run ids.")
     s.add_argument("results", nargs="+", help="JSONL results files, or run ids / 'latest' / baseline names")
-    s.add_argument("-o", "--output", required=True, help="HTML file to write")
+    s.add_argument("-o", "--output", required=True,
+                   help="HTML file to write (the folder form writes the folder of that name without .html)")
+    s.add_argument("--form", choices=("auto", "file", "folder"), default="auto",
+                   help="one HTML file, or a folder (index.html + a page per device and model; for fleet-size "
+                        "runs); auto: the folder above 200 results. The printed path is the page to open")
     s.add_argument("--title", help="page title")
     s.add_argument("--store", default="reports", help="store directory for run ids (default: reports)")
     s.add_argument("--baseline", help="baseline name in --store: the page opens with the gate section against it")

@@ -20,9 +20,9 @@ from harness import stats
 from harness.numerics import drift as outputs_drift
 from harness.numerics import fmt as numerics_fmt
 from harness.outputs import relative_drift
+from harness.report.text import BASELINE_DELEGATE, device_name
 from harness.results import STATUSES, Result
 
-BASELINE_DELEGATE = "cpu"
 CONFIDENCE = 0.95
 N_BOOT = 2000
 SEED = stats.DEFAULT_SEED
@@ -81,8 +81,9 @@ SPEEDUP_COLUMNS = [
 def device_label(result: Result) -> str:
     """Human name of the device a result came from: model name when known, always the id."""
     dev = result.device
-    name = dev.model or dev.platform
-    return f"{name} ({dev.id})" if name and name != dev.id else dev.id
+    return device_name(dev.id, dev.model, dev.platform)
+
+
 
 
 def repetition_arrays(result: Result) -> list[np.ndarray]:

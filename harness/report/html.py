@@ -12,7 +12,6 @@ energy, thermal) adds its section by adding a builder and a template.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 import harness
 from harness.gate import Budget, GateOutcome
 from harness.report import charts, frames, gate_rows
+from harness.report.text import fmt_mb, fmt_ms, fmt_x, is_nan
 from harness.results import Result
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -80,11 +80,7 @@ class Section:
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as dicts with NaN turned into ``None`` (templates test ``is none``)."""
-    return [{k: (None if _is_nan(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    return [{k: (None if is_nan(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def _sorted_cases(df: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +146,7 @@ def results_section(data: ReportData) -> Section:
         table = ok.pivot_table(index=["model", "delegate", "threads"], columns="device",
                                values="median_us", aggfunc="median")
         pivot = {"devices": list(table.columns),
-                 "rows": [(idx, [None if _is_nan(v) else v for v in vals]) for idx, vals in zip(table.index,
+                 "rows": [(idx, [None if is_nan(v) else v for v in vals]) for idx, vals in zip(table.index,
                                                                                           table.to_numpy())]}
     return Section(
         "results",
@@ -262,30 +258,6 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     problems_section,
     details_section,
 ]
-
-
-def fmt_ms(value_us: float | None) -> str:
-    """Microseconds shown as milliseconds with 3 significant digits and the unit."""
-    return "—" if value_us is None or _is_nan(value_us) else f"{_sig(value_us / 1000.0)} ms"
-
-
-def fmt_mb(value: float | None) -> str:
-    return "—" if value is None or _is_nan(value) else f"{_sig(value)} MB"
-
-
-def fmt_x(value: float | None) -> str:
-    return "—" if value is None or _is_nan(value) else f"{value:.2f}×"
-
-
-def _sig(value: float) -> str:
-    mag = abs(value)
-    if mag >= 100:
-        return f"{value:,.0f}"
-    if mag >= 10:
-        return f"{value:.1f}"
-    if mag >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def environment() -> Environment:
