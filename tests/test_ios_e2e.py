@@ -87,7 +87,7 @@ def test_app_from_harness_toml_is_installed_once(make_fake_iphone, bench_ipa: Pa
                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert "2 ok" in proc.stdout
-    installs = [line for line in phone.syslog if "installd: installed" in line]
+    installs = [line for line in phone.syslog if "installd[" in line and "installed com.edgeharness" in line]
     assert len(installs) == 1, installs
 
 
