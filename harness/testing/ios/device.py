@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from harness.testing.ios import services, system
+from harness.testing.ios import services, system, system_services
 from harness.testing.ios.dvt import serve_dvt
 from harness.testing.ios.lockdownd import Lockdownd, server_tls_context
 from harness.testing.ios.usbmuxd import Usbmuxd
@@ -158,6 +158,9 @@ class DeviceState:
         self.media_root.mkdir(parents=True, exist_ok=True)
         for folder in system.MEDIA_FOLDERS:
             (self.media_root / folder).mkdir(exist_ok=True)
+        self.crash_root = self.root / "crash"
+        self.crash_root.mkdir(exist_ok=True)
+        self.icon_layout: list[Any] | None = None
         self._push_drop_left = self.faults.drop_push_after_bytes
         self.system_apps = {app.bundle_id: app for app in system.SYSTEM_APPS}
         for name, path, footprint in system.SYSTEM_DAEMONS:
@@ -198,6 +201,15 @@ class DeviceState:
         present = key in (self.domain_values(domain) if domain else self.lockdown_values())
         self.set_values.setdefault(domain, {}).pop(key, None)
         return present
+
+    def icon_state(self) -> list[Any]:
+        """SpringBoard's layout: the dock, then one page of the other apps (or what a host last set)."""
+        if self.icon_layout is not None:
+            return self.icon_layout
+        apps = [*self.system_apps.values(), *self.apps.values()]
+        icons = [{"displayIdentifier": a.bundle_id, "bundleIdentifier": a.bundle_id, "displayName": a.name}
+                 for a in apps]
+        return [icons[:4], icons[4:]]
 
     # --- pairing and TLS -------------------------------------------------
     def next_trust_answer(self) -> str:
@@ -415,6 +427,10 @@ SERVICES: dict[str, Callable[[DeviceState, asyncio.StreamReader, asyncio.StreamW
     "com.apple.mobile.installation_proxy": lambda s, r, w: services.InstallationProxyService(s).serve(r, w),
     "com.apple.syslog_relay": lambda s, r, w: services.SyslogRelayService(s).serve(r, w),
     "com.apple.os_trace_relay": lambda s, r, w: services.OsTraceRelayService(s).serve(r, w),
+    "com.apple.springboardservices": lambda s, r, w: system_services.SpringBoardServices(s).serve(r, w),
+    "com.apple.mobile.mobile_image_mounter": lambda s, r, w: system_services.ImageMounterService(s).serve(r, w),
+    "com.apple.crashreportmover": system_services.serve_crash_mover,
+    "com.apple.crashreportcopymobile": system_services.serve_crash_copy,
     "com.apple.mobile.diagnostics_relay": lambda s, r, w: services.DiagnosticsRelayService(s).serve(r, w),
     "com.apple.instruments.remoteserver.DVTSecureSocketProxy": serve_dvt,
     "com.apple.instruments.remoteserver": serve_dvt,

@@ -78,6 +78,10 @@ class FakeProcessControl(DTXService):
     async def disable_memory_limits(self, pid: int) -> bool:
         return int(pid) in _state(self).process_names()
 
+    @dtx_on_invoke("requestDisableMemoryLimitsForPid:")
+    async def request_disable_memory_limits(self, pid: int) -> bool:
+        return int(pid) in _state(self).process_names()
+
     @dtx_on_invoke("startObservingPid:")
     async def start_observing(self, pid: int) -> None:
         return None

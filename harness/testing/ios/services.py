@@ -212,7 +212,8 @@ def _stat(path: Path) -> bytes:
     st = path.stat()
     return _kv(
         {
-            "st_size": st.st_size,
+            # afcd on APFS reports 64 bytes for a directory (the host file system's figure means nothing here)
+            "st_size": 64 if path.is_dir() else st.st_size,
             "st_blocks": st.st_blocks,
             "st_nlink": st.st_nlink,
             "st_ifmt": "S_IFDIR" if path.is_dir() else "S_IFREG",
