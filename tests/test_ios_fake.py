@@ -107,3 +107,26 @@ def test_lockdown_faults_use_the_real_error_words(make_fake_iphone, tmp_path, op
 
     with pytest.raises(error):
         asyncio.run(go())
+
+
+def test_serve_refuses_a_bad_tcp_port_and_serves_loopback_only(tmp_path):
+    import argparse
+
+    from harness.errors import UsageError
+    from harness.testing.ios import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    with pytest.raises(UsageError, match="not a TCP port"):
+        serve.build(parser.parse_args(["--usbmux-tcp", "70000", "--root", str(tmp_path / "a")]))
+    phone = serve.build(parser.parse_args(["--usbmux-tcp", "0", "--root", str(tmp_path / "b")])).start()
+    try:
+        host, port = phone.usbmux_tcp_address.rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+
+        async def go():
+            return [d.serial for d in await usbmux.list_devices(usbmux_address=phone.usbmux_tcp_address)]
+
+        assert asyncio.run(go()) == [phone.udid]
+    finally:
+        phone.stop()

@@ -3,7 +3,9 @@
 The fake sits at the lowest transport boundary only: unmodified pymobiledevice3 client code
 connects to its usbmuxd socket (``USBMUXD_SOCKET_ADDRESS`` or ``usbmux_address``) and speaks
 real usbmuxd, lockdownd (with a real TLS session), installation_proxy, house_arrest + AFC,
-syslog_relay, diagnostics_relay and DVT/DTX to it. Apps "run" as host processes in the
+syslog_relay, os_trace_relay, diagnostics_relay, springboardservices, the image mounter, crash
+reports and DVT/DTX to it (usbmuxd also on loopback TCP with ``usbmux_tcp_port``). An idle phone
+shows stock apps and daemons (see ``system.py``). Apps "run" as host processes in the
 app's container directory. What it cannot prove: code signing, DDI mounting, iOS 17 tunnels
 (RemoteXPC), real battery update rates and real device timing.
 
