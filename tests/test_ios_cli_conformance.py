@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -57,22 +58,24 @@ def cli(phone: FakeIPhone, home: Path, *args: str, tcp: bool = False, timeout: f
 
 
 def first_lines(phone: FakeIPhone, home: Path, *args: str, count: int, timeout: float = 60) -> list[str]:
-    """The first ``count`` lines a streaming command prints (then it is stopped, as with Ctrl-C)."""
+    """The first ``count`` lines a streaming command prints within ``timeout`` (then it is stopped, as with Ctrl-C)."""
     env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": phone.usbmux_address, "HOME": str(home), "NO_COLOR": "1"}
-    proc = subprocess.Popen([str(CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
+    proc = subprocess.Popen([str(CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    data = b""
     deadline = time.monotonic() + timeout
     try:
-        assert proc.stdout is not None
-        while len(lines) < count and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
+        while data.count(b"\n") < count and (left := deadline - time.monotonic()) > 0:
+            if select.select([proc.stdout], [], [], left)[0]:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                data += chunk
     finally:
         proc.kill()
-        stderr = proc.communicate()[1]
-    assert len(lines) == count, f"{args}: got {lines!r}; stderr: {stderr[-2000:]}"
+        stderr = proc.communicate()[1].decode("utf-8", "replace")
+    lines = data.decode("utf-8", "replace").splitlines()[:count]
+    assert len(lines) == count, f"{args}: got {lines!r} in {timeout} s; stderr: {stderr[-2000:]}"
     return lines
 
 
