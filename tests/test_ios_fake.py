@@ -130,3 +130,22 @@ def test_serve_refuses_a_bad_tcp_port_and_serves_loopback_only(tmp_path):
         assert asyncio.run(go()) == [phone.udid]
     finally:
         phone.stop()
+
+
+def test_notification_proxy_relays_a_post_to_observers(fake_iphone, tmp_path):
+    from pymobiledevice3.services.notification_proxy import NotificationProxyService
+
+    async def go():
+        ld = await _lockdown(tmp_path)
+        try:
+            async with NotificationProxyService(ld, timeout=5) as observer, NotificationProxyService(ld) as poster:
+                await observer.notify_register_dispatch("com.edgeharness.ping")
+                await asyncio.sleep(0.2)
+                await poster.notify_post("com.edgeharness.other")      # not observed: not relayed
+                await poster.notify_post("com.edgeharness.ping")
+                return await anext(observer.receive_notification())
+        finally:
+            await ld.close()
+
+    event = asyncio.run(go())
+    assert (event.command, event.name) == ("RelayNotification", "com.edgeharness.ping")

@@ -147,6 +147,7 @@ class DeviceState:
     set_values: dict[str | None, dict[str, Any]] = field(default_factory=dict)
     syslog: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20000))
     output_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
+    notification_listeners: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     _ports: dict[int, tuple[str, bool]] = field(default_factory=dict)
     _next_port: int = 49152
     _next_system_pid: int = 30
@@ -432,6 +433,9 @@ SERVICES: dict[str, Callable[[DeviceState, asyncio.StreamReader, asyncio.StreamW
     "com.apple.springboardservices": lambda s, r, w: system_services.SpringBoardServices(s).serve(r, w),
     "com.apple.mobile.mobile_image_mounter": lambda s, r, w: system_services.ImageMounterService(s).serve(r, w),
     "com.apple.crashreportmover": system_services.serve_crash_mover,
+    "com.apple.mobile.notification_proxy": lambda s, r, w: system_services.NotificationProxyService(s).serve(r, w),
+    "com.apple.mobile.insecure_notification_proxy":
+        lambda s, r, w: system_services.NotificationProxyService(s).serve(r, w),
     "com.apple.crashreportcopymobile": system_services.serve_crash_copy,
     "com.apple.mobile.diagnostics_relay": lambda s, r, w: services.DiagnosticsRelayService(s).serve(r, w),
     "com.apple.instruments.remoteserver.DVTSecureSocketProxy": serve_dvt,

@@ -97,3 +97,38 @@ async def serve_crash_mover(state: DeviceState, reader: asyncio.StreamReader, wr
 async def serve_crash_copy(state: DeviceState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """``com.apple.crashreportcopymobile``: AFC rooted at the phone's crash-report folder."""
     await AfcServer(state.crash_root, state).serve(reader, writer)
+
+
+class NotificationProxyService:
+    """``com.apple.mobile.notification_proxy``: observe and post Darwin notifications.
+
+    A ``PostNotification`` reaches every connection that observes that name (as
+    ``RelayNotification``); ``Shutdown`` is answered with ``ProxyDeath``.
+    """
+
+    def __init__(self, state: DeviceState) -> None:
+        self.state = state
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        observed: set[str] = set()
+
+        async def relay(name: str) -> None:
+            if name in observed:
+                await write_plist(writer, {"Command": "RelayNotification", "Name": name})
+
+        self.state.notification_listeners.append(relay)
+        try:
+            while (request := await read_plist(reader)) is not None:
+                command, name = request.get("Command"), str(request.get("Name", ""))
+                if command == "ObserveNotification":
+                    observed.add(name)
+                elif command == "PostNotification":
+                    for listener in list(self.state.notification_listeners):
+                        await listener(name)
+                elif command == "Shutdown":
+                    await write_plist(writer, {"Command": "ProxyDeath"})
+                    return
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self.state.notification_listeners.remove(relay)
