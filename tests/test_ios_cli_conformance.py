@@ -12,6 +12,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -182,3 +183,24 @@ def test_remote_usbmuxd_over_loopback_tcp(phone, home):
     devices = json.loads(cli(phone, home, "usbmux", "list", tcp=True).stdout)
     assert [d["UniqueDeviceID"] for d in devices] == [phone.udid]
     assert json.loads(cli(phone, home, "lockdown", "info", tcp=True).stdout)["UniqueDeviceID"] == phone.udid
+
+
+def test_simulate_location_set_and_clear(phone, home):
+    # `set` holds the simulation until SIGINT/SIGTERM, as a user presses Ctrl-C
+    env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": phone.usbmux_address, "HOME": str(home)}
+    proc = subprocess.Popen([str(CLI), "developer", "dvt", "simulate-location", "set", "--", "40.690008", "-74.045843"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while phone.state.simulated_location is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert phone.state.simulated_location == pytest.approx((40.690008, -74.045843))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    cli(phone, home, "developer", "dvt", "simulate-location", "clear")
+    deadline = time.monotonic() + 5       # stopLocationSimulation expects no reply: give it a moment
+    while phone.state.simulated_location is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert phone.state.simulated_location is None

@@ -148,6 +148,7 @@ class DeviceState:
     syslog: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20000))
     output_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
     notification_listeners: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    simulated_location: tuple[float, float] | None = None
     _ports: dict[int, tuple[str, bool]] = field(default_factory=dict)
     _next_port: int = 49152
     _next_system_pid: int = 30

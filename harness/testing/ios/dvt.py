@@ -172,6 +172,20 @@ class FakeDeviceInfo(DTXService):
         return {"lo0": "Loopback", "en0": "Wi-Fi", "en2": "Ethernet Adaptor (en2)", "pdp_ip0": "Cellular (pdp_ip0)"}
 
 
+class FakeLocationSimulation(DTXService):
+    """``LocationSimulation``: the simulated GPS fix (the fake only records it in ``simulated_location``)."""
+
+    IDENTIFIER = "com.apple.instruments.server.services.LocationSimulation"
+
+    @dtx_on_invoke("simulateLocationWithLatitude:longitude:")
+    async def simulate(self, latitude: float, longitude: float) -> None:
+        _state(self).simulated_location = (float(latitude), float(longitude))
+
+    @dtx_on_invoke("stopLocationSimulation")
+    async def stop(self) -> None:
+        _state(self).simulated_location = None
+
+
 class FakeApplicationListing(DTXService):
     """``device.applictionListing``: installed apps and app extensions, as Instruments lists them."""
 
@@ -262,7 +276,10 @@ async def serve_dvt(state: DeviceState, reader: asyncio.StreamReader, writer: as
     """Run the device end of one DVT connection until the host goes away."""
     conn = DTXConnection(reader, writer)
     conn.ctx["fake_state"] = state
-    conn.register_services(FakeProcessControl, FakeDeviceInfo, FakeSysmontap, FakeApplicationListing)
+    served = (FakeProcessControl, FakeDeviceInfo, FakeSysmontap, FakeApplicationListing, FakeLocationSimulation)
+    conn.register_services(*served)
+    # like DTServiceHub, publish the service identifiers (with a version) in the capability handshake
+    conn.sent_capabilities = {**DTXConnection.DEFAULT_CAPABILITIES, **{svc.IDENTIFIER: 1 for svc in served}}
     try:
         await conn.connect()
         await conn.wait_disconnected()
