@@ -87,7 +87,7 @@ def test_app_from_harness_toml_is_installed_once(make_fake_iphone, bench_ipa: Pa
                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert "2 ok" in proc.stdout
-    installs = [line for line in phone.syslog if "installd: installed" in line]
+    installs = [line for line in phone.syslog if "installd[" in line and "installed com.edgeharness" in line]
     assert len(installs) == 1, installs
 
 
@@ -138,3 +138,23 @@ def test_fake_iphone_serve_as_a_user_runs_it(tmp_path: Path, small_model: Path) 
     finally:
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=20) == 0
+
+
+def test_remote_usbmuxd_over_loopback_tcp(make_fake_iphone, tmp_path: Path, small_model: Path) -> None:
+    """A farm host exposes usbmuxd over TCP: ``harness devices`` and a run reach the phone through it alone."""
+    phone = make_fake_iphone(installed={BENCH_BUNDLE_ID: "1.0"}, sysmon_interval_s=0.1, usbmux_tcp_port=0)
+    os.unlink(phone.usbmux_address)          # the UNIX socket is gone: only the TCP usbmuxd can answer
+    env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(phone.usbmux_tcp_address)}
+    proc = _cli("devices", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    entry = next(d for d in json.loads(proc.stdout) if d["id"] == phone.device_id)
+    assert entry["reachable"] and entry["profile"] == "fake-iphone"
+    suite = tmp_path / "tcp.toml"
+    suite.write_text(f'[suite]\nname = "tcp"\ndelegates = ["cpu"]\nrepetitions = 1\nmeasured_runs = 2\n'
+                     f'warmup_runs = 1\ntimeout_s = 60\n[[models]]\npath = "{small_model}"\nname = "m"\n')
+    out = tmp_path / "out"
+    proc = _cli("run", str(suite), "--device", phone.device_id, "--out", str(out), "--no-report", env=env)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(next(out.rglob("*.jsonl")).read_text().splitlines()[0])
+    assert row["status"] == "ok", row["reason"]
+    assert len(row["latency"]["repetitions"][0]["samples_us"]) == 2

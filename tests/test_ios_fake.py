@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 pytest.importorskip("pymobiledevice3")
 
 from pymobiledevice3 import usbmux  # noqa: E402
-from pymobiledevice3.exceptions import AfcException, AppNotInstalledError, InvalidServiceError, PasswordRequiredError  # noqa: E402
+from pymobiledevice3.exceptions import AppNotInstalledError, InvalidServiceError, PasswordRequiredError  # noqa: E402
 from pymobiledevice3.lockdown import create_using_usbmux  # noqa: E402
 from pymobiledevice3.services.afc import AfcService  # noqa: E402
 from pymobiledevice3.services.house_arrest import HouseArrestService  # noqa: E402
@@ -52,8 +53,9 @@ def test_install_browse_and_container_sandbox(fake_iphone, bench_ipa, tmp_path):
                 await HouseArrestService.create(ld, "com.example.absent")
             async with await HouseArrestService.create(ld, BENCH_BUNDLE_ID) as ha:
                 await ha.set_file_contents("/Documents/hello.txt", b"hi")
-                with pytest.raises(AfcException, match="PERM_DENIED"):
-                    await ha.exists("/../../../media/x")
+                # as afcd does, ".." stops at the container root: this lands in the container, not above it
+                await ha.set_file_contents("/../../../escape.txt", b"x")
+                assert not await ha.exists("/../../../media/x")
                 listing = await ha.listdir("/Documents")
             async with AfcService(ld) as afc:
                 staged = await afc.listdir("/PublicStaging/pymobiledevice3")
@@ -65,6 +67,8 @@ def test_install_browse_and_container_sandbox(fake_iphone, bench_ipa, tmp_path):
     assert apps[BENCH_BUNDLE_ID]["CFBundleShortVersionString"] == "1.0"
     assert listing == ["hello.txt"] and staged == []
     assert (fake_iphone.container() / "Documents" / "hello.txt").read_bytes() == b"hi"
+    assert (fake_iphone.container() / "escape.txt").read_bytes() == b"x"
+    assert sorted(p.name for p in fake_iphone.root.rglob("escape.txt")) == ["escape.txt"]
 
 
 def test_syslog_relays_device_lines(fake_iphone, bench_ipa, tmp_path):
@@ -75,11 +79,15 @@ def test_syslog_relays_device_lines(fake_iphone, bench_ipa, tmp_path):
                 lines = syslog.watch()
                 async with InstallationProxyService(ld) as ip:
                     await ip.install_from_local(bench_ipa)
-                return await asyncio.wait_for(anext(lines), 10)
+                while "installd" not in (line := await asyncio.wait_for(anext(lines), 10)):
+                    pass
+                return line
         finally:
             await ld.close()
 
-    assert "installed com.edgeharness.bench" in asyncio.run(go())
+    line = asyncio.run(go())
+    assert re.match(r"\w{3} [ \d]\d \d\d:\d\d:\d\d edgeharness fake iPhone installd\[\d+\] <Notice>: "
+                    r"installed com\.edgeharness\.bench 1\.0$", line), line
 
 
 @pytest.mark.parametrize(("options", "service", "error"), [
@@ -99,3 +107,45 @@ def test_lockdown_faults_use_the_real_error_words(make_fake_iphone, tmp_path, op
 
     with pytest.raises(error):
         asyncio.run(go())
+
+
+def test_serve_refuses_a_bad_tcp_port_and_serves_loopback_only(tmp_path):
+    import argparse
+
+    from harness.errors import UsageError
+    from harness.testing.ios import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    with pytest.raises(UsageError, match="not a TCP port"):
+        serve.build(parser.parse_args(["--usbmux-tcp", "70000", "--root", str(tmp_path / "a")]))
+    phone = serve.build(parser.parse_args(["--usbmux-tcp", "0", "--root", str(tmp_path / "b")])).start()
+    try:
+        host, port = phone.usbmux_tcp_address.rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+
+        async def go():
+            return [d.serial for d in await usbmux.list_devices(usbmux_address=phone.usbmux_tcp_address)]
+
+        assert asyncio.run(go()) == [phone.udid]
+    finally:
+        phone.stop()
+
+
+def test_notification_proxy_relays_a_post_to_observers(fake_iphone, tmp_path):
+    from pymobiledevice3.services.notification_proxy import NotificationProxyService
+
+    async def go():
+        ld = await _lockdown(tmp_path)
+        try:
+            async with NotificationProxyService(ld, timeout=5) as observer, NotificationProxyService(ld) as poster:
+                await observer.notify_register_dispatch("com.edgeharness.ping")
+                await asyncio.sleep(0.2)
+                await poster.notify_post("com.edgeharness.other")      # not observed: not relayed
+                await poster.notify_post("com.edgeharness.ping")
+                return await anext(observer.receive_notification())
+        finally:
+            await ld.close()
+
+    event = asyncio.run(go())
+    assert (event.command, event.name) == ("RelayNotification", "com.edgeharness.ping")

@@ -3,7 +3,9 @@
 The fake sits at the lowest transport boundary only: unmodified pymobiledevice3 client code
 connects to its usbmuxd socket (``USBMUXD_SOCKET_ADDRESS`` or ``usbmux_address``) and speaks
 real usbmuxd, lockdownd (with a real TLS session), installation_proxy, house_arrest + AFC,
-syslog_relay, diagnostics_relay and DVT/DTX to it. Apps "run" as host processes in the
+syslog_relay, os_trace_relay, diagnostics_relay, springboardservices, the image mounter, crash
+reports and DVT/DTX to it (usbmuxd also on loopback TCP with ``usbmux_tcp_port``). An idle phone
+shows stock apps and daemons (see ``system.py``). Apps "run" as host processes in the
 app's container directory. What it cannot prove: code signing, DDI mounting, iOS 17 tunnels
 (RemoteXPC), real battery update rates and real device timing.
 
@@ -14,6 +16,7 @@ the harness's own per-device loop can both talk to it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import plistlib
@@ -23,6 +26,8 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
+import uuid
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from harness.testing.ios import services
+from harness.testing.ios import services, system, system_services
 from harness.testing.ios.dvt import serve_dvt
 from harness.testing.ios.lockdownd import Lockdownd, server_tls_context
 from harness.testing.ios.usbmuxd import Usbmuxd
@@ -73,15 +78,23 @@ class FakeApp:
     version: str
     container: Path
     name: str = "EdgeBench"
+    file_sharing: bool = True
 
     def info(self) -> dict[str, Any]:
+        """installation_proxy's view: device paths (a data container and a bundle path), never host paths."""
+        ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeharness-fake:{self.bundle_id}")).upper()
         return {
             "CFBundleIdentifier": self.bundle_id,
             "CFBundleShortVersionString": self.version,
             "CFBundleVersion": self.version,
             "CFBundleName": self.name,
+            "CFBundleDisplayName": self.name,
+            "CFBundleExecutable": self.name,
             "ApplicationType": "User",
-            "Container": str(self.container),
+            "UIFileSharingEnabled": self.file_sharing,
+            "Container": f"/private/var/mobile/Containers/Data/Application/{ident}",
+            "Path": f"/private/var/containers/Bundle/Application/{ident}/{self.name}.app",
+            "Entitlements": {"get-task-allow": True, "application-identifier": f"TEAMID.{self.bundle_id}"},
         }
 
 
@@ -96,6 +109,22 @@ DEFAULT_VALUES: dict[str, Any] = {
     "DeviceName": "edgeharness fake iPhone",
     "ChipID": 0x8110,
 }
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One device log message: what syslog_relay prints and os_trace_relay encodes."""
+
+    time: float
+    process: str
+    pid: int
+    level: str
+    message: str
+
+    def line(self, device_name: str) -> str:
+        """syslogd's text form: ``Mon DD HH:MM:SS DeviceName process[pid] <Level>: message``."""
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(self.time))
+        return f"{stamp} {device_name} {self.process}[{self.pid}] <{self.level}>: {self.message}"
 
 
 @dataclass
@@ -114,28 +143,47 @@ class DeviceState:
     host_pairings: dict[str, dict[str, Any]] = field(default_factory=dict)
     apps: dict[str, FakeApp] = field(default_factory=dict)
     processes: dict[int, tuple[str, asyncio.subprocess.Process]] = field(default_factory=dict)
-    syslog: list[str] = field(default_factory=list)
+    system_processes: dict[int, system.SystemProcess] = field(default_factory=dict)
+    set_values: dict[str | None, dict[str, Any]] = field(default_factory=dict)
+    syslog: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20000))
     output_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
+    notification_listeners: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    simulated_location: tuple[float, float] | None = None
     _ports: dict[int, tuple[str, bool]] = field(default_factory=dict)
     _next_port: int = 49152
+    _next_system_pid: int = 30
     _pair_attempts: int = 0
     _push_drop_left: int | None = None
-    _syslog_queues: list[asyncio.Queue[str]] = field(default_factory=list)
+    _syslog_queues: list[asyncio.Queue[LogRecord]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.media_root = self.root / "media"
         self.media_root.mkdir(parents=True, exist_ok=True)
+        for folder in system.MEDIA_FOLDERS:
+            (self.media_root / folder).mkdir(exist_ok=True)
+        self.crash_root = self.root / "crash"
+        self.crash_root.mkdir(exist_ok=True)
+        self.icon_layout: list[Any] | None = None
         self._push_drop_left = self.faults.drop_push_after_bytes
+        self.system_apps = {app.bundle_id: app for app in system.SYSTEM_APPS}
+        for name, path, footprint in system.SYSTEM_DAEMONS:
+            self.spawn_system_process(system.SystemProcess(name, path, footprint=footprint))
 
     @property
     def major_version(self) -> int:
         return int(str(self.values["ProductVersion"]).split(".")[0])
 
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in str(self.values["ProductVersion"]).split(".") if p.isdigit())
+
     def lockdown_values(self) -> dict[str, Any]:
         public = self.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
         return {
+            **system.default_values(),
+            **self.set_values.get(None, {}),
             **self.values,
+            "TimeIntervalSince1970": time.time(),
             "UniqueDeviceID": self.udid,
             "SerialNumber": self.udid[-12:],
             "UniqueChipID": int(self.udid.replace("-", "")[-16:], 16),
@@ -143,6 +191,29 @@ class DeviceState:
             "WiFiAddress": "02:00:00:ed:9e:01",
             "ActivationState": "Activated",
         }
+
+    def domain_values(self, domain: str) -> dict[str, Any]:
+        """A named lockdown domain ({} when the phone has no such domain)."""
+        disk = shutil.disk_usage(self.root)
+        base = system.domain_values(self.lockdown_values(), self.battery, (disk.total, disk.free)).get(domain, {})
+        return {**base, **self.set_values.get(domain, {})}
+
+    def set_value(self, domain: str | None, key: str, value: Any) -> None:
+        self.set_values.setdefault(domain, {})[key] = value
+
+    def remove_value(self, domain: str | None, key: str) -> bool:
+        present = key in (self.domain_values(domain) if domain else self.lockdown_values())
+        self.set_values.setdefault(domain, {}).pop(key, None)
+        return present
+
+    def icon_state(self) -> list[Any]:
+        """SpringBoard's layout: the dock, then one page of the other apps (or what a host last set)."""
+        if self.icon_layout is not None:
+            return self.icon_layout
+        apps = [*self.system_apps.values(), *self.apps.values()]
+        icons = [{"displayIdentifier": a.bundle_id, "bundleIdentifier": a.bundle_id, "displayName": a.name}
+                 for a in apps]
+        return [icons[:4], icons[4:]]
 
     # --- pairing and TLS -------------------------------------------------
     def next_trust_answer(self) -> str:
@@ -203,9 +274,10 @@ class DeviceState:
             str(info.get("CFBundleShortVersionString", "1.0")),
             container,
             str(info.get("CFBundleName", "EdgeBench")),
+            bool(info.get("UIFileSharingEnabled", False)),
         )
         self.apps[bundle_id] = app
-        self.log(f"installd: installed {bundle_id} {app.version}")
+        self.log("installd", self.system_pid("installd"), f"installed {bundle_id} {app.version}")
         return app
 
     def uninstall(self, bundle_id: str) -> None:
@@ -213,9 +285,14 @@ class DeviceState:
         if app is not None:
             shutil.rmtree(app.container, ignore_errors=True)
 
+    def is_installed(self, bundle_id: str) -> bool:
+        return bundle_id in self.apps or bundle_id in self.system_apps
+
     async def launch_app(self, bundle_id: str, args: list[str], env: dict[str, Any], kill_existing: bool) -> int:
         if kill_existing and (old := self.running_pid(bundle_id)):
-            self.signal(old, signal.SIGKILL)
+            await self.signal_and_reap(old, signal.SIGKILL)
+        if bundle_id in self.system_apps:
+            return await self._start_process(self.system_apps[bundle_id].name, IDLE_APP, Path(self.root), env)
         app = self.apps[bundle_id]
         argv = [
             sys.executable,
@@ -227,29 +304,37 @@ class DeviceState:
             *(["--hang"] if self.faults.app_hangs else []),
             *args,
         ]
+        return await self._start_process(app.name, argv, app.container, env)
+
+    async def _start_process(self, name: str, argv: list[str], cwd: Path, env: dict[str, Any]) -> int:
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            cwd=app.container,
+            cwd=cwd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, **{str(k): str(v) for k, v in env.items()}},
         )
-        self.processes[proc.pid] = (app.name, proc)
-        asyncio.create_task(self._pump_output(proc, app.name))
+        self.processes[proc.pid] = (name, proc)
+        asyncio.create_task(self._pump_output(proc, name))
         return proc.pid
 
     async def _pump_output(self, proc: asyncio.subprocess.Process, name: str) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.log(f"{name}({proc.pid}) <Notice>: {line}")
+            self.log(name, proc.pid, line)
             for listener in list(self.output_listeners):
                 await listener(proc.pid, line)
         await proc.wait()
         self.processes.pop(proc.pid, None)
-        self.log(f"SpringBoard: process {name}({proc.pid}) exited with status {proc.returncode}")
+        self.log("SpringBoard", self.system_pid("SpringBoard"),
+                 f"process {name}({proc.pid}) exited with status {proc.returncode}")
 
     def signal(self, pid: int, sig: int) -> None:
+        if pid in self.system_processes:
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self._kill_system_process(pid)
+            return
         entry = self.processes.get(pid)
         if entry is not None and entry[1].returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -264,24 +349,72 @@ class DeviceState:
                 await asyncio.wait_for(entry[1].wait(), timeout_s)
 
     def running_pid(self, bundle_id: str) -> int:
-        name = self.apps[bundle_id].name if bundle_id in self.apps else None
+        app = self.apps.get(bundle_id) or self.system_apps.get(bundle_id)
+        name = app.name if app is not None else None
         return next((pid for pid, (n, p) in self.processes.items() if n == name and p.returncode is None), 0)
 
-    def process_names(self) -> dict[int, str]:
+    def app_process_names(self) -> dict[int, str]:
+        """The apps the fake launched (real host processes), by pid."""
         return {pid: name for pid, (name, proc) in self.processes.items() if proc.returncode is None}
 
-    # --- logs and battery --------------------------------------------------------
-    def log(self, line: str) -> None:
-        self.syslog.append(line)
-        for queue in self._syslog_queues:
-            queue.put_nowait(line)
+    def process_names(self) -> dict[int, str]:
+        """Every process a client can see: the phone's daemons and the launched apps."""
+        return {**{pid: p.name for pid, p in self.system_processes.items()}, **self.app_process_names()}
 
-    def subscribe_syslog(self) -> asyncio.Queue[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
+    def process_path(self, pid: int) -> str | None:
+        """The executable path of a running process, as the phone names it."""
+        if pid in self.system_processes:
+            return self.system_processes[pid].path
+        name = self.app_process_names().get(pid)
+        if name is None:
+            return None
+        app = next((a for a in [*self.apps.values(), *self.system_apps.values()] if a.name == name), None)
+        return f"{app.info()['Path']}/{name}" if app is not None else None
+
+    # --- the phone's own daemons -----------------------------------------------
+    def spawn_system_process(self, proc: system.SystemProcess) -> int:
+        while self._next_system_pid in self.processes or self._next_system_pid in self.system_processes:
+            self._next_system_pid += 1
+        pid = 1 if proc.name == "launchd" else self._next_system_pid
+        self._next_system_pid += 1
+        self.system_processes[pid] = proc
+        return pid
+
+    def system_pid(self, name: str) -> int:
+        return next((pid for pid, p in self.system_processes.items() if p.name == name), 0)
+
+    def _kill_system_process(self, pid: int) -> None:
+        """launchd restarts a killed daemon at once under a new pid (killing launchd is ignored)."""
+        if pid == 1:
+            return
+        old = self.system_processes.pop(pid)
+        new_pid = self.spawn_system_process(system.SystemProcess(old.name, old.path, old.is_application,
+                                                                 old.bundle_id, footprint=old.footprint))
+        self.log("launchd", 1, f"Service {old.name}[{pid}] killed; respawned as [{new_pid}]")
+
+    # --- logs and battery --------------------------------------------------------
+    def log(self, process: str, pid: int, message: str, level: str = "Notice") -> None:
+        """Log one message; relays see it live, :attr:`syslog` keeps it as syslogd's text line."""
+        record = LogRecord(time.time(), process, pid, level, message)
+        self.syslog.append(record.line(str(self.values.get("DeviceName", "iPhone"))))
+        for queue in self._syslog_queues:
+            queue.put_nowait(record)
+
+    async def log_heartbeat(self, interval_s: float = 1.0) -> None:
+        """A phone is never silent: the kernel logs a battery reading every ``interval_s``."""
+        while True:
+            await asyncio.sleep(interval_s)
+            battery = self.battery_registry()
+            self.log("kernel", 0, f"AppleSmartBattery: Voltage={battery.get('Voltage')} mV "
+                                  f"InstantAmperage={battery.get('InstantAmperage')} mA "
+                                  f"ExternalConnected={battery.get('ExternalConnected')}")
+
+    def subscribe_syslog(self) -> asyncio.Queue[LogRecord]:
+        queue: asyncio.Queue[LogRecord] = asyncio.Queue()
         self._syslog_queues.append(queue)
         return queue
 
-    def unsubscribe_syslog(self, queue: asyncio.Queue[str]) -> None:
+    def unsubscribe_syslog(self, queue: asyncio.Queue[LogRecord]) -> None:
         with contextlib.suppress(ValueError):
             self._syslog_queues.remove(queue)
 
@@ -289,11 +422,22 @@ class DeviceState:
         return dict(self.battery)
 
 
+#: A launched system app: an idle process until it is killed (its CPU and memory are real, and tiny).
+IDLE_APP = [sys.executable, "-c", "import time\nwhile True: time.sleep(3600)"]
+
 SERVICES: dict[str, Callable[[DeviceState, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]] = {
     "com.apple.afc": lambda s, r, w: services.AfcService(s).serve(r, w),
     "com.apple.mobile.house_arrest": lambda s, r, w: services.HouseArrestService(s).serve(r, w),
     "com.apple.mobile.installation_proxy": lambda s, r, w: services.InstallationProxyService(s).serve(r, w),
     "com.apple.syslog_relay": lambda s, r, w: services.SyslogRelayService(s).serve(r, w),
+    "com.apple.os_trace_relay": lambda s, r, w: services.OsTraceRelayService(s).serve(r, w),
+    "com.apple.springboardservices": lambda s, r, w: system_services.SpringBoardServices(s).serve(r, w),
+    "com.apple.mobile.mobile_image_mounter": lambda s, r, w: system_services.ImageMounterService(s).serve(r, w),
+    "com.apple.crashreportmover": system_services.serve_crash_mover,
+    "com.apple.mobile.notification_proxy": lambda s, r, w: system_services.NotificationProxyService(s).serve(r, w),
+    "com.apple.mobile.insecure_notification_proxy":
+        lambda s, r, w: system_services.NotificationProxyService(s).serve(r, w),
+    "com.apple.crashreportcopymobile": system_services.serve_crash_copy,
     "com.apple.mobile.diagnostics_relay": lambda s, r, w: services.DiagnosticsRelayService(s).serve(r, w),
     "com.apple.instruments.remoteserver.DVTSecureSocketProxy": serve_dvt,
     "com.apple.instruments.remoteserver": serve_dvt,
@@ -329,7 +473,10 @@ class FakeIPhone:
         sysmon_interval_s: float = 0.5,
         battery: dict[str, Any] | None = None,
         root: Path | None = None,
+        usbmux_tcp_port: int | None = None,
     ) -> None:
+        """``usbmux_tcp_port``: also serve usbmuxd on ``127.0.0.1:PORT`` (0 picks a free port), as a farm
+        host exposes its phones' usbmuxd over TCP; :attr:`usbmux_tcp_address` is then ``127.0.0.1:PORT``."""
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="fake-iphone-")) if root is None else root
         self.state = DeviceState(
@@ -341,8 +488,13 @@ class FakeIPhone:
             dict(battery or USB_POWERED_BATTERY),
         )
         for bundle_id, version in (installed or {}).items():
-            self.state.install({"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version})
+            self.state.install(
+                {"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version, "UIFileSharingEnabled": True}
+            )
         self.usbmux_address = str(self.root / "usbmuxd.sock")
+        self.usbmux_tcp_address: str | None = None
+        self._tcp_port = usbmux_tcp_port
+        self._tcp_server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -364,7 +516,8 @@ class FakeIPhone:
         return self.state.apps[bundle_id].container
 
     def running_pids(self) -> list[int]:
-        return list(self._call(lambda: list(self.state.process_names())))
+        """Pids of the apps the fake launched (the phone's own daemons are not host processes)."""
+        return list(self._call(lambda: list(self.state.app_process_names())))
 
     def start(self) -> FakeIPhone:
         ready = threading.Event()
@@ -375,6 +528,13 @@ class FakeIPhone:
             self._server = self._loop.run_until_complete(
                 asyncio.start_unix_server(lambda r, w: Usbmuxd(self.state).serve(r, w), path=self.usbmux_address)
             )
+            if self._tcp_port is not None:
+                self._tcp_server = self._loop.run_until_complete(
+                    asyncio.start_server(lambda r, w: Usbmuxd(self.state).serve(r, w), "127.0.0.1", self._tcp_port)
+                )
+                port = self._tcp_server.sockets[0].getsockname()[1]
+                self.usbmux_tcp_address = f"127.0.0.1:{port}"
+            self._loop.create_task(self.state.log_heartbeat(), name="fake-iphone-heartbeat")
             ready.set()
             self._loop.run_forever()
 
@@ -411,8 +571,9 @@ class FakeIPhone:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tcp_server):
+            if server is not None:
+                server.close()
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]
         for task in tasks:

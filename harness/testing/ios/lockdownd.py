@@ -21,10 +21,17 @@ from harness.testing.ios.wire import read_plist, write_plist
 if TYPE_CHECKING:
     from harness.testing.ios.device import DeviceState
 
+#: Keys of the default domain a host may write (a phone refuses the rest with ``InvalidKey``).
+WRITABLE_KEYS = frozenset({"DeviceName", "TimeZone", "Uses24HourClock"})
+
 DVT_SERVICES = (
     "com.apple.instruments.remoteserver.DVTSecureSocketProxy",
     "com.apple.instruments.remoteserver",
 )
+
+
+#: Services the fake starts with ``EnableServiceSSL`` (TLS from the first byte of the service connection).
+SSL_SERVICES = DVT_SERVICES
 
 
 class Lockdownd:
@@ -54,13 +61,43 @@ class Lockdownd:
         return {"Type": "com.apple.mobile.lockdown"}
 
     async def _req_GetValue(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        values = self.state.lockdown_values()
-        key = request.get("Key")
+        domain, key = request.get("Domain"), request.get("Key")
+        values = self.state.lockdown_values() if domain is None else self.state.domain_values(str(domain))
         if key is None:
-            return {"Value": values}
+            return {"Value": values} if values or domain is None else {"Error": "MissingValue"}
         if key not in values:
             return {"Error": "MissingValue"}
         return {"Key": key, "Value": values[key]}
+
+    async def _req_SetValue(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if self.session_host is None:
+            return {"Error": "SessionInactive"}
+        domain, key = request.get("Domain"), request.get("Key")
+        if key is None or "Value" not in request:
+            return {"Error": "MissingValue"}
+        if domain is None and key not in WRITABLE_KEYS:
+            return {"Error": "InvalidKey"}
+        self.state.set_value(domain, str(key), request["Value"])
+        return {"Domain": domain, "Key": key} if domain else {"Key": key}
+
+    async def _req_RemoveValue(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if self.session_host is None:
+            return {"Error": "SessionInactive"}
+        domain, key = request.get("Domain"), request.get("Key")
+        if key is None or not self.state.remove_value(domain, str(key)):
+            return {"Error": "MissingValue"}
+        return {"Key": key}
+
+    async def _req_Unpair(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        """Forget a host: its pair record stops opening sessions (as after "Reset Location & Privacy")."""
+        host_id = (request.get("PairRecord") or {}).get("HostID")
+        if host_id not in self.state.host_pairings:
+            return {"Error": "InvalidHostID"}
+        del self.state.host_pairings[host_id]
+        return {}
+
+    async def _req_EnterRecovery(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        return {"Error": "NotSupported"}
 
     async def _req_Pair(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         answer = self.state.next_trust_answer()
@@ -90,7 +127,7 @@ class Lockdownd:
             return {"Error": "PasswordProtected"}
         if name in DVT_SERVICES and self.state.major_version >= 17:
             return {"Error": "InvalidService"}
-        use_ssl = name in DVT_SERVICES
+        use_ssl = name in SSL_SERVICES
         port = self.state.open_service_port(name, use_ssl)
         if port is None:
             return {"Error": "InvalidService"}

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--battery", default="usb", choices=BATTERIES,
                         help="usb: on external power (energy refused, as on a cabled farm); unplugged: discharging")
     parser.add_argument("--trust", default="accept", help="how the Trust prompt answers pairing (default accept)")
+    parser.add_argument("--usbmux-tcp", type=int, default=None, metavar="PORT",
+                        help="also serve usbmuxd on 127.0.0.1:PORT (0: a free port), like a farm host's remote usbmuxd")
 
 
 def _unplugged_battery() -> dict[str, object]:
@@ -55,6 +57,11 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - FakeIPhone needs the ios 
     options = {"values": values, "faults": faults}
     if args.udid:
         options["udid"] = args.udid
+    if getattr(args, "usbmux_tcp", None) is not None:
+        if not 0 <= args.usbmux_tcp <= 65535:
+            raise UsageError(f"--usbmux-tcp: {args.usbmux_tcp} is not a TCP port",
+                             hint="use 0..65535 (0: any free port)")
+        options["usbmux_tcp_port"] = args.usbmux_tcp
     if args.battery == "unplugged":
         options["battery"] = _unplugged_battery()
     if args.root:
@@ -76,6 +83,8 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         config.write_text(f"[tool]\nios_app = {str(ipa)!r}\n", encoding="utf-8")
         print(f"fake iPhone {phone.device_id} listening on usbmuxd socket {phone.usbmux_address}", flush=True)
         print(f"use it with:  export USBMUXD_SOCKET_ADDRESS={phone.usbmux_address}", flush=True)
+        if phone.usbmux_tcp_address:
+            print(f"  or over TCP: export USBMUXD_SOCKET_ADDRESS={phone.usbmux_tcp_address}", flush=True)
         print(f"              export HARNESS_CONFIG={config}    # names the benchmark app {ipa.name}", flush=True)
         print(f"              harness run suites/smoke.toml --device {phone.device_id}", flush=True)
         wait_until_stopped(stop)

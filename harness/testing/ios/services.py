@@ -9,12 +9,19 @@ pymobiledevice3.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import plistlib
 import shutil
 import struct
+import time
+import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+from pymobiledevice3.services.afc import AfcError, AfcFileSeekRequest, AfcOpcode
+from pymobiledevice3.services.os_trace import SyslogLogLevel, _SyslogRecordHeader
 
 from harness.testing.ios.wire import read_plist, write_plist
 
@@ -27,15 +34,38 @@ OP_STATUS, OP_DATA, OP_READ_DIR, OP_REMOVE, OP_MAKE_DIR, OP_FILE_INFO, OP_DEVINF
 OP_FILE_OPEN, OP_FILE_OPEN_RES, OP_READ, OP_WRITE, OP_FILE_CLOSE, OP_RENAME = 0x0D, 0x0E, 0x0F, 0x10, 0x14, 0x18
 AFC_OK, AFC_UNKNOWN_PACKET, AFC_INVALID_ARG, AFC_NOT_FOUND, AFC_PERM_DENIED, AFC_IO = 0, 6, 7, 8, 10, 20
 AFC_MODE_READ = 1
+#: AFC fopen modes (r, r+, w, w+, a, a+) as open(2) flags.
+AFC_OPEN_FLAGS = {
+    1: os.O_RDONLY,
+    2: os.O_RDWR | os.O_CREAT,
+    3: os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    4: os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+    5: os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    6: os.O_RDWR | os.O_APPEND | os.O_CREAT,
+}
+#: What afcd answers for a host errno (anything else is an I/O error).
+AFC_ERRNO = {
+    errno.ENOENT: AfcError.OBJECT_NOT_FOUND,
+    errno.ENOTDIR: AfcError.OBJECT_NOT_FOUND,
+    errno.EEXIST: AfcError.OBJECT_EXISTS,
+    errno.EISDIR: AfcError.OBJECT_IS_DIR,
+    errno.ENOTEMPTY: AfcError.DIR_NOT_EMPTY,
+    errno.EACCES: AfcError.PERM_DENIED,
+    errno.EPERM: AfcError.PERM_DENIED,
+    errno.ENOSPC: AfcError.NO_SPACE_LEFT,
+}
 
 
 class AfcServer:
     """AFC over one stream, rooted at a host directory that no device path may escape."""
 
-    def __init__(self, root: Path, state: DeviceState, *, count_push_bytes: bool = False) -> None:
+    def __init__(
+        self, root: Path, state: DeviceState, *, count_push_bytes: bool = False, visible: tuple[str, ...] = ()
+    ) -> None:
         self.root = root.resolve()
         self.state = state
         self.count_push_bytes = count_push_bytes
+        self.visible = visible  # when set, the only top-level names (house_arrest VendDocuments: "Documents")
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
 
@@ -63,36 +93,38 @@ class AfcServer:
                 fh.close()
 
     def _path(self, raw: bytes) -> Path | None:
+        """The host path of a device path, or None when it would leave the root (through a symlink).
+
+        Like afcd, ``.`` and ``..`` are resolved by name and ``..`` stops at the root, so
+        ``/../../x`` is ``/x``. A name outside ``visible`` does not exist.
+        """
         text = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
-        parts = [p for p in PurePosixPath("/" + text).parts[1:] if p not in ("", ".")]
-        if ".." in parts:
-            return None
+        parts: list[str] = []
+        for part in PurePosixPath("/" + text).parts[1:]:
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part not in ("", "."):
+                parts.append(part)
+        if self.visible and parts and parts[0] not in self.visible:
+            raise FileNotFoundError(errno.ENOENT, "not vended", text)
         path = self.root.joinpath(*parts)
         return path if path.resolve() == self.root or self.root in path.resolve().parents else None
 
     def _handle(self, opcode: int, body: bytes) -> tuple[int, bytes]:
         try:
             return self._dispatch(opcode, body)
-        except FileNotFoundError:
-            return _status(AFC_NOT_FOUND)
-        except PermissionError:
-            return _status(AFC_PERM_DENIED)
-        except OSError:
-            return _status(AFC_IO)
+        except OSError as exc:
+            if opcode == OP_READ_DIR and exc.errno == errno.ENOTDIR:
+                return _status(AfcError.READ_ERROR)
+            if opcode == OP_MAKE_DIR and exc.errno == errno.ENOTDIR:
+                return _status(AfcError.OBJECT_EXISTS)
+            return _status(AFC_ERRNO.get(exc.errno, AFC_IO))
 
     def _dispatch(self, opcode: int, body: bytes) -> tuple[int, bytes]:
-        if opcode in (OP_READ, OP_WRITE, OP_FILE_CLOSE):
-            (handle,) = struct.unpack_from("<Q", body)
-            fh = self.handles.get(handle)
-            if fh is None:
-                return _status(AFC_INVALID_ARG)
-            if opcode == OP_READ:
-                return OP_DATA, fh.read(struct.unpack_from("<Q", body, 8)[0])
-            if opcode == OP_WRITE:
-                fh.write(body[8:])
-            else:
-                self.handles.pop(handle).close()
-            return _status(AFC_OK)
+        if opcode in (OP_READ, OP_WRITE, OP_FILE_CLOSE, AfcOpcode.FILE_SEEK, AfcOpcode.FILE_TELL,
+                      AfcOpcode.FILE_SET_SIZE):
+            return self._file_op(opcode, body)
         if opcode == OP_DEVINFO:
             usage = shutil.disk_usage(self.root)
             return OP_DATA, _kv(
@@ -114,7 +146,10 @@ class AfcServer:
         if opcode == OP_FILE_INFO:
             return OP_DATA, _stat(path)
         if opcode == OP_READ_DIR:
-            return OP_DATA, b"".join(n.encode() + b"\x00" for n in [".", "..", *sorted(p.name for p in path.iterdir())])
+            names = sorted(p.name for p in path.iterdir())
+            if self.visible and path == self.root:
+                names = [n for n in names if n in self.visible]
+            return OP_DATA, b"".join(n.encode() + b"\x00" for n in [".", "..", *names])
         if opcode == OP_MAKE_DIR:
             path.mkdir(parents=True, exist_ok=True)
             return _status(AFC_OK)
@@ -123,10 +158,43 @@ class AfcServer:
             return _status(AFC_OK)
         return _status(AFC_UNKNOWN_PACKET)
 
+    def _file_op(self, opcode: int, body: bytes) -> tuple[int, bytes]:
+        """Operations on an open handle: read, write, seek, tell, truncate, close."""
+        (handle,) = struct.unpack_from("<Q", body)
+        fh = self.handles.get(handle)
+        if fh is None:
+            return _status(AFC_INVALID_ARG)
+        if opcode == OP_READ:
+            return OP_DATA, fh.read(struct.unpack_from("<Q", body, 8)[0])
+        if opcode == OP_WRITE:
+            fh.write(body[8:])
+        elif opcode == AfcOpcode.FILE_SEEK:
+            seek = AfcFileSeekRequest.parse(body)
+            fh.seek(seek.offset, seek.whence)
+        elif opcode == AfcOpcode.FILE_TELL:
+            return AfcOpcode.FILE_TELL_RES, struct.pack("<Q", fh.tell())
+        elif opcode == AfcOpcode.FILE_SET_SIZE:
+            fh.truncate(struct.unpack_from("<Q", body, 8)[0])
+        else:
+            self.handles.pop(handle).close()
+        return _status(AFC_OK)
+
     def _open(self, path: Path | None, mode: int) -> tuple[int, bytes]:
         if path is None:
             return _status(AFC_PERM_DENIED)
-        fh = path.open("rb" if mode == AFC_MODE_READ else "wb")
+        if mode not in AFC_OPEN_FLAGS:
+            return _status(AFC_INVALID_ARG)
+        flags = AFC_OPEN_FLAGS[mode]
+        fd = os.open(path, flags, 0o644)
+        try:
+            fh = os.fdopen(fd, "rb" if flags == os.O_RDONLY else "r+b" if flags & os.O_RDWR else "wb" if not
+                           flags & os.O_APPEND else "ab", buffering=0)
+        except OSError:
+            os.close(fd)
+            raise
+        if path.is_dir():
+            fh.close()
+            return _status(AfcError.OBJECT_IS_DIR)
         handle, self.next_handle = self.next_handle, self.next_handle + 1
         self.handles[handle] = fh
         return OP_FILE_OPEN_RES, struct.pack("<Q", handle)
@@ -144,7 +212,8 @@ def _stat(path: Path) -> bytes:
     st = path.stat()
     return _kv(
         {
-            "st_size": st.st_size,
+            # afcd on APFS reports 64 bytes for a directory (the host file system's figure means nothing here)
+            "st_size": 64 if path.is_dir() else st.st_size,
             "st_blocks": st.st_blocks,
             "st_nlink": st.st_nlink,
             "st_ifmt": "S_IFDIR" if path.is_dir() else "S_IFREG",
@@ -178,9 +247,13 @@ class HouseArrestService:
         if app is None or request.get("Command") not in ("VendContainer", "VendDocuments"):
             await write_plist(writer, {"Error": "ApplicationLookupFailed"})
             return
+        if request["Command"] == "VendDocuments" and not app.file_sharing:
+            await write_plist(writer, {"Error": "InstallationLookupFailed"})
+            return
         await write_plist(writer, {"Status": "Complete"})
-        root = app.container if request["Command"] == "VendContainer" else app.container / "Documents"
-        await AfcServer(root, self.state, count_push_bytes=True).serve(reader, writer)
+        # VendDocuments shows only Documents/, still at /Documents, as on a phone
+        visible = ("Documents",) if request["Command"] == "VendDocuments" else ()
+        await AfcServer(app.container, self.state, count_push_bytes=True, visible=visible).serve(reader, writer)
 
 
 class InstallationProxyService:
@@ -203,18 +276,32 @@ class InstallationProxyService:
             return [{"PercentComplete": 50, "Status": "RemovingApplication"}, {"Status": "Complete"}]
         if command == "Browse":
             return [
-                {"CurrentList": [a.info() for a in self.state.apps.values()], "Status": "BrowsingApplications"},
+                {"CurrentList": list(self._select(request).values()), "Status": "BrowsingApplications"},
                 {"Status": "Complete"},
             ]
         if command == "Lookup":
-            wanted = (request.get("ClientOptions") or {}).get("BundleIDs")
-            return [
-                {
-                    "LookupResult": {b: a.info() for b, a in self.state.apps.items() if not wanted or b in wanted},
-                    "Status": "Complete",
-                }
-            ]
+            return [{"LookupResult": self._select(request), "Status": "Complete"}]
         return [{"Error": "UnknownCommand", "ErrorDescription": f"unsupported command {command!r}"}]
+
+    def _select(self, request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Apps matching ``ClientOptions`` (``ApplicationType``, ``BundleIDs``), cut to ``ReturnAttributes``."""
+        options = request.get("ClientOptions") or {}
+        kind = options.get("ApplicationType", "Any")
+        wanted = options.get("BundleIDs")
+        attributes = options.get("ReturnAttributes")
+        infos = [*(a.info() for a in self.state.system_apps.values()), *(a.info() for a in self.state.apps.values())]
+        selected = {}
+        for info in infos:
+            bundle_id = info["CFBundleIdentifier"]
+            if kind not in ("Any", info["ApplicationType"]) or (wanted and bundle_id not in wanted):
+                continue
+            if attributes:
+                info = {k: v for k, v in info.items() if k in attributes}
+                if "StaticDiskUsage" in attributes:
+                    info.setdefault("StaticDiskUsage", 0)
+                    info.setdefault("DynamicDiskUsage", 0)
+            selected[bundle_id] = info
+        return selected
 
     def _install(self, package_path: str) -> list[dict[str, Any]]:
         if self.state.faults.install_error:
@@ -250,17 +337,22 @@ def read_ipa_info(package: Path) -> dict[str, Any]:
 
 
 class SyslogRelayService:
-    """``com.apple.syslog_relay``: every device log line, ``\\n\\x00``-terminated, as it happens."""
+    """``com.apple.syslog_relay``: every device log line, ``\\n\\x00``-terminated, as it happens.
+
+    Like a phone, where some daemon always logs, a new client gets a line at once (the relay's own).
+    """
 
     def __init__(self, state: DeviceState) -> None:
         self.state = state
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         queue = self.state.subscribe_syslog()
+        name = str(self.state.values.get("DeviceName", "iPhone"))
         try:
+            self.state.log("syslogd", self.state.system_pid("syslogd"), "syslog_relay client attached")
             while True:
-                line = await queue.get()
-                writer.write(line.encode("utf-8", "replace") + b"\n\x00")
+                record = await queue.get()
+                writer.write(record.line(name).encode("utf-8", "replace") + b"\n\x00")
                 await writer.drain()
         except (ConnectionError, OSError):
             return
@@ -268,18 +360,123 @@ class SyslogRelayService:
             self.state.unsubscribe_syslog(queue)
 
 
+#: os_log levels by the syslog level word.
+OS_TRACE_LEVELS = {"Notice": SyslogLogLevel.NOTICE, "Info": SyslogLogLevel.INFO, "Debug": SyslogLogLevel.DEBUG,
+                   "Error": SyslogLogLevel.ERROR, "Fault": SyslogLogLevel.FAULT}
+
+
+class OsTraceRelayService:
+    """``com.apple.os_trace_relay``: ``PidList`` and the binary ``StartActivity`` stream (``syslog live``).
+
+    Records are built with pymobiledevice3's own ``_SyslogRecordHeader``, so the client's parser reads them.
+    """
+
+    def __init__(self, state: DeviceState) -> None:
+        self.state = state
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_plist(reader)
+        if request is None:
+            return
+        kind = request.get("Request")
+        if kind == "PidList":
+            payload = {str(pid): {"ProcessName": name} for pid, name in self.state.process_names().items()}
+            body = plistlib.dumps({"Status": "RequestSuccessful", "Payload": payload})
+            writer.write(b"\x01" + struct.pack(">I", len(body)) + body)
+            await writer.drain()
+            return
+        if kind != "StartActivity":
+            body = plistlib.dumps({"Status": "RequestFailed", "Error": f"unsupported request {kind!r}"})
+            writer.write(struct.pack("<I", 4) + struct.pack("<I", len(body)) + body)
+            await writer.drain()
+            return
+        only_pid = int(request.get("Pid", -1))
+        queue = self.state.subscribe_syslog()
+        try:
+            body = plistlib.dumps({"Status": "RequestSuccessful"})
+            writer.write(struct.pack("<I", 4) + struct.pack("<I", len(body)) + body)
+            self.state.log("syslogd", self.state.system_pid("syslogd"), "os_trace_relay activity stream started")
+            while True:
+                record = await queue.get()
+                if only_pid not in (-1, record.pid):
+                    continue
+                data = os_trace_record(record, self.state.process_path(record.pid) or f"/usr/libexec/{record.process}")
+                writer.write(b"\x02" + struct.pack("<I", len(data)) + data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self.state.unsubscribe_syslog(queue)
+
+
+def os_trace_record(record: Any, executable: str) -> bytes:
+    """One binary os_trace record: the client's header struct, then filename, image name and message."""
+    image = executable.encode() + b"\x00"
+    message = record.message.encode("utf-8", "replace") + b"\x00"
+    seconds = int(record.time)
+    header = _SyslogRecordHeader(
+        _unknown0=bytes(9), pid=record.pid, procid=record.pid, process_image_uuid=uuid.UUID(int=record.pid),
+        _unknown1=bytes(18), seconds=seconds, _unknown2=0, microseconds=int((record.time - seconds) * 1e6),
+        _unknown3=0, level=OS_TRACE_LEVELS.get(record.level, SyslogLogLevel.NOTICE), _unknown4=bytes(6),
+        mach_timestamp=time.monotonic_ns(), thread_id=record.pid, image_uuid=uuid.UUID(int=record.pid),
+        image_name_size=len(image), message_size=len(message), _unknown5=0, sender_image_offset=0,
+        subsystem_size=0, category_size=0, _unknown6=0,
+    )
+    return header.build() + executable.encode() + b"\x00" + image + message
+
+
 class DiagnosticsRelayService:
-    """``com.apple.mobile.diagnostics_relay``: IORegistry queries (the battery, IOPMPowerSource)."""
+    """``com.apple.mobile.diagnostics_relay``: diagnostics reports, IORegistry entries, MobileGestalt."""
 
     def __init__(self, state: DeviceState) -> None:
         self.state = state
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await read_plist(reader)) is not None:
-            if request.get("Request") == "IORegistry" and request.get("EntryClass") == "IOPMPowerSource":
-                reply = {"Status": "Success", "Diagnostics": {"IORegistry": self.state.battery_registry()}}
-            elif request.get("Request") == "Goodbye":
-                reply = {"Status": "Success"}
-            else:
-                reply = {"Status": "UnknownRequest"}
-            await write_plist(writer, reply)
+            await write_plist(writer, self._handle(request))
+            if request.get("Request") == "Goodbye":
+                return
+
+    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        kind = request.get("Request")
+        if kind == "IORegistry":
+            entry = self._ioregistry(request.get("EntryClass"), request.get("EntryName"))
+            return {"Status": "Success", "Diagnostics": {"IORegistry": entry}}
+        if kind in ("All", "WiFi", "GasGauge", "NAND", "HDMI"):
+            report = self._report()
+            return {"Status": "Success", "Diagnostics": report if kind == "All" else {kind: report[kind]}}
+        if kind == "MobileGestalt":
+            return {"Status": "Success", "Diagnostics": {"MobileGestalt": self._gestalt(request)}}
+        if kind in ("Goodbye", "Sleep"):
+            return {"Status": "Success"}
+        return {"Status": "UnknownRequest"}
+
+    def _ioregistry(self, entry_class: Any, entry_name: Any) -> dict[str, Any]:
+        battery = self.state.battery_registry()
+        if entry_class == "IOPMPowerSource" or entry_name == "AppleSmartBattery":
+            return battery
+        if entry_class is None and entry_name is None:
+            # the root of the IOService plane, with the battery below it
+            return {"IORegistryEntryName": "Root", "IOKitBuildVersion": "Darwin Kernel Version 22.6.0",
+                    "IORegistryEntryChildren": [{"IORegistryEntryName": "AppleSmartBattery", **battery}]}
+        return {}
+
+    def _report(self) -> dict[str, Any]:
+        battery = self.state.battery_registry()
+        return {
+            "GasGauge": {"Status": "Success", "CycleCount": 120, "FullChargeCapacity": 3100,
+                         "DesignCapacity": 3240, "NominalChargeCapacity": 3050,
+                         "Voltage": battery.get("Voltage", 0), "InstantAmperage": battery.get("InstantAmperage", 0)},
+            "HDMI": {"Status": "Success", "Connection": "Unknown"},
+            "NAND": {"Status": "Success"},
+            "WiFi": {"Status": "Success", "Active": "true"},
+        }
+
+    def _gestalt(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.state.version_tuple() >= (17, 4):
+            return {"Status": "MobileGestaltDeprecated"}
+        values = self.state.lockdown_values()
+        known = {**values, "HWModelStr": values.get("HardwareModel"), "ProductName": "iPhone OS",
+                 "SerialNumber": values.get("SerialNumber"), "UniqueDeviceID": values.get("UniqueDeviceID")}
+        keys = request.get("MobileGestaltKeys") or []
+        return {"Status": "Success", **{k: known[k] for k in keys if known.get(k) is not None}}
