@@ -35,6 +35,7 @@ from harness.errors import (
     RunInterrupted,
     describe,
 )
+from harness.leases import LeaseKeeper
 from harness.models import ModelArtifact, load_model
 from harness.names import sanitise
 from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Result, Thermal, truncate_raw
@@ -42,7 +43,7 @@ from harness.runners import flags, litert_python, tool
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, app_energy, app_memory, run_app_benchmark
 from harness.samplers.case import CaseSampling
-from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
+from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
 log = logging.getLogger("harness")
@@ -84,10 +85,11 @@ class CaseRunner:
     """
 
     def __init__(self, run_id: str, writer: ResultWriter | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, leases: LeaseKeeper | None = None) -> None:
         self.run_id = run_id
         self.writer = writer
         self.cancel = cancel
+        self.leases = leases  # a device is benchmarked only under its lease (no other run on it meanwhile)
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._info: dict[str, DeviceInfo] = {}
@@ -147,8 +149,12 @@ class CaseRunner:
         Ctrl-C and ``SystemExit`` are not the case's: they go on up.
         Raises :class:`RunInterrupted` when the run is cancelled before the case ends (nothing is stored).
         """
+        busy = self.leases.acquire(device.id) if self.leases is not None else None  # may wait for another run
         started = now_iso()
         case_id = case.case_id(device_label(device.id))
+        if busy is not None:
+            info = DeviceInfo(id=device.id, platform=device.platform)
+            return self._finish(self._result(case, case_id, None, info, "skipped", busy, started))
         try:
             return self._run_case(device, case, case_id, started)
         except Exception as exc:  # noqa: BLE001 - one case's fault must not end the other cases' run
@@ -405,13 +411,17 @@ def _median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
 def run_suite(
     suite: Suite,
     devices: Sequence[Device],
-    store: LocalStore,
+    store: Store,
     *,
     run_id: str | None = None,
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
+    leases: Callable[[str, threading.Event], LeaseKeeper] | None = None,
 ) -> RunSummary:
     """Run every case of ``suite`` on every device; results are on disk as each case ends.
+
+    ``leases(run_id, cancel)`` gives the run's device leases: each device is used under its lease,
+    released when the run ends.
 
     Setting ``cancel`` (or Ctrl-C in the calling thread) stops the run: running commands are killed,
     no further case starts, and the summary comes back with ``interrupted`` set, holding the
@@ -420,7 +430,8 @@ def run_suite(
     run_id = run_id or new_run_id()
     token = cancel if cancel is not None else threading.Event()
     writer = store.begin_run(run_id, suite.name)
-    runner = CaseRunner(run_id, writer, cancel=token)
+    keeper = leases(run_id, token) if leases is not None else None
+    runner = CaseRunner(run_id, writer, cancel=token, leases=keeper)
     summary = RunSummary(run_id, writer.path)
     lock = threading.Lock()
     failures: list[BaseException] = []
@@ -469,6 +480,8 @@ def run_suite(
         with lock:
             closed = True
             writer.close()
+        if keeper is not None:
+            keeper.release_all()
     if failures:
         raise failures[0]
     return summary

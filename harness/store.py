@@ -279,7 +279,7 @@ class Store(ABC):
         """The results index rows of the ``last`` runs (all when None), oldest run first."""
 
     @abstractmethod
-    def record_gate(self, run_id: str, baseline: str, baseline_run_id: str | None, marks: Sequence[GateMark]) -> None:
+    def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
         """Remember a gate's verdicts on a run (shown by trends); replaces an earlier gate of the same pair."""
 
     @abstractmethod
@@ -512,7 +512,7 @@ class LocalStore(Store):
         return [HistoryRow(*row[:4], row[4] is not None, *row[5:]) for row in self._read(_history_sql(), (
             -1 if last is None else last,))]
 
-    def record_gate(self, run_id: str, baseline: str, baseline_run_id: str | None, marks: Sequence[GateMark]) -> None:
+    def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM gate_verdicts WHERE run_id=? AND baseline=?", (run_id, baseline))
             conn.executemany(sql("INSERT OR REPLACE INTO gate_verdicts ({cols}) VALUES ({marks})", GATE_COLUMNS, "?"),

@@ -186,7 +186,7 @@ class PostgresStore(Store):
         return [HistoryRow(*row[:4], row[4] is not None, *row[5:])
                 for row in self._read(_history_sql("%s"), (last,))]
 
-    def record_gate(self, run_id: str, baseline: str, baseline_run_id: str | None, marks: Sequence[GateMark]) -> None:
+    def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
         def op(conn: psycopg.Connection) -> None:
             conn.execute("DELETE FROM gate_verdicts WHERE run_id=%s AND baseline=%s", (run_id, baseline))
             _insert_gates(conn, [tuple(getattr(m, c) for c in GATE_COLUMNS) for m in marks])
