@@ -9,8 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from harness import api
 from harness.store import LocalStore, open_store, rebuild_index
 from harness.trend import case_trends
@@ -60,8 +58,8 @@ def test_reindex_rebuilds_this_directorys_runs_and_leaves_other_hosts_runs(pg_ds
     store = open_store(out, pg_dsn)
     store.set_baseline("main", done.run_id)
     with psycopg.connect(pg_dsn) as conn:  # another CI host's run, and this host's rows lost
-        conn.execute("INSERT INTO runs (run_id, suite, started_at, results_path, host, seq) VALUES "
-                     "('other-run', 'mini', '2026', '/elsewhere/mini-other-run.jsonl', 'ci-host-7', nextval('runs_seq'))")
+        conn.execute("INSERT INTO runs (run_id, suite, started_at, results_path, host, seq) VALUES ('other-run',"
+                     " 'mini', '2026', '/elsewhere/mini-other-run.jsonl', 'ci-host-7', nextval('runs_seq'))")
         conn.execute("DELETE FROM runs WHERE run_id=%s", (done.run_id,))
         conn.execute("DELETE FROM baselines")
     assert [r.run_id for r in store.runs()] == ["other-run"]
@@ -120,7 +118,8 @@ def test_an_unreachable_server_loses_no_result_and_says_how_to_recover(small_mod
 
 def test_a_bad_store_uri_is_one_line(tmp_path):
     proc = cli("runs", "--store", "mysql://x/y")
-    assert proc.returncode == 2 and proc.stderr.startswith("error: unsupported store URI") and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unsupported store URI")
+    assert "Traceback" not in proc.stderr
     proc = cli("runs", "--store", "postgresql://u:pw@h:notaport/db")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "pw@" not in proc.stderr
 
