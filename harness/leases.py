@@ -31,7 +31,6 @@ from pathlib import Path
 
 from harness.errors import HarnessError, LeaseError, RunInterrupted
 from harness.names import inside, sanitise
-from harness.textsafe import shown
 
 log = logging.getLogger("harness")
 
@@ -58,14 +57,18 @@ class Holder:
         if not isinstance(data, dict):
             return None
         try:
-            fields = (str(data["run_id"])[:80], str(data["host"])[:80], int(data["pid"]), str(data["since"])[:40])
-        except (KeyError, TypeError, ValueError):
+            return cls(_plain(data["run_id"], 80), _plain(data["host"], 80), int(data["pid"]),
+                       _plain(data["since"], 40))
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
-        return cls(*fields)
 
     def describe(self) -> str:
-        return (f"held by run {shown(self.run_id)} on host {shown(self.host)} (pid {self.pid}) "
-                f"since {shown(self.since)}")
+        return f"held by run {self.run_id} on host {self.host} (pid {self.pid}) since {self.since}"
+
+
+def _plain(value: object, limit: int) -> str:
+    """One short printable line (a lock file may hold anything)."""
+    return "".join(c if c.isprintable() else "?" for c in str(value)[:limit]) or "?"
 
 
 UNKNOWN = Holder("?", "?", 0, "?")
