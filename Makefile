@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite drives for real: the AOSP adb client and a headless browser for
-# the report. (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
-SYSTEM_PACKAGES := adb chromium
+# Debian packages the test suite drives for real: the AOSP adb client, a headless browser for
+# the report, and a PostgreSQL server for the team store's tests (started by the tests, as nobody).
+# (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
+SYSTEM_PACKAGES := adb chromium postgresql
 
 .PHONY: install system-deps demo test lint bench clean
 
@@ -14,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ios]'
+	$(BIN)/python -m pip install -q -e '.[test,ios,team]'
 	touch $(STAMP)
 
 # Installs the missing Debian packages when we may (root, or passwordless sudo); otherwise says what is missing.
@@ -22,6 +23,7 @@ system-deps:
 	@missing=""; \
 	command -v adb >/dev/null 2>&1 || missing="$$missing adb"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \

@@ -191,7 +191,7 @@ class LeaseKeeper:
                 return f"device lease not taken: {exc}"
             if holder is None:
                 if shown_holder is not None:
-                    log.info("[%s] lease taken after waiting for %s", device_id, shown_holder.describe())
+                    log.info("[%s] lease taken after waiting (it was %s)", device_id, shown_holder.describe())
                 return None
             if holder != shown_holder:
                 log.info("[%s] device busy: %s; waiting up to %.0f s for it", device_id, holder.describe(),
@@ -203,6 +203,15 @@ class LeaseKeeper:
                 raise RunInterrupted(f"{device_id}: stopped while waiting for the device's lease")
             if self.cancel is None:
                 time.sleep(self.poll_s)
+
+    def release(self, device_id: str) -> None:
+        """Give ``device_id`` back now (a front that leases case by case); a busy verdict is kept."""
+        with self._lock:
+            device_lock = self._device_locks.setdefault(device_id, threading.Lock())
+        with device_lock:
+            if device_id in self._state and self._state[device_id] is None:
+                del self._state[device_id]
+                self.leases.release(device_id)
 
     def release_all(self) -> None:
         with self._lock:

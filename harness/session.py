@@ -16,10 +16,11 @@ from harness.devices.base import Device
 from harness.devices.discovery import open_device
 from harness.errors import HarnessError
 from harness.gate import GateOutcome
+from harness.leases import LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
-from harness.store import LocalStore, ResultWriter, new_run_id, open_store
+from harness.store import ResultWriter, Store, new_run_id, open_store
 from harness.suite import DEFAULTS, Case, ModelSpec, checked_overrides
 
 
@@ -52,7 +53,7 @@ class HarnessSession:
         self.measured_runs = measured_runs
         self.run_id = run_id or new_run_id()
         self.part = part
-        self.store: LocalStore = open_store(self.out_dir, db_path)
+        self.store: Store = open_store(self.out_dir, db_path)
         self.results: list[Result] = []
         self._writer: ResultWriter | None = None
         self._runner: CaseRunner | None = None
@@ -78,7 +79,9 @@ class HarnessSession:
             if self._runner is None:
                 self._writer = (self.store.begin_part(self.run_id, self.name, self.part) if self.part
                                 else self.store.begin_run(self.run_id, self.name))
-                self._runner = CaseRunner(self.run_id, self._writer)
+                # leased case by case: xdist workers and other runs on this store take turns on a device
+                self._runner = CaseRunner(self.run_id, self._writer, leases=LeaseKeeper(self.store.leases(),
+                                                                                         self.run_id))
             return self._runner
 
     def device(self, device_id: str) -> Device:
@@ -93,9 +96,17 @@ class HarnessSession:
         return replace(case, model=replace(case.model, **changes)) if changes else case
 
     def run_case(self, device_id: str, case: Case) -> Result:
-        result = self.runner().run_case(self.device(device_id), self.adjust(case))
+        result = self._leased_case(self.device(device_id), self.adjust(case))
         self.results.append(result)
         return result
+
+    def _leased_case(self, device: Device, case: Case) -> Result:
+        runner = self.runner()
+        try:
+            return runner.run_case(device, case)
+        finally:
+            if runner.leases is not None:
+                runner.leases.release(device.id)
 
     def judge(self, result: Result) -> GateOutcome | None:
         """Gate one case: budgets always, regression when a baseline was given (never across devices).
@@ -168,7 +179,7 @@ class HarnessSession:
             repetitions=repetitions, timeout_s=timeout_s, api=api, runner=DEFAULTS["runner"],
         )
         device = device_id or self.device_ids[0]
-        result = self.runner().run_case(self.device(device), Case(spec, delegate, threads))
+        result = self._leased_case(self.device(device), Case(spec, delegate, threads))
         self.results.append(result)
         return result
 
