@@ -627,7 +627,9 @@ def result_row(result: Result, line: int) -> tuple:
             lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, result.finished_at, low, high)
 
 
-_INDEX_BOOT = 1000  # bootstrap resamples for the indexed interval (the trend's noise band; compare uses its own)
+# Bootstrap resamples for the indexed interval (the trend's noise band; compare draws its own 2000): about 20 ms a
+# result on a busy 2-core host, paid once as the result is written (and again by a reindex).
+_INDEX_BOOT = 500
 
 
 def _insert_result(conn: sqlite3.Connection, result: Result, line: int) -> None:

@@ -13,6 +13,7 @@ psycopg (3) is imported here only (an import-linter contract keeps it out of the
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from harness.errors import LeaseError, StoreError
 from harness.leases import UNKNOWN, FileLeases, Holder, Leases
+from harness.names import inside
 from harness.results import Result
 from harness.store import (
     GATE_COLUMNS,
@@ -40,6 +42,8 @@ from harness.store import (
     result_row,
     sql,
 )
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS runs_seq;
@@ -245,8 +249,13 @@ class PostgresStore(Store):
         return len(new), len(dump.runs) - len(new)
 
     def leases(self, lease_dir: str | Path | None = None) -> Leases:
-        """Advisory locks on the server (every host sharing it), or file locks in ``lease_dir`` when given."""
-        return FileLeases(lease_dir) if lease_dir is not None else PostgresLeases(self)
+        """Advisory locks on the server (every host sharing it), or file locks in ``lease_dir`` when given.
+
+        When the server cannot be reached the leases fall back to file locks beside the local results
+        (this host's runs still take turns), with one warning."""
+        if lease_dir is not None:
+            return FileLeases(lease_dir)
+        return PostgresLeases(self, fallback=FileLeases(inside(self._root, "leases")) if self._root else None)
 
 
 def _host() -> str:
@@ -284,10 +293,12 @@ def lease_key(device_id: str) -> int:
 class PostgresLeases(Leases):
     """``pg_try_advisory_lock`` per device on its own connection: the server frees it when the holder dies."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, fallback: FileLeases | None = None) -> None:
         self.store = store
+        self.fallback = fallback
         self._held: dict[str, psycopg.Connection] = {}
         self._lock = threading.Lock()
+        self._warned = False
 
     def try_acquire(self, device_id: str, holder: Holder) -> Holder | None:
         with self._lock:
@@ -296,7 +307,13 @@ class PostgresLeases(Leases):
         try:
             conn = self.store.connect(autocommit=True)
         except StoreError as exc:
-            raise LeaseError(str(exc).split(" (hint:")[0], hint="or lease on this host only: --lease-dir DIR") from None
+            why = str(exc).split(" (hint:")[0]
+            if self.fallback is None:
+                raise LeaseError(why, hint="or lease on this host only: --lease-dir DIR") from None
+            if not self._warned:
+                self._warned = True
+                log.warning("warning: device leases on this host only (%s): %s", self.fallback.lock_dir, why)
+            return self.fallback.try_acquire(device_id, holder)
         try:
             if conn.execute("SELECT pg_try_advisory_lock(%s)", (lease_key(device_id),)).fetchone()[0]:
                 conn.execute("INSERT INTO leases VALUES (%s,%s,%s,%s,%s) ON CONFLICT (device_id) DO UPDATE SET"
@@ -317,6 +334,8 @@ class PostgresLeases(Leases):
         with self._lock:
             conn = self._held.pop(device_id, None)
         if conn is None:
+            if self.fallback is not None:
+                self.fallback.release(device_id)
             return
         try:
             conn.execute("DELETE FROM leases WHERE device_id=%s AND pid=%s", (device_id, _pid()))
@@ -329,6 +348,8 @@ class PostgresLeases(Leases):
     def close(self) -> None:
         for device_id in list(self._held):
             self.release(device_id)
+        if self.fallback is not None:
+            self.fallback.close()
 
 
 def _pid() -> int:

@@ -105,9 +105,10 @@ def test_an_unreachable_server_loses_no_result_and_says_how_to_recover(small_mod
         port = s.getsockname()[1]
     dsn = f"postgresql://harness:s3cret-pw@127.0.0.1:{port}/nowhere"
     out = tmp_path / "out"
-    summary = api.run(mini_suite(tmp_path, small_model), out_dir=out, db_path=dsn, report=False,
-                      lease_dir=tmp_path / "locks")
+    summary = api.run(mini_suite(tmp_path, small_model), out_dir=out, db_path=dsn, report=False)
     assert [r.status for r in summary.results] == ["ok"]
+    fallback = [r.getMessage() for r in caplog.records if "device leases on this host only" in r.getMessage()]
+    assert len(fallback) == 1 and str(out / "leases") in fallback[0] and "s3cret-pw" not in fallback[0]
     assert len(summary.results_path.read_text().splitlines()) == 1
     warnings = [r.getMessage() for r in caplog.records if "index not updated" in r.getMessage()]
     assert len(warnings) == 1 and "harness reindex" in warnings[0] and "s3cret-pw" not in warnings[0]
