@@ -107,8 +107,8 @@ def report_trends(store: Store, suite: str, last: int = 20) -> list[CaseTrend]:
     """The suite's case histories for a run's report (none when the store holds one run of it, or cannot say)."""
     try:
         trends = case_trends(store, suite, last)
-    except HarnessError as exc:  # the report goes on without its history
-        log.warning("warning: no history section: %s", exc)
+    except HarnessError as exc:  # the report goes on without its history (the store already warned of its index)
+        log.debug("no history section: %s", exc)
         return []
     return trends if any(len(t.points) > 1 for t in trends) else []
 
