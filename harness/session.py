@@ -16,7 +16,7 @@ from harness.devices.base import Device
 from harness.devices.discovery import open_device
 from harness.errors import HarnessError
 from harness.gate import GateOutcome
-from harness.leases import LeaseKeeper
+from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
@@ -41,6 +41,8 @@ class HarnessSession:
         gate_overrides: dict | None = None,
         run_id: str | None = None,
         part: str | None = None,
+        lease_timeout_s: float | None = None,
+        lease_dir: str | Path | None = None,
     ) -> None:
         """``run_id`` and ``part`` make this one worker of a run spread over processes
         (pytest-xdist): its results go to a part file that :meth:`adopt_parts` folds in later."""
@@ -65,6 +67,8 @@ class HarnessSession:
         self.verdicts: list = []
         self.breaches: list = []
         self.collected: set[tuple[str, str]] = set()  # (device id, model name) of the cases a front offered
+        self.lease_timeout_s = DEFAULT_TIMEOUT_S if lease_timeout_s is None else lease_timeout_s
+        self.lease_dir = lease_dir
 
     def note_collected(self, device_id: str, cases: Sequence[Case]) -> None:
         """Cases a front collected for a device (run or deselected): the scope of :meth:`baseline_not_measured`."""
@@ -80,8 +84,8 @@ class HarnessSession:
                 self._writer = (self.store.begin_part(self.run_id, self.name, self.part) if self.part
                                 else self.store.begin_run(self.run_id, self.name))
                 # leased case by case: xdist workers and other runs on this store take turns on a device
-                self._runner = CaseRunner(self.run_id, self._writer, leases=LeaseKeeper(self.store.leases(),
-                                                                                         self.run_id))
+                keeper = LeaseKeeper(self.store.leases(self.lease_dir), self.run_id, self.lease_timeout_s)
+                self._runner = CaseRunner(self.run_id, self._writer, leases=keeper)
             return self._runner
 
     def device(self, device_id: str) -> Device:

@@ -17,6 +17,7 @@ import pytest
 from harness.leases import FileLeases, Holder, LeaseKeeper
 
 pytest_plugins = ["harness.testing.android.fixtures"]
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,3 +160,26 @@ def test_a_device_busy_beyond_the_timeout_has_its_cases_skipped_with_the_holder(
     assert {r["status"] for r in rows} == {"skipped"}
     assert all(r["reason"].startswith("device busy (held by run holder-run on host ") for r in rows)
     assert all(f"(pid {holder.pid})" in r["reason"] and "waited 1 s" in r["reason"] for r in rows)
+
+
+def test_the_pytest_plugin_skips_a_case_whose_device_another_run_holds(pytester, small_model, tmp_path):
+    locks = tmp_path / "locks"
+    holder = hold_in_another_process("file", str(locks), "host")
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "tiny.toml").write_text(
+        f'[suite]\nname = "tiny"\ndelegates = ["cpu"]\nthreads = [1]\nrepetitions = 1\nmeasured_runs = 3\n'
+        f'warmup_runs = 1\n[[models]]\npath = "{small_model}"\nname = "blazeface"\n')
+    try:
+        result = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "out"),
+                                               "--harness-lease-dir", str(locks), "--harness-lease-timeout", "0.5")
+    finally:
+        holder.kill()
+        holder.wait()
+    result.assert_outcomes(skipped=1)
+    rows = [json.loads(x) for x in next((pytester.path / "out").glob("pytest-*.jsonl")).read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["skipped"]
+    assert rows[0]["reason"].startswith("device busy (held by run holder-run on host ")
+    # the lease is free again: the same suite now measures
+    again = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "out2"),
+                                          "--harness-lease-dir", str(locks), "--harness-lease-timeout", "0.5")
+    again.assert_outcomes(passed=1)
