@@ -176,8 +176,12 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from harness.store import open_store
+    from harness.errors import StoreError
+    from harness.store import is_server_uri, open_store
 
+    if not is_server_uri(args.source) and not (Path(args.source.removeprefix("file:")) / "harness.sqlite").is_file():
+        raise StoreError(f"{args.source}: no harness.sqlite there to copy from",
+                         hint="a store directory or a postgresql:// URI; `harness reindex --store DIR` builds one")
     source, target = open_store(args.source), open_store(args.target)
     dump = source.export_index()
     added, present = target.import_index(dump)
