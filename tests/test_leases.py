@@ -183,3 +183,26 @@ def test_the_pytest_plugin_skips_a_case_whose_device_another_run_holds(pytester,
     again = pytester.runpytest_subprocess("suites/", "--harness-out", str(pytester.path / "out2"),
                                           "--harness-lease-dir", str(locks), "--harness-lease-timeout", "0.5")
     again.assert_outcomes(passed=1)
+
+
+def test_two_hosts_sharing_a_team_store_take_turns_on_a_device(virtual_device, small_model, tmp_path, pg_dsn):
+    """Two runs with their own result folders (two CI hosts) and one PostgreSQL store: the server's lease."""
+    from harness.store import open_store
+
+    device = f"adb:{virtual_device.address}"
+    first = _run(_suite(tmp_path, small_model, "first"), device, tmp_path / "host1", "--store", pg_dsn)
+    time.sleep(0.5)
+    second = _run(_suite(tmp_path, small_model, "second"), device, tmp_path / "host2", "--store", pg_dsn)
+    _, err1 = first.communicate(timeout=300)
+    _, err2 = second.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert not (tmp_path / "host1" / "leases").exists() and not (tmp_path / "host2" / "leases").exists()
+    spans = []
+    for out in (tmp_path / "host1", tmp_path / "host2"):
+        (windows,) = _windows(out).values()
+        assert {s for *_, s in windows} == {"ok"}
+        spans.append((min(s for s, *_ in windows), max(f for _, f, _ in windows)))
+    a, b = sorted(spans)
+    assert a[1] <= b[0], spans
+    assert "device busy: held by run" in err1 + err2
+    assert len(open_store(pg_dsn).runs()) == 2
