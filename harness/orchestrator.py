@@ -451,6 +451,8 @@ def run_suite(
                     summary.results.append(result)
                 if on_result:
                     on_result(result)
+            if keeper is not None:  # this device is done: another run may have it while the others go on
+                keeper.release(device.id)
         except RunInterrupted:
             stopped.append(device.id)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
