@@ -275,8 +275,8 @@ class Store(ABC):
         """(name, run id, created) of every baseline, by name."""
 
     @abstractmethod
-    def history(self, last: int | None = None) -> list[HistoryRow]:
-        """The results index rows of the ``last`` runs (all when None), oldest run first."""
+    def history(self, last: int | None = None, suite: str | None = None) -> list[HistoryRow]:
+        """The results index rows of the ``last`` runs (all when None; of ``suite`` when given), oldest run first."""
 
     @abstractmethod
     def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
@@ -508,9 +508,9 @@ class LocalStore(Store):
     def baselines(self) -> list[tuple[str, str, str]]:
         return self._read("SELECT name, run_id, created_at FROM baselines ORDER BY name")
 
-    def history(self, last: int | None = None) -> list[HistoryRow]:
-        return [HistoryRow(*row[:4], row[4] is not None, *row[5:]) for row in self._read(_history_sql(), (
-            -1 if last is None else last,))]
+    def history(self, last: int | None = None, suite: str | None = None) -> list[HistoryRow]:
+        rows = self._read(_history_sql(), (suite, suite, -1 if last is None else last))
+        return [HistoryRow(*row[:4], row[4] is not None, *row[5:]) for row in rows]
 
     def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -581,12 +581,13 @@ def _gate_row(mark: GateMark) -> tuple:
 
 
 def _history_sql(mark: str = "?") -> str:
-    """Index rows of the newest runs (``LIMIT -1``/``NULL``: all) joined with their run; both backends."""
+    """Index rows of the newest runs (of one suite, or all when the suite is NULL; ``LIMIT -1``/``NULL``: all
+    runs) joined with their run; both backends. Parameters: suite, suite, limit."""
     return (
         "SELECT r.run_id, r.seq, r.suite, r.started_at, r.imported_from, x.case_id, x.model, x.delegate, x.threads,"
         " x.api, x.device_id, x.device_model, x.status, x.median_us, x.ci_low_us, x.ci_high_us, x.n"
-        " FROM results x JOIN (SELECT * FROM runs ORDER BY seq DESC LIMIT {m}) r ON r.run_id = x.run_id"
-        " ORDER BY r.seq, x.line".replace("{m}", mark))
+        " FROM results x JOIN (SELECT * FROM runs WHERE ({m} IS NULL OR suite = {m}) ORDER BY seq DESC LIMIT {m}) r"
+        " ON r.run_id = x.run_id ORDER BY r.seq, x.line").replace("{m}", mark)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -186,9 +186,9 @@ class PostgresStore(Store):
     def baselines(self) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in self._read("SELECT name, run_id, created_at FROM baselines ORDER BY name")]
 
-    def history(self, last: int | None = None) -> list[HistoryRow]:
-        return [HistoryRow(*row[:4], row[4] is not None, *row[5:])
-                for row in self._read(_history_sql("%s"), (last,))]
+    def history(self, last: int | None = None, suite: str | None = None) -> list[HistoryRow]:
+        rows = self._read(_history_sql("%s").replace("%s IS NULL", "%s::text IS NULL", 1), (suite, suite, last))
+        return [HistoryRow(*row[:4], row[4] is not None, *row[5:]) for row in rows]
 
     def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
         def op(conn: psycopg.Connection) -> None:

@@ -70,8 +70,10 @@ def _matches(row: HistoryRow, selector: str | None) -> bool:
 
 def case_trends(store: Store, selector: str | None = None, last: int | None = None) -> list[CaseTrend]:
     """The history of every case matching ``selector`` (a suite, case id or prefix, model or device id; None:
-    all) over the ``last`` runs of the store (all when None), oldest run first."""
-    rows = [r for r in store.history(last) if _matches(r, selector)]
+    all) over the ``last`` runs (of that suite when it names one; all when None), oldest run first."""
+    suites = {r.suite for r in store.runs()}
+    in_suite = selector if selector in suites else None  # --last then counts that suite's runs
+    rows = [r for r in store.history(last, in_suite) if _matches(r, selector)]
     names: dict[str, list[str]] = {}
     for name, run_id, _created in store.baselines():
         names.setdefault(run_id, []).append(name)
