@@ -191,10 +191,10 @@ def test_xdist_gives_each_device_to_one_worker_across_suite_files(pytester: pyte
     pytester.makepyfile(twin_backend="""
 from harness.devices.host import HostDevice
 
-def open_twin(device_id):
+def open_twin(device_id, settings):
     return HostDevice(device_id)
 
-def list_twins():
+def list_twins(settings):
     return []
 """)
     pytester.makeconftest("""
