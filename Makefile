@@ -4,9 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the test suite drives for real: the AOSP adb client, a headless browser for the
-# report, and Android's shell and userland for the virtual device (mksh as /system/bin/sh, toybox).
+# report, Android's shell and userland for the virtual device (mksh as /system/bin/sh, toybox), and a
+# PostgreSQL server for the team store's tests (started by the tests, as nobody).
 # (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
-SYSTEM_PACKAGES := adb chromium mksh toybox
+SYSTEM_PACKAGES := adb chromium mksh toybox postgresql
 
 .PHONY: install system-deps demo test lint bench clean
 
@@ -15,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ios,npu]'
+	$(BIN)/python -m pip install -q -e '.[test,ios,npu,team]'
 	touch $(STAMP)
 
 # Installs the missing Debian packages when we may (root, or passwordless sudo); otherwise says what is missing.
@@ -25,6 +26,7 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v mksh >/dev/null 2>&1 || missing="$$missing mksh"; \
 	command -v toybox >/dev/null 2>&1 || missing="$$missing toybox"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \

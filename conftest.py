@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from harness.testing.postgres import PostgresServer
 
 pytest_plugins = ["pytester"]
 
@@ -42,3 +45,25 @@ def write_suite(directory: Path, body: str, name: str = "suite.toml") -> Path:
     path = directory / name
     path.write_text(body, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server the tests start (Debian's postgresql package) on 127.0.0.1, stopped at the end."""
+    import os
+
+    from harness.testing.postgres import binaries
+
+    if binaries() is None:
+        if os.environ.get("CI"):  # CI installs postgresql: missing binaries there are a failure, not a skip
+            pytest.fail("PostgreSQL server binaries not found (Debian package postgresql)")
+        pytest.skip("PostgreSQL server binaries not found (install the Debian package postgresql)")
+    pytest.importorskip("psycopg", reason="the team extra: pip install 'edgeharness[team]'")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()

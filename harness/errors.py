@@ -91,6 +91,10 @@ class StoreError(HarnessError):
     exit_code = 2
 
 
+class LeaseError(HarnessError):
+    """A device lease could not be taken or checked (an unwritable lock directory, an unreachable server)."""
+
+
 class UnsafeNameError(UsageError):
     """A name that becomes a file name (suite, run id, part, baseline, model) is not one short, plain name."""
 

@@ -35,6 +35,7 @@ from harness.errors import (
     RunInterrupted,
     describe,
 )
+from harness.leases import LeaseKeeper
 from harness.models import ModelArtifact, load_model
 from harness.plan import DeviceFacts, Entry, Job, Skip
 from harness.results import (
@@ -53,7 +54,7 @@ from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
-from harness.store import LocalStore, ResultWriter, new_run_id, now_iso
+from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
 log = logging.getLogger("harness")
@@ -90,10 +91,11 @@ class CaseRunner:
     """
 
     def __init__(self, run_id: str, writer: ResultWriter | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, leases: LeaseKeeper | None = None) -> None:
         self.run_id = run_id
         self.writer = writer
         self.cancel = cancel
+        self.leases = leases  # a device is benchmarked only under its lease (no other run on it meanwhile)
         self._lock = threading.Lock()
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._facts: dict[str, DeviceFacts] = {}
@@ -157,9 +159,13 @@ class CaseRunner:
         Ctrl-C and ``SystemExit`` are not the case's: they go on up.
         Raises :class:`RunInterrupted` when the run is cancelled before the case ends (nothing is stored).
         """
+        busy = self.leases.acquire(device.id) if self.leases is not None else None  # may wait for another run
         started = now_iso()
         entry = Entry(case, device.id)
         case_id = entry.case_id
+        if busy is not None:  # another run holds the device: not touched, the case recorded as skipped
+            info = DeviceInfo(id=device.id, platform=device.platform)
+            return self._finish(self._result(case, case_id, None, info, "skipped", busy, started))
         try:
             return self._run_case(device, entry, case_id, started)
         except Exception as exc:  # noqa: BLE001 - one case's fault must not end the other cases' run
@@ -318,13 +324,17 @@ class CaseRunner:
 def run_suite(
     suite: Suite,
     devices: Sequence[Device],
-    store: LocalStore,
+    store: Store,
     *,
     run_id: str | None = None,
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
+    leases: Callable[[str, threading.Event], LeaseKeeper] | None = None,
 ) -> RunSummary:
     """Run every case of ``suite`` on every device; results are on disk as each case ends.
+
+    ``leases(run_id, cancel)`` gives the run's device leases: each device is used under its lease,
+    released when the run ends.
 
     Setting ``cancel`` (or Ctrl-C in the calling thread) stops the run: running commands are killed,
     no further case starts, and the summary comes back with ``interrupted`` set, holding the
@@ -333,7 +343,8 @@ def run_suite(
     run_id = run_id or new_run_id()
     token = cancel if cancel is not None else threading.Event()
     writer = store.begin_run(run_id, suite.name)
-    runner = CaseRunner(run_id, writer, cancel=token)
+    keeper = leases(run_id, token) if leases is not None else None
+    runner = CaseRunner(run_id, writer, cancel=token, leases=keeper)
     summary = RunSummary(run_id, writer.path)
     lock = threading.Lock()
     failures: list[BaseException] = []
@@ -355,6 +366,8 @@ def run_suite(
                     summary.results.append(result)
                 if on_result:
                     on_result(result)
+            if keeper is not None:  # this device is done: another run may have it while the others go on
+                keeper.release(device.id)
         except RunInterrupted:
             stopped.append(device.id)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
@@ -384,6 +397,8 @@ def run_suite(
         with lock:
             closed = True
             writer.close()
+        if keeper is not None:
+            keeper.release_all()
     if failures:
         raise failures[0]
     return summary

@@ -11,6 +11,7 @@ Under pytest-xdist the items are scheduled by DEVICE across suite files (see
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allowed slowdown for --harness-baseline, e.g. 5%% (default: suite [gate] or 5%%)")
     group.addoption("--harness-noisy", default=None, choices=["fail", "warn"],
                     help="what a case too noisy to judge does (default fail)")
+    group.addoption("--harness-lease-timeout", type=float, default=None, metavar="S",
+                    help="wait this long for a device another run holds, then skip the case (default 600)")
+    group.addoption("--harness-lease-dir", default=None, metavar="DIR",
+                    help="device lock directory shared by several stores (default: DIR/leases; env HARNESS_LEASE_DIR)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
                         "noisy": config.getoption("harness_noisy")},
         run_id=worker.get(_RUN_ID_INPUT) if worker else None,
         part=worker["workerid"] if worker and worker.get(_RUN_ID_INPUT) else None,
+        lease_timeout_s=config.getoption("harness_lease_timeout"),
+        lease_dir=config.getoption("harness_lease_dir") or os.environ.get("HARNESS_LEASE_DIR"),
     )
 
 

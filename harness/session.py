@@ -16,11 +16,12 @@ from harness.devices.base import Device
 from harness.devices.discovery import open_device
 from harness.errors import HarnessError
 from harness.gate import GateOutcome
+from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
 from harness.results import Result
 from harness.runners.base import RunSettings
-from harness.store import LocalStore, ResultWriter, new_run_id, open_store
+from harness.store import ResultWriter, Store, new_run_id, open_store
 from harness.suite import Case, ModelSpec, checked_overrides
 
 
@@ -41,6 +42,8 @@ class HarnessSession:
         gate_overrides: dict | None = None,
         run_id: str | None = None,
         part: str | None = None,
+        lease_timeout_s: float | None = None,
+        lease_dir: str | Path | None = None,
     ) -> None:
         """``run_id`` and ``part`` make this one worker of a run spread over processes
         (pytest-xdist): its results go to a part file that :meth:`adopt_parts` folds in later."""
@@ -53,7 +56,7 @@ class HarnessSession:
         self.measured_runs = measured_runs
         self.run_id = run_id or new_run_id()
         self.part = part
-        self.store: LocalStore = open_store(self.out_dir, db_path)
+        self.store: Store = open_store(self.out_dir, db_path)
         self.results: list[Result] = []
         self._writer: ResultWriter | None = None
         self._runner: CaseRunner | None = None
@@ -65,6 +68,8 @@ class HarnessSession:
         self.verdicts: list = []
         self.breaches: list = []
         self.collected: set[tuple[str, str]] = set()  # (device id, model name) of the cases a front offered
+        self.lease_timeout_s = DEFAULT_TIMEOUT_S if lease_timeout_s is None else lease_timeout_s
+        self.lease_dir = lease_dir
 
     def note_collected(self, device_id: str, cases: Sequence[Case]) -> None:
         """Cases a front collected for a device (run or deselected): the scope of :meth:`baseline_not_measured`."""
@@ -79,7 +84,9 @@ class HarnessSession:
             if self._runner is None:
                 self._writer = (self.store.begin_part(self.run_id, self.name, self.part) if self.part
                                 else self.store.begin_run(self.run_id, self.name))
-                self._runner = CaseRunner(self.run_id, self._writer)
+                # leased case by case: xdist workers and other runs on this store take turns on a device
+                keeper = LeaseKeeper(self.store.leases(self.lease_dir), self.run_id, self.lease_timeout_s)
+                self._runner = CaseRunner(self.run_id, self._writer, leases=keeper)
             return self._runner
 
     def device(self, device_id: str) -> Device:
@@ -94,9 +101,17 @@ class HarnessSession:
         return replace(case, model=replace(case.model, run=replace(case.model.run, **changes))) if changes else case
 
     def run_case(self, device_id: str, case: Case) -> Result:
-        result = self.runner().run_case(self.device(device_id), self.adjust(case))
+        result = self._leased_case(self.device(device_id), self.adjust(case))
         self.results.append(result)
         return result
+
+    def _leased_case(self, device: Device, case: Case) -> Result:
+        runner = self.runner()
+        try:
+            return runner.run_case(device, case)
+        finally:
+            if runner.leases is not None:
+                runner.leases.release(device.id)
 
     def judge(self, result: Result) -> GateOutcome | None:
         """Gate one case: budgets always, regression when a baseline was given (never across devices).
@@ -170,7 +185,7 @@ class HarnessSession:
                             timeout_s=timeout_s, api=api),
         )
         device = device_id or self.device_ids[0]
-        result = self.runner().run_case(self.device(device), Case(spec, delegate, threads))
+        result = self._leased_case(self.device(device), Case(spec, delegate, threads))
         self.results.append(result)
         return result
 

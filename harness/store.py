@@ -12,8 +12,9 @@ imported baseline still judges the newest real run. A broken index never stops a
 results go to the JSONL file, one warning names the fix (``harness reindex``), and
 :func:`rebuild_index` rebuilds the index from the files.
 
-``open_store(uri)`` picks a backend by URI, leaving room for a shared server database
-behind the same interface (as pytest-benchmark's storage does); today ``file:`` paths only.
+``open_store(uri)`` picks a backend by URI: a directory (``file:DIR``) is a :class:`LocalStore`;
+``postgresql://...`` is the team store of :mod:`harness.store_pg` (the same :class:`Store`
+interface, the index on a shared server, the JSONL files still in the local directory).
 """
 
 from __future__ import annotations
@@ -27,16 +28,22 @@ import secrets
 import sqlite3
 import statistics
 import threading
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from harness import stats
 from harness.errors import StoreError
 from harness.names import RULE, check_name, contain, inside, problem
 from harness.results import Result
 from harness.textsafe import shown
+
+if TYPE_CHECKING:
+    from harness.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,23 @@ CREATE INDEX IF NOT EXISTS results_case ON results (model_sha256, delegate, thre
 CREATE TABLE IF NOT EXISTS baselines (
     name TEXT PRIMARY KEY, run_id TEXT NOT NULL, created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gate_verdicts (
+    run_id TEXT NOT NULL, baseline TEXT NOT NULL, baseline_run_id TEXT, case_label TEXT NOT NULL,
+    model TEXT, delegate TEXT, threads INTEGER, device_id TEXT, verdict TEXT, why TEXT, recorded_at TEXT,
+    PRIMARY KEY (run_id, baseline, case_label)
+);
 """
+#: The results index columns, in order (both backends; ci_*: the 95% interval of the median from harness.stats).
+RESULT_COLUMNS = ("run_id", "line", "case_id", "model", "model_sha256", "delegate", "threads", "api", "device_id",
+                  "device_model", "status", "median_us", "n", "repetitions", "finished_at", "ci_low_us", "ci_high_us")
+RUN_COLUMNS = ("run_id", "suite", "started_at", "finished_at", "results_path", "report_path", "host",
+               "harness_version", "status", "seq", "imported_from")
+GATE_COLUMNS = ("run_id", "baseline", "baseline_run_id", "case_label", "model", "delegate", "threads", "device_id",
+                "verdict", "why", "recorded_at")
 # Columns added after the first release: (name, declaration), added by ALTER TABLE to older databases.
 # seq: recording order in this store; imported_from: JSON provenance of an imported run (NULL: measured here).
 _RUNS_COLUMNS = (("seq", "INTEGER"), ("imported_from", "TEXT"), ("status", "TEXT"))
+_RESULTS_COLUMNS = (("ci_low_us", "REAL"), ("ci_high_us", "REAL"))
 _REINDEX_HINT = "`harness reindex --store DIR` rebuilds it from the JSONL files"
 
 
@@ -96,7 +116,7 @@ class RunRecord:
 class ResultWriter:
     """Appends results of one run to its JSONL file (fsync per line) and indexes them."""
 
-    def __init__(self, store: LocalStore, run_id: str, path: Path, *, index: bool = True) -> None:
+    def __init__(self, store: Store, run_id: str, path: Path, *, index: bool = True) -> None:
         self.store = store
         self.run_id = run_id
         self.path = path
@@ -123,50 +143,174 @@ class ResultWriter:
                 self._fh.close()
 
 
-class LocalStore:
-    """JSONL files in a directory plus ``harness.sqlite`` beside them (or at ``db_path``)."""
+@dataclass(frozen=True)
+class HistoryRow:
+    """One results-index row of a run, with the run's place in the store (for trends)."""
 
-    def __init__(self, root: str | Path = "reports", db_path: str | Path | None = None) -> None:
-        self.root = Path(root)
-        self.db_path = Path(db_path) if db_path else inside(self.root, "harness.sqlite")
+    run_id: str
+    seq: int
+    suite: str
+    started_at: str
+    imported: bool
+    case_id: str
+    model: str
+    delegate: str
+    threads: int
+    api: str
+    device_id: str
+    device_model: str
+    status: str
+    median_us: float | None
+    ci_low_us: float | None
+    ci_high_us: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class GateMark:
+    """A gate's verdict on one case of a run, as recorded by :meth:`Store.record_gate`."""
+
+    run_id: str
+    baseline: str
+    baseline_run_id: str | None
+    case_label: str
+    model: str
+    delegate: str
+    threads: int
+    device_id: str
+    verdict: str
+    why: str
+    recorded_at: str
+
+
+@dataclass
+class IndexDump:
+    """A whole index as rows (tuples in :data:`RUN_COLUMNS`, :data:`RESULT_COLUMNS`, :data:`GATE_COLUMNS` order):
+    what ``harness store copy`` moves from one backend to another."""
+
+    runs: list[tuple] = field(default_factory=list)
+    results: list[tuple] = field(default_factory=list)
+    baselines: list[tuple[str, str, str]] = field(default_factory=list)
+    gates: list[tuple] = field(default_factory=list)
+
+
+class Store(ABC):
+    """Results of runs: JSONL files in ``root`` (the record of truth) and an index answering queries.
+
+    The shared behaviour lives here (files, baselines log, run resolution); a backend implements the
+    index primitives (``_index_*``, ``runs``, ``baselines``, ``history``...). A broken index never stops a
+    run: :meth:`_guarded` warns once and the results still reach the JSONL file.
+    """
+
+    #: Index exceptions a backend treats as "index broken" (warn, go on) and as a caller's bug (raise).
+    _broken_errors: tuple[type[BaseException], ...] = (StoreError,)
+    _duplicate_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, root: str | Path | None) -> None:
+        self._root = Path(root) if root is not None else None
         self._db_lock = threading.Lock()
         self._index_broken = False
 
-    def _connect(self) -> sqlite3.Connection:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.db_path, timeout=30)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                _migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.db_path}: not a usable SQLite index ({exc})",
-                             hint=_REINDEX_HINT.replace("DIR", str(self.root))) from None
-        return conn
+    @property
+    def root(self) -> Path:
+        """The local directory of JSONL files (a team store opened without one cannot write runs)."""
+        if self._root is None:
+            raise StoreError(f"{self.location}: no local results directory given",
+                             hint="give the directory of JSONL files (`--out DIR` / `--dir DIR`)")
+        return self._root
 
-    def _write_index(self, what: str, op: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``op`` in one transaction; on a broken index warn once and go on without it.
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the index is, for messages (never a password)."""
 
-        The JSONL file is the record of truth, so a corrupt, locked or unwritable ``harness.sqlite``
+    def _guarded(self, what: str, op: Callable[[], None]) -> None:
+        """Run ``op`` on the index; on a broken index warn once and go on without it.
+
+        The JSONL file is the record of truth, so a corrupt, locked, unreachable or unwritable index
         must not stop a run: its results still reach the disk and :func:`rebuild_index` recovers them.
         """
         if self._index_broken:
             return
         try:
-            with self._db_lock, closing(self._connect()) as conn, conn:
-                op(conn)
-        except sqlite3.IntegrityError:
+            op()
+        except self._duplicate_errors:
             raise  # a duplicate run id is a caller's bug, not a broken index
-        except (StoreError, sqlite3.DatabaseError) as exc:
+        except self._broken_errors as exc:
             self._index_broken = True
-            why = str(exc).split(" (hint:")[0] if isinstance(exc, StoreError) else f"{self.db_path}: {exc}"
+            why = str(exc).split(" (hint:")[0] if isinstance(exc, StoreError) else f"{self.location}: {exc}"
             log.warning("warning: index not updated (%s: %s); results still go to the JSONL files; "
-                        "`harness reindex --store %s` rebuilds the index", what, why, self.root)
+                        "`harness reindex --store %s` rebuilds the index", what, why, self._reindex_target())
 
+    def _reindex_target(self) -> str:
+        return str(self._root)
+
+    # -- index primitives (one implementation per backend) --------------------------------------
+    @abstractmethod
+    def _index_begin(self, run_id: str, suite: str, started: str, results_path: str, host: str,
+                     version: str) -> None: ...
+
+    @abstractmethod
+    def _index_finish(self, run_id: str, finished: str, report: str | None, status: str) -> None: ...
+
+    @abstractmethod
+    def _index_result(self, result: Result, line: int) -> None: ...
+
+    @abstractmethod
+    def _index_import(self, run: dict, results: Sequence[Result], name: str, created: str) -> None:
+        """Record an imported run, its results and its baseline name in one transaction (StoreError if not)."""
+
+    @abstractmethod
+    def _index_set_baseline(self, name: str, run_id: str, created: str) -> None: ...
+
+    @abstractmethod
+    def runs(self) -> list[RunRecord]:
+        """Every run, in the order it was recorded in this store (imported baselines included)."""
+
+    @abstractmethod
+    def baseline_run_id(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def baselines(self) -> list[tuple[str, str, str]]:
+        """(name, run id, created) of every baseline, by name."""
+
+    @abstractmethod
+    def history(self, last: int | None = None, suite: str | None = None) -> list[HistoryRow]:
+        """The results index rows of the ``last`` runs (all when None; of ``suite`` when given), oldest run first."""
+
+    @abstractmethod
+    def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
+        """Remember a gate's verdicts on a run (shown by trends); replaces an earlier gate of the same pair."""
+
+    @abstractmethod
+    def gate_marks(self) -> list[GateMark]: ...
+
+    @abstractmethod
+    def _salvage_index(self, report: ReindexReport) -> tuple[dict[str, dict], list[tuple[str, str, str]]]:
+        """Before a rebuild: what the index knows (runs of this directory by id, baselines); set aside if local."""
+
+    @abstractmethod
+    def _load_index(self, runs: Sequence[dict], results: dict[str, Sequence[Result]],
+                    baselines: Sequence[tuple[str, str, str]]) -> None:
+        """Write rebuilt runs (recording order, ``seq`` a hint), their results and baseline names."""
+
+    @abstractmethod
+    def export_index(self) -> IndexDump: ...
+
+    @abstractmethod
+    def import_index(self, dump: IndexDump) -> tuple[int, int]:
+        """Add a dump's rows (runs already here are kept); returns (runs added, runs already present)."""
+
+    def leases(self, lease_dir: str | Path | None = None) -> Leases:
+        """Device leases for runs on this store: advisory file locks in ``lease_dir`` (default ``ROOT/leases``)."""
+        from harness.leases import FileLeases
+
+        return FileLeases(Path(lease_dir) if lease_dir is not None else inside(self.root, "leases"))
+
+    def close(self) -> None:  # noqa: B027 - a backend with connections closes them
+        """Release what the store holds open."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
     def begin_run(self, run_id: str, suite: str, results_path: Path | None = None) -> ResultWriter:
         check_name(run_id, "run id")
         if results_path is not None:
@@ -175,11 +319,8 @@ class LocalStore:
             path = inside(self.root, f"{check_name(suite, 'suite name')}-{run_id}.jsonl")
         writer = ResultWriter(self, run_id, path)
         started = now_iso()
-        self._write_index(f"run {run_id}", lambda conn: conn.execute(
-            "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version, seq)"
-            " VALUES (?,?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))",
-            (run_id, suite, started, str(path.resolve()), os.uname().nodename, _version()),
-        ))
+        self._guarded(f"run {run_id}", lambda: self._index_begin(
+            run_id, suite, started, str(path.resolve()), os.uname().nodename, _version()))
         return writer
 
     def begin_part(self, run_id: str, suite: str, part: str) -> ResultWriter:
@@ -214,30 +355,20 @@ class LocalStore:
         """Record the end of a run; ``interrupted`` marks one stopped before every case ended."""
         finished, report = now_iso(), str(report_path.resolve()) if report_path else None
         status = "interrupted" if interrupted else "finished"
-        self._write_index(f"run {run_id}", lambda conn: conn.execute(
-            "UPDATE runs SET finished_at=?, report_path=?, status=? WHERE run_id=?",
-            (finished, report, status, run_id)))
+        self._guarded(f"run {run_id}", lambda: self._index_finish(run_id, finished, report, status))
 
     def _index(self, result: Result, line: int) -> None:
-        self._write_index(f"run {result.run_id}", lambda conn: _insert_result(conn, result, line))
-
-    def runs(self) -> list[RunRecord]:
-        """Every run, in the order it was recorded in this store (imported baselines included)."""
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                "SELECT run_id, suite, started_at, finished_at, results_path, report_path, seq, imported_from, status"
-                " FROM runs ORDER BY seq, rowid").fetchall()
-        return [RunRecord(*row) for row in rows]
+        self._guarded(f"run {result.run_id}", lambda: self._index_result(result, line))
 
     def resolve_run(self, ref: str) -> RunRecord:
         """A run by id, unique id prefix, ``latest`` (newest run measured here), or a baseline name."""
         runs = self.runs()
         if not runs:
-            raise StoreError(f"no runs recorded in {self.db_path}", hint="run `harness run SUITE` first")
+            raise StoreError(f"no runs recorded in {self.location}", hint="run `harness run SUITE` first")
         if ref == "latest":
             measured = [r for r in runs if not r.imported]
             if not measured:
-                raise StoreError(f"no run measured in {self.root} yet (only imported baselines)",
+                raise StoreError(f"no run measured in {self.location} yet (only imported baselines)",
                                  hint="`latest` never means an imported baseline; run `harness run SUITE` first")
             return measured[-1]
         exact = [r for r in runs if r.run_id == ref]
@@ -251,7 +382,7 @@ class LocalStore:
             return prefixed[0]
         if prefixed:
             raise StoreError(f"run id prefix {ref!r} is ambiguous ({len(prefixed)} runs)")
-        raise StoreError(f"no run {ref!r} in {self.db_path}", hint="`harness runs` lists them")
+        raise StoreError(f"no run {ref!r} in {self.location}", hint="`harness runs` lists them")
 
     def load_run(self, ref: str) -> list[Result]:
         return load_results(self.resolve_run(ref).results_path)
@@ -261,15 +392,14 @@ class LocalStore:
         another run); a clear error when there is no such name."""
         run_id = self.baseline_run_id(name)
         if run_id is None:
-            raise StoreError(f"no baseline named {name!r} in {self.db_path}",
+            raise StoreError(f"no baseline named {name!r} in {self.location}",
                              hint="`harness baseline set NAME --run RUN` or `harness baseline import NAME FILE`")
         return self.load_run(run_id)
 
     def set_baseline(self, name: str, run_id: str) -> None:
         check_baseline_name(name)
         created = now_iso()
-        with self._db_lock, closing(self._connect()) as conn, conn:
-            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created))
+        self._index_set_baseline(name, run_id, created)
         self._log_baseline(name, run_id, created)
 
     @property
@@ -278,6 +408,8 @@ class LocalStore:
         return self.root / BASELINES_LOG
 
     def _log_baseline(self, name: str, run_id: str, created: str) -> None:
+        if self._root is None:  # a team store opened without a local directory: the server holds the name
+            return
         line = json.dumps({"name": name, "run_id": run_id, "created_at": created}) + "\n"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -288,46 +420,222 @@ class LocalStore:
         except OSError as exc:  # the index holds the name; only a later reindex would miss it
             log.warning("warning: %s: baseline %s not logged (%s)", self.baselines_log, name, exc.strerror or exc)
 
-    def baseline_run_id(self, name: str) -> str | None:
+
+class LocalStore(Store):
+    """JSONL files in a directory plus ``harness.sqlite`` beside them (or at ``db_path``)."""
+
+    _duplicate_errors = (sqlite3.IntegrityError,)
+    _broken_errors = (StoreError, sqlite3.DatabaseError)
+
+    def __init__(self, root: str | Path = "reports", db_path: str | Path | None = None) -> None:
+        super().__init__(root)
+        self.db_path = Path(db_path) if db_path else inside(self.root, "harness.sqlite")
+
+    @property
+    def location(self) -> str:
+        return str(self.db_path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                _migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.db_path}: not a usable SQLite index ({exc})",
+                             hint=_REINDEX_HINT.replace("DIR", str(self.root))) from None
+        return conn
+
+    def _write(self, op: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``op`` in one transaction."""
+        with self._db_lock, closing(self._connect()) as conn, conn:
+            op(conn)
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with closing(self._connect()) as conn:
-            row = conn.execute("SELECT run_id FROM baselines WHERE name=?", (name,)).fetchone()
-        return row[0] if row else None
+            return conn.execute(sql, params).fetchall()
+
+    def _index_begin(self, run_id: str, suite: str, started: str, results_path: str, host: str,
+                     version: str) -> None:
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO runs (run_id, suite, started_at, results_path, host, harness_version, seq)"
+            " VALUES (?,?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))",
+            (run_id, suite, started, results_path, host, version)))
+
+    def _index_finish(self, run_id: str, finished: str, report: str | None, status: str) -> None:
+        self._write(lambda conn: conn.execute(
+            "UPDATE runs SET finished_at=?, report_path=?, status=? WHERE run_id=?",
+            (finished, report, status, run_id)))
+
+    def _index_result(self, result: Result, line: int) -> None:
+        self._write(lambda conn: _insert_result(conn, result, line))
+
+    def _index_import(self, run: dict, results: Sequence[Result], name: str, created: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO runs (run_id, suite, started_at, finished_at, results_path, seq, imported_from)"
+                " VALUES (?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs),?)",
+                (run["run_id"], run["suite"], run["started_at"], run["finished_at"], run["results_path"],
+                 run["imported_from"]))
+            for line, result in enumerate(results, 1):
+                _insert_result(conn, result, line)
+            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run["run_id"], created))
+        try:
+            self._write(op)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.db_path}: cannot record the import ({exc})",
+                             hint=_REINDEX_HINT.replace("DIR", str(self.root))) from None
+
+    def _index_set_baseline(self, name: str, run_id: str, created: str) -> None:
+        self._write(lambda conn: conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)",
+                                              (name, run_id, created)))
+
+    def runs(self) -> list[RunRecord]:
+        """Every run, in the order it was recorded in this store (imported baselines included)."""
+        rows = self._read("SELECT run_id, suite, started_at, finished_at, results_path, report_path, seq,"
+                          " imported_from, status FROM runs ORDER BY seq, rowid")
+        return [RunRecord(*row) for row in rows]
+
+    def baseline_run_id(self, name: str) -> str | None:
+        rows = self._read("SELECT run_id FROM baselines WHERE name=?", (name,))
+        return rows[0][0] if rows else None
 
     def baselines(self) -> list[tuple[str, str, str]]:
-        with closing(self._connect()) as conn:
-            return conn.execute("SELECT name, run_id, created_at FROM baselines ORDER BY name").fetchall()
+        return self._read("SELECT name, run_id, created_at FROM baselines ORDER BY name")
+
+    def history(self, last: int | None = None, suite: str | None = None) -> list[HistoryRow]:
+        rows = self._read(_history_sql(), (suite, suite, -1 if last is None else last))
+        return [HistoryRow(*row[:4], row[4] is not None, *row[5:]) for row in rows]
+
+    def record_gate(self, run_id: str, baseline: str, marks: Sequence[GateMark]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM gate_verdicts WHERE run_id=? AND baseline=?", (run_id, baseline))
+            conn.executemany(sql("INSERT OR REPLACE INTO gate_verdicts ({cols}) VALUES ({marks})", GATE_COLUMNS, "?"),
+                             [_gate_row(m) for m in marks])
+        self._write(op)
+
+    def gate_marks(self) -> list[GateMark]:
+        return [GateMark(*row) for row in self._read(sql("SELECT {cols} FROM gate_verdicts", GATE_COLUMNS))]
+
+    def _salvage_index(self, report: ReindexReport) -> tuple[dict[str, dict], list[tuple[str, str, str]]]:
+        report.old_index_readable = _index_readable(self.db_path)
+        if self.db_path.exists():
+            report.moved_to = _move_aside(self.db_path, "old" if report.old_index_readable else "corrupt")
+        return _salvage(report.moved_to) if report.moved_to else ({}, [])
+
+    def _load_index(self, runs: Sequence[dict], results: dict[str, Sequence[Result]],
+                    baselines: Sequence[tuple[str, str, str]]) -> None:
+        self._index_broken = False
+
+        def op(conn: sqlite3.Connection) -> None:
+            for seq, run in enumerate(runs, 1):
+                row = {**run, "seq": seq}
+                conn.execute(sql("INSERT INTO runs ({cols}) VALUES ({marks})", RUN_COLUMNS, "?"),
+                             tuple(row.get(c) for c in RUN_COLUMNS))
+                for line, result in enumerate(results[run["run_id"]], 1):
+                    _insert_result(conn, result, line)
+            for name, run_id, created in baselines:
+                conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created))
+        self._write(op)
+
+    def export_index(self) -> IndexDump:
+        return IndexDump(
+            runs=self._read(sql("SELECT {cols} FROM runs ORDER BY seq, rowid", RUN_COLUMNS)),
+            results=self._read(sql("SELECT {cols} FROM results ORDER BY run_id, line", RESULT_COLUMNS)),
+            baselines=self.baselines(),
+            gates=self._read(sql("SELECT {cols} FROM gate_verdicts", GATE_COLUMNS)))
+
+    def import_index(self, dump: IndexDump) -> tuple[int, int]:
+        have = {r.run_id for r in self.runs()}
+        new = [row for row in dump.runs if row[0] not in have]
+        added = {row[0] for row in new}
+        seq_at = RUN_COLUMNS.index("seq")
+
+        def op(conn: sqlite3.Connection) -> None:
+            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
+            for i, row in enumerate(new, 1):
+                row = (*row[:seq_at], top + i, *row[seq_at + 1:])
+                conn.execute(sql("INSERT INTO runs ({cols}) VALUES ({marks})", RUN_COLUMNS, "?"), row)
+            conn.executemany(sql("INSERT OR REPLACE INTO results ({cols}) VALUES ({marks})", RESULT_COLUMNS, "?"),
+                             [r for r in dump.results if r[0] in added])
+            conn.executemany("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", dump.baselines)
+            conn.executemany(sql("INSERT OR REPLACE INTO gate_verdicts ({cols}) VALUES ({marks})", GATE_COLUMNS, "?"),
+                             dump.gates)
+        self._write(op)
+        return len(new), len(dump.runs) - len(new)
+
+
+def sql(template: str, columns: Sequence[str], mark: str = "?") -> str:
+    """``template`` with ``{cols}`` (the fixed column names) and ``{marks}`` (one placeholder each); values are
+    always bound, never formatted in."""
+    return template.format(cols=", ".join(columns), marks=",".join([mark] * len(columns)))
+
+
+def _gate_row(mark: GateMark) -> tuple:
+    return tuple(getattr(mark, c) for c in GATE_COLUMNS)
+
+
+def _history_sql(mark: str = "?") -> str:
+    """Index rows of the newest runs (of one suite, or all when the suite is NULL; ``LIMIT -1``/``NULL``: all
+    runs) joined with their run; both backends. Parameters: suite, suite, limit."""
+    return (
+        "SELECT r.run_id, r.seq, r.suite, r.started_at, r.imported_from, x.case_id, x.model, x.delegate, x.threads,"
+        " x.api, x.device_id, x.device_model, x.status, x.median_us, x.ci_low_us, x.ci_high_us, x.n"
+        " FROM results x JOIN (SELECT * FROM runs WHERE ({m} IS NULL OR suite = {m}) ORDER BY seq DESC LIMIT {m}) r"
+        " ON r.run_id = x.run_id ORDER BY r.seq, x.line").replace("{m}", mark)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring an older index up to date: add the runs columns it lacks, number its runs in rowid order."""
+    """Bring an older index up to date: add the columns it lacks, number its runs in rowid order."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, decl in _RUNS_COLUMNS:
-        if name not in have:
-            try:
-                conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
-            except sqlite3.OperationalError as exc:  # another process added it first
-                if "duplicate column" not in str(exc):
-                    raise
+    for table, columns, present in (("runs", _RUNS_COLUMNS, have), ("results", _RESULTS_COLUMNS, None)):
+        present = present if present is not None else {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns:
+            if name not in present:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
     if "seq" not in have:
         with conn:
             conn.execute("UPDATE runs SET seq = rowid WHERE seq IS NULL")
 
 
-def _insert_result(conn: sqlite3.Connection, result: Result, line: int) -> None:
+def result_row(result: Result, line: int) -> tuple:
+    """The results index row of ``result`` (:data:`RESULT_COLUMNS`): its median and the 95% interval of it."""
     lat = result.latency
     centers = [r.center_us for r in lat.repetitions if r.center_us is not None] if lat else []
-    conn.execute(
-        "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            result.run_id, line, result.case.case_id, result.case.model, result.case.model_sha256,
+    median = (statistics.median(lat.samples_us) if lat and lat.samples_us else
+              (statistics.median(centers) if centers else None))
+    low = high = None
+    reps = [tuple(r.samples_us) if r.samples_us else (float(r.center_us),)
+            for r in (lat.repetitions if lat else ()) if r.samples_us or r.center_us is not None]
+    if result.status == "ok" and reps:
+        try:
+            interval = stats.summarize(reps, n_boot=_INDEX_BOOT).median_ci
+            low, high = (interval.low, interval.high) if interval else (None, None)
+        except (ValueError, FloatingPointError):  # figures stats will not take: the row keeps its median only
+            pass
+    return (result.run_id, line, result.case.case_id, result.case.model, result.case.model_sha256,
             result.case.delegate, result.case.threads, result.case.api, result.device.id,
-            result.device.model, result.status,
-            statistics.median(lat.samples_us) if lat and lat.samples_us else (
-                statistics.median(centers) if centers else None),
-            lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, result.finished_at,
-        ),
-    )
+            result.device.model, result.status, median,
+            lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, result.finished_at, low, high)
 
+
+# Bootstrap resamples for the indexed interval (the trend's noise band; compare draws its own 2000): about 20 ms a
+# result on a busy 2-core host, paid once as the result is written (and again by a reindex).
+_INDEX_BOOT = 500
+
+
+def _insert_result(conn: sqlite3.Connection, result: Result, line: int) -> None:
+    conn.execute(sql("INSERT OR REPLACE INTO results ({cols}) VALUES ({marks})", RESULT_COLUMNS, "?"),
+                 result_row(result, line))
 
 _RESERVED_NAMES = ("latest",)
 
@@ -347,11 +655,11 @@ BASELINE_FORMAT = "edgeharness-baseline"
 BASELINE_VERSION = 1
 
 
-def export_baseline(store: LocalStore, name: str) -> dict:
+def export_baseline(store: Store, name: str) -> dict:
     """A baseline as one JSON document (CI keeps it as an artifact or in git)."""
     run_id = store.baseline_run_id(name)
     if run_id is None:
-        raise StoreError(f"no baseline named {name!r} in {store.db_path}", hint="`harness baseline list`")
+        raise StoreError(f"no baseline named {name!r} in {store.location}", hint="`harness baseline list`")
     run = store.resolve_run(run_id)
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "name": name, "run_id": run.run_id,
             "suite": run.suite, "results": [r.to_dict() for r in load_results(run.results_path)]}
@@ -362,7 +670,7 @@ _MAX_LINE_WARNINGS = 5
 _IMPORT_HINT = "nothing was imported; export the baseline again with `harness baseline export NAME`"
 
 
-def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
+def import_baseline(store: Store, name: str, path: str | Path) -> str:
     """Store an exported baseline file as a NEW run of this store, named ``name``; return its run id.
 
     The file is untrusted. It is validated whole before anything is written (every record's
@@ -388,20 +696,10 @@ def import_baseline(store: LocalStore, name: str, path: str | Path) -> str:
                                    for r in results))
     started = min((r.started_at for r in results if r.started_at), default=imported_at)
     finished = max((r.finished_at for r in results if r.finished_at), default=imported_at)
+    run = {"run_id": run_id, "suite": suite, "started_at": started, "finished_at": finished,
+           "results_path": str(final.resolve()), "imported_from": json.dumps(provenance)}
     try:
-        with store._db_lock, closing(store._connect()) as conn, conn:
-            conn.execute(
-                "INSERT INTO runs (run_id, suite, started_at, finished_at, results_path, seq, imported_from)"
-                " VALUES (?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM runs),?)",
-                (run_id, suite, started, finished, str(final.resolve()), json.dumps(provenance)),
-            )
-            for line, result in enumerate(results, 1):
-                _insert_result(conn, result, line)
-            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, imported_at))
-    except sqlite3.DatabaseError as exc:
-        final.unlink(missing_ok=True)
-        raise StoreError(f"{store.db_path}: cannot record the import ({exc})",
-                         hint=_REINDEX_HINT.replace("DIR", str(store.root))) from None
+        store._index_import(run, results, name, imported_at)
     except BaseException:
         final.unlink(missing_ok=True)
         raise
@@ -535,7 +833,7 @@ def load_results(path: str | Path) -> list[Result]:
 class ReindexReport:
     """What :func:`rebuild_index` did: where the old index went and what it could (not) recover."""
 
-    db_path: Path
+    db_path: Path | str  # the index: a SQLite file, or a team store's location
     moved_to: Path | None = None
     old_index_readable: bool = True
     runs: list[str] = field(default_factory=list)
@@ -545,8 +843,11 @@ class ReindexReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def rebuild_index(store: LocalStore) -> ReindexReport:
-    """Rebuild ``harness.sqlite`` from the JSONL files in the store directory; nothing is deleted.
+def rebuild_index(store: Store) -> ReindexReport:
+    """Rebuild the index from the JSONL files in the store directory; nothing is deleted.
+
+    A team store (PostgreSQL) is shared by many hosts: its rebuild replaces the rows of the runs whose
+    files are in this directory and leaves other runs alone. For ``harness.sqlite``:
 
     The old database (with its WAL files) is moved aside as ``harness.sqlite.corrupt-TIMESTAMP``
     when it does not read, ``harness.sqlite.old-TIMESTAMP`` otherwise; what still reads of it
@@ -554,11 +855,8 @@ def rebuild_index(store: LocalStore) -> ReindexReport:
     come back from the provenance their records carry. Baselines that cannot be recovered are
     listed in the report. Run it while no run is writing to the store.
     """
-    report = ReindexReport(store.db_path)
-    report.old_index_readable = _index_readable(store.db_path)
-    if store.db_path.exists():
-        report.moved_to = _move_aside(store.db_path, "old" if report.old_index_readable else "corrupt")
-    old_runs, old_baselines = _salvage(report.moved_to) if report.moved_to else ({}, [])
+    report = ReindexReport(store.location)
+    old_runs, old_baselines = store._salvage_index(report)
     found: dict[str, tuple[Path, list[Result]]] = {}
     for path in sorted(store.root.glob("*.jsonl")):
         try:
@@ -588,48 +886,44 @@ def rebuild_index(store: LocalStore) -> ReindexReport:
         when = results[0].environment.get("imported_at") or min((r.started_at for r in results), default="")
         return (0, old["seq"], "") if old.get("seq") is not None else (1, 0, str(when))
 
-    store._index_broken = False
-    with store._db_lock, closing(store._connect()) as conn, conn:
-        for seq, run_id in enumerate(sorted(found, key=recorded), 1):
-            path, results = found[run_id]
-            old = old_runs.get(run_id, {})
-            stamp = results[0].environment
-            imported_from = old.get("imported_from") or (json.dumps(
-                {"run_id": stamp["imported_from_run"], "file": stamp.get("imported_from_file"),
-                 "imported_at": stamp.get("imported_at"), "baseline": stamp.get("imported_as")})
-                if "imported_from_run" in stamp else None)
-            suite = old.get("suite") or _suite_from_file(path, run_id)
-            conn.execute(
-                "INSERT INTO runs (run_id, suite, started_at, finished_at, results_path, report_path, seq,"
-                " imported_from, host, harness_version) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (run_id, suite, old.get("started_at") or min(r.started_at for r in results),
-                 old.get("finished_at") or max(r.finished_at for r in results), str(path.resolve()),
-                 old.get("report_path"), seq, imported_from, old.get("host"), old.get("harness_version")),
-            )
-            for line, result in enumerate(results, 1):
-                _insert_result(conn, result, line)
-            report.runs.append(run_id)
-            report.results += len(results)
-        names: dict[str, tuple[str, str]] = {}
-        # newest wins: imported runs carry their name, baselines.log has every name set or imported ...
-        claims = [(stamp.get("imported_as"), run_id, str(stamp.get("imported_at") or ""))
-                  for run_id in report.runs for stamp in [found[run_id][1][0].environment]]
-        for name, run_id, when in claims + _read_baselines_log(store.baselines_log, report):
-            if not isinstance(name, str) or (name in names and names[name][1] > when):
-                continue
-            if run_id in found:
-                names[name] = (run_id, when)
-            else:
-                report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
-        for name, run_id, created in old_baselines:  # ... and the old index knows best, when it still reads
-            if run_id in found:
-                names[name] = (run_id, created)
-            elif name not in names:
-                report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
-        report.lost_baselines = [x for x in dict.fromkeys(report.lost_baselines) if x.split(" ")[0] not in names]
-        for name, (run_id, created) in sorted(names.items()):
-            conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created or now_iso()))
-            report.baselines.append(name)
+    rows: list[dict] = []
+    for run_id in sorted(found, key=recorded):
+        path, results = found[run_id]
+        old = old_runs.get(run_id, {})
+        stamp = results[0].environment
+        imported_from = old.get("imported_from") or (json.dumps(
+            {"run_id": stamp["imported_from_run"], "file": stamp.get("imported_from_file"),
+             "imported_at": stamp.get("imported_at"), "baseline": stamp.get("imported_as")})
+            if "imported_from_run" in stamp else None)
+        rows.append({
+            "run_id": run_id, "suite": old.get("suite") or _suite_from_file(path, run_id),
+            "started_at": old.get("started_at") or min(r.started_at for r in results),
+            "finished_at": old.get("finished_at") or max(r.finished_at for r in results),
+            "results_path": str(path.resolve()), "report_path": old.get("report_path"), "seq": old.get("seq"),
+            "imported_from": imported_from, "host": old.get("host"), "harness_version": old.get("harness_version"),
+            "status": old.get("status")})
+        report.runs.append(run_id)
+        report.results += len(results)
+    names: dict[str, tuple[str, str]] = {}
+    # newest wins: imported runs carry their name, baselines.log has every name set or imported ...
+    claims = [(stamp.get("imported_as"), run_id, str(stamp.get("imported_at") or ""))
+              for run_id in report.runs for stamp in [found[run_id][1][0].environment]]
+    for name, run_id, when in claims + _read_baselines_log(store.baselines_log, report):
+        if not isinstance(name, str) or (name in names and names[name][1] > when):
+            continue
+        if run_id in found:
+            names[name] = (run_id, when)
+        else:
+            report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+    for name, run_id, created in old_baselines:  # ... and the old index knows best, when it still reads
+        if run_id in found:
+            names[name] = (run_id, created)
+        elif name not in names:
+            report.lost_baselines.append(f"{name} (run {run_id}: no results file for it in {store.root})")
+    report.lost_baselines = [x for x in dict.fromkeys(report.lost_baselines) if x.split(" ")[0] not in names]
+    store._load_index(rows, {run_id: found[run_id][1] for run_id in found},
+                      [(name, run_id, created or now_iso()) for name, (run_id, created) in sorted(names.items())])
+    report.baselines = sorted(names)
     return report
 
 
@@ -701,14 +995,31 @@ def _suite_from_file(path: Path, run_id: str) -> str:
     return stem or "unknown"
 
 
-def open_store(uri: str | Path = "reports", db_path: str | Path | None = None) -> LocalStore:
-    """A store by URI: a directory path or ``file:DIR``."""
+def is_server_uri(uri: str | Path | None) -> bool:
+    """A PostgreSQL team store URI (``postgresql://...`` or ``postgres://...``)."""
+    return str(uri or "").startswith(("postgresql://", "postgres://"))
+
+
+def open_store(uri: str | Path = "reports", db_path: str | Path | None = None) -> Store:
+    """A store by URI: a directory path or ``file:DIR`` (SQLite index ``db_path`` or ``DIR/harness.sqlite``),
+    or ``postgresql://...`` (the team store; ``db_path`` may be that URI instead, ``uri`` then the directory
+    of JSONL files). A server store opened without a directory reads history but cannot record runs."""
+    if is_server_uri(db_path) or is_server_uri(uri):
+        from harness.store_pg import PostgresStore  # psycopg is imported only for a server store
+
+        dsn, root = (str(db_path), uri) if is_server_uri(db_path) else (str(uri), None)
+        return PostgresStore(dsn, None if root is None or is_server_uri(root) else _local_dir(root))
+    return LocalStore(_local_dir(uri), db_path)
+
+
+def _local_dir(uri: str | Path) -> str:
     text = str(uri)
     if text.startswith("file:"):
         text = text[5:]
     elif "://" in text:
-        raise StoreError(f"unsupported store URI {text!r}", hint="only local directories (file:DIR) for now")
-    return LocalStore(text, db_path)
+        raise StoreError(f"unsupported store URI {shown(text)}",
+                         hint="a directory (file:DIR) or a PostgreSQL URI (postgresql://user@host/db)")
+    return text
 
 
 def _version() -> str:

@@ -274,10 +274,11 @@ def environment() -> Environment:
 
 
 def render_html(results: Sequence[Result], *, title: str | None = None, gate: GateOutcome | None = None,
-                baseline: Sequence[Result] = (), budgets: Mapping[str, Budget] | None = None) -> str:
+                baseline: Sequence[Result] = (), budgets: Mapping[str, Budget] | None = None,
+                extra_sections: Sequence[Section] = ()) -> str:
     """The report page as a string (see :func:`render_report`)."""
     data = ReportData.build(results, gate=gate, gate_baseline=baseline, budgets=budgets)
-    sections = [s for s in (build(data) for build in SECTION_BUILDERS) if s is not None]
+    sections = [s for s in (build(data) for build in SECTION_BUILDERS) if s is not None] + list(extra_sections)
     runs = sorted({r.run_id for r in results})
     page_title = title or ("edgeharness report — " + ", ".join(runs) if runs else "edgeharness report")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -288,7 +289,7 @@ def render_html(results: Sequence[Result], *, title: str | None = None, gate: Ga
 
 def render_report(results: Sequence[Result], out_path: Path, *, title: str | None = None,
                   gate: GateOutcome | None = None, baseline: Sequence[Result] | None = None,
-                  budgets: Mapping[str, Budget] | None = None) -> Path:
+                  budgets: Mapping[str, Budget] | None = None, extra_sections: Sequence[Section] = ()) -> Path:
     """Write the report for ``results`` to ``out_path`` (parents created) and return the path.
 
     With ``gate`` (the outcome of :func:`harness.gate.gate` for these results as the
@@ -297,6 +298,7 @@ def render_report(results: Sequence[Result], out_path: Path, *, title: str | Non
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    html = render_html(results, title=title, gate=gate, baseline=baseline or (), budgets=budgets)
+    html = render_html(results, title=title, gate=gate, baseline=baseline or (), budgets=budgets,
+                       extra_sections=extra_sections)
     out_path.write_text(html, encoding="utf-8")
     return out_path
