@@ -48,6 +48,8 @@ test: install system-deps lint
 bench: install
 	$(BIN)/python benchmarks/agreement.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/adb_server_fleet.py
+	$(BIN)/python benchmarks/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
