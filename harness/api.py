@@ -19,6 +19,7 @@ from harness.errors import RunInterrupted, UsageError
 from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, gate, stored_settings
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
+from harness.plan import Entry
 from harness.results import Result
 from harness.store import LocalStore, load_results, open_store
 from harness.suite import Suite, load_suite, with_overrides
@@ -63,6 +64,7 @@ def run(
     cancel: threading.Event | None = None,
     config: ProjectConfig | None = None,
     report_form: str = "auto",
+    on_start: Callable[[Entry], None] | None = None,
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
 
@@ -71,6 +73,9 @@ def run(
 
     In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
     ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``.
+
+    ``on_start`` and ``on_result`` hear each case as it begins and each result once stored (from the
+    devices' threads): what a progress display needs.
 
     Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
     interrupted, its partial report is written (the per-run report only: ``<suite>.html`` keeps the last
@@ -87,7 +92,7 @@ def run(
         import harness.report.html  # noqa: F401
     opened = [open_device(d) for d in devices]
     try:
-        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel)
+        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel, on_start=on_start)
     finally:
         for dev in opened:
             dev.close()
