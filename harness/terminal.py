@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from harness.plan import Entry
 
 _STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "device_lost": "red"}
-_REASON_CHARS = 200  # a failure's reason in the table: its first line, cut here
+_REASON_CHARS = 400  # a failure's reason in the table: its first line, cut here
 
 
 @dataclass(frozen=True)
