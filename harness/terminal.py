@@ -216,11 +216,13 @@ class RunDisplay:
         rows = case_rows(results)
         if not rows:
             return
-        table = Table(box=box.SIMPLE_HEAD if self.live else box.ASCII, title=None, show_edge=not self.live)
+        table = Table(box=box.SIMPLE_HEAD if self.live else box.ASCII, show_edge=not self.live,
+                      pad_edge=not self.live, collapse_padding=self.live)
         for name in ("model", "device", "delegate", "threads", "status", "median", "p90", "n", "speedup"):
             number = name in ("threads", "median", "p90", "n", "speedup")
-            table.add_column(name, justify="right" if number else "left", no_wrap=number or name == "status",
-                             overflow="fold")
+            folds = name in ("model", "device")  # a narrow terminal folds names, never figures
+            table.add_column(name, justify="right" if number else "left", no_wrap=not folds, overflow="fold",
+                             min_width=12 if name == "model" else None)
         for row in rows:
             table.add_row(
                 Text(escape(row.model)), Text(escape(row.device)), Text(escape(row.delegate)), str(row.threads),
