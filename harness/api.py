@@ -21,6 +21,7 @@ from harness.gate import Budget, CaseVerdict, GateConfig, GateOutcome, compare, 
 from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
+from harness.plan import Entry
 from harness.results import Result
 from harness.store import Store, load_results, open_store
 from harness.suite import Suite, load_suite, with_overrides
@@ -73,6 +74,7 @@ def run(
     report_form: str = "auto",
     lease_timeout_s: float = DEFAULT_TIMEOUT_S,
     lease_dir: str | Path | None = None,
+    on_start: Callable[[Entry], None] | None = None,
 ) -> RunSummary:
     """Run a suite on devices, store every result, and write ``<suite>.html`` (latest) plus a per-run copy.
 
@@ -82,6 +84,9 @@ def run(
     In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
     ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``; the History section
     (the suite's stored runs, :func:`report_trends`) is in the single-file form only.
+
+    ``on_start`` and ``on_result`` hear each case as it begins and each result once stored (from the
+    devices' threads): what a progress display needs.
 
     Setting ``cancel`` (or Ctrl-C) stops the run: the finished results stay stored, the run is marked
     interrupted, its partial report is written (the per-run report only: ``<suite>.html`` keeps the last
@@ -103,8 +108,9 @@ def run(
         import harness.report.html  # noqa: F401
     opened = [open_device(d) for d in devices]
     try:
-        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel, leases=lambda run_id, token:
-                            LeaseKeeper(store.leases(lease_dir), run_id, lease_timeout_s, cancel=token))
+        summary = run_suite(loaded, opened, store, on_result=on_result, cancel=cancel, on_start=on_start,
+                            leases=lambda run_id, token: LeaseKeeper(store.leases(lease_dir), run_id, lease_timeout_s,
+                                                                     cancel=token))
     finally:
         for dev in opened:
             dev.close()

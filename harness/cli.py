@@ -25,6 +25,7 @@ from harness.textsafe import EscapingFormatter, escape, escape_lines
 
 if TYPE_CHECKING:
     from harness.orchestrator import RunSummary
+    from harness.terminal import RunDisplay
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -59,27 +60,34 @@ def cmd_devices(args: argparse.Namespace) -> int:
 # -- run / report --------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.api import run
+    from harness.config import from_environment
     from harness.devices.discovery import selected_ids
     from harness.errors import RunInterrupted
+    from harness.suite import load_suite
+    from harness.terminal import RunDisplay
 
     devices = selected_ids(args.device, args.inventory)
+    suite = load_suite(args.suite, from_environment())
+    display = RunDisplay(len(suite.cases()), len(devices), silent=args.json)
     with _StopSignals() as stop:
         try:
-            summary = run(
-                args.suite, devices=devices, out_dir=args.out, db_path=args.store or args.db,
-                report=not args.no_report, repetitions=args.repetitions, measured_runs=args.runs, cancel=stop.event,
-                report_form=args.report_form, lease_timeout_s=args.lease_timeout,
-                lease_dir=args.lease_dir or os.environ.get("HARNESS_LEASE_DIR"),
-            )
+            with display:
+                summary = run(
+                    suite, devices=devices, out_dir=args.out, db_path=args.store or args.db,
+                    report=not args.no_report, repetitions=args.repetitions, measured_runs=args.runs,
+                    cancel=stop.event, report_form=args.report_form, lease_timeout_s=args.lease_timeout,
+                    lease_dir=args.lease_dir or os.environ.get("HARNESS_LEASE_DIR"),
+                    on_start=display.started, on_result=display.finished,
+                )
         except RunInterrupted as exc:
-            _print_run(exc.summary, f" interrupted by {stop.name}")  # type: ignore[arg-type]
+            _print_run(args, display, suite.name, exc.summary, f" interrupted by {stop.name}")  # type: ignore[arg-type]
             sys.stderr.write(f"interrupted by {stop.name}: running commands killed, finished results kept, "
                              "run marked interrupted\n")
             return stop.exit_code
         except KeyboardInterrupt:  # before the run began, or while its report was written
             sys.stderr.write(f"interrupted by {stop.name}: every finished result is already on disk\n")
             return stop.exit_code
-    _print_run(summary)
+    _print_run(args, display, suite.name, summary)
     bad = {k: v for k, v in summary.counts().items() if k in ("failed", "timeout", "device_lost")}
     if bad and not set(summary.counts()) - set(bad):  # nothing measured nor skipped: e.g. no device answered
         first = next(r for r in summary.results if r.status in bad)
@@ -88,7 +96,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if bad and args.strict else 0
 
 
-def _print_run(summary: RunSummary, state: str = "") -> None:
+def _print_run(args: argparse.Namespace, display: RunDisplay, suite: str, summary: RunSummary,
+               state: str = "") -> None:
+    """The run's end: its table and where it went, or (``--json``) only its summary as JSON."""
+    if args.json:
+        from harness.terminal import run_json
+
+        _out(json.dumps(run_json(summary, suite), indent=2))
+        return
+    display.table(summary.results)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no finished case"
     _out(f"run {summary.run_id}{state}: {counts}")
     _out(f"results: {summary.results_path}")
@@ -393,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one HTML file, or a folder (index.html + a page per device and model); "
                         "auto: the folder above 200 results")
     s.add_argument("--strict", action="store_true", help="exit 1 when any case failed, timed out or lost its device")
+    s.add_argument("--json", action="store_true",
+                   help="print only the run's summary as JSON on stdout (no progress): per case the median, p90, "
+                        "n and speedup over cpu in microseconds")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("report", help="render an HTML report from results files or stored runs",

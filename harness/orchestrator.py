@@ -330,11 +330,13 @@ def run_suite(
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
     leases: Callable[[str, threading.Event], LeaseKeeper] | None = None,
+    on_start: Callable[[Entry], None] | None = None,
 ) -> RunSummary:
     """Run every case of ``suite`` on every device; results are on disk as each case ends.
 
     ``leases(run_id, cancel)`` gives the run's device leases: each device is used under its lease,
-    released when the run ends.
+    released when the run ends. ``on_start`` hears each case as its device begins it, ``on_result`` each
+    result once stored (both from the device's thread).
 
     Setting ``cancel`` (or Ctrl-C in the calling thread) stops the run: running commands are killed,
     no further case starts, and the summary comes back with ``interrupted`` set, holding the
@@ -359,6 +361,8 @@ def run_suite(
                 if token.is_set():
                     stopped.append(device.id)
                     return
+                if on_start:
+                    on_start(Entry(case, device.id))
                 result = runner.run_case(device, case)
                 with lock:
                     if closed:  # finished after the run was given up on: the writer is gone
