@@ -73,7 +73,7 @@ def _result_line_file(directory: Path) -> Path:
 
 # A child process runs the shell, so its peak RSS is the harness side's alone.
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from harness.runners import litert_python
 kind, command, address = sys.argv[1], sys.argv[2], sys.argv[3]
 if kind == "host":
@@ -83,9 +83,13 @@ else:
     from harness.devices.discovery import open_device
     device = open_device("adb:" + address)
     device.shell("true")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_kb():  # this process's own high-water mark: ru_maxrss would include the parent's when it was vfork()ed
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+before = hwm_kb()
 result = device.shell(command, timeout_s=240)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kb()
 outcome = litert_python.parse(result.output, result.exit_code)
 samples = outcome.repetition.samples_us if outcome.repetition else ()
 data = result.output.encode()
