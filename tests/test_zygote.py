@@ -102,7 +102,7 @@ def test_the_timeout_kills_the_forked_child_and_the_zygote_serves_on(host: HostD
 
 
 def test_the_peak_memory_is_the_childs_own(host: HostDevice, zoo_models: dict[str, Path]) -> None:
-    """A forked child inherits the zygote's high-water mark; the reset at fork makes each peak its own."""
+    """Each child's peak is its own: a bigger model shows a bigger peak (not one figure shared with the zygote)."""
     launcher = host.pyrunner_launcher()
     big = litert_python.parse(*_shell(host, _command(zoo_models["face_landmark"], launcher, runs=1)))
     small = litert_python.parse(*_shell(host, _command(zoo_models["face_detection_front"], launcher, runs=1)))
