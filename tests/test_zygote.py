@@ -7,6 +7,8 @@ Timing is in ``benchmarks/overhead.py``; here the structure is checked.
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -131,3 +133,21 @@ def test_the_client_runs_a_fresh_process_when_the_zygote_is_gone(host: HostDevic
     done = host.shell(_command(small_model, launcher, runs=2), 60)
     outcome = litert_python.parse(done.output, done.exit_code, runs=2)
     assert outcome.status == "ok" and "clear_refs" not in outcome.memory_method
+
+
+def test_the_memory_poller_follows_the_client_to_its_forked_child(host: HostDevice, small_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """The shell's pid file names the client (a few MB of built-ins); the polled RSS must be the benchmark's."""
+    from harness.samplers.memory import HostMemoryPoller
+
+    command = _command(small_model, host.pyrunner_launcher(), runs=400)
+    client = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pid_file = tmp_path / "pid"
+    pid_file.write_text(str(client.pid))
+    poller = HostMemoryPoller(pid_file, interval_s=0.01).start()
+    out, _ = client.communicate(timeout=120)
+    rows = poller.stop()
+    payload = _payload(out.decode())
+    assert rows, "nothing polled"
+    polled_mb = max(kb for _, _, kb in rows) / 1024
+    assert polled_mb >= payload["rss_after_init_mb"] * 0.9, (polled_mb, payload["rss_after_init_mb"])

@@ -213,6 +213,25 @@ class HostDevice(ShellDevice):
         return sys.executable
 
 
+def benchmark_pid(pid: int) -> int | None:
+    """The process whose memory is the benchmark's: ``pid`` itself, or, when ``pid`` is the zygote's client,
+    the child it forked (None until the client has named it)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return pid
+    if str(ZYGOTE_CLIENT) not in cmdline[:5]:
+        return pid
+    at = cmdline.index(str(ZYGOTE_CLIENT))
+    if at + 1 >= len(cmdline):
+        return pid
+    try:
+        text = (Path(cmdline[at + 1]).parent / f"{pid}.child").read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 class _Zygote:
     """The running zygote (``runners/zygote.py``): its process and its socket in a private folder."""
 

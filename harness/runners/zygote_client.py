@@ -1,7 +1,8 @@
 """The host shell's side of the pyrunner zygote: ``python -I -S zygote_client.py SOCKET -- PYTHON SCRIPT ARGS...``.
 
 Imports only built-in modules (a few ms of start-up). Hands ``ARGS`` and its own stdin/stdout/stderr to
-the zygote (:mod:`zygote`), prints nothing itself, and exits with the child's exit code. When the zygote
+the zygote (:mod:`zygote`), prints nothing itself, and exits with the child's exit code. While the child
+runs, ``<socket folder>/<client pid>.child`` holds its pid (the host's memory poller follows it there). When the zygote
 cannot be reached, it execs the fresh command ``PYTHON SCRIPT ARGS`` instead (same output, same result).
 """
 
@@ -25,18 +26,41 @@ def main() -> None:
         s.close()
         posix.execv(fresh[0], fresh)  # no zygote: the fresh process, as without one
     buf = b""
+    told = False
     while True:
         chunk = s.recv(4096)
         if not chunk:
             break
         buf += chunk
+        if not told and buf.startswith(b"P ") and b"\n" in buf:
+            told = True
+            _tell_child(sock_path, buf[2:buf.index(b"\n")])
         if b"\nX " in b"\n" + buf and buf.endswith(b"\n"):
             break
     code = 1
     for line in buf.decode("ascii", "replace").splitlines():
         if line.startswith("X "):
             code = int(line[2:]) if line[2:].lstrip("-").isdigit() else 1
+    if told:
+        try:
+            posix.unlink(_child_file(sock_path))
+        except OSError:
+            pass
     posix._exit(code & 0xFF if code >= 0 else 128 - code)
+
+
+def _child_file(sock_path: str) -> str:
+    """Where this client names its forked child (beside the socket), for the host's memory poller."""
+    return sock_path.rpartition("/")[0] + "/" + str(posix.getpid()) + ".child"
+
+
+def _tell_child(sock_path: str, pid: bytes) -> None:
+    try:
+        fd = posix.open(_child_file(sock_path), posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC, 0o600)
+        posix.write(fd, pid)
+        posix.close(fd)
+    except OSError:
+        pass
 
 
 def _json_str(text: str) -> str:
