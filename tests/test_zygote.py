@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import write_suite
 from harness.devices.host import HostDevice
 from harness.errors import CommandTimeout
 from harness.runners import litert_python
@@ -151,3 +152,32 @@ def test_the_memory_poller_follows_the_client_to_its_forked_child(host: HostDevi
     assert rows, "nothing polled"
     polled_mb = max(kb for _, _, kb in rows) / 1024
     assert polled_mb >= payload["rss_after_init_mb"] * 0.9, (polled_mb, payload["rss_after_init_mb"])
+
+
+def test_a_harness_run_on_the_host_goes_through_the_zygote(tmp_path: Path, small_model: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orchestrator (through the samplers' wrapped device) uses the launcher; turned off, it does not."""
+    from harness.api import run
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    suite = write_suite(tmp_path, f"""
+[suite]
+name = "z"
+delegates = ["cpu"]
+warmup_runs = 1
+measured_runs = 3
+repetitions = 3
+
+[[models]]
+path = "{small_model}"
+""")
+    methods = {}
+    for way in ("1", "0"):
+        monkeypatch.setenv("HARNESS_HOST_ZYGOTE", way)
+        summary = run(suite, out_dir=tmp_path / f"out{way}", report=False)
+        (result,) = summary.results
+        assert result.status == "ok", result.reason
+        assert len(result.latency.repetitions) == 3
+        methods[way] = result.memory.method
+    assert "clear_refs" in methods["1"] and "clear_refs" not in methods["0"]
+    assert not list((tmp_path / "cache" / "host-work").glob("zygote-*")), "the zygote's folder was left behind"
