@@ -255,7 +255,8 @@ class CaseRunner:
         else:
             model = self.stage(device, artifact.path, artifact.sha256)
             files = {k: self.stage(device, p) for k, p in runner.files(task).items()}
-            staged = Staged(model, files, cast(ShellDevice, device).python())
+            shell_device = cast(ShellDevice, device)
+            staged = Staged(model, files, shell_device.python(), shell_device.pyrunner_launcher())
         invocation = runner.invocation(task, staged)
         if isinstance(invocation, AppInvocation):
             return self._run_app(cast(AppHost, device), runner, task, invocation, artifact)

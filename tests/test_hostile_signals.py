@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from conftest import write_suite
-from harness.devices.host import HostDevice
+from harness.devices.host import ZYGOTE_CLIENT, HostDevice, benchmark_pid
 from harness.devices.output import BoundedOutput
 from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import RAW_TRUNCATION_MARKER
@@ -77,7 +77,7 @@ import json, sys
 from harness.runners import litert_python
 kind, command, address = sys.argv[1], sys.argv[2], sys.argv[3]
 if kind == "host":
-    from harness.devices.host import HostDevice
+    from harness.devices.host import ZYGOTE_CLIENT, HostDevice, benchmark_pid
     device = HostDevice()
 else:
     from harness.devices.discovery import open_device
@@ -279,6 +279,9 @@ def test_harness_run_stops_on_a_signal_within_5_s(tmp_path: Path, isolated_cache
         runner = _wait_for_long_case(proc, out, psutil.Process(proc.pid))
         started = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         assert runner in started
+        forked = _forked_child(runner)  # through the host's zygote: the benchmark is the client's forked child
+        if forked is not None:
+            started.append(forked)
         sent = time.monotonic()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=5)
@@ -314,7 +317,8 @@ def _wait_for_long_case(proc: subprocess.Popen, out: Path, parent: psutil.Proces
                     cmd = child.cmdline()
                 except psutil.Error:
                     continue
-                if len(cmd) > 1 and cmd[1].endswith("pyrunner.py") and "face_landmark" in " ".join(cmd):
+                runs_it = len(cmd) > 1 and (cmd[1].endswith("pyrunner.py") or cmd[3:4] == [str(ZYGOTE_CLIENT)])
+                if runs_it and "face_landmark" in " ".join(cmd) and _forked_child(child, wait=True) is not False:
                     return child
         time.sleep(0.1)
     raise AssertionError("the long case never started")
@@ -345,6 +349,19 @@ def test_harness_run_on_android_stops_on_sigterm_and_kills_the_device_side_runne
     assert [(r["case"]["model"], r["status"]) for r in rows] == [("quick", "ok")]
     assert [r.state for r in LocalStore(out).runs()] == ["interrupted"]
     assert "report:" in stdout
+
+
+def _forked_child(runner: psutil.Process, wait: bool = False) -> psutil.Process | None | bool:
+    """The zygote's child a client runner waits for (None for a plain pyrunner; False: not named yet)."""
+    pid = benchmark_pid(runner.pid)
+    if pid == runner.pid:
+        return None
+    if pid is None:
+        return False if wait else None
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return False if wait else None
 
 
 def _orphaned_runners(cache: Path) -> list[psutil.Process]:

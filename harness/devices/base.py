@@ -140,6 +140,13 @@ class ShellDevice(Device):
         """The device's Python interpreter for the single-file runner, or None when it has none."""
         return None
 
+    def pyrunner_launcher(self) -> tuple[str, ...]:
+        """A command prefix that starts the single-file runner faster (the host's zygote), or () for none.
+
+        The runner's own command (``PYTHON SCRIPT ARGS``) follows it unchanged.
+        """
+        return ()
+
 
 class AppObserver(Protocol):
     """One raw stream of an app run, handed over as plain data (no transport types).

@@ -110,7 +110,7 @@ def open_device(device_id: str, settings: DeviceSettings | None = None) -> Devic
     """
     settings = settings or DeviceSettings.from_env()
     if device_id == HOST_ID:
-        return HostDevice(cache_dir=settings.cache_dir)
+        return HostDevice(cache_dir=settings.cache_dir, zygote=settings.host_zygote)
     problem = id_problem(device_id)
     if problem:
         raise DeviceNotFound(problem, hint=ID_HINT)

@@ -7,6 +7,7 @@ spawned. Files are already on the host, so staging is a no-op (``shares_host_fs`
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import selectors
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +30,11 @@ from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import DeviceInfo
 
 HOST_ID = "host"
+ZYGOTE = Path(__file__).resolve().parent.parent / "runners" / "zygote.py"
+ZYGOTE_CLIENT = ZYGOTE.with_name("zygote_client.py")
+ZYGOTE_READY_S = 120.0  # importing LiteRT on a loaded 2-core machine
+SUN_PATH_MAX = 107  # a UNIX socket path's limit on Linux (108 bytes with the NUL)
+log = logging.getLogger("harness.devices.host")
 POLL_S = 0.1  # how often a waiting shell looks at its deadline and the run's cancellation token
 READ_BYTES = 1 << 16
 
@@ -60,11 +67,38 @@ class HostDevice(ShellDevice):
     platform = "host"
     shares_host_fs = True
 
-    def __init__(self, device_id: str = HOST_ID, *, cache_dir: Path | None = None) -> None:
+    def __init__(self, device_id: str = HOST_ID, *, cache_dir: Path | None = None, zygote: bool = True) -> None:
         """``cache_dir``: the harness's cache folder (default ``~/.cache/edgeharness``); work files go to
-        its ``host-work`` folder."""
+        its ``host-work`` folder. ``zygote``: fork each pyrunner repetition from a preloaded process
+        (:meth:`pyrunner_launcher`); False runs every repetition as a fresh Python."""
         super().__init__(device_id)
         self.cache_dir = cache_dir or default_cache_dir()
+        self.zygote = zygote
+        self._zygote: _Zygote | None = None
+        self.zygote_off_reason: str | None = None if zygote else "turned off"
+
+    def pyrunner_launcher(self) -> tuple[str, ...]:
+        """``PYTHON -I -S zygote_client.py SOCKET --`` once the zygote runs (started on first use), else ().
+
+        Each repetition is still its own process (forked, own session, own memory high-water mark);
+        what it no longer pays is the interpreter start and the numpy/LiteRT imports. When the zygote
+        cannot start, every repetition is a fresh process and the reason is logged once.
+        """
+        if self.zygote_off_reason is not None:
+            return ()
+        if self._zygote is None:
+            try:
+                self._zygote = _Zygote.start(Path(self.workdir()))
+            except (OSError, RuntimeError) as exc:
+                self.zygote_off_reason = str(exc)
+                log.warning("host: every repetition runs as a fresh process: %s", exc)
+                return ()
+        return (sys.executable, "-I", "-S", str(ZYGOTE_CLIENT), self._zygote.socket, "--")
+
+    def close(self) -> None:
+        if self._zygote is not None:
+            self._zygote.stop()
+            self._zygote = None
 
     def capabilities(self) -> Capabilities:
         return Capabilities(shell=True, shares_host_fs=True, probes=frozenset(  # noqa: S604 - a flag, not a subprocess
@@ -177,6 +211,72 @@ class HostDevice(ShellDevice):
 
     def python(self) -> str:
         return sys.executable
+
+
+def benchmark_pid(pid: int) -> int | None:
+    """The process whose memory is the benchmark's: ``pid`` itself, or, when ``pid`` is the zygote's client,
+    the child it forked (None until the client has named it)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return pid
+    if str(ZYGOTE_CLIENT) not in cmdline[:5]:
+        return pid
+    at = cmdline.index(str(ZYGOTE_CLIENT))
+    if at + 1 >= len(cmdline):
+        return pid
+    try:
+        text = (Path(cmdline[at + 1]).parent / f"{pid}.child").read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class _Zygote:
+    """The running zygote (``runners/zygote.py``): its process and its socket in a private folder."""
+
+    def __init__(self, proc: subprocess.Popen, folder: str) -> None:
+        self.proc = proc
+        self.folder = folder
+        self.socket = os.path.join(folder, "s")
+
+    @classmethod
+    def start(cls, workdir: Path) -> _Zygote:
+        """Start it and wait until it has imported LiteRT; raise OSError/RuntimeError with the reason."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix="zygote-", dir=workdir)  # 0700: only this user reaches the socket
+        if len(os.path.join(folder, "s").encode()) > SUN_PATH_MAX:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise RuntimeError(f"the zygote's socket path would be too long for a UNIX socket: {folder}")
+        with open(os.path.join(folder, "log"), "wb") as err:  # never a pipe nobody reads
+            proc = subprocess.Popen([sys.executable, str(ZYGOTE), os.path.join(folder, "s")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        zygote = cls(proc, folder)
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            ready = selector.select(ZYGOTE_READY_S) and proc.stdout.readline() == b"ready\n"
+        if not ready:
+            lines: list[str] = []
+            with contextlib.suppress(OSError), open(os.path.join(folder, "log"), "rb") as fh:
+                lines = fh.read(4000).decode("utf-8", "replace").strip().splitlines()
+            zygote.stop()
+            raise RuntimeError(f"the zygote did not start ({lines[-1] if lines else 'no output'})")
+        return zygote
+
+    def stop(self) -> None:
+        """Close its stdin (it ends itself and kills any child left); kill it if it does not."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

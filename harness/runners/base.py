@@ -97,6 +97,7 @@ class Staged:
     model: str
     files: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     python: str | None = None
+    launcher: tuple[str, ...] = ()  # ShellDevice.pyrunner_launcher(): a prefix for the single-file runner
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,15 @@ def command(
     seed: int = 0,
     npu: NpuSettings | None = None,
     npu_backend: str = "CPU",
+    launcher: tuple[str, ...] = (),
 ) -> str:
     """The shell command for one repetition; every argument is quoted for the device shell.
 
     ``npu``: the npu delegate's settings (the suite's ``compile`` jit|aot and ``cpu_fallback``);
-    ``npu_backend``: the OpenVINO device it compiles to (CPU|GPU|NPU, the device profile's).
+    ``npu_backend``: the OpenVINO device it compiles to (CPU|GPU|NPU, the device profile's);
+    ``launcher``: a prefix that runs the same command faster (the host's zygote, :mod:`zygote_client`).
     """
-    argv = [
+    argv = [*launcher,
         python, script, "--model", model, "--delegate", delegate, "--threads", str(threads),
         "--warmup", str(warmup_runs), "--runs", str(measured_runs), "--api", api, "--seed", str(seed),
     ]
@@ -151,9 +153,15 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         environment=env,
         outputs=_listed(payload, "outputs"),
         latency_method=METHOD,
-        memory_method=MEMORY_METHOD,
+        memory_method=_memory_method(payload),
         accelerator=verdict,
     ), runs=runs, timeout_s=timeout_s)
+
+
+def _memory_method(payload: dict[str, Any]) -> str:
+    """The script's own memory method when it says one (a child forked by the host's zygote), else the usual."""
+    said = payload.get("memory_method")
+    return one_line(said, MAX_TEXT) if isinstance(said, str) and said.strip() else MEMORY_METHOD
 
 
 def _listed(payload: dict[str, Any], key: str) -> Any:
@@ -176,7 +184,8 @@ class LiteRtPythonRunner:
         s = task.settings
         cmd = command(staged.python or "python3", staged.files["script"], staged.model, delegate=task.delegate,
                       threads=task.threads, warmup_runs=s.warmup_runs, measured_runs=s.measured_runs,
-                      api=s.api_for(task.delegate), seed=0, npu=s.npu, npu_backend=task.npu_backend)
+                      api=s.api_for(task.delegate), seed=0, npu=s.npu, npu_backend=task.npu_backend,
+                      launcher=staged.launcher)
         return ShellInvocation(cmd, s.timeout_s)
 
     def parse(self, raw: RawOutput, task: Task) -> RunnerOutcome:

@@ -54,6 +54,11 @@ NPU_COMPILE = ("jit", "aot")
 KEEP_VALUES = 4096  # values kept per output tensor for numerics (the rest is strided out)
 LOG_LINES = 400  # distinct runtime log lines returned (first ones; repeats are counted, not kept)
 LOG_CHARS = 400
+# Set by the host's zygote (zygote.py) in a forked child after resetting VmHWM: the inherited
+# ru_maxrss would be the zygote's, so the peak is read from /proc/self/status VmHWM instead.
+HWM_RESET = False
+FORKED_MEMORY_METHOD = ("forked from a preloaded zygote: VmHWM reset at fork (/proc/self/clear_refs 5) and read "
+                        "from /proc/self/status at the end (peak); VmRSS before/after init")
 # Reads fd 0 (the runtime's stderr) and writes "monotonic_ns<TAB>line" for each line as it arrives;
 # says it is ready on the fd given as argv[1] first (lines must not queue while Python starts).
 _READER = (
@@ -146,10 +151,14 @@ class StderrLog:
 
 
 def _rss_mb() -> float | None:
+    return _status_mb("VmRSS:")
+
+
+def _status_mb(key: str) -> float | None:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         return None
@@ -157,6 +166,8 @@ def _rss_mb() -> float | None:
 
 
 def _peak_rss_mb() -> float | None:
+    if HWM_RESET:
+        return _status_mb("VmHWM:")
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
@@ -486,6 +497,8 @@ def run(args: argparse.Namespace) -> dict:
         "outputs": session.outputs(args.keep_values),
         "accelerator": getattr(session, "accelerator", None),
         "pid": os.getpid(),
+        "ppid": os.getppid(),
+        **({"memory_method": FORKED_MEMORY_METHOD} if HWM_RESET else {}),
     }
 
 

@@ -73,6 +73,9 @@ class SampledDevice(ShellDevice):
     def python(self) -> str | None:
         return self.device.python()
 
+    def pyrunner_launcher(self) -> tuple[str, ...]:
+        return self.device.pyrunner_launcher()
+
     def cancelled(self) -> bool:
         return self.device.cancelled()
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from harness.devices.base import ShellDevice
+from harness.devices.host import benchmark_pid
 from harness.results import Memory
 from harness.samplers.base import Reading, SamplerBase, Slot
 from harness.samplers.parsers import parse_meminfo
@@ -66,7 +67,8 @@ class HostMemoryPoller:
             try:
                 if proc is None and self._pid_file.is_file():
                     text = self._pid_file.read_text().strip()
-                    proc = psutil.Process(int(text)) if text.isdigit() else None
+                    target = benchmark_pid(int(text)) if text.isdigit() else None  # a zygote's child: itself
+                    proc = psutil.Process(target) if target is not None else None
                 if proc is not None:
                     self._rows.append((time.time_ns(), "RSS", proc.memory_info().rss // 1024))
                     cpu = proc.cpu_times()
