@@ -25,7 +25,7 @@ from harness.runners import litert_python
 
 @pytest.fixture
 def host(tmp_path: Path):
-    device = HostDevice(cache_dir=tmp_path / "cache")
+    device = HostDevice(cache_dir=tmp_path / "cache", zygote=True)
     yield device
     device.close()
 
@@ -123,7 +123,7 @@ def test_no_zygote_means_fresh_processes_and_says_why(tmp_path: Path) -> None:
     off = HostDevice(cache_dir=tmp_path / "a", zygote=False)
     assert off.pyrunner_launcher() == () and off.zygote_off_reason == "turned off"
     long_dir = tmp_path / ("x" * 120)
-    failing = HostDevice(cache_dir=long_dir)
+    failing = HostDevice(cache_dir=long_dir, zygote=True)
     assert failing.pyrunner_launcher() == ()
     assert "too long" in (failing.zygote_off_reason or "")
 

@@ -67,7 +67,7 @@ class HostDevice(ShellDevice):
     platform = "host"
     shares_host_fs = True
 
-    def __init__(self, device_id: str = HOST_ID, *, cache_dir: Path | None = None, zygote: bool = True) -> None:
+    def __init__(self, device_id: str = HOST_ID, *, cache_dir: Path | None = None, zygote: bool = False) -> None:
         """``cache_dir``: the harness's cache folder (default ``~/.cache/edgeharness``); work files go to
         its ``host-work`` folder. ``zygote``: fork each pyrunner repetition from a preloaded process
         (:meth:`pyrunner_launcher`); False runs every repetition as a fresh Python."""
