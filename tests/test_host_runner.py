@@ -67,3 +67,19 @@ def test_garbage_output_is_a_failure_that_keeps_text() -> None:
     outcome = litert_python.parse("Segmentation fault (core dumped)\n", 139)
     assert outcome.status == "failed"
     assert "Segmentation fault" in outcome.reason and "139" in outcome.reason
+
+
+def test_peak_memory_is_the_runners_own_even_when_its_parent_was_bigger(small_model: Path) -> None:
+    """``exec``'d from a vfork()ed shell, ``ru_maxrss`` carries the parent's peak (a 13 MB child of a 400 MB
+    parent read 395 MB here); the runner reports VmHWM, its own address space's high-water mark."""
+    parent = (
+        "import subprocess, sys\n"
+        "ballast = bytearray(600 * 2**20)\n"
+        "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"  # make it resident: 600 MB of parent peak
+        "subprocess.run(['sh', '-c', 'exec ' + sys.argv[1]])\n"
+    )
+    runner = f"{sys.executable} {litert_python.SCRIPT} --model {small_model} --delegate cpu --runs 2 --warmup 1"
+    proc = subprocess.run([sys.executable, "-c", parent, runner], capture_output=True, text=True, timeout=120)
+    outcome = litert_python.parse(proc.stdout + proc.stderr, 0)
+    assert outcome.status == "ok", outcome.reason
+    assert 0 < outcome.peak_rss_mb < 400, outcome.peak_rss_mb  # the runner itself needs well under 200 MB

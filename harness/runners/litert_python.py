@@ -33,7 +33,8 @@ NAME = "litert-python"
 SCRIPT = Path(__file__).with_name("pyrunner.py")
 RESULT_PREFIX = "EDGEHARNESS_RESULT "
 METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration samples)"
-MEMORY_METHOD = "child's own /proc/self/status VmRSS before/after init and getrusage ru_maxrss (peak)"
+MEMORY_METHOD = ("child's own /proc/self/status VmRSS before/after init and VmHWM at the end (peak; getrusage "
+                 "ru_maxrss where /proc is absent)")
 # pyrunner takes these delegates; the others need a native tool (benchmark_model).
 DELEGATES = ("cpu", "xnnpack", "gpu", "npu")
 

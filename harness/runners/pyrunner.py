@@ -15,7 +15,8 @@ What it measures, all with ``time.perf_counter_ns`` (monotonic, ns resolution):
 - ``warmup_us``: each further warm-up ``invoke()`` (not used for statistics);
 - ``samples_us``: every measured ``invoke()``, one value per iteration;
 - ``rss_*_mb``: resident set size (MiB) read from ``/proc/self/status`` before and after
-  init, and ``peak_rss_mb`` from ``getrusage(RUSAGE_SELF).ru_maxrss`` (the kernel's high-water mark).
+  init, and ``peak_rss_mb`` from ``VmHWM`` (the kernel's high-water mark of this address space;
+  ``getrusage(RUSAGE_SELF).ru_maxrss`` where ``/proc`` is absent).
 
 Inputs are filled once from a seeded generator, so two delegates see the same inputs and
 their outputs can be compared: ``outputs`` holds, per output tensor, a fingerprint and up to
@@ -166,8 +167,11 @@ def _status_mb(key: str) -> float | None:
 
 
 def _peak_rss_mb() -> float | None:
-    if HWM_RESET:
-        return _status_mb("VmHWM:")
+    # VmHWM is this address space's high-water mark; ru_maxrss is not reset by exec, so a runner started
+    # through vfork()+exec (or a shell that execs its last command) would report its parent's peak.
+    peak_mb = _status_mb("VmHWM:")
+    if peak_mb is not None or HWM_RESET:
+        return peak_mb
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
