@@ -295,11 +295,31 @@ class Store(ABC):
         """Write rebuilt runs (recording order, ``seq`` a hint), their results and baseline names."""
 
     @abstractmethod
-    def export_index(self) -> IndexDump: ...
+    def _read(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one query on the index."""
 
-    @abstractmethod
+    def export_index(self) -> IndexDump:
+        return IndexDump(
+            runs=self._recorded_runs(),
+            results=self._read(sql("SELECT {cols} FROM results ORDER BY run_id, line", RESULT_COLUMNS)),
+            baselines=self.baselines(),
+            gates=self._read(sql("SELECT {cols} FROM gate_verdicts", GATE_COLUMNS)))
+
+    def _recorded_runs(self) -> list[tuple]:
+        """Every ``runs`` row in recording order."""
+        return self._read(sql("SELECT {cols} FROM runs ORDER BY seq", RUN_COLUMNS))
+
     def import_index(self, dump: IndexDump) -> tuple[int, int]:
         """Add a dump's rows (runs already here are kept); returns (runs added, runs already present)."""
+        have = {r.run_id for r in self.runs()}
+        new = [row for row in dump.runs if row[0] not in have]
+        self._import_rows(dump, new)
+        return len(new), len(dump.runs) - len(new)
+
+    @abstractmethod
+    def _import_rows(self, dump: IndexDump, new: Sequence[tuple]) -> None:
+        """In one transaction: the ``new`` runs (renumbered after this store's own, in the dump's order, see
+        :func:`with_seq`), their results, the dump's baselines and gate verdicts."""
 
     def leases(self, lease_dir: str | Path | None = None) -> Leases:
         """Device leases for runs on this store: advisory file locks in ``lease_dir`` (default ``ROOT/leases``)."""
@@ -425,6 +445,9 @@ class LocalStore(Store):
     """JSONL files in a directory plus ``harness.sqlite`` beside them (or at ``db_path``)."""
 
     _duplicate_errors = (sqlite3.IntegrityError,)
+
+    def _recorded_runs(self) -> list[tuple]:
+        return self._read(sql("SELECT {cols} FROM runs ORDER BY seq, rowid", RUN_COLUMNS))  # ties: older files
     _broken_errors = (StoreError, sqlite3.DatabaseError)
 
     def __init__(self, root: str | Path = "reports", db_path: str | Path | None = None) -> None:
@@ -543,31 +566,26 @@ class LocalStore(Store):
                 conn.execute("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", (name, run_id, created))
         self._write(op)
 
-    def export_index(self) -> IndexDump:
-        return IndexDump(
-            runs=self._read(sql("SELECT {cols} FROM runs ORDER BY seq, rowid", RUN_COLUMNS)),
-            results=self._read(sql("SELECT {cols} FROM results ORDER BY run_id, line", RESULT_COLUMNS)),
-            baselines=self.baselines(),
-            gates=self._read(sql("SELECT {cols} FROM gate_verdicts", GATE_COLUMNS)))
-
-    def import_index(self, dump: IndexDump) -> tuple[int, int]:
-        have = {r.run_id for r in self.runs()}
-        new = [row for row in dump.runs if row[0] not in have]
+    def _import_rows(self, dump: IndexDump, new: Sequence[tuple]) -> None:
         added = {row[0] for row in new}
-        seq_at = RUN_COLUMNS.index("seq")
 
         def op(conn: sqlite3.Connection) -> None:
             top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0]
             for i, row in enumerate(new, 1):
-                row = (*row[:seq_at], top + i, *row[seq_at + 1:])
-                conn.execute(sql("INSERT INTO runs ({cols}) VALUES ({marks})", RUN_COLUMNS, "?"), row)
+                conn.execute(sql("INSERT INTO runs ({cols}) VALUES ({marks})", RUN_COLUMNS, "?"),
+                             with_seq(row, top + i))
             conn.executemany(sql("INSERT OR REPLACE INTO results ({cols}) VALUES ({marks})", RESULT_COLUMNS, "?"),
                              [r for r in dump.results if r[0] in added])
             conn.executemany("INSERT OR REPLACE INTO baselines VALUES (?,?,?)", dump.baselines)
             conn.executemany(sql("INSERT OR REPLACE INTO gate_verdicts ({cols}) VALUES ({marks})", GATE_COLUMNS, "?"),
                              dump.gates)
         self._write(op)
-        return len(new), len(dump.runs) - len(new)
+
+
+def with_seq(run_row: Sequence, seq: int) -> tuple:
+    """A ``runs`` row (in :data:`RUN_COLUMNS` order) with its recording number replaced."""
+    at = RUN_COLUMNS.index("seq")
+    return (*run_row[:at], seq, *run_row[at + 1:])
 
 
 def sql(template: str, columns: Sequence[str], mark: str = "?") -> str:

@@ -41,6 +41,7 @@ from harness.store import (
     _history_sql,
     result_row,
     sql,
+    with_seq,
 )
 
 log = logging.getLogger(__name__)
@@ -223,30 +224,19 @@ class PostgresStore(Store):
                 _upsert_baseline(conn, name, run_id, created)
         self._write(op)
 
-    def export_index(self) -> IndexDump:
-        return IndexDump(
-            runs=self._read(sql("SELECT {cols} FROM runs ORDER BY seq", RUN_COLUMNS)),
-            results=self._read(sql("SELECT {cols} FROM results ORDER BY run_id, line", RESULT_COLUMNS)),
-            baselines=self.baselines(),
-            gates=self._read(sql("SELECT {cols} FROM gate_verdicts", GATE_COLUMNS)))
-
-    def import_index(self, dump: IndexDump) -> tuple[int, int]:
-        have = {r.run_id for r in self.runs()}
-        new = [row for row in dump.runs if row[0] not in have]
+    def _import_rows(self, dump: IndexDump, new: Sequence[tuple]) -> None:
         added = {row[0] for row in new}
-        seq_at = RUN_COLUMNS.index("seq")
 
         def op(conn: psycopg.Connection) -> None:
             for row in new:  # recorded here in the source's order, after what this store already holds
                 seq = conn.execute("SELECT nextval('runs_seq')").fetchone()[0]
                 conn.execute(sql("INSERT INTO runs ({cols}) VALUES ({marks})", RUN_COLUMNS, "%s"),
-                             (*row[:seq_at], seq, *row[seq_at + 1:]))
+                             with_seq(row, seq))
             _upsert_results(conn, [r for r in dump.results if r[0] in added])
             for name, run_id, created in dump.baselines:
                 _upsert_baseline(conn, name, run_id, created)
             _insert_gates(conn, dump.gates)
         self._write(op)
-        return len(new), len(dump.runs) - len(new)
 
     def leases(self, lease_dir: str | Path | None = None) -> Leases:
         """Advisory locks on the server (every host sharing it), or file locks in ``lease_dir`` when given.
