@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_hostile_signals import STOPPED_SUITE  # a quick case, then one that runs until stopped
 
 from harness.store import load_results
 from harness.terminal import RunDisplay
@@ -175,27 +176,10 @@ def test_a_terminal_shows_live_progress_and_the_table(tmp_path: Path, small_mode
     assert re.search(r"run \S+: 2 ok", plain)
 
 
-STOPPED = """
-[suite]
-name = "stopped"
-delegates = ["xnnpack"]
-warmup_runs = 1
-repetitions = 3
-measured_runs = 100000
-[[models]]
-zoo = "face_detection_front"
-name = "quick"
-measured_runs = 2
-repetitions = 1
-[[models]]
-zoo = "face_landmark"
-"""
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_the_live_display_and_still_prints_the_interrupted_table(tmp_path: Path, zoo_models) -> None:
     suite = tmp_path / "stopped.toml"
-    suite.write_text(STOPPED)
+    suite.write_text(STOPPED_SUITE)
     code, text = _pty_run(["run", str(suite), "--out", str(tmp_path / "out")], stop_when="[host 1/2] quick")
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert code == 130, plain
