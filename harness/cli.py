@@ -341,6 +341,13 @@ def cmd_virtual_device(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_build_arm64(args: argparse.Namespace) -> int:
+    from harness.testing.android import arm64
+
+    arm64.build(Path(args.cache) if args.cache else None, force=args.force)
+    return 0
+
+
 def cmd_fake_iphone(args: argparse.Namespace) -> int:
     from harness.testing.ios.serve import run
 
@@ -356,14 +363,15 @@ def _add_serve_command(
     serve_help: str,
     add_arguments: Callable[[argparse.ArgumentParser], None],
     func: Handler,
-) -> None:
-    """``harness NAME serve``: a test double that runs until stopped."""
+) -> argparse._SubParsersAction:
+    """``harness NAME serve``: a test double that runs until stopped; returns the actions, for more of them."""
     s = sub.add_parser(name, help=summary, description=description)
     actions = s.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=_SubParser)
     actions.required = True
     serve = actions.add_parser("serve", help=serve_help, description=f"{summary[0].upper()}{summary[1:]}.")
     add_arguments(serve)
     serve.set_defaults(func=func)
+    return actions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -529,12 +537,19 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
     from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
 
-    _add_serve_command(
+    vdev = _add_serve_command(
         sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",
         "A virtual Android device that adb and the harness connect to; for CI without hardware. "
         "See docs/virtual-device.md.",
         "print the device's address and serve until stopped (Ctrl-C)", add_virtual_device_arguments,
         cmd_virtual_device)
+    b = vdev.add_parser("build-arm64", help="build the arm64 sysroot that --profile virtual-arm64 runs under qemu",
+                        description="Download Debian's arm64 packages and the aarch64 LiteRT/numpy wheels (~45 MB) "
+                                    "into the cache, once; the arm64 virtual device is offline after that.")
+    b.add_argument("--cache", help="cache folder (default $HARNESS_CACHE/arm64-sysroot or "
+                                   "~/.cache/edgeharness/arm64-sysroot)")
+    b.add_argument("--force", action="store_true", help="rebuild even when a finished sysroot is there")
+    b.set_defaults(func=cmd_build_arm64)
     _add_serve_command(
         sub, "fake-iphone", "serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
         "A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying the iOS path without "
