@@ -301,10 +301,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from harness.numerics import against, table
+    from harness.numerics import across_devices, against, reference_device, table
     from harness.store import open_store
 
-    rows = against(open_store(args.store).load_run(args.run), args.against)
+    results = open_store(args.store).load_run(args.run)
+    if args.across_devices:
+        reference = args.reference_device or reference_device(results)
+        rows = across_devices(results, reference)
+        if not rows:
+            _out(f"no ok result of run {args.run} on another device shares a case with {reference!r}")
+            return 1
+        _out(f"cross-device drift against {reference} (same model, delegate, threads, API and seeded inputs):")
+        sys.stdout.write(escape_lines(table(rows, across_devices=True) + "\n"))
+        return 0
+    rows = against(results, args.against)
     if not rows:
         _out(f"no ok result of run {args.run} has an ok {args.against!r} result of the same case to compare with")
         return 1
@@ -518,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Output drift of every delegate from the reference on the same seeded inputs.")
     s.add_argument("run", nargs="?", default="latest", help="run id, prefix, 'latest' or a baseline name")
     s.add_argument("--against", default="cpu", help="the reference delegate (default: cpu)")
+    s.add_argument("--across-devices", action="store_true",
+                   help="compare each device's outputs with the reference device's for the same case (cross-ISA "
+                        "drift: an emulated arm64 device against the x86 host)")
+    s.add_argument("--reference-device", help="with --across-devices: the reference (default: the first native "
+                                              "device of the run)")
     s.add_argument("--store", default="reports")
     s.set_defaults(func=cmd_drift)
 
