@@ -134,6 +134,22 @@ def test_the_device_runs_arm64_code(virtual_device_factory) -> None:
             assert head.startswith("7f454c4602") and head[-4:] == "b700"
 
 
+@needs_arm64
+def test_without_binfmt_python_and_uname_call_qemu_explicitly(virtual_device_factory, monkeypatch) -> None:
+    from harness.devices.android import AndroidDevice
+
+    monkeypatch.setattr(arm64, "binfmt_problem", lambda: "binfmt_misc refused (test)")
+    dev = virtual_device_factory(profile="virtual-arm64")
+    assert dev.emulation is not None and not dev.emulation.binfmt
+    with AndroidDevice(f"adb:{dev.address}") as device:
+        assert "(explicit qemu calls)" in device.info().emulated
+        out = device.shell("uname -m; grep -c 'CPU part.*0xd0c' /proc/cpuinfo; python3 -c 'import platform; "
+                           "print(platform.machine())'; head -c 20 /system/bin/sh | od -An -tx1 | tr -d ' \\n'",
+                           timeout_s=120).output.split("\n")
+        assert out[0] == "aarch64" and int(out[1]) >= 1 and out[2] == "aarch64"
+        assert out[3].strip()[-4:] != "b700"  # the shell itself stays the host's in this mode
+
+
 @pytest.mark.slow
 @needs_arm64
 def test_arm64_suite_end_to_end_with_cross_isa_drift(virtual_device_factory, zoo_models, tmp_path: Path) -> None:

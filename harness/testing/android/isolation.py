@@ -161,6 +161,9 @@ def _namespace_script(sandbox: Sandbox, newroot: Path, *, control_fd: int) -> st
         target = f"{nr}{q(device_dir)}"
         lines.append(f"mkdir -p {target} && mount --bind {q(str(sandbox.host_dir(device_dir)))} {target}")
     lines.append(f"mount -o remount,bind,ro {nr}/system")  # a phone's /system is read-only
+    if sandbox.emulation is not None:  # every reader (the host's tools too) sees the arm64 cpuinfo, as on the device
+        cpuinfo = sandbox.emulation.sysroot.root / "proc/cpuinfo"
+        lines.append(f"mount --bind {q(str(cpuinfo))} {nr}/proc/cpuinfo || true")
     if sandbox.emulation is not None and sandbox.emulation.binfmt:
         # The namespace's own binfmt_misc (Linux >= 6.7): arm64 programs run through qemu for this device only.
         binfmt = f"{nr}/proc/sys/fs/binfmt_misc"
