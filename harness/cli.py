@@ -354,7 +354,7 @@ def cmd_virtual_device(args: argparse.Namespace) -> int:
 def cmd_build_arm64(args: argparse.Namespace) -> int:
     from harness.testing.android import arm64
 
-    arm64.build(Path(args.cache) if args.cache else None, force=args.force)
+    arm64.build(force=args.force)
     return 0
 
 
@@ -560,9 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_virtual_device)
     b = vdev.add_parser("build-arm64", help="build the arm64 sysroot that --profile virtual-arm64 runs under qemu",
                         description="Download Debian's arm64 packages and the aarch64 LiteRT/numpy wheels (~45 MB) "
-                                    "into the cache, once; the arm64 virtual device is offline after that.")
-    b.add_argument("--cache", help="cache folder (default $HARNESS_CACHE/arm64-sysroot or "
-                                   "~/.cache/edgeharness/arm64-sysroot)")
+                                    "into $HARNESS_CACHE/arm64-sysroot (default ~/.cache/edgeharness/arm64-sysroot), "
+                                    "once; the arm64 virtual device is offline after that.")
     b.add_argument("--force", action="store_true", help="rebuild even when a finished sysroot is there")
     b.set_defaults(func=cmd_build_arm64)
     _add_serve_command(

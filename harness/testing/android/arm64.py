@@ -144,8 +144,17 @@ def _download_debs(work: Path, dest: Path) -> list[str]:
     state = work / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    _apt(state, "update")
-    _apt(state, "download", *DEBS, cwd=dest)
+    update_error = None
+    try:
+        _apt(state, "update")
+    except DeviceError as exc:  # one unreachable third-party source fails the whole update; Debian's may be there
+        update_error = exc.message
+    try:
+        _apt(state, "download", *DEBS, cwd=dest)
+    except DeviceError as exc:
+        if update_error is None:
+            raise
+        raise DeviceError(f"{exc.message}; before it, {update_error}", hint=exc.hint) from None
     return sorted(p.name for p in dest.glob("*.deb"))
 
 
