@@ -203,7 +203,8 @@ class GateConfig:
             if f.name in ("accelerator", "max_drift", "spending"):
                 _READ[f.name](f.name, f"gate {f.name}", value)
                 continue
-            if f.name in ("noisy", "allow_missing", "remeasure") or isinstance(value, bool) or not isinstance(value, int | float):
+            flags = ("noisy", "allow_missing", "remeasure")
+            if f.name in flags or isinstance(value, bool) or not isinstance(value, int | float):
                 _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
             check = _RANGE.get(f.name)
             if check is not None and not check[0](value):
