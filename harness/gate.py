@@ -379,6 +379,7 @@ class GateOutcome:
     warnings: tuple[str, ...]
     missing: int = 0  # baseline cases the candidate did not measure that failed the gate
     not_gated: int = 0  # ... and those allow_missing turned into warnings
+    remeasure: tuple[str, ...] = ()  # what adaptive mode re-measured (harness.remeasure), printed first
 
     @property
     def passed(self) -> bool:
@@ -386,7 +387,7 @@ class GateOutcome:
 
     def render(self) -> str:
         """One line per failing case with the numbers, then warnings, then a one-line total."""
-        lines = [f"FAIL {f}" for f in self.failures] + [f"WARN {w}" for w in self.warnings]
+        lines = [*self.remeasure, *(f"FAIL {f}" for f in self.failures), *(f"WARN {w}" for w in self.warnings)]
         counts = {v: sum(1 for c in self.verdicts if c.verdict == v) for v in VERDICTS}
         total = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
         state = "PASSED" if self.passed else "FAILED"
