@@ -18,7 +18,8 @@ only doubt was a slowdown not shown.
 The added repetitions are results of a new run (suite ``<suite>.remeasure-of-<candidate run id>``, every
 result on disk as it ends, device leases as for any run): the candidate run stays as it was measured. The
 gate pools them with the candidate's own results of the same case (same model bytes, delegate, threads,
-api and device); ``harness gate --run CANDIDATE --also RUN`` repeats that verdict later.
+api and device); ``harness gate --run CANDIDATE --also RUN`` repeats that verdict later. ``latest`` never
+names such a run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import MAX_LEN
 from harness.orchestrator import CaseRunner
 from harness.results import Result
-from harness.store import Store, new_run_id
+from harness.store import REMEASURE_MARK, Store, new_run_id
 from harness.suite import Case, Suite
 
 log = logging.getLogger("harness")
@@ -163,8 +164,8 @@ def remeasure(
                 break
             if runner is None:
                 run_id = new_run_id()
-                name = f"{suite.name}.remeasure-of-{candidate[0].run_id}"
-                writer = store.begin_run(run_id, name if len(name) <= MAX_LEN else name[len(suite.name) + 1:])
+                tail = f"{REMEASURE_MARK}{candidate[0].run_id}"
+                writer = store.begin_run(run_id, suite.name[:max(1, MAX_LEN - len(tail))] + tail)
                 keeper = LeaseKeeper(store.leases(lease_dir), run_id, lease_timeout_s, cancel=token)
                 runner = CaseRunner(run_id, writer, cancel=token, leases=keeper)
                 done.run_id, done.results_path = run_id, writer.path

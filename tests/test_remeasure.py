@@ -98,3 +98,10 @@ def test_remeasure_needs_the_suite_and_a_baseline(runs, tmp_path):
     with pytest.raises(UsageError, match="no such case"):
         api.gate_run(store, "main", cand, {"remeasure": True}, suite=other)
     assert GateConfig.from_mapping({"remeasure": True, "max_seconds": 60, "spending": "obf"}).spending == "obf"
+
+
+def test_latest_stays_the_candidate_after_a_remeasure(runs):
+    suite, out, cand = runs
+    store = open_store(out)
+    api.gate_run(store, "main", cand, {"remeasure": True, "max_repetitions": "6"}, suite=suite)
+    assert store.resolve_run("latest").run_id == cand
