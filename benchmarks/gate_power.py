@@ -17,8 +17,9 @@ the recorded data as it is ("quiet") and with a busy host simulated ("busy": eac
 either run, lands with probability 0.3 on a contended core and is slowed by 5-50%), printing false
 alarms, detection at +5/+10/+20% and the candidate repetitions each mode spent.
 
-    .venv/bin/python benchmarks/gate_power.py collect   # a few minutes, 1 core
-    .venv/bin/python benchmarks/gate_power.py           # simulation, a few minutes
+    .venv/bin/python benchmarks/gate_power.py collect             # a few minutes, 1 core
+    .venv/bin/python benchmarks/gate_power.py                     # both simulations, a few minutes
+    .venv/bin/python benchmarks/gate_power.py --section adaptive  # only step 3 (2-4 min on a loaded 2-core host)
 """
 
 from __future__ import annotations
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--section", choices=("all", "fixed", "adaptive"), default="all",
                    help="fixed: the gate against common rules; adaptive: fixed vs adaptive repetitions")
     p.add_argument("--max-reps", type=int, default=30, help="adaptive: candidate repetitions at most (first included)")
-    p.add_argument("--adaptive-sims", type=int, default=40,
+    p.add_argument("--adaptive-sims", type=int, default=25,
                    help="adaptive: simulated pairs per model and slowdown (3x at 0%%)")
     args = p.parse_args(argv)
     if args.command == "collect":
