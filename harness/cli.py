@@ -259,7 +259,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
-    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator")
+    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator",
+             "remeasure", "max_repetitions", "max_seconds")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -326,7 +327,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.api import gate_run
     from harness.store import open_store
 
-    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args), report=args.report)
+    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args), report=args.report,
+                       suite=args.suite, also=args.also or ())
     _out(outcome.render())
     if args.report:
         _out(f"report: {args.report}")
@@ -546,6 +548,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-missing", action="store_true", default=None,
                    help="gate only what ran: baseline cases not run, device-lost or skipped in the candidate warn "
                         "instead of failing (default: suite [gate] allow_missing or false)")
+    s.add_argument("--remeasure", action="store_true", default=None,
+                   help="adaptive repetitions: re-run the undecided cases on the candidate's devices in batches until "
+                        "the gate can decide, alpha spent over the looks (default: suite [gate] remeasure); "
+                        "needs --suite")
+    s.add_argument("--suite", help="the suite file the candidate ran (what --remeasure re-runs)")
+    s.add_argument("--max-repetitions", help="remeasure budget: candidate repetitions per case, first run included "
+                                            "(default: suite [gate] or 30)")
+    s.add_argument("--max-seconds", help="remeasure budget: wall time of all re-measuring (default: suite [gate] "
+                                         "or 600)")
+    s.add_argument("--also", action="append", metavar="RUN",
+                   help="a run whose results join the candidate's (the one a remeasure added; repeatable)")
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 

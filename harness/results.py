@@ -143,6 +143,10 @@ class Thermal:
     freq_ratio_before: float | None = None
     freq_ratio_after: float | None = None
     other_cpu_fraction: float | None = None  # share of all host CPUs other work used (see samplers.contention)
+    other_cpu_max: float | None = None  # ... in the repetition where it was largest
+    drift: float | None = None  # latency drift, last third of iterations over the first third, minus 1
+    drift_cause: str | None = None  # thermal | contention | unknown (samplers.throttle); None: no drift over the limit
+    drift_why: str = ""  # the drift and the evidence for its cause, in words
 
 
 VERDICTS = ("full", "partial", "fallback", "failed")

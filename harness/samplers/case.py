@@ -207,12 +207,13 @@ class CaseSampling:
         if after is None:
             return None
         samples = latency.samples_us if latency is not None else []
-        reasons = throttle.assess(before, after, samples, self.limits, sampler.cfg.throttle_status)
+        shares = [r.other_cpu for s in self._reps for r in s.readings if r.sampler == contention.HostCpuSampler.name]
+        other_cpu, other_max = contention.summarize(shares), contention.peak(shares)
+        judged = throttle.judge(before, after, samples, self.limits, sampler.cfg.throttle_status, other_max)
+        reasons = judged.reasons
         method = thermal.describe(before, after)
         if self.cooldown is not None and self.cooldown.ended_by not in ("off",):
             method += f"; cooldown {self.cooldown_cfg.mode}: {self.cooldown.ended_by}"
-        other_cpu = contention.summarize([r.other_cpu for s in self._reps for r in s.readings
-                                          if r.sampler == contention.HostCpuSampler.name])
         if other_cpu is not None:
             method += f"; other work on the host CPUs: {contention.METHOD}"
         return Thermal(method=method, before_c=dict(before.zones_c), after_c=dict(after.zones_c),
@@ -220,4 +221,5 @@ class CaseSampling:
                        throttled=bool(reasons), throttle_reasons=reasons,
                        status_before=before.status, status_after=after.status,
                        freq_ratio_before=before.freq_ratio, freq_ratio_after=after.freq_ratio,
-                       other_cpu_fraction=other_cpu)
+                       other_cpu_fraction=other_cpu, other_cpu_max=other_max, drift=judged.drift,
+                       drift_cause=judged.drift_cause, drift_why=judged.drift_why)
