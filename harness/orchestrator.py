@@ -42,6 +42,7 @@ from harness.results import (
     Accelerator,
     CaseInfo,
     DeviceInfo,
+    Endpoint,
     Energy,
     Latency,
     Memory,
@@ -218,7 +219,8 @@ class CaseRunner:
         case, info = job.entry.case, facts.info
         m, runner = case.model, registry.runner(job.runner)
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
-        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend,
+                    network=m.network.profile(case.network) if case.network else None, client=m.network.client)
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
@@ -245,6 +247,7 @@ class CaseRunner:
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
+            endpoint=assemble.endpoint_over(outcomes),
         )
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
@@ -287,7 +290,8 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
+                endpoint: Endpoint | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -304,7 +308,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
+            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator, endpoint=endpoint,
         )
 
     def _finish(self, result: Result) -> Result:
