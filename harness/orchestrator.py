@@ -299,7 +299,8 @@ class CaseRunner:
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
                 delegate=case.delegate, threads=case.threads, runner=runner or m.run.runner,
                 model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""),
-                api=m.run.api_for(case.delegate),
+                # an endpoint case is invoked remotely under its network profile: part of its identity across runs
+                api=f"remote-{case.network}" if case.network else m.run.api_for(case.delegate),
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
