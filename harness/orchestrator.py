@@ -359,7 +359,7 @@ def run_suite(
     stopped: list[str] = []  # devices that stopped before their last case
     closed = False
 
-    entries = plan.expand(suite.cases(), [d.id for d in devices])
+    entries = plan.expand(suite.cases() + suite.endpoint_cases(), [d.id for d in devices])
 
     def one_device(device: Device) -> None:
         try:

@@ -125,13 +125,13 @@ class Suite:
     network: NetworkSettings = field(default_factory=NetworkSettings)
 
     def cases(self) -> list[Case]:
-        """On-device cases (model x delegate x threads), then one endpoint case per model and network profile
-        (``direct`` when the suite names none): the server runs its own delegate, reported as ``cpu``, the
-        reference ``harness serve-model`` runs by default.
-        :func:`harness.plan.expand` gives each kind of device its own."""
-        on_device = [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
-        remote = [Case(m, "cpu", 1, n) for m in self.models for n in (m.network.profiles or ("direct",))]
-        return on_device + remote
+        return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
+
+    def endpoint_cases(self) -> list[Case]:
+        """One case per model and network profile (``direct`` when the suite names none), for endpoint devices
+        (:func:`harness.plan.expand` gives them only to those). The server runs its own delegate, recorded as
+        ``cpu``: the reference ``harness serve-model`` runs by default."""
+        return [Case(m, "cpu", 1, n) for m in self.models for n in (m.network.profiles or ("direct",))]
 
 
 class _Ctx(tomlfile.Source):

@@ -63,7 +63,7 @@ def test_network_table_gives_endpoint_cases_only_to_endpoints():
     net = suite.models[0].network
     assert net.profiles == ("wifi", "slow") and net.client.retries == 3 and net.client.cache
     assert net.profile("slow").delay_ms == 200 and net.profile("wifi") == PROFILES["wifi"]
-    entries = plan.expand(suite.cases(), ["host", EP])
+    entries = plan.expand(suite.cases() + suite.endpoint_cases(), ["host", EP])
     host = [e.case_id for e in entries if e.device_id == "host"]
     remote = [e.case for e in entries if e.device_id == EP]
     assert len(host) == 2 and all("-wifi" not in c for c in host)
@@ -73,7 +73,7 @@ def test_network_table_gives_endpoint_cases_only_to_endpoints():
 
 def test_without_profiles_an_endpoint_runs_direct():
     suite = parse_suite('[suite]\nname="s"\n[[models]]\nzoo = "face_landmark"\n', "s.toml")
-    assert [e.case.network for e in plan.expand(suite.cases(), [EP])] == ["direct"]
+    assert [e.case.network for e in plan.expand(suite.cases() + suite.endpoint_cases(), [EP])] == ["direct"]
 
 
 @pytest.mark.parametrize("bad,key", [
