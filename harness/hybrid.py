@@ -40,6 +40,7 @@ class Option:
     response_kb: float | None = None
     counts: dict = field(default_factory=dict)
     method: str = ""
+    cold_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def option_of(result: Result) -> Option | None:
         float(np.median(server)) / 1000 if server else None, float(np.median(net)) / 1000 if net else None,
         float(np.median(e.request_bytes)) / 1024 if e.request_bytes else None,
         float(np.median(e.response_bytes)) / 1024 if e.response_bytes else None,
-        dict(e.counts), e.network_method)
+        dict(e.counts), e.network_method, e.cold_request_us / 1000 if e.cold_request_us is not None else None)
 
 
 def endpoint_drift(results: Iterable[Result]) -> list[tuple[Result, Result, Drift]]:

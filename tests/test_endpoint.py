@@ -180,3 +180,56 @@ def test_result_with_an_endpoint_record_round_trips():
     old = r.to_dict()
     del old["endpoint"]
     assert Result.from_dict(old).endpoint is None
+
+
+class _Junk:
+    """An HTTP server on loopback answering every request with ``body`` (status ``status``)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("scheme,status,body", [
+    ("tfserving+http", 200, b"not json at all"),
+    ("tfserving+http", 200, b'{"outputs": {"conv2d_20": "x"}, "server_compute_us": NaN}'),
+    ("tfserving+http", 500, b"boom"),
+    ("kserve+http", 200, b'{"outputs": [], "parameters": {"server_compute_us": 1e400}}'),
+    ("kserve+http", 200, b'{"model_name": "face_landmark", "outputs": []}'),
+    ("kserve+http", 200, b'{"outputs": [{"name": "conv2d_20", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}'),
+])
+def test_a_hostile_server_fails_its_case_alone_with_a_reason(tmp_path, scheme, status, body):
+    from harness import api
+
+    junk = _Junk(status, body)
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\nwarmup_runs = 1\nmeasured_runs = 2\nrepetitions = 1\n'
+                     '[suite.network]\nretries = 1\nbackoff_ms = 1\ntimeout_s = 5\n[[models]]\nzoo = "face_landmark"\n')
+    try:
+        summary = api.run(suite, devices=[f"{scheme}://127.0.0.1:{junk.port}/face_landmark"], out_dir=tmp_path / "o",
+                          report=False)
+    finally:
+        junk.close()
+    [result] = summary.results
+    assert result.status == "failed" and result.reason and "failed" in result.reason
+    assert (tmp_path / "o").is_dir() and list((tmp_path / "o").glob("s-*.jsonl"))  # stored like any result

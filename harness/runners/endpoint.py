@@ -10,6 +10,7 @@ with the time until the client gave up), the first warm-up request is ``first_in
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
@@ -87,8 +88,9 @@ class EndpointRunner:
             return outcome
         network = task.network or NetworkProfile("direct")
         ok = [r for r in measured if "failed" not in r]
-        server = [r.get("server_us") for r in measured]
-        first_index = next((r.get("server_index") for r in rows if r.get("server_index") is not None), None)
+        server = [_server_us(r) for r in measured]
+        first_index = next((r["server_index"] for r in rows if isinstance(r.get("server_index"), int)
+                            and r["server_index"] > 0), None)
         cold_note = ("this case sent the server's first request" if first_index == 1 else
                      f"the server had answered {first_index - 1} request(s) before this repetition"
                      if first_index else "the server reports no request index")
@@ -113,3 +115,12 @@ class EndpointRunner:
         )
         return replace(outcome, endpoint=endpoint, latency_method=METHOD, memory_method=MEMORY_METHOD,
                        energy=Energy(method="none", reason=ENERGY_NOTE))
+
+
+def _server_us(row: Mapping[str, Any]) -> float | None:
+    """The server's reported compute time, kept only when it can be true (a server's response is untrusted):
+    a finite number from 0 to the request's own end-to-end time."""
+    value, e2e = row.get("server_us"), row.get("e2e_us")
+    if "failed" in row or not isinstance(value, float | int) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value) if isinstance(e2e, float | int) and 0 <= value <= e2e else None

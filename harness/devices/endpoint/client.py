@@ -29,6 +29,9 @@ PROTOCOLS = {"kserve+http": "KServe v2 REST (tritonclient.http, binary tensors)"
              "tfserving+http": "TF Serving v1 REST predict (JSON, http.client)"}
 
 
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a v1 (JSON) response larger than this is refused
+
+
 class RequestFailed(Exception):
     """A request that failed after every retry the policy allows."""
 
@@ -90,8 +93,11 @@ class KServeV2Client(ProtocolClient):
         result = self.client.infer(self.model, sent, outputs=wanted)
         response = result.get_response() or {}
         params = response.get("parameters") or {}
-        got = {n: np.asarray(result.as_numpy(n)) for n in outputs}
-        return Reply(got, _number(params.get("server_compute_us")), _int(params.get("server_request_index")))
+        got = {n: result.as_numpy(n) for n in outputs}
+        missing = [n for n, a in got.items() if a is None]
+        if missing:
+            raise RuntimeError(f"the v2 response lacks output(s) {missing}")
+        return Reply(_numeric(got), _number(params.get("server_compute_us")), _int(params.get("server_request_index")))
 
     def close(self) -> None:
         client = getattr(self, "client", None)
@@ -107,7 +113,9 @@ class TfServingV1Client(ProtocolClient):
         body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}}).encode()
         self.conn.request("POST", f"/v1/models/{self.model}:predict", body, {"Content-Type": "application/json"})
         resp = self.conn.getresponse()
-        data = resp.read(64 * 1024 * 1024 + 1)
+        data = resp.read(MAX_RESPONSE_BYTES + 1)
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise RuntimeError(f"the v1 response is larger than {MAX_RESPONSE_BYTES} bytes")
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {data[:200].decode('utf-8', 'replace')}")
         doc = json.loads(data)
@@ -117,8 +125,8 @@ class TfServingV1Client(ProtocolClient):
         missing = [n for n in outputs if n not in got]
         if missing:
             raise RuntimeError(f"the v1 response lacks output(s) {missing}")
-        arrays = {n: np.asarray(got[n], dtype=np.float64) for n in outputs}
-        return Reply(arrays, _number(doc.get("server_compute_us")), _int(doc.get("server_request_index")))
+        return Reply(_numeric({n: got[n] for n in outputs}), _number(doc.get("server_compute_us")),
+                     _int(doc.get("server_request_index")))
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)
@@ -179,6 +187,20 @@ class PolicyClient:
         self.client.close()
 
 
+def _numeric(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Outputs as numeric arrays; a value that is not one (strings, ragged lists, objects) is refused."""
+    out = {}
+    for name, value in arrays.items():
+        try:
+            arr = np.asarray(value)
+        except ValueError as exc:  # ragged nesting
+            raise RuntimeError(f"output {name!r} is not a tensor: {exc}") from None
+        if arr.dtype.kind not in "biuf":
+            raise RuntimeError(f"output {name!r} is not numeric (dtype {arr.dtype})")
+        out[name] = arr
+    return out
+
+
 def _is_timeout(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return isinstance(exc, socket.timeout | TimeoutError) or "timed out" in text or "timeout" in text
@@ -202,4 +224,4 @@ def _number(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53 else None
