@@ -233,3 +233,20 @@ def test_a_hostile_server_fails_its_case_alone_with_a_reason(tmp_path, scheme, s
     [result] = summary.results
     assert result.status == "failed" and result.reason and "failed" in result.reason
     assert (tmp_path / "o").is_dir() and list((tmp_path / "o").glob("s-*.jsonl"))  # stored like any result
+
+
+def test_a_budget_under_a_network_profile_applies_to_that_profile_only():
+    from harness.gate import Budget, check_budgets
+    from harness.results import CaseInfo, DeviceInfo, Latency, Repetition
+
+    def result(network: str, ms: float) -> Result:
+        e = Endpoint("v2", EP, network, "tcp-proxy")
+        rep = Repetition(samples_us=tuple([ms * 1000.0] * 10))
+        return Result("run", CaseInfo(f"c-{network}", "m", "", "cpu", 1, "endpoint"),
+                      DeviceInfo(EP, "endpoint", device_class="server"), "ok",
+                      latency=Latency(method="e2e", repetitions=(rep,)), endpoint=e)
+
+    budget = Budget.from_mapping({"p90_ms": 100, "4g": {"p90_ms": 900}})
+    breaches = check_budgets([result("wifi", 500), result("4g", 500), result("3g", 1000)], {"m": budget})
+    assert sorted((b.metric, b.limit, b.value) for b in breaches) == [("p90_ms", 100.0, 500.0),
+                                                                     ("p90_ms", 100.0, 1000.0)]
