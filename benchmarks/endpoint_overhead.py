@@ -12,9 +12,12 @@ in rounds (load on the machine drifts: every way sees the same stretch of it):
 The harness's per-request overhead is ``harness - bare`` (p50), split into the proxy (``bare+proxy - bare``)
 and the rest. Then each ``--profiles`` profile through the harness path: p50/p90, the server's compute p50,
 and the floor the profile sets (delay each way less jitter, plus the bytes at each direction's rate).
-Every figure is per request in ms (``time.perf_counter_ns``), with its sample count.
+Last, faults: one link with and without stalls and resets under a timeout/retry/backoff policy, how often each
+kicked in and what it did to p50/p90/p99. Every figure is per request in ms (``time.perf_counter_ns``), with its
+sample count.
 
 Usage: python benchmarks/endpoint_overhead.py [--requests 40] [--profiles wifi,4g] [--profile-requests 20]
+                                             [--fault-requests 30]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import tritonclient.http as triton
 
 from harness import zoo
 from harness.devices.endpoint import EndpointDevice
-from harness.devices.endpoint.network import PROFILES, ClientPolicy
+from harness.devices.endpoint.network import PROFILES, ClientPolicy, NetworkProfile
 from harness.devices.endpoint.proxy import ShapingProxy
 from harness.runners.endpoint import model_io
 from harness.serving import launch
@@ -52,10 +55,15 @@ def bare_loop(host: str, port: int, name: str, inputs: dict, outputs: list[str],
     return times
 
 
-def harness_loop(device: EndpointDevice, inputs: dict, outputs: list[str], n: int, profile: str) -> tuple[list, list]:
-    params = {"inputs": inputs, "outputs": outputs, "warmup": 1, "runs": n, "network": PROFILES[profile],
-              "policy": ClientPolicy(), "seed": 1}
+def harness_loop(device: EndpointDevice, inputs: dict, outputs: list[str], n: int, profile: str | NetworkProfile,
+                 policy: ClientPolicy | None = None, counts: dict | None = None) -> tuple[list, list]:
+    params = {"inputs": inputs, "outputs": outputs, "warmup": 1, "runs": n,
+              "network": PROFILES[profile] if isinstance(profile, str) else profile,
+              "policy": policy or ClientPolicy(), "seed": 1}
     run = device.run_app(model=None, params=params, run_tag="bench", timeout_s=600)  # type: ignore[arg-type]
+    if counts is not None:
+        counts.update({k: v for k, v in {**run.result["counts"], **run.result["proxy"]}.items()
+                       if isinstance(v, int) and v})
     rows = [r for r in run.result["rows"] if r["measured"]]
     return [r["e2e_us"] / 1000 for r in rows], [r["server_us"] / 1000 for r in rows if r.get("server_us")]
 
@@ -70,6 +78,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--profiles", default="wifi,4g")
     ap.add_argument("--profile-requests", type=int, default=20)
+    ap.add_argument("--fault-requests", type=int, default=30, help="requests with and without faults (0: skip)")
     args = ap.parse_args()
     inputs, outputs = model_io(str(zoo.fetch("face_landmark")))
     server = launch.start("face_landmark", _free_port(), python=os.environ.get(launch.ENV_PYTHON) or None)
@@ -102,9 +111,28 @@ def main() -> int:
                 26_532 * 8 / profile.rate_kbit if profile.rate_kbit else 0)
             print(f"{name:<10}{len(e2e):>5}{q(e2e, 50):>10.1f}{q(e2e, 90):>10.1f}"
                   f"{statistics.median(srv) if srv else float('nan'):>12.2f}{floor:>10.1f}  {profile.describe()}")
+        if args.fault_requests:
+            fault_table(device, inputs, outputs, args.fault_requests)
     finally:
         server.stop()
     return 0
+
+
+def fault_table(device: EndpointDevice, inputs: dict, outputs: list[str], n: int) -> None:
+    """The same link with and without stalls and resets, under the client's timeout/retry/backoff policy."""
+    calm = NetworkProfile("calm", delay_ms=20, jitter_ms=2, rate_kbit=20000)
+    flaky = NetworkProfile("flaky", delay_ms=20, jitter_ms=2, rate_kbit=20000, stall_pct=5, stall_ms=400,
+                           reset_pct=10)
+    policy = ClientPolicy(timeout_s=2.0, retries=3, backoff_ms=50)
+    print()
+    print(f"faults, policy timeout {policy.timeout_s:g} s, {policy.retries} retries, backoff {policy.backoff_ms:g} ms"
+          " doubling; per request ms")
+    print(f"{'profile':<8}{'n':>5}{'p50':>9}{'p90':>9}{'p99':>9}  what kicked in")
+    for profile in (calm, flaky):
+        counts: dict = {}
+        e2e, _ = harness_loop(device, inputs, outputs, n, profile, policy, counts)
+        print(f"{profile.name:<8}{len(e2e):>5}{q(e2e, 50):>9.1f}{q(e2e, 90):>9.1f}{q(e2e, 99):>9.1f}  "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}  ({profile.describe()})")
 
 
 if __name__ == "__main__":
