@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/adb_server_fleet.py
 	$(BIN)/python benchmarks/fleet.py
+	$(BIN)/python benchmarks/endpoint_overhead.py
 
 clean:
 	rm -rf $(VENV) $(SERVER_VENV) .pytest_cache .ruff_cache

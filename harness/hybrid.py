@@ -6,7 +6,7 @@ drift of the served outputs against the host's ``cpu`` reference (:func:`harness
 seeded inputs), and the decision, stated with the numbers: where each option wins on p50 and on p90, where the
 crossover lies (an on-device option slower than the endpoint's p50 under a profile loses to it there), and the
 hybrid reading against a real-time budget (the model's ``p90_ms`` budget when the suite sets one, else one
-frame at 30 fps, 33.3 ms).
+frame at 30 fps, 33.3 ms; an endpoint under a profile with its own ``[models.budget.PROFILE]`` is held to that).
 """
 
 from __future__ import annotations
@@ -110,15 +110,23 @@ def decisions(results: Sequence[Result]) -> list[Decision]:
         remote = [o for _, o in pairs if o.remote]
         if not local or not remote:
             continue
-        budgets = [r.case.settings.get("budget", {}).get("p90_ms") for r, _ in pairs]
-        budget = next((b for b in budgets if isinstance(b, int | float)), None)
-        budget_ms, source = (float(budget), "the model's p90_ms budget") if budget else (FRAME_MS,
-                                                                                        "one frame at 30 fps")
-        out.append(_decide(model, local, remote, budget_ms, source))
+        table = next((r.case.settings.get("budget") for r, _ in pairs
+                      if isinstance(r.case.settings.get("budget"), dict)), None) or {}
+        budget = table.get("p90_ms")
+        budget_ms, source = ((float(budget), "the model's p90_ms budget") if _number(budget)
+                             else (FRAME_MS, "one frame at 30 fps"))
+        per_profile = {name: float(sub["p90_ms"]) for name, sub in table.items()
+                       if isinstance(sub, dict) and _number(sub.get("p90_ms"))}
+        out.append(_decide(model, local, remote, budget_ms, source, per_profile))
     return out
 
 
-def _decide(model: str, local: list[Option], remote: list[Option], budget_ms: float, source: str) -> Decision:
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _decide(model: str, local: list[Option], remote: list[Option], budget_ms: float, source: str,
+            per_profile: dict[str, float]) -> Decision:
     best50 = min(local, key=lambda o: o.p50_ms)
     best90 = min(local, key=lambda o: o.p90_ms)
     slowest = max(local, key=lambda o: o.p50_ms)
@@ -130,7 +138,9 @@ def _decide(model: str, local: list[Option], remote: list[Option], budget_ms: fl
         rows.append({"network": ep.network, "endpoint_p50_ms": ep.p50_ms, "endpoint_p90_ms": ep.p90_ms,
                      "best_local": best50.label, "local_p50_ms": best50.p50_ms, "local_p90_ms": best90.p90_ms,
                      "p50_winner": win50, "p90_winner": win90, "crossover_ms": ep.p50_ms,
-                     "server_beats": [o.label for o in beaten], "within_budget": ep.p90_ms <= budget_ms})
+                     "server_beats": [o.label for o in beaten],
+                     "budget_ms": per_profile.get(ep.network, budget_ms),
+                     "within_budget": ep.p90_ms <= per_profile.get(ep.network, budget_ms)})
         split = (f" (server compute {ep.server_p50_ms:.1f} ms, network + serialisation {ep.network_p50_ms:.1f} ms)"
                  if ep.server_p50_ms is not None and ep.network_p50_ms is not None else "")
         statements.append(
@@ -141,11 +151,13 @@ def _decide(model: str, local: list[Option], remote: list[Option], budget_ms: fl
             + (f" (here: {', '.join(o.label for o in beaten)})." if beaten
                else f"; none here is (slowest: {slowest.label}, {slowest.p50_ms:.1f} ms)."))
     local_ok = best90.p90_ms <= budget_ms
-    remote_ok = [ep.network for ep in remote if ep.p90_ms <= budget_ms]
+    remote_ok = [f"{ep.network} ({ep.p90_ms:.1f} <= {per_profile.get(ep.network, budget_ms):.1f} ms)"
+                 for ep in remote if ep.p90_ms <= per_profile.get(ep.network, budget_ms)]
     statements.append(
         f"Hybrid reading against {budget_ms:.1f} ms at p90 ({source}): on-device {best90.label} "
         f"{'meets' if local_ok else 'misses'} it ({best90.p90_ms:.1f} ms)"
-        + (f"; the server meets it on {', '.join(remote_ok)}" if remote_ok else "; the server meets it on no profile")
+        + (f"; the server meets its budget on {', '.join(remote_ok)}" if remote_ok
+           else "; the server meets its budget on no profile")
         + (". Keep the real-time path on the device; send what can wait (bigger models, batch work) to the server."
            if local_ok and len(remote_ok) < len(remote) else "."))
     return Decision(model, tuple(local + remote), budget_ms, source, tuple(statements), tuple(rows))
