@@ -301,10 +301,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from harness.numerics import against, table
+    from harness.numerics import across_devices, against, reference_device, table
     from harness.store import open_store
 
-    rows = against(open_store(args.store).load_run(args.run), args.against)
+    results = open_store(args.store).load_run(args.run)
+    if args.across_devices:
+        reference = args.reference_device or reference_device(results)
+        rows = across_devices(results, reference)
+        if not rows:
+            _out(f"no ok result of run {args.run} on another device shares a case with {reference!r}")
+            return 1
+        _out(f"cross-device drift against {reference} (same model, delegate, threads, API and seeded inputs):")
+        sys.stdout.write(escape_lines(table(rows, across_devices=True) + "\n"))
+        return 0
+    rows = against(results, args.against)
     if not rows:
         _out(f"no ok result of run {args.run} has an ok {args.against!r} result of the same case to compare with")
         return 1
@@ -339,6 +349,13 @@ def cmd_virtual_device(args: argparse.Namespace) -> int:
     from harness.testing.android.serve import run
 
     return run(args)
+
+
+def cmd_build_arm64(args: argparse.Namespace) -> int:
+    from harness.testing.android import arm64
+
+    arm64.build(force=args.force)
+    return 0
 
 
 def cmd_fake_iphone(args: argparse.Namespace) -> int:
@@ -379,14 +396,15 @@ def _add_serve_command(
     serve_help: str,
     add_arguments: Callable[[argparse.ArgumentParser], None],
     func: Handler,
-) -> None:
-    """``harness NAME serve``: a test double that runs until stopped."""
+) -> argparse._SubParsersAction:
+    """``harness NAME serve``: a test double that runs until stopped; returns the actions, for more of them."""
     s = sub.add_parser(name, help=summary, description=description)
     actions = s.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=_SubParser)
     actions.required = True
     serve = actions.add_parser("serve", help=serve_help, description=f"{summary[0].upper()}{summary[1:]}.")
     add_arguments(serve)
     serve.set_defaults(func=func)
+    return actions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Output drift of every delegate from the reference on the same seeded inputs.")
     s.add_argument("run", nargs="?", default="latest", help="run id, prefix, 'latest' or a baseline name")
     s.add_argument("--against", default="cpu", help="the reference delegate (default: cpu)")
+    s.add_argument("--across-devices", action="store_true",
+                   help="compare each device's outputs with the reference device's for the same case (cross-ISA "
+                        "drift: an emulated arm64 device against the x86 host)")
+    s.add_argument("--reference-device", help="with --across-devices: the reference (default: the first native "
+                                              "device of the run)")
     s.add_argument("--store", default="reports")
     s.set_defaults(func=cmd_drift)
 
@@ -552,12 +575,18 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
     from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
 
-    _add_serve_command(
+    vdev = _add_serve_command(
         sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",
         "A virtual Android device that adb and the harness connect to; for CI without hardware. "
         "See docs/virtual-device.md.",
         "print the device's address and serve until stopped (Ctrl-C)", add_virtual_device_arguments,
         cmd_virtual_device)
+    b = vdev.add_parser("build-arm64", help="build the arm64 sysroot that --profile virtual-arm64 runs under qemu",
+                        description="Download Debian's arm64 packages and the aarch64 LiteRT/numpy wheels (~45 MB) "
+                                    "into $HARNESS_CACHE/arm64-sysroot (default ~/.cache/edgeharness/arm64-sysroot), "
+                                    "once; the arm64 virtual device is offline after that.")
+    b.add_argument("--force", action="store_true", help="rebuild even when a finished sysroot is there")
+    b.set_defaults(func=cmd_build_arm64)
     _add_serve_command(
         sub, "fake-iphone", "serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
         "A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying the iOS path without "

@@ -32,6 +32,7 @@ from harness import stats
 from harness.errors import (  # noqa: F401 - the gate's errors, importable from here as before
     DeviceMismatch,
     EmptyBaseline,
+    EmulatedComparison,
     GateConfigError,
     GateError,
     NoCommonCases,
@@ -45,6 +46,9 @@ RECOMMENDED_REPETITIONS = 10
 
 CaseKey = tuple[str, str, int, str, str, str]
 METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
+#: Budgets an emulated device's figures are never held against: they time the emulator, not hardware.
+EMULATED_METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "energy_mj")
+EMULATED_NOTE = "the device is emulated (its latencies time qemu's translation, not hardware)"
 MAX_BUDGET = 1e12  # ms, MB or mJ: anything larger is no limit at all
 
 
@@ -292,6 +296,7 @@ class BudgetBreach:
     limit: float
     delegate: str = ""
     threads: int = 0
+    not_checked: str = ""  # why a measured value is not held against the budget (an emulated device's latency)
 
     @property
     def where(self) -> str:
@@ -310,6 +315,8 @@ class BudgetBreach:
 
     @property
     def line(self) -> str:
+        if self.not_checked:
+            return f"{self.where}: {self.metric} budget {self.limit:g} not checked: {self.not_checked}"
         if self.value is None:
             return f"{self.where}: {self.metric} budget {self.limit:g} not measured on this device"
         return f"{self.where}: {self.metric} {self.value:.3f} > budget {self.limit:g}"
@@ -503,6 +510,16 @@ def _check_comparable(
         return
     base_devices = sorted({k[4:] for k in base})
     cand_devices = sorted({k[4:] for k in cand})
+    emulated = sorted({r.device.id for side in (base, cand) for named in side.values() for rs in named.values()
+                       for r in rs if r.device.emulated})
+    if emulated and {k[:4] for k in base} & {k[:4] for k in cand}:
+        raise EmulatedComparison(
+            f"refused: the baseline ran on {_fmt_devices(base_devices)}, the candidate on "
+            f"{_fmt_devices(cand_devices)}, and {', '.join(emulated)} is emulated: its latencies time the "
+            "emulator, never compared with another device's",
+            hint="gate an emulated device only against a baseline from the same emulated device; compare its "
+                 "outputs across ISAs with `harness drift RUN --across-devices`",
+        )
     if {k[:4] for k in base} & {k[:4] for k in cand} and base_devices != cand_devices:
         raise DeviceMismatch(
             f"the baseline was measured on {_fmt_devices(base_devices)}, the candidate on {_fmt_devices(cand_devices)}",
@@ -630,6 +647,10 @@ def budget_checks(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
         for metric in METRICS:
             limit = getattr(budget, metric)
             if limit is None:
+                continue
+            if result.device.emulated and metric in EMULATED_METRICS:
+                checks.append(BudgetBreach(result.case.model, result.device.id, metric, None, limit,
+                                           result.case.delegate, result.case.threads, EMULATED_NOTE))
                 continue
             value = _metric_value(result, metric)
             checks.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit,

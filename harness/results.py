@@ -227,6 +227,10 @@ class DeviceInfo:
     cores: int | None = None
     device_class: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: What translates the device's code when it is emulated (``qemu-aarch64: qemu-aarch64-static 7.2.22 ...``);
+    #: empty for native hardware. An emulated device's latencies are labelled ``emulated`` and never gated
+    #: against another device's; its outputs are real (cross-ISA drift).
+    emulated: str = ""
 
 
 @dataclass(frozen=True)

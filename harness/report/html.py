@@ -219,6 +219,27 @@ def ops_section(data: ReportData) -> Section | None:
     return Section("ops", f"Top {TOP_OPS} operators", "ops.html.j2", {"cases": cases})
 
 
+def cross_isa_section(data: ReportData) -> Section | None:
+    """Each other device's outputs against the reference (native) device's on the same case and seeded inputs.
+
+    Shown when the results hold an emulated device and a device to compare it with (numerics.across_devices).
+    """
+    from harness import numerics
+
+    if not any(r.device.emulated for r in data.results):
+        return None
+    reference = numerics.reference_device(data.results)
+    rows = []
+    for _ref, res, d in numerics.across_devices(data.results, reference):
+        for t in d.tensors or (None,):
+            rows.append({"case": res.case.case_id, "device": frames.device_label(res), "delegate": res.case.delegate,
+                         "output": t.name if t else "—", "problem": d.problem,
+                         "values": (f"{t.n_values}" + ("" if t.exact else " (sample)")) if t else "—",
+                         **{m: numerics.fmt(m, getattr(t, m)) if t else "—" for m in numerics.METRICS}})
+    return Section("cross-isa", f"Cross-ISA drift against {reference}", "cross_isa.html.j2",
+                   {"rows": rows, "reference": reference})
+
+
 def problems_section(data: ReportData) -> Section:
     """Every case that did not finish ok, worst first, with its reason."""
     bad = data.cases[data.cases["status"] != "ok"].copy()
@@ -275,6 +296,7 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     speedups_section,
     hybrid_section,
     coverage_section,
+    cross_isa_section,
     ops_section,
     readings_section,
     problems_section,
