@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The model server (`harness serve-model`, docs/server.md) runs in its own venv: kserve pins pandas<3, psutil<6
+# and protobuf<7, older than the harness's own environment has.
+SERVER_VENV ?= .venv-server
+SERVER_STAMP := $(SERVER_VENV)/.installed
 # Debian packages the test suite drives for real: the AOSP adb client, a headless browser for the
 # report, Android's shell and userland for the virtual device (mksh as /system/bin/sh, toybox), and a
 # PostgreSQL server for the team store's tests (started by the tests, as nobody), and qemu-user-static, which
@@ -12,13 +16,19 @@ SYSTEM_PACKAGES := adb chromium mksh toybox postgresql qemu-user-static
 
 .PHONY: install system-deps arm64-sysroot demo test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(SERVER_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ios,npu,team]'
+	$(BIN)/python -m pip install -q -e '.[test,ios,npu,team,server]'
 	touch $(STAMP)
+
+$(SERVER_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVER_VENV)/bin/python -m pip install -q 'kserve>=0.21' 'ai-edge-litert>=2.0'
+	touch $(SERVER_STAMP)
 
 # Installs the missing Debian packages when we may (root, or passwordless sudo); otherwise says what is missing.
 system-deps:
@@ -57,6 +67,7 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/adb_server_fleet.py
 	$(BIN)/python benchmarks/fleet.py
+	$(BIN)/python benchmarks/endpoint_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SERVER_VENV) .pytest_cache .ruff_cache

@@ -366,6 +366,29 @@ def cmd_fake_iphone(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# -- model server ---------------------------------------------------------------------------
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    """Serve a model behind KServe until Ctrl-C; print the endpoint id to pass as ``--device``."""
+    from harness.serving import launch
+
+    server = launch.start(args.model, args.port, host=args.host, delegate=args.delegate, threads=args.threads,
+                          python=os.environ.get(launch.ENV_PYTHON) or None)
+    print(f"serving {server.name} (KServe v2 REST, TF Serving v1 REST) on http://{server.host}:{server.port}")
+    print(f"  --device {server.device_id}")
+    print(f"  --device tfserving+http://{server.host}:{server.port}/{server.name}")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a stopped harness stops its server
+    try:
+        while server.process.poll() is None and not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0 if stop.is_set() or server.process.returncode in (0, -15, None) else 1
+
+
 # -- parser wiring -------------------------------------------------------------------------
 def _add_serve_command(
     sub: argparse._SubParsersAction,
@@ -583,6 +606,16 @@ def build_parser() -> argparse.ArgumentParser:
         "a phone. Needs the ios extra. See docs/ios.md.",
         "print how to reach the phone and serve until stopped (Ctrl-C)", add_fake_iphone_arguments,
         cmd_fake_iphone)
+    s = sub.add_parser("serve-model", help="serve a model over KServe v2 / TF Serving v1 REST (LiteRT inside)",
+                       description="Start a LiteRT model server on KServe's Python model server, for endpoint "
+                                   "devices (kserve+http://HOST:PORT/MODEL). See docs/server.md.")
+    s.add_argument("model", help="a zoo model name or a .tflite path")
+    s.add_argument("--port", type=int, required=True, help="HTTP port")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    s.add_argument("--delegate", choices=("cpu", "xnnpack"), default="cpu",
+                   help="the server's LiteRT kernels (default cpu: the harness's reference)")
+    s.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    s.set_defaults(func=cmd_serve_model)
     return p
 
 

@@ -225,3 +225,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ServerError(HarnessError):
+    """The model server (``harness serve-model``) could not be started or did not become ready."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness import stats
@@ -730,6 +730,15 @@ def _metric_value(result: Result, metric: str) -> float | None:
     return result.energy.per_inference_mj if result.energy else None
 
 
+def _for_result(budget: Budget, result: Result) -> Budget:
+    """The limits for one result: its device class's laid over the model's, then, for an endpoint case, its network
+    profile's (``[models.budget.4g]``: a sub-table named like the profile; docs/server.md)."""
+    merged = budget.for_device_class(result.device.device_class)
+    if result.endpoint is None or result.endpoint.network not in budget.by_device_class:
+        return merged
+    return replace(merged, by_device_class=budget.by_device_class).for_device_class(result.endpoint.network)
+
+
 def check_budgets(results: Sequence[Result], budgets: Mapping[str, Budget]) -> list[BudgetBreach]:
     """Breaches of per-model budgets (keyed by ``CaseInfo.model``) by successful results.
 
@@ -746,7 +755,7 @@ def budget_checks(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
         budget = budgets.get(result.case.model)
         if budget is None or result.status != "ok":
             continue
-        budget = budget.for_device_class(result.device.device_class)
+        budget = _for_result(budget, result)
         for metric in METRICS:
             limit = getattr(budget, metric)
             if limit is None:

@@ -42,6 +42,7 @@ from harness.results import (
     Accelerator,
     CaseInfo,
     DeviceInfo,
+    Endpoint,
     Energy,
     Latency,
     Memory,
@@ -218,7 +219,8 @@ class CaseRunner:
         case, info = job.entry.case, facts.info
         m, runner = case.model, registry.runner(job.runner)
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
-        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend,
+                    network=m.network.profile(case.network) if case.network else None, client=m.network.client)
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
@@ -245,6 +247,7 @@ class CaseRunner:
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
+            endpoint=assemble.endpoint_over(outcomes),
         )
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
@@ -287,7 +290,8 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
+                endpoint: Endpoint | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -295,7 +299,8 @@ class CaseRunner:
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
                 delegate=case.delegate, threads=case.threads, runner=runner or m.run.runner,
                 model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""),
-                api=m.run.api_for(case.delegate),
+                # an endpoint case is invoked remotely under its network profile: part of its identity across runs
+                api=f"remote-{case.network}" if case.network else m.run.api_for(case.delegate),
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
@@ -304,7 +309,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
+            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator, endpoint=endpoint,
         )
 
     def _finish(self, result: Result) -> Result:
@@ -354,7 +359,7 @@ def run_suite(
     stopped: list[str] = []  # devices that stopped before their last case
     closed = False
 
-    entries = plan.expand(suite.cases(), [d.id for d in devices])
+    entries = plan.expand(suite.cases() + suite.endpoint_cases(), [d.id for d in devices])
 
     def one_device(device: Device) -> None:
         try:

@@ -26,8 +26,8 @@ from typing import Any
 from harness import tomlfile
 from harness.errors import ConfigError, ProfileError
 
-PLATFORMS = ("android", "ios", "host")
-DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual")
+PLATFORMS = ("android", "ios", "host", "endpoint")
+DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual", "server")
 _REQUIRED = ("name", "platform")
 # Top-level keys and their types; the four sampler tables are checked against the samplers' dataclasses.
 _KNOWN: dict[str, Any] = {

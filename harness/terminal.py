@@ -98,7 +98,9 @@ def case_rows(results: Sequence[Result]) -> list[CaseRow]:
         speedup = figures[id(base)][0] / median if base is not None and median else None  # type: ignore[operator]
         lat = r.latency
         rows.append(CaseRow(
-            r.case.case_id, r.case.model, r.device.id, r.case.delegate, r.case.threads, r.status, r.reason,
+            r.case.case_id, r.case.model, r.device.id,
+            f"{r.case.delegate} @{r.endpoint.network}" if r.endpoint else r.case.delegate,  # an endpoint's profile
+            r.case.threads, r.status, r.reason,
             median, p90, lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, speedup,
             bool(r.device.emulated)))
     return rows

@@ -22,6 +22,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import harness
+from harness import hybrid
 from harness.gate import Budget, GateOutcome
 from harness.report import charts, frames, gate_rows
 from harness.report.text import fmt_mb, fmt_ms, fmt_x, is_nan
@@ -267,12 +268,33 @@ def readings_section(data: ReportData) -> Section | None:
                     "busy": readings.BUSY_FRACTION})
 
 
+def hybrid_section(data: ReportData) -> Section | None:
+    """On-device, server or hybrid: one chart per model, the decision table and sentences, the endpoint's split."""
+    endpoint_results = [r for r in data.results if r.endpoint is not None]
+    if not endpoint_results:
+        return None
+    models = []
+    for decision in hybrid.decisions(data.results):
+        models.append({"decision": decision, "chart": charts.hybrid_chart(decision.model, list(decision.options))})
+    endpoints = [o for o in (hybrid.option_of(r) for r in endpoint_results) if o is not None]
+    drifts = [{"reference": ref.device.id, "endpoint": res.device.id, "network": res.endpoint.network,
+               "max_abs": d.value("max_abs"), "cosine": d.value("cosine"), "problem": d.problem}
+              for ref, res, d in hybrid.endpoint_drift(data.results) if res.endpoint is not None]
+    skipped = [r for r in endpoint_results if r.status != "ok"] + [
+        r for r in data.results if r.status == "skipped" and r.device.platform == "endpoint"]
+    return Section("hybrid", "On-device, server or hybrid", "hybrid.html.j2",
+                   {"models": models, "endpoints": endpoints, "drifts": drifts,
+                    "energy_note": endpoint_results[0].endpoint.energy_note,
+                    "skipped": list({r.case.case_id: r for r in skipped}.values())})
+
+
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     gate_section,
     summary_section,
     results_section,
     distributions_section,
     speedups_section,
+    hybrid_section,
     coverage_section,
     cross_isa_section,
     ops_section,
