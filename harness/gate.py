@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness import stats
+from harness.blame import Blame, blame
 from harness.errors import (  # noqa: F401 - the gate's errors, importable from here as before
     DeviceMismatch,
     EmptyBaseline,
@@ -141,7 +142,7 @@ def _drift_rules(key: str, label: str, value: Any, nested: bool = True) -> dict:
 # How each setting is read (from a suite's [gate] table or a command-line option) ...
 _READ: dict[str, Any] = {
     "accelerator": accelerator_rule, "max_drift": _drift_rules,
-    "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag,
+    "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag, "profile_ops": _flag,
     "alpha": _number, "level": _number,
     "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
     "n_boot": lambda k, lbl, v: _number(k, lbl, v, int),
@@ -178,6 +179,7 @@ class GateConfig:
     allow_missing: bool = False
     accelerator: str | None = None  # full | partial | any: what an accelerator delegate must have run
     max_drift: dict[str, Any] = field(default_factory=dict)  # numerics limits against cpu (see _drift_rules)
+    profile_ops: bool = False  # runs of this suite carry op profiles, so a slower case names the ops that grew
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -185,7 +187,8 @@ class GateConfig:
             if f.name in ("accelerator", "max_drift"):
                 _READ[f.name](f.name, f"gate {f.name}", value)
                 continue
-            if f.name in ("noisy", "allow_missing") or isinstance(value, bool) or not isinstance(value, int | float):
+            flag_or_choice = f.name in ("noisy", "allow_missing", "profile_ops")
+            if flag_or_choice or isinstance(value, bool) or not isinstance(value, int | float):
                 _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
             check = _RANGE.get(f.name)
             if check is not None and not check[0](value):
@@ -330,6 +333,7 @@ class CaseVerdict:
     noisy_reasons: tuple[str, ...] = ()
     comparison: stats.Comparison | None = None
     unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
+    blame: Blame | None = None  # a ``slower`` verdict: the op types and operators that grew most (op profiles)
 
     @property
     def label(self) -> str:
@@ -582,7 +586,9 @@ def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
 
         reasons = noisiness(cmp, config, _throttled(b_ok), _throttled(c_ok))
         verdict, why = decide(cmp, config, reasons)
-        verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp))
+        blamed = blame(b_ok, c_ok) if verdict == "slower" else None
+        verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp,
+                                    blame=blamed))
     return verdicts
 
 
@@ -634,10 +640,11 @@ def verdict_line(v: CaseVerdict) -> str:
         return f"{v.label}: {v.verdict}: {v.why}"
     c = v.comparison
     ci = f" ({c.ratio_ci.low:.3f}-{c.ratio_ci.high:.3f})" if c.ratio_ci else ""
+    blamed = f"; {v.blame.line}" if v.blame is not None else ""
     return (
         f"{v.label}: {v.verdict}: median {c.baseline.median_us / 1000:.3f} ms"
         f" -> {c.candidate.median_us / 1000:.3f} ms, "
-        f"ratio {c.ratio:.3f}{ci}, reps {c.baseline.n_repetitions}/{c.candidate.n_repetitions}; {v.why}"
+        f"ratio {c.ratio:.3f}{ci}, reps {c.baseline.n_repetitions}/{c.candidate.n_repetitions}; {v.why}{blamed}"
     )
 
 
@@ -873,6 +880,9 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
         cells = _row(v)
         cells[5] = f"{icon.get(v.verdict, '')} {v.verdict}"
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    blamed = [f"- {v.label}: {v.blame.line}" for v in verdicts if v.blame is not None]
+    if blamed:
+        lines += ["", "**Blame by operator**", ""] + blamed
     if breaches:
         lines += ["", "**Budgets**", ""] + [f"- {b.line}" for b in breaches]
     if missing:
@@ -896,4 +906,6 @@ def junit_properties(verdict: CaseVerdict) -> list[tuple[str, str]]:
         ]
         if c.ratio_ci:
             props += [("ratio_ci_low", f"{c.ratio_ci.low:.4f}"), ("ratio_ci_high", f"{c.ratio_ci.high:.4f}")]
+    if verdict.blame is not None:
+        props.append(("blame", verdict.blame.line))
     return props

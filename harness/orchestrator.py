@@ -218,7 +218,8 @@ class CaseRunner:
         case, info = job.entry.case, facts.info
         m, runner = case.model, registry.runner(job.runner)
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
-        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend,
+                    profile_ops=m.gate.profile_ops)
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
@@ -243,7 +244,8 @@ class CaseRunner:
         return self._result(
             case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
-            outputs=first.outputs, delegates=first.delegates, ops=first.ops,
+            outputs=first.outputs, delegates=first.delegates, ops=assemble.ops_over(outcomes),
+            ops_method=first.ops_method,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
         )
 
@@ -287,7 +289,8 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
+                ops_method: str = "") -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -304,7 +307,7 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
+            delegates=tuple(delegates), ops=tuple(ops), ops_method=ops_method, accelerator=accelerator,
         )
 
     def _finish(self, result: Result) -> Result:

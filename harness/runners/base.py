@@ -88,6 +88,8 @@ class Task:
     npu_backend: str = "CPU"
     #: Unique name of one repetition (the app contract's run id).
     tag: str = ""
+    #: Time each operator too (``[gate] profile_ops``): the runner's per-op profile goes into the result's ``ops``.
+    profile_ops: bool = False
 
 
 @dataclass(frozen=True)
