@@ -1,0 +1,195 @@
+"""Blame by operator: the host's per-op profiles, their checks, their merge over repetitions, and the gate naming
+the op type that grew, on a real model variant whose DEPTHWISE_CONV_2D operators really do more work."""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness import api, assemble
+from harness.blame import blame, op_types
+from harness.gate import GateConfig, gate, github_summary_markdown, junit_properties, verdict_line
+from harness.results import CaseInfo, DeviceInfo, Latency, Repetition, Result
+from harness.runners import litert_python
+from harness.runners.outcome import RunnerOutcome, validate
+from harness.store import open_store
+
+HEAVIER = "DEPTHWISE_CONV_2D"
+
+
+def heavier_variant(model: bytes, op_type: str, copies: int = 2) -> tuple[bytes, int]:
+    """``model`` with every ``op_type`` operator of its main subgraph run ``1 + copies`` times.
+
+    Each copy reads the same inputs and weights and writes a spare tensor of the same shape: the
+    interpreter runs every operator of its execution plan, so the op type does ``1 + copies`` times the
+    work while the outputs stay identical. Built with LiteRT's own flatbuffer schema (the object API).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.ModelT.InitFromPackedBuf(model, 0)
+    code = getattr(fb.BuiltinOperator, op_type)
+    graph, ops, n = m.subgraphs[0], [], 0
+    for op in graph.operators:
+        ops.append(op)
+        c = m.operatorCodes[op.opcodeIndex]
+        if max(c.builtinCode, c.deprecatedBuiltinCode) != code:
+            continue
+        for k in range(copies):
+            twin = copy.copy(op)
+            twin.outputs = []
+            for t in op.outputs:
+                spare = copy.copy(graph.tensors[t])
+                spare.name = (spare.name or b"") + b"/edgeharness_twin%d" % k
+                graph.tensors.append(spare)
+                twin.outputs.append(len(graph.tensors) - 1)
+            ops.append(twin)
+            n += 1
+    graph.operators = ops
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), n
+
+
+# -- pure: blame from two results' profiles ----------------------------------------------------------------
+
+METHOD = "per-op split: ...; 2 of 10 operators could not run alone and are not timed"
+
+
+def result(ops: list[dict], method: str = METHOD, model: str = "m") -> Result:
+    return Result(run_id="r", case=CaseInfo(case_id="c", model=model, model_sha256="s", delegate="cpu", threads=1,
+                                            runner="litert-python"),
+                  device=DeviceInfo(id="host", platform="linux"), status="ok",
+                  latency=Latency(method="t", repetitions=(Repetition(samples_us=(1.0,)),)),
+                  ops=tuple(ops), ops_method=method)
+
+
+def node(kind: str, name: str, ms: float) -> dict:
+    return {"table": "run_order", "node_type": kind, "name": name, "avg_ms": ms}
+
+
+def test_blame_names_the_type_and_operators_that_grew_with_their_share() -> None:
+    base = result([node("CONV_2D", "a", 2.0), node("CONV_2D", "b", 1.0), node("ADD", "c", 0.5)])
+    cand = result([node("CONV_2D", "a", 2.1), node("CONV_2D", "b", 2.9), node("ADD", "c", 0.5),
+                   node("RELU", "d", 0.1)])
+    b = blame([base], [cand])
+    assert b.problem is None
+    assert [(g.node_type, round(g.delta_ms, 3)) for g in b.types] == [("CONV_2D", 2.0), ("RELU", 0.1)]
+    assert b.types[0].share == pytest.approx(2.0 / 2.1)
+    assert [(g.node, round(g.delta_ms, 3), g.change) for g in b.nodes] == [("b", 1.9, ""), ("a", 0.1, ""),
+                                                                          ("d", 0.1, "added")]
+    assert "CONV_2D +2.000 ms (95%)" in b.line and "RELU d +0.100 ms (5%) [added]" in b.line
+    assert json.loads(json.dumps(b.as_dict()))["types"][0]["delta_ms"] == pytest.approx(2.0)
+
+
+def test_summary_rows_are_the_op_types_when_a_tool_gave_them() -> None:
+    rows = [{"table": "summary", "node_type": "CONV_2D", "avg_ms": 3.0, "nodes": 2}, node("CONV_2D", "a", 1.0)]
+    assert op_types(rows) == {"CONV_2D": 3.0}
+
+
+def test_missing_or_different_profiles_say_why_instead_of_blaming() -> None:
+    with_ops = result([node("ADD", "a", 1.0)])
+    assert "no op profile in the baseline" in (blame([result([])], [with_ops]).problem or "")
+    assert "profile_ops = true" in (blame([with_ops], [result([])]).problem or "")
+    other = result([node("ADD", "a", 2.0)], method="the tool's own op profiler (--enable_op_profiling)")
+    assert "different methods" in (blame([with_ops], [other]).problem or "")
+
+
+def test_a_nan_or_unnamed_op_row_from_a_device_fails_the_repetition() -> None:
+    ok = RunnerOutcome("ok", None, repetition=Repetition(samples_us=(1.0,)))
+    for bad, field in (({"node_type": "ADD", "avg_ms": float("nan")}, "ops[0].avg_ms"),
+                       ({"node_type": "", "avg_ms": 1.0}, "ops[0].node_type"),
+                       ({"node_type": "ADD", "table": "bogus"}, "ops[0].table"),
+                       ({"node_type": "ADD", "avg_ms": 1e9}, "ops[0].avg_ms")):
+        out = validate(replace(ok, ops=(bad,)), timeout_s=60)
+        assert out.status == "failed" and field in (out.reason or ""), out.reason
+
+
+def test_profiles_merge_over_repetitions_by_median() -> None:
+    reps = [RunnerOutcome("ok", None, ops=(node("ADD", "a", ms),)) for ms in (1.0, 9.0, 2.0)]
+    (row,) = assemble.ops_over(reps)
+    assert row["avg_ms"] == 2.0 and row["repetitions"] == 3
+
+
+def test_the_script_is_asked_for_op_profiles_only_when_the_suite_wants_them() -> None:
+    plain = litert_python.command("python3", "s.py", "m.tflite", delegate="cpu", threads=1, warmup_runs=1,
+                                  measured_runs=2)
+    asked = litert_python.command("python3", "s.py", "m.tflite", delegate="cpu", threads=1, warmup_runs=1,
+                                  measured_runs=2, profile_ops=10)
+    assert "--profile-ops" not in plain and asked.endswith("--profile-ops 10")
+
+
+# -- real: the host runtime, a real model and its heavier variant -------------------------------------------
+
+def suite(root: Path, name: str, model: Path, reps: int) -> Path:
+    path = root / f"{name}.toml"
+    path.write_text(f"""
+[suite]
+name = "{name}"
+delegates = ["cpu"]
+repetitions = {reps}
+measured_runs = 10
+warmup_runs = 2
+[gate]
+profile_ops = true
+[[models]]
+path = "{model}"
+name = "face_landmark"
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_and_variant(tmp_path_factory: pytest.TempPathFactory,
+                     zoo_models: dict[str, Path]) -> tuple[list[Result], list[Result], int]:
+    """face_landmark, and the same model with each DEPTHWISE_CONV_2D run three times, measured on the host."""
+    root = tmp_path_factory.mktemp("blame")
+    variant, twins = heavier_variant(zoo_models["face_landmark"].read_bytes(), HEAVIER)
+    (root / "variant.tflite").write_bytes(variant)
+    runs = []
+    for name, model in (("base", zoo_models["face_landmark"]), ("variant", root / "variant.tflite")):
+        summary = api.run(suite(root, name, model, 8), out_dir=root / "out", report=False)
+        runs.append(open_store(root / "out").load_run(summary.run_id))
+    return runs[0], runs[1], twins
+
+
+@pytest.mark.slow
+def test_host_runs_carry_per_op_profiles_of_the_real_runtime(base_and_variant: tuple) -> None:
+    base, _, _ = base_and_variant
+    (r,) = base
+    assert r.status == "ok", r.reason
+    assert r.ops_method.startswith("per-op split") and "invoked 10 times" in r.ops_method
+    nodes = [o for o in r.ops if o["table"] == "run_order"]
+    types = {o["node_type"]: o for o in r.ops if o["table"] == "summary"}
+    assert len(nodes) == r.case.settings["model_ops"] == 97  # every operator of face_landmark timed
+    assert types[HEAVIER]["nodes"] == 20 and all(o["repetitions"] == 8 for o in r.ops)
+    # the same unit and order of magnitude as the whole inference (the one-op models lose cross-op cache effects
+    # and add one invoke() each, so the sum is not the latency; a unit slip would be off 1000-fold)
+    median_ms = statistics.median(s for rep in r.latency.repetitions for s in rep.samples_us) / 1000.0
+    assert 0.25 < sum(t["avg_ms"] for t in types.values()) / median_ms < 4
+    assert r.memory is not None and r.memory.peak_rss_mb  # read before the profile's own interpreters
+
+
+@pytest.mark.slow
+def test_a_heavier_op_type_is_blamed_on_that_op_type(base_and_variant: tuple) -> None:
+    base, variant, twins = base_and_variant
+    assert twins == 40 and variant[0].case.settings["model_ops"] == 97 + twins
+    # The gate pairs cases on the model's bytes; the variant stands for a change (runtime, kernel) that made
+    # one op type slower, so the test pairs the two cases itself: every figure stays the runs' own.
+    paired = [replace(r, case=replace(r.case, model_sha256=base[0].case.model_sha256)) for r in variant]
+    outcome = gate(base, paired, GateConfig(max_regression=0.05))
+    (v,) = outcome.verdicts
+    assert v.verdict == "slower", verdict_line(v)
+    assert v.blame is not None and v.blame.problem is None
+    top = v.blame.types[0]
+    assert top.node_type == HEAVIER, v.blame.line
+    assert top.cand_ms > 2 * top.base_ms and top.share is not None and top.share > 0.5
+    assert all(g.node_type == HEAVIER and g.change == "added" for g in v.blame.nodes)
+    assert f"grew most (ms per inference, share of the profiled growth): {HEAVIER} +" in outcome.failures[0]
+    assert ("blame", v.blame.line) in junit_properties(v)
+    assert "**Blame by operator**" in github_summary_markdown(outcome.verdicts)
