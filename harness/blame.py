@@ -53,6 +53,7 @@ class Blame:
     profiled_cand_ms: float | None = None
     method: str = ""
     problem: str | None = None
+    tentative: bool = False  # the verdict was ``noisy`` (above the margin, not shown slower): a lead, not a finding
 
     @property
     def line(self) -> str:
@@ -63,7 +64,8 @@ class Blame:
             return (f"blame by operator: no op type grew (profiled {self.profiled_base_ms:.3f} -> "
                     f"{self.profiled_cand_ms:.3f} ms per inference)")
         nodes = f"; operators: {', '.join(n.text for n in self.nodes)}" if self.nodes else ""
-        return (f"grew most (ms per inference, share of the profiled growth): "
+        return (f"{'if the slowdown is real, ' if self.tentative else ''}"
+                f"grew most (ms per inference, share of the profiled growth): "
                 f"{', '.join(t.text for t in self.types)}{nodes}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,8 +116,11 @@ def _mean(maps: Sequence[Mapping[Any, float]]) -> dict[Any, float]:
     return {k: sum(m.get(k, 0.0) for m in maps) / len(maps) for k in keys}
 
 
-def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TOP) -> Blame:
-    """The op types and operators whose time grew most from ``baseline`` to ``candidate`` (one case's results)."""
+def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TOP, tentative: bool = False) -> Blame:
+    """The op types and operators whose time grew most from ``baseline`` to ``candidate`` (one case's results).
+
+    ``tentative``: the gate could not show the case slower (``noisy`` above the margin); the line says so.
+    """
     base = [r for r in baseline if _timed(r.ops)]
     cand = [r for r in candidate if _timed(r.ops)]
     hint = " (record both runs with `[gate] profile_ops = true`)"
@@ -141,4 +146,4 @@ def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TO
     return Blame(types=tuple(g for g in types[:top] if g.delta_ms > 0),
                  nodes=tuple(g for g in nodes[:top] if g.delta_ms > 0),
                  profiled_base_ms=sum(b_types.values()), profiled_cand_ms=sum(c_types.values()),
-                 method=cand[0].ops_method)
+                 method=cand[0].ops_method, tentative=tentative)
