@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from harness import api, assemble
 from harness.blame import blame, op_types
 from harness.gate import GateConfig, gate, github_summary_markdown, junit_properties, verdict_line
+from harness.report.html import render_html
 from harness.results import CaseInfo, DeviceInfo, Latency, Repetition, Result
 from harness.runners import litert_python
 from harness.runners.outcome import RunnerOutcome, validate
@@ -163,7 +165,7 @@ def test_host_runs_carry_per_op_profiles_of_the_real_runtime(base_and_variant: t
     base, _, _ = base_and_variant
     (r,) = base
     assert r.status == "ok", r.reason
-    assert r.ops_method.startswith("per-op split") and "invoked 10 times" in r.ops_method
+    assert r.ops_method.startswith("per-op split") and "mean of 10 invoke()s" in r.ops_method
     nodes = [o for o in r.ops if o["table"] == "run_order"]
     types = {o["node_type"]: o for o in r.ops if o["table"] == "summary"}
     assert len(nodes) == r.case.settings["model_ops"] == 97  # every operator of face_landmark timed
@@ -196,3 +198,7 @@ def test_a_heavier_op_type_is_blamed_on_that_op_type(base_and_variant: tuple) ->
     assert v.verdict == "noisy" or outcome.failures[0].startswith("face_landmark [host cpu x1 interpreter]: slower")
     assert ("blame", v.blame.line) in junit_properties(v)
     assert "**Blame by operator**" in github_summary_markdown(outcome.verdicts)
+    page = render_html(paired, gate=outcome, baseline=base)
+    table = re.search(r'<table id="gate-blame">(.*?)</table>', page, re.S)
+    assert table and f"<strong>{HEAVIER}</strong> <small>(op type)</small>" in table.group(1)
+    assert "per-op split" in table.group(1) and "..." not in table.group(1)  # the method, whole

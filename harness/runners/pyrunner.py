@@ -443,10 +443,9 @@ def _aot_compile(model: str, tmp: str, backend: str) -> tuple[str, float, list]:
     return str(compiled.path), compile_us, lines
 
 
-OP_METHOD = ("per-op split: each operator of the main subgraph rebuilt as a one-op model (same kernel, options, "
-             "weights and delegate resolver, same threads), fed the tensors the full model produced on the seeded "
-             "inputs (reference kernels), invoked {n} times after one warm-up; avg = mean perf_counter_ns per "
-             "invoke(), after the timed runs")
+OP_METHOD = ("per-op split: each operator of the main subgraph run alone as a one-op model (same kernel, weights, "
+             "resolver, threads) on the tensors the full model made from the seeded inputs; mean of {n} invoke()s "
+             "after a warm-up, after the timed runs")
 OP_ROWS = 2000  # operators profiled per model (the rest is counted, not timed)
 
 
@@ -578,7 +577,7 @@ def profile_ops(model: str, delegate: str, threads: int, seed: int, invokes: int
     method = OP_METHOD.format(n=invokes)
     not_timed = skipped + max(0, len(pieces) - OP_ROWS)
     if not_timed:
-        method += f"; {not_timed} of {len(pieces)} operators could not run alone and are not timed"
+        method += f"; {not_timed} of {len(pieces)} operators could not run alone (not timed)"
     return {"ops": sorted(summary, key=lambda r: -r["avg_ms"]) + rows, "ops_method": method}
 
 
