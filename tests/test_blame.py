@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from harness import api, assemble
-from harness.blame import blame, op_types
+from harness.blame import blame, op_nodes, op_types
 from harness.gate import GateConfig, gate, github_summary_markdown, junit_properties, verdict_line
 from harness.report.html import render_html
 from harness.results import CaseInfo, DeviceInfo, Latency, Repetition, Result
-from harness.runners import litert_python
+from harness.runners import litert_python, tool_output
+from harness.runners.base import RunSettings, Staged, Task, ToolConfig
+from harness.runners.benchmark_model import BenchmarkModelRunner
 from harness.runners.outcome import RunnerOutcome, validate
 from harness.store import open_store
 
@@ -202,3 +204,27 @@ def test_a_heavier_op_type_is_blamed_on_that_op_type(base_and_variant: tuple) ->
     table = re.search(r'<table id="gate-blame">(.*?)</table>', page, re.S)
     assert table and f"<strong>{HEAVIER}</strong> <small>(op type)</small>" in table.group(1)
     assert "per-op split" in table.group(1) and "..." not in table.group(1)  # the method, whole
+
+
+# -- native tools: benchmark_model's own op profiler ---------------------------------------------------------
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+
+
+def test_a_native_capture_keeps_every_op_type_and_every_node_for_blame() -> None:
+    text = (CORPUS / "benchmark_model__linux_imx8mp__cpu_op_profiling_full__tf2.x_nxp__01.txt").read_text()
+    out = tool_output.outcome(tool_output.BENCHMARK_MODEL, text, 0)
+    assert out.status == "ok" and out.ops_method == tool_output.OPS_METHOD
+    types = op_types(out.ops)  # the tool's "Summary by node type" of the timed runs, not of initialization
+    assert types == {"CONV_2D": 143.812, "DEPTHWISE_CONV_2D": 18.91, "AVERAGE_POOL_2D": 0.148, "SOFTMAX": 0.022,
+                     "RESHAPE": 0.003}
+    nodes = op_nodes(out.ops)
+    assert len(nodes) == 31 and sum(nodes.values()) == pytest.approx(sum(types.values()), abs=0.05)
+
+
+def test_benchmark_model_is_asked_for_its_op_profiler_when_the_suite_wants_profiles() -> None:
+    runner = BenchmarkModelRunner()
+    staged = Staged("/data/local/tmp/m.tflite", {"binary": "/data/local/tmp/benchmark_model"})
+    task = Task("cpu", 1, RunSettings(), ToolConfig(), "arm64-v8a")
+    assert "--enable_op_profiling" not in runner.invocation(task, staged).command
+    assert "--enable_op_profiling=true" in runner.invocation(replace(task, profile_ops=True), staged).command
