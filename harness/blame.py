@@ -116,17 +116,21 @@ def _mean(maps: Sequence[Mapping[Any, float]]) -> dict[Any, float]:
     return {k: sum(m.get(k, 0.0) for m in maps) / len(maps) for k in keys}
 
 
-def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TOP, tentative: bool = False) -> Blame:
+def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TOP,
+          tentative: bool = False) -> Blame | None:
     """The op types and operators whose time grew most from ``baseline`` to ``candidate`` (one case's results).
 
-    ``tentative``: the gate could not show the case slower (``noisy`` above the margin); the line says so.
+    None when neither run carries an op profile (nothing was asked for); a ``problem`` when one run lacks
+    it or the two were taken differently. ``tentative``: the gate could not show the case slower (``noisy``
+    above the margin); the line says so.
     """
     base = [r for r in baseline if _timed(r.ops)]
     cand = [r for r in candidate if _timed(r.ops)]
-    hint = " (record both runs with `[gate] profile_ops = true`)"
+    if not base and not cand:
+        return None
     if not base or not cand:
-        side = "baseline and candidate" if not base and not cand else "baseline" if not base else "candidate"
-        return Blame(problem=f"no op profile in the {side}{hint}")
+        return Blame(problem=f"no op profile in the {'baseline' if not base else 'candidate'} "
+                             "(record both runs with `[gate] profile_ops = true`)")
     methods = {_method(r) for r in base} | {_method(r) for r in cand}
     if len(methods) > 1:
         return Blame(problem="the runs' op profiles were taken by different methods: "
