@@ -22,6 +22,7 @@ from harness.runners.base import RunSettings, Staged, Task, ToolConfig
 from harness.runners.benchmark_model import BenchmarkModelRunner
 from harness.runners.outcome import RunnerOutcome, validate
 from harness.store import open_store
+from harness.suite import SuiteError, load_suite
 
 HEAVIER = "DEPTHWISE_CONV_2D"
 
@@ -229,3 +230,15 @@ def test_benchmark_model_is_asked_for_its_op_profiler_when_the_suite_wants_profi
     task = Task("cpu", 1, RunSettings(), ToolConfig(), "arm64-v8a")
     assert "--enable_op_profiling" not in runner.invocation(task, staged).command
     assert "--enable_op_profiling=true" in runner.invocation(replace(task, profile_ops=True), staged).command
+
+
+def test_a_suite_asks_for_profiles_in_its_gate_table_and_a_bad_value_is_one_line(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[suite]\nname = "p"\n[gate]\nprofile_ops = true\n[[models]]\npath = "m.tflite"\n')
+    loaded = load_suite(good)
+    assert loaded.gate.profile_ops and loaded.models[0].gate.as_table() == {"profile_ops": True}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[suite]\nname = "p"\n[gate]\nprofile_ops = "yes"\n[[models]]\npath = "m.tflite"\n')
+    with pytest.raises(SuiteError) as err:
+        load_suite(bad)
+    assert str(err.value).startswith(f"{bad}:4 [gate.profile_ops]: expected true or false"), str(err.value)
