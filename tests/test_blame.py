@@ -24,6 +24,7 @@ from harness.runners.outcome import RunnerOutcome, validate
 from harness.store import open_store
 from harness.suite import SuiteError, load_suite
 
+pytest_plugins = ["harness.testing.android.fixtures"]
 HEAVIER = "DEPTHWISE_CONV_2D"
 
 
@@ -242,3 +243,16 @@ def test_a_suite_asks_for_profiles_in_its_gate_table_and_a_bad_value_is_one_line
     with pytest.raises(SuiteError) as err:
         load_suite(bad)
     assert str(err.value).startswith(f"{bad}:4 [gate.profile_ops]: expected true or false"), str(err.value)
+
+
+@pytest.mark.slow
+def test_the_virtual_android_device_returns_per_op_profiles_over_adb(virtual_device, zoo_models: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    """The script pushed to the device and run by its Python over adb profiles too (the device kind does not matter)."""
+    path = suite(tmp_path, "vdev", zoo_models["face_landmark"], 2)
+    summary = api.run(path, devices=[f"adb:{virtual_device.address}"], out_dir=tmp_path / "out", report=False)
+    (r,) = open_store(tmp_path / "out").load_run(summary.run_id)
+    assert r.status == "ok" and r.device.platform == "android", r.reason
+    assert r.ops_method.startswith("per-op split")
+    types = {o["node_type"]: o for o in r.ops if o["table"] == "summary"}
+    assert types[HEAVIER]["nodes"] == 20 and sum(o["nodes"] for o in types.values()) == 97
