@@ -256,3 +256,16 @@ def test_the_virtual_android_device_returns_per_op_profiles_over_adb(virtual_dev
     assert r.ops_method.startswith("per-op split")
     types = {o["node_type"]: o for o in r.ops if o["table"] == "summary"}
     assert types[HEAVIER]["nodes"] == 20 and sum(o["nodes"] for o in types.values()) == 97
+
+
+def test_a_profile_that_cannot_be_made_says_why_and_never_fails_the_run(tmp_path: Path,
+                                                                        zoo_models: dict[str, Path]) -> None:
+    from harness.runners import pyrunner
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\0" * 64)
+    assert pyrunner.profile_ops(str(junk), "cpu", 1, 0, 1)["ops_problem"].startswith("could not split the model")
+    npu = pyrunner.profile_ops(str(zoo_models["face_landmark"]), "npu", 1, 0, 1)
+    assert npu == {"ops_problem": "per-op profiling on the host covers the CPU delegates (cpu, xnnpack), not npu"}
+    out = litert_python.from_payload({"status": "ok", "samples_us": [1.0], "ops_problem": npu["ops_problem"]})
+    assert out.status == "ok" and out.ops == () and out.ops_method.startswith("no op profile: per-op profiling")

@@ -523,30 +523,33 @@ def profile_ops(model: str, delegate: str, threads: int, seed: int, invokes: int
     ``percent`` of the profiled total), or ``{"ops_problem": why}`` when it cannot be done here.
     LiteRT's Python API has no per-op timer (its profiler is reachable from C only), hence the split.
     """
+    import warnings
+
     import numpy as np
 
     if delegate not in ("cpu", "xnnpack"):
         return {"ops_problem": f"per-op profiling on the host covers the CPU delegates (cpu, xnnpack), not {delegate}"}
-    try:
+    try:  # a profile that cannot be made says why and leaves the benchmark's figures intact
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
         with open(model, "rb") as fh:
             data = fh.read()
         pieces = _one_op_models(data)
-    except Exception as exc:  # noqa: BLE001 - a profile that cannot be made leaves the benchmark's figures intact
+    except Exception as exc:  # noqa: BLE001
         return {"ops_problem": f"could not split the model into operators: {_first_line(exc, 200)}"}
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
-    import warnings
-
-    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here, for the inputs
-        warnings.simplefilter("ignore")
-        # the reference kernels keep every intermediate tensor (a delegate's internal ones are not readable)
-        full = Interpreter(model_content=data, num_threads=threads, experimental_preserve_all_tensors=True,
-                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    full.allocate_tensors()
-    rng = np.random.default_rng(seed)
-    for d in full.get_input_details():
-        full.set_tensor(d["index"], _random_input(rng, list(d["shape"]), d["dtype"]))
-    full.invoke()
+    try:
+        with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here, for the inputs
+            warnings.simplefilter("ignore")
+            # the builtin kernels keep every intermediate tensor (a delegate's internal ones are not readable)
+            full = Interpreter(model_content=data, num_threads=threads, experimental_preserve_all_tensors=True,
+                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        full.allocate_tensors()
+        rng = np.random.default_rng(seed)
+        for d in full.get_input_details():
+            full.set_tensor(d["index"], _random_input(rng, list(d["shape"]), d["dtype"]))
+        full.invoke()
+    except Exception as exc:  # noqa: BLE001
+        return {"ops_problem": f"could not run the model keeping its intermediate tensors: {_first_line(exc, 200)}"}
     rows, skipped, clock = [], 0, time.perf_counter_ns
     for i, kind, name, reads, blob in pieces[:OP_ROWS]:
         try:
