@@ -53,9 +53,11 @@ def ops_over(outcomes: list[RunnerOutcome]) -> tuple[dict, ...]:
     ``percent`` over the repetitions that profiled it, and how many did (``repetitions``)."""
     rows: dict[tuple, list[dict]] = {}
     for o in outcomes:
+        seen: dict[tuple, int] = {}  # a name a tool printed twice is two rows, not one
         for row in o.ops:
             key = (row.get("table"), row.get("node_type"), row.get("name"), row.get("index"))
-            rows.setdefault(key, []).append(row)
+            seen[key] = seen.get(key, 0) + 1
+            rows.setdefault((*key, seen[key]), []).append(row)
     merged = []
     for seen in rows.values():
         row = dict(seen[0], repetitions=len(seen))

@@ -121,6 +121,8 @@ def test_profiles_merge_over_repetitions_by_median() -> None:
     reps = [RunnerOutcome("ok", None, ops=(node("ADD", "a", ms),)) for ms in (1.0, 9.0, 2.0)]
     (row,) = assemble.ops_over(reps)
     assert row["avg_ms"] == 2.0 and row["repetitions"] == 3
+    twice = [RunnerOutcome("ok", None, ops=(node("ADD", "a", 1.0), node("ADD", "a", 5.0))) for _ in range(2)]
+    assert [(r["avg_ms"], r["repetitions"]) for r in assemble.ops_over(twice)] == [(1.0, 2), (5.0, 2)]
 
 
 def test_the_script_is_asked_for_op_profiles_only_when_the_suite_wants_them() -> None:
