@@ -53,7 +53,7 @@ class Blame:
     profiled_cand_ms: float | None = None
     method: str = ""
     problem: str | None = None
-    tentative: bool = False  # the verdict was ``noisy`` (above the margin, not shown slower): a lead, not a finding
+    tentative: bool = False  # above the margin but not shown slower (noisy, not significant): a lead, not a finding
 
     @property
     def line(self) -> str:
@@ -122,7 +122,7 @@ def blame(baseline: Sequence[Result], candidate: Sequence[Result], top: int = TO
 
     None when neither run carries an op profile (nothing was asked for); a ``problem`` when one run lacks
     it or the two were taken differently. ``tentative``: the gate could not show the case slower (``noisy``
-    above the margin); the line says so.
+    or not significant, above the margin); the line says so.
     """
     base = [r for r in baseline if _timed(r.ops)]
     cand = [r for r in candidate if _timed(r.ops)]

@@ -586,8 +586,9 @@ def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
 
         reasons = noisiness(cmp, config, _throttled(b_ok), _throttled(c_ok))
         verdict, why = decide(cmp, config, reasons)
-        # slower: the op types that grew; noisy above the margin: the same, said as a lead (not a finding)
-        above = verdict == "noisy" and cmp.ratio > 1.0 + config.max_regression
+        # slower: the op types that grew; above the margin but not shown slower (noisy, or not significant):
+        # the same, said as a lead (not a finding)
+        above = verdict in ("noisy", "same") and cmp.ratio > 1.0 + config.max_regression
         blamed = blame(b_ok, c_ok, tentative=above) if verdict == "slower" or above else None
         verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp,
                                     blame=blamed))

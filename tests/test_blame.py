@@ -1,5 +1,5 @@
 """Blame by operator: the host's per-op profiles, their checks, their merge over repetitions, and the gate naming
-the op type that grew, on a real model variant whose DEPTHWISE_CONV_2D operators really do four times the work."""
+the op type that grew, on a real model variant whose DEPTHWISE_CONV_2D operators really do six times the work."""
 
 from __future__ import annotations
 
@@ -156,9 +156,9 @@ name = "face_landmark"
 @pytest.fixture(scope="module")
 def base_and_variant(tmp_path_factory: pytest.TempPathFactory,
                      zoo_models: dict[str, Path]) -> tuple[list[Result], list[Result], int]:
-    """face_landmark, and the same model with each DEPTHWISE_CONV_2D run four times, measured on the host."""
+    """face_landmark, and the same model with each DEPTHWISE_CONV_2D run six times, measured on the host."""
     root = tmp_path_factory.mktemp("blame")
-    variant, twins = heavier_variant(zoo_models["face_landmark"].read_bytes(), HEAVIER, copies=3)
+    variant, twins = heavier_variant(zoo_models["face_landmark"].read_bytes(), HEAVIER, copies=5)
     (root / "variant.tflite").write_bytes(variant)
     runs = []
     for name, model in (("base", zoo_models["face_landmark"]), ("variant", root / "variant.tflite")):
@@ -187,28 +187,29 @@ def test_host_runs_carry_per_op_profiles_of_the_real_runtime(base_and_variant: t
 @pytest.mark.slow
 def test_a_heavier_op_type_is_blamed_on_that_op_type(base_and_variant: tuple) -> None:
     base, variant, twins = base_and_variant
-    assert twins == 60 and variant[0].case.settings["model_ops"] == 97 + twins
+    assert twins == 100 and variant[0].case.settings["model_ops"] == 97 + twins
     # The gate pairs cases on the model's bytes; the variant stands for a change (runtime, kernel) that made
     # one op type slower, so the test pairs the two cases itself: every figure stays the runs' own.
     paired = [replace(r, case=replace(r.case, model_sha256=base[0].case.model_sha256)) for r in variant]
     outcome = gate(base, paired, GateConfig(max_regression=0.05, max_cv=3.0))
     (v,) = outcome.verdicts
     # Whether contention on this shared machine lets the gate decide is the noise handling's subject, not this
-    # test's: a noisy verdict above the margin still names what grew, said as a lead ("if the slowdown is real").
-    assert v.verdict == "slower" or v.verdict == "noisy" and (v.ratio or 0) > 1.05, verdict_line(v)
-    assert v.blame is not None and v.blame.problem is None and v.blame.tentative == (v.verdict == "noisy")
+    # test's: a case above the margin but not shown slower (noisy, or not significant) still names what grew,
+    # said as a lead ("if the slowdown is real").
+    assert v.verdict in ("slower", "noisy", "same") and (v.ratio or 0) > 1.05, verdict_line(v)
+    assert v.blame is not None and v.blame.problem is None and v.blame.tentative == (v.verdict != "slower")
     top = v.blame.types[0]
     assert top.node_type == HEAVIER, v.blame.line
-    assert top.cand_ms > 2.5 * top.base_ms and top.share is not None and top.share > 0.5
-    # per operator: the 60 added copies are matched as new DEPTHWISE_CONV_2D operators and carry most of the growth
+    assert top.cand_ms > 3 * top.base_ms and top.share is not None and top.share > 0.5
+    # per operator: the 100 added copies are matched as new DEPTHWISE_CONV_2D operators and carry most of the growth
     # (which 3 single operators top the list is left to chance: each copy is small, and a CONV_2D may wobble more)
     assert len(v.blame.nodes) == 3 and all(g.delta_ms > 0 for g in v.blame.nodes)
     b_nodes, c_nodes = op_nodes(base[0].ops), op_nodes(variant[0].ops)
     added = {k: ms for k, ms in c_nodes.items() if k not in b_nodes}
     assert len(added) == twins and all(kind == HEAVIER and "edgeharness_twin" in name for kind, name in added)
     assert sum(added.values()) > 0.5 * top.delta_ms
-    assert f"grew most (ms per inference, share of the profiled growth): {HEAVIER} +" in outcome.failures[0]
-    assert v.verdict == "noisy" or outcome.failures[0].startswith("face_landmark [host cpu x1 interpreter]: slower")
+    assert f"grew most (ms per inference, share of the profiled growth): {HEAVIER} +" in verdict_line(v)
+    assert v.verdict != "slower" or outcome.failures == (verdict_line(v),)
     assert ("blame", v.blame.line) in junit_properties(v)
     assert "**Blame by operator**" in github_summary_markdown(outcome.verdicts)
     page = render_html(paired, gate=outcome, baseline=base)
