@@ -15,6 +15,10 @@ renamed between the runs still matches its baseline when the pairing is unambigu
 - ``failed``: the case was ok in the baseline but is not measurable in the candidate
   (``device_lost``, ``timeout``, ``failed``, ``skipped``, with the reason).
 
+With op profiles in both runs (``[gate] profile_ops``), a ``slower`` case also names the op types and
+operators whose time grew most (:mod:`harness.blame`); a case above the margin that the gate could not
+show slower gets the same, as a lead.
+
 The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, ``noisy`` when
 ``noisy="fail"``, and on a baseline case the candidate lacks entirely (the gate does not pass
 what it did not see). ``allow_missing`` narrows the gate to what ran: absent, ``device_lost``
@@ -333,7 +337,7 @@ class CaseVerdict:
     noisy_reasons: tuple[str, ...] = ()
     comparison: stats.Comparison | None = None
     unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
-    blame: Blame | None = None  # a ``slower`` verdict: the op types and operators that grew most (op profiles)
+    blame: Blame | None = None  # slower (or above the margin, as a lead): the ops that grew most (harness.blame)
 
     @property
     def label(self) -> str:
