@@ -49,6 +49,26 @@ def reported_energy(outcomes: list[RunnerOutcome]) -> Energy | None:
                    samples=sum(e.samples for e in measured))
 
 
+def ops_over(outcomes: list[RunnerOutcome]) -> tuple[dict, ...]:
+    """One op profile over the repetitions: each row (op type or node) with the median of its ``avg_ms`` and
+    ``percent`` over the repetitions that profiled it, and how many did (``repetitions``)."""
+    rows: dict[tuple, list[dict]] = {}
+    for o in outcomes:
+        seen: dict[tuple, int] = {}  # a name a tool printed twice is two rows, not one
+        for row in o.ops:
+            key = (row.get("table"), row.get("node_type"), row.get("name"), row.get("index"))
+            seen[key] = seen.get(key, 0) + 1
+            rows.setdefault((*key, seen[key]), []).append(row)
+    merged = []
+    for seen in rows.values():
+        row = dict(seen[0], repetitions=len(seen))
+        for key in ("avg_ms", "percent"):
+            values = [r[key] for r in seen if r.get(key) is not None]
+            row[key] = statistics.median(values) if values else None
+        merged.append(row)
+    return tuple(merged)
+
+
 def memory_over(outcomes: list[RunnerOutcome]) -> Memory:
     """One memory record over the repetitions: the highest peak, the median of every other reading."""
     peaks = present(outcomes, "peak_rss_mb")

@@ -298,6 +298,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for v in verdicts:
         if v.statement:
             _out(f"  {v.label}: {v.statement}")
+        if v.blame is not None:
+            _out(f"  {v.label}: {v.blame.line}")
     return 0
 
 

@@ -15,6 +15,10 @@ renamed between the runs still matches its baseline when the pairing is unambigu
 - ``failed``: the case was ok in the baseline but is not measurable in the candidate
   (``device_lost``, ``timeout``, ``failed``, ``skipped``, with the reason).
 
+With op profiles in both runs (``[gate] profile_ops``), a ``slower`` case also names the op types and
+operators whose time grew most (:mod:`harness.blame`); a case above the margin that the gate could not
+show slower gets the same, as a lead.
+
 The gate fails (exit 1) on ``slower``, ``failed``, a broken budget, ``noisy`` when
 ``noisy="fail"``, and on a baseline case the candidate lacks entirely (the gate does not pass
 what it did not see). ``allow_missing`` narrows the gate to what ran: absent, ``device_lost``
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness import stats
+from harness.blame import Blame, blame
 from harness.errors import (  # noqa: F401 - the gate's errors, importable from here as before
     DeviceMismatch,
     EmptyBaseline,
@@ -152,7 +157,7 @@ def _drift_rules(key: str, label: str, value: Any, nested: bool = True) -> dict:
 # How each setting is read (from a suite's [gate] table or a command-line option) ...
 _READ: dict[str, Any] = {
     "accelerator": accelerator_rule, "max_drift": _drift_rules,
-    "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag,
+    "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag, "profile_ops": _flag,
     "alpha": _number, "level": _number,
     "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
     "n_boot": lambda k, lbl, v: _number(k, lbl, v, int),
@@ -200,6 +205,7 @@ class GateConfig:
     max_repetitions: int = 30  # the candidate's repetitions per case, first run included
     max_seconds: float = 600.0  # wall time of all re-measuring, per gate
     spending: str = "pocock"  # pocock | obf: how alpha is spent over the looks (stats.alpha_spent)
+    profile_ops: bool = False  # runs of this suite carry op profiles, so a slower case names the ops that grew
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -207,7 +213,7 @@ class GateConfig:
             if f.name in ("accelerator", "max_drift", "spending"):
                 _READ[f.name](f.name, f"gate {f.name}", value)
                 continue
-            flags = ("noisy", "allow_missing", "remeasure")
+            flags = ("noisy", "allow_missing", "remeasure", "profile_ops")
             if f.name in flags or isinstance(value, bool) or not isinstance(value, int | float):
                 _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
             check = _RANGE.get(f.name)
@@ -358,6 +364,7 @@ class CaseVerdict:
     unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
     undecided: bool = False  # more candidate repetitions could decide it (adaptive mode re-measures it)
     alpha: float | None = None  # the test level of this look (adaptive mode: the alpha spent at it)
+    blame: Blame | None = None  # slower (or above the margin, as a lead): the ops that grew most (harness.blame)
 
     @property
     def label(self) -> str:
@@ -710,8 +717,12 @@ def _verdicts(matching: _Matching, config: GateConfig, looks: Mapping[CaseKey, L
                                          final=look.final if look else True)
         if look is not None and look.note:
             why += f" [{look.note}]"
+        # slower: the op types that grew; above the margin but not shown slower (noisy, or not significant):
+        # the same, said as a lead (not a finding)
+        above = verdict in ("noisy", "same") and cmp.ratio > 1.0 + config.max_regression
+        blamed = blame(b_ok, c_ok, tentative=above) if verdict == "slower" or above else None
         verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp,
-                                    undecided=not settled, alpha=look.alpha if look else None))
+                                    undecided=not settled, alpha=look.alpha if look else None, blame=blamed))
     return verdicts
 
 
@@ -776,10 +787,11 @@ def verdict_line(v: CaseVerdict) -> str:
         return f"{v.label}: {v.verdict}: {v.why}"
     c = v.comparison
     ci = f" ({c.ratio_ci.low:.3f}-{c.ratio_ci.high:.3f})" if c.ratio_ci else ""
+    blamed = f"; {v.blame.line}" if v.blame is not None else ""
     return (
         f"{v.label}: {v.verdict}: median {c.baseline.median_us / 1000:.3f} ms"
         f" -> {c.candidate.median_us / 1000:.3f} ms, "
-        f"ratio {c.ratio:.3f}{ci}, reps {c.baseline.n_repetitions}/{c.candidate.n_repetitions}; {v.why}"
+        f"ratio {c.ratio:.3f}{ci}, reps {c.baseline.n_repetitions}/{c.candidate.n_repetitions}; {v.why}{blamed}"
     )
 
 
@@ -1020,6 +1032,9 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
         cells = _row(v)
         cells[5] = f"{icon.get(v.verdict, '')} {v.verdict}"
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    blamed = [f"- {v.label}: {v.blame.line}" for v in verdicts if v.blame is not None]
+    if blamed:
+        lines += ["", "**Blame by operator**", ""] + blamed
     if breaches:
         lines += ["", "**Budgets**", ""] + [f"- {b.line}" for b in breaches]
     if missing:
@@ -1043,4 +1058,6 @@ def junit_properties(verdict: CaseVerdict) -> list[tuple[str, str]]:
         ]
         if c.ratio_ci:
             props += [("ratio_ci_low", f"{c.ratio_ci.low:.4f}"), ("ratio_ci_high", f"{c.ratio_ci.high:.4f}")]
+    if verdict.blame is not None:
+        props.append(("blame", verdict.blame.line))
     return props

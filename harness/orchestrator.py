@@ -220,7 +220,8 @@ class CaseRunner:
         m, runner = case.model, registry.runner(job.runner)
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
         task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend,
-                    network=m.network.profile(case.network) if case.network else None, client=m.network.client)
+                    network=m.network.profile(case.network) if case.network else None, client=m.network.client,
+                    profile_ops=m.gate.profile_ops)
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
@@ -245,7 +246,8 @@ class CaseRunner:
         return self._result(
             case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
-            outputs=first.outputs, delegates=first.delegates, ops=first.ops,
+            outputs=first.outputs, delegates=first.delegates, ops=assemble.ops_over(outcomes),
+            ops_method=first.ops_method,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
             endpoint=assemble.endpoint_over(outcomes),
         )
@@ -291,7 +293,7 @@ class CaseRunner:
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
                 delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
-                endpoint: Endpoint | None = None) -> Result:
+                endpoint: Endpoint | None = None, ops_method: str = "") -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -309,7 +311,8 @@ class CaseRunner:
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator, endpoint=endpoint,
+            delegates=tuple(delegates), ops=tuple(ops), ops_method=ops_method, accelerator=accelerator,
+            endpoint=endpoint,
         )
 
     def _finish(self, result: Result) -> Result:

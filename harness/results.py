@@ -276,6 +276,7 @@ class Result:
     delegates: tuple[dict[str, Any], ...] = ()
     ops: tuple[dict[str, Any], ...] = ()
     outputs: tuple[dict[str, Any], ...] = ()
+    ops_method: str = ""  # how ``ops`` were timed (the tool's profiler, or the host's per-op split)
     environment: dict[str, Any] = field(default_factory=dict)
     raw: str = ""
     accelerator: Accelerator | None = None
@@ -334,6 +335,7 @@ class Result:
             thermal=thermal,
             delegates=tuple(data.get("delegates") or ()),
             ops=tuple(data.get("ops") or ()),
+            ops_method=data.get("ops_method") or "",
             outputs=tuple(data.get("outputs") or ()),
             environment=dict(data.get("environment") or {}),
             raw=data.get("raw", ""),

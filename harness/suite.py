@@ -30,7 +30,7 @@ APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
-             "max_drift")
+             "max_drift", "profile_ops")
 GATE_KEYS += ("remeasure", "max_repetitions", "max_seconds", "spending")  # adaptive repetitions (harness.remeasure)
 COOLDOWN_MODES = ("off", "threshold", "pause")
 

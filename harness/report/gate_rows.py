@@ -26,6 +26,7 @@ def verdict_row(v: CaseVerdict, outcome: GateOutcome) -> dict[str, Any]:
         "fails": line in outcome.failures, "warns": line in outcome.warnings,
         "base_median_us": None, "cand_median_us": None, "ratio": None, "ci_low": None, "ci_high": None,
         "level": None, "base_reps": None, "cand_reps": None, "base_rep_us": (), "cand_rep_us": (),
+        "blame": v.blame.as_dict() if v.blame is not None else None,
     }
     if c is not None:
         row.update(base_median_us=c.baseline.median_us, cand_median_us=c.candidate.median_us, ratio=c.ratio,

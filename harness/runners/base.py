@@ -92,6 +92,8 @@ class Task:
     #: An endpoint case's network profile and the client's policy (None for on-device cases).
     network: NetworkProfile | None = None
     client: ClientPolicy | None = None
+    #: Time each operator too (``[gate] profile_ops``): the runner's per-op profile goes into the result's ``ops``.
+    profile_ops: bool = False
 
 
 @dataclass(frozen=True)

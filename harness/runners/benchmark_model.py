@@ -35,9 +35,11 @@ class BenchmarkModelRunner:
     def invocation(self, task: Task, staged: Staged) -> ShellInvocation:
         s = task.settings
         binary = staged.files["binary"]
+        options = dict(task.tool.options)
+        if task.profile_ops:  # the suite asked for op profiles ([gate] profile_ops): the tool's own profiler
+            options.setdefault("enable_op_profiling", True)
         cmd = flags.to_shell(argv(binary, staged.model, delegate=task.delegate, threads=task.threads,
-                                  warmup_runs=s.warmup_runs, measured_runs=s.measured_runs,
-                                  options=task.tool.options))
+                                  warmup_runs=s.warmup_runs, measured_runs=s.measured_runs, options=options))
         return ShellInvocation(cmd, s.timeout_s, executables=(binary,))
 
     def parse(self, raw: RawOutput, task: Task) -> RunnerOutcome:

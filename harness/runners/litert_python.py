@@ -35,6 +35,7 @@ RESULT_PREFIX = "EDGEHARNESS_RESULT "
 METHOD = "perf_counter_ns around each invoke() in a child process (per-iteration samples)"
 MEMORY_METHOD = ("child's own /proc/self/status VmRSS before/after init and VmHWM at the end (peak; getrusage "
                  "ru_maxrss where /proc is absent)")
+PROFILE_INVOKES = 10  # invocations per operator when a suite asks for op profiles (after one warm-up)
 # pyrunner takes these delegates; the others need a native tool (benchmark_model).
 DELEGATES = ("cpu", "xnnpack", "gpu", "npu")
 
@@ -53,17 +54,21 @@ def command(
     npu: NpuSettings | None = None,
     npu_backend: str = "CPU",
     launcher: tuple[str, ...] = (),
+    profile_ops: int = 0,
 ) -> str:
     """The shell command for one repetition; every argument is quoted for the device shell.
 
     ``npu``: the npu delegate's settings (the suite's ``compile`` jit|aot and ``cpu_fallback``);
     ``npu_backend``: the OpenVINO device it compiles to (CPU|GPU|NPU, the device profile's);
-    ``launcher``: a prefix that runs the same command faster (the host's zygote, :mod:`zygote_client`).
+    ``launcher``: a prefix that runs the same command faster (the host's zygote, :mod:`zygote_client`);
+    ``profile_ops``: after the timed runs, time each operator alone this many times (0: no op profile).
     """
     argv = [*launcher,
         python, script, "--model", model, "--delegate", delegate, "--threads", str(threads),
         "--warmup", str(warmup_runs), "--runs", str(measured_runs), "--api", api, "--seed", str(seed),
     ]
+    if profile_ops:
+        argv += ["--profile-ops", str(profile_ops)]
     if delegate == "npu" and npu is not None:
         argv += ["--npu-backend", npu_backend, "--npu-compile", npu.compile,
                  "--npu-cpu-fallback", "1" if npu.cpu_fallback else "0"]
@@ -153,10 +158,21 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         rss_after_init_mb=payload.get("rss_after_init_mb"),
         environment=env,
         outputs=_listed(payload, "outputs"),
+        ops=_listed(payload, "ops"),
+        ops_method=_ops_method(payload),
         latency_method=METHOD,
         memory_method=_memory_method(payload),
         accelerator=verdict,
     ), runs=runs, timeout_s=timeout_s)
+
+
+def _ops_method(payload: dict[str, Any]) -> str:
+    """How the script timed its operators, or why it could not (``ops_problem``): one bounded line."""
+    for key in ("ops_method", "ops_problem"):
+        said = payload.get(key)
+        if isinstance(said, str) and said.strip():
+            return one_line(said if key == "ops_method" else f"no op profile: {said}", MAX_TEXT)
+    return ""
 
 
 def _memory_method(payload: dict[str, Any]) -> str:
@@ -186,7 +202,7 @@ class LiteRtPythonRunner:
         cmd = command(staged.python or "python3", staged.files["script"], staged.model, delegate=task.delegate,
                       threads=task.threads, warmup_runs=s.warmup_runs, measured_runs=s.measured_runs,
                       api=s.api_for(task.delegate), seed=0, npu=s.npu, npu_backend=task.npu_backend,
-                      launcher=staged.launcher)
+                      launcher=staged.launcher, profile_ops=PROFILE_INVOKES if task.profile_ops else 0)
         return ShellInvocation(cmd, s.timeout_s)
 
     def parse(self, raw: RawOutput, task: Task) -> RunnerOutcome:

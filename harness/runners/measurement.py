@@ -112,6 +112,12 @@ class Measurement:
         data["params"] = dict(self.params)
         return data
 
+    def profile_rows(self) -> list[OpRow]:
+        """The timed runs' profile as a result keeps it: every op type (summary) and every node (run order)."""
+        timed = [o for o in self.ops if o.section == "run" and o.avg_us is not None]
+        rows = [o for o in timed if o.table == "summary"] + [o for o in timed if o.table == "run_order"]
+        return rows or self.top_ops(50)
+
     def top_ops(self, n: int = 5) -> list[OpRow]:
         """The costliest op types of the timed runs (summary table, else run order), by average time."""
         for table in ("summary", "run_order", "top_by_time"):

@@ -21,6 +21,7 @@ MAX_US = 1e12  # 11.6 days: no timing of one benchmark process is longer (bound 
 MAX_MB = 1e7  # 10 TiB of memory in MB
 MAX_COUNT = 10**9  # runs in one repetition
 MAX_OUTPUTS = 1024  # output tensors fingerprinted
+MAX_OPS = 5000  # op-profile rows (a node per operator plus a row per op type)
 MAX_HEAD = 64  # values per fingerprint (the runner keeps 16)
 MAX_VALUES = 4096  # values kept per output tensor for numerics (the runner's --keep-values default)
 MAX_TEXT = 300  # characters of a device-given reason or environment value
@@ -56,6 +57,7 @@ class RunnerOutcome:
     energy: Energy | None = None  # readings the device itself reported (iOS battery), when no sampler ran
     accelerator: Accelerator | None = None  # what actually executed (see harness.runners.accelerator)
     endpoint: Endpoint | None = None  # a case run against an inference endpoint: its network-side figures
+    ops_method: str = ""  # how ``ops`` were timed
 
 
 class BadOutput(ValueError):
@@ -137,8 +139,36 @@ def _checked(outcome: RunnerOutcome, runs: int | None, timeout_s: float | None) 
         if not isinstance(value, str):
             raise BadOutput(str(key), f"expected text, got {type(value).__name__} {_show(value)}")
     outputs = sequence("outputs", outcome.outputs, MAX_OUTPUTS)
+    ops = sequence("ops", outcome.ops, MAX_OPS)
     return replace(outcome, repetition=checked, environment={k: one_line(v, MAX_TEXT) for k, v in env.items()},
-                   outputs=tuple(_fingerprint(f"outputs[{i}]", o) for i, o in enumerate(outputs)), **memory)
+                   outputs=tuple(_fingerprint(f"outputs[{i}]", o) for i, o in enumerate(outputs)),
+                   ops=tuple(op_row(f"ops[{i}]", o, limit_us / 1000.0) for i, o in enumerate(ops)),
+                   ops_method=one_line(outcome.ops_method, MAX_TEXT) if outcome.ops_method else "", **memory)
+
+
+OP_TABLES = ("run_order", "summary", "top_by_time", "top_by_memory")
+
+
+def op_row(where: str, entry: object, limit_ms: float) -> dict[str, Any]:
+    """One op-profile row (``node_type, name, table, avg_ms, percent, times_called, nodes, index``), checked."""
+    if not isinstance(entry, Mapping):
+        raise BadOutput(where, f"expected a table, got {type(entry).__name__} {_show(entry)}")
+    kind = entry.get("node_type")
+    if not isinstance(kind, str) or not kind.strip():
+        raise BadOutput(f"{where}.node_type", f"expected text, got {_show(kind)}")
+    name = entry.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadOutput(f"{where}.name", f"expected text, got {_show(name)}")
+    table = entry.get("table", "run_order")
+    if table not in OP_TABLES:
+        raise BadOutput(f"{where}.table", f"{_show(table)} is not one of {', '.join(OP_TABLES)}")
+    out: dict[str, Any] = {"node_type": one_line(kind, 80), "name": None if name is None else one_line(name, MAX_TEXT),
+                           "table": table}
+    out["avg_ms"] = None if entry.get("avg_ms") is None else number(f"{where}.avg_ms", entry["avg_ms"], limit_ms)
+    out["percent"] = None if entry.get("percent") is None else number(f"{where}.percent", entry["percent"], 100.5)
+    for key in ("times_called", "nodes", "index"):
+        out[key] = None if entry.get(key) is None else int(_integer(f"{where}.{key}", entry[key], MAX_COUNT))
+    return out
 
 
 def sequence(field_name: str, value: object, limit: int) -> tuple[Any, ...]:

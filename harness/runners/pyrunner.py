@@ -30,6 +30,9 @@ time through ``ai_edge_litert.aot`` (``aot``). While the model is created, file 
 is read by a small reader process that stamps each line the C++ runtime prints on arrival, so
 the result carries the runtime's own words (partitions, compile errors) and the compile time.
 
+With ``--profile-ops N`` the result also carries per-operator times (``ops``), taken after the timed
+runs so they do not disturb them: see :func:`profile_ops`.
+
 Output: one stdout line ``EDGEHARNESS_RESULT {json}``. Exit codes: 0 ok, 1 error,
 2 model rejected by the runtime, 3 delegate unavailable on this machine.
 """
@@ -440,6 +443,147 @@ def _aot_compile(model: str, tmp: str, backend: str) -> tuple[str, float, list]:
     return str(compiled.path), compile_us, lines
 
 
+OP_METHOD = ("per-op split: each operator of the main subgraph run alone as a one-op model (same kernel, weights, "
+             "resolver, threads) on the tensors the full model made from the seeded inputs; mean of {n} invoke()s "
+             "after a warm-up, after the timed runs")
+OP_ROWS = 2000  # operators profiled per model (the rest is counted, not timed)
+
+
+def _op_type(model: object, op: object, fb: object) -> str:
+    """The operator's type as benchmark_model names it (``CONV_2D``; a custom op by its custom code)."""
+    code = model.operatorCodes[op.opcodeIndex]  # type: ignore[attr-defined]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == fb.BuiltinOperator.CUSTOM:  # type: ignore[attr-defined]
+        custom = code.customCode
+        return custom.decode("utf-8", "replace") if isinstance(custom, bytes) else str(custom or "CUSTOM")
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}  # type: ignore[attr-defined]
+    return names.get(builtin, f"BUILTIN_{builtin}")
+
+
+def _one_op_models(data: bytes) -> list[tuple[int, str, str, list[int], bytes | None]]:
+    """Each operator of subgraph 0 as its own model: (index, type, name, the full model's tensors it reads, bytes).
+
+    The one-op model holds the operator's tensors (constants keep their weights; every other input
+    becomes a model input) and nothing else. An operator that calls other subgraphs (control flow,
+    stateful variables) cannot stand alone: its bytes are None.
+    """
+    import copy
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.ModelT.InitFromPackedBuf(data, 0)
+    graph = model.subgraphs[0]
+    out = []
+    for i, op in enumerate(graph.operators):
+        kind = _op_type(model, op, fb)
+        outputs = list(op.outputs)
+        name = (graph.tensors[outputs[0]].name or b"").decode("utf-8", "replace") if outputs else ""
+        used = list(dict.fromkeys(t for t in [*op.inputs, *outputs, *(op.intermediates or [])] if t >= 0))
+        remap = {t: j for j, t in enumerate(used)}
+        buffers, tensors, constant = [fb.BufferT()], [], set()
+        for t in used:
+            tensor = copy.copy(graph.tensors[t])
+            source = model.buffers[tensor.buffer] if 0 <= tensor.buffer < len(model.buffers) else None
+            if source is not None and (source.data is not None and len(source.data) or source.offset > 1):
+                buffers.append(source)
+                tensor.buffer = len(buffers) - 1
+                constant.add(t)
+            else:
+                tensor.buffer = 0
+            tensors.append(tensor)
+        reads = [t for t in dict.fromkeys(op.inputs) if t >= 0 and t not in constant]
+        if kind in _CALLS_SUBGRAPHS or any(b.offset > 1 for b in buffers):
+            out.append((i, kind, name, reads, None))
+            continue
+        single = copy.copy(op)
+        single.inputs = [remap[t] if t >= 0 else -1 for t in op.inputs]
+        single.outputs = [remap[t] for t in outputs]
+        if op.intermediates is not None:
+            single.intermediates = [remap[t] for t in op.intermediates]
+        sub = fb.SubGraphT()
+        sub.tensors, sub.operators, sub.name = tensors, [single], f"op{i}"
+        sub.inputs, sub.outputs = [remap[t] for t in reads], [remap[t] for t in outputs]
+        one = fb.ModelT()
+        one.version, one.operatorCodes, one.subgraphs, one.buffers = model.version, model.operatorCodes, [sub], buffers
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(one.Pack(builder), file_identifier=b"TFL3")
+        out.append((i, kind, name, reads, bytes(builder.Output())))
+    return out
+
+
+_CALLS_SUBGRAPHS = ("WHILE", "IF", "CALL_ONCE", "CALL", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def profile_ops(model: str, delegate: str, threads: int, seed: int, invokes: int) -> dict:
+    """Per-operator times of ``model`` on this runtime (see :data:`OP_METHOD`), as benchmark_model's tables.
+
+    Returns ``{"ops": [...], "ops_method": str}``: one ``run_order`` row per operator (``avg_ms`` per
+    inference) and one ``summary`` row per op type (its operators' times summed, ``nodes`` of them,
+    ``percent`` of the profiled total), or ``{"ops_problem": why}`` when it cannot be done here.
+    LiteRT's Python API has no per-op timer (its profiler is reachable from C only), hence the split.
+    """
+    import warnings
+
+    import numpy as np
+
+    if delegate not in ("cpu", "xnnpack"):
+        return {"ops_problem": f"per-op profiling on the host covers the CPU delegates (cpu, xnnpack), not {delegate}"}
+    try:  # a profile that cannot be made says why and leaves the benchmark's figures intact
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        with open(model, "rb") as fh:
+            data = fh.read()
+        pieces = _one_op_models(data)
+    except Exception as exc:  # noqa: BLE001
+        return {"ops_problem": f"could not split the model into operators: {_first_line(exc, 200)}"}
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
+    try:
+        with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here, for the inputs
+            warnings.simplefilter("ignore")
+            # the builtin kernels keep every intermediate tensor (a delegate's internal ones are not readable)
+            full = Interpreter(model_content=data, num_threads=threads, experimental_preserve_all_tensors=True,
+                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        full.allocate_tensors()
+        rng = np.random.default_rng(seed)
+        for d in full.get_input_details():
+            full.set_tensor(d["index"], _random_input(rng, list(d["shape"]), d["dtype"]))
+        full.invoke()
+    except Exception as exc:  # noqa: BLE001
+        return {"ops_problem": f"could not run the model keeping its intermediate tensors: {_first_line(exc, 200)}"}
+    rows, skipped, clock = [], 0, time.perf_counter_ns
+    for i, kind, name, reads, blob in pieces[:OP_ROWS]:
+        try:
+            if blob is None:
+                raise ValueError("calls another subgraph")
+            one = Interpreter(model_content=blob, num_threads=threads, experimental_op_resolver_type=resolver)
+            one.allocate_tensors()
+            for d, t in zip(one.get_input_details(), reads):
+                one.set_tensor(d["index"], full.get_tensor(t))
+            one.invoke()
+            total = 0
+            for _ in range(invokes):
+                t0 = clock()
+                one.invoke()
+                total += clock() - t0
+        except Exception:  # noqa: BLE001 - an operator that cannot run alone is counted, not timed
+            skipped += 1
+            continue
+        rows.append({"table": "run_order", "node_type": kind, "name": name[:LOG_CHARS],
+                     "avg_ms": total / invokes / 1e6, "times_called": 1, "index": i})
+    whole = sum(r["avg_ms"] for r in rows) or 1.0
+    types: dict[str, list[float]] = {}
+    for r in rows:
+        r["percent"] = 100.0 * r["avg_ms"] / whole
+        types.setdefault(r["node_type"], []).append(r["avg_ms"])
+    summary = [{"table": "summary", "node_type": k, "name": None, "avg_ms": sum(v), "nodes": len(v),
+                "percent": 100.0 * sum(v) / whole, "times_called": len(v)} for k, v in types.items()]
+    method = OP_METHOD.format(n=invokes)
+    not_timed = skipped + max(0, len(pieces) - OP_ROWS)
+    if not_timed:
+        method += f"; {not_timed} of {len(pieces)} operators could not run alone (not timed)"
+    return {"ops": sorted(summary, key=lambda r: -r["avg_ms"]) + rows, "ops_method": method}
+
+
 def _first_line(exc: BaseException, limit: int = 300) -> str:
     """The exception text on one line (LiteRT errors span several lines of source trace)."""
     text = " ".join(part.strip(" └") for part in str(exc).splitlines() if part.strip())
@@ -482,7 +626,11 @@ def run(args: argparse.Namespace) -> dict:
         t0 = clock()
         session.invoke()
         samples[i] = (clock() - t0) / 1000.0
+    outputs, peak_mb = session.outputs(args.keep_values), _peak_rss_mb()  # the peak before the profile's own memory
+    profile = {} if not args.profile_ops else profile_ops(args.model, args.delegate, args.threads, args.seed,
+                                                          args.profile_ops)
     return {
+        **profile,
         "status": "ok",
         "reason": None,
         "api": args.api,
@@ -497,8 +645,8 @@ def run(args: argparse.Namespace) -> dict:
         "samples_us": samples,
         "rss_before_init_mb": rss_before,
         "rss_after_init_mb": rss_after,
-        "peak_rss_mb": _peak_rss_mb(),
-        "outputs": session.outputs(args.keep_values),
+        "peak_rss_mb": peak_mb,
+        "outputs": outputs,
         "accelerator": getattr(session, "accelerator", None),
         "pid": os.getpid(),
         "ppid": os.getppid(),
@@ -516,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", choices=APIS, default="interpreter")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input tensors")
     p.add_argument("--keep-values", type=int, default=KEEP_VALUES, help="output values kept per tensor for numerics")
+    p.add_argument("--profile-ops", type=int, default=0, metavar="N",
+                   help="after the timed runs, time each operator alone N times (0: no op profile)")
     p.add_argument("--npu-backend", choices=NPU_BACKENDS, default="CPU",
                    help="OpenVINO device the npu path compiles to")
     p.add_argument("--npu-compile", choices=NPU_COMPILE, default="jit")

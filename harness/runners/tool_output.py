@@ -22,6 +22,8 @@ LATENCY_METHOD = {
     LITERT_BENCHMARK: "litert-benchmark's own timing (per-run aggregates, reported in ms with 0.01 ms resolution)",
 }
 MEMORY_METHOD = "the tool's memory footprint lines"
+OPS_METHOD = ("the tool's own op profiler (--enable_op_profiling): per node and per op type, ms per inference "
+              "averaged over its timed runs (the profiler's own overhead is inside the run's latency)")
 
 
 def _repetition(m: Measurement) -> Repetition:
@@ -73,7 +75,8 @@ def outcome(kind: str, output: str, exit_code: int | None, *, timeout_s: float |
         footprint_overall_mb=mem.overall_mb if mem else None,
         environment={"tool": kind},
         delegates=tuple(d.__dict__ for d in last.delegates),
-        ops=tuple(_op(o) for o in last.top_ops(10)),
+        ops=tuple(_op(o) for o in last.profile_rows()),
+        ops_method=OPS_METHOD if last.ops else "",
         latency_method=LATENCY_METHOD[kind],
         memory_method=MEMORY_METHOD,
     ), timeout_s=timeout_s)
