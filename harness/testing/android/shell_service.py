@@ -44,6 +44,10 @@ class ProcessTable:
     def add(self, pgid: int) -> None:
         self._groups.add(pgid)
 
+    def groups(self) -> list[int]:
+        """The process groups of the device's commands still listed (what its CPU limiter may signal)."""
+        return list(self._groups)
+
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a background task (stdin still being delivered, a process being reaped) until it ends."""
         self._tasks.add(task)
