@@ -21,6 +21,8 @@ from harness.errors import ConfigError, ModelError, SuiteError, UsageError
 from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule
 from harness.names import RULE, problem, sanitise
 from harness.runners.base import NPU_COMPILE, NpuSettings, RunSettings, ToolConfig
+from harness.soak import HINT as SOAK_HINT
+from harness.soak import SoakSettingError, SoakSettings
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml", "npu")
 NPU_KEYS = {"compile": NPU_COMPILE, "cpu_fallback": (True, False)}  # the `npu = {...}` setting
@@ -42,6 +44,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "api": str,
     "runner": str,
     "npu": dict,
+    "soak": dict,
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
@@ -81,12 +84,15 @@ class ModelSpec:
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: This model's own gate rule (full | partial | any), over ``[gate] accelerator``; None: the suite's.
     accelerator: str | None = None
+    #: Run each case of this model as a soak (:mod:`harness.soak`); None: a fixed number of repetitions.
+    soak: SoakSettings | None = None
 
     def settings_record(self) -> dict[str, Any]:
         """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`;
         ``accelerator`` by :func:`harness.gate.accelerator_failures`)."""
         return {"timeout_s": self.run.timeout_s, "zoo": self.zoo, "budget": self.budget.as_table(),
-                "gate": self.gate.as_table(), **({"accelerator": self.accelerator} if self.accelerator else {})}
+                "gate": self.gate.as_table(), **({"accelerator": self.accelerator} if self.accelerator else {}),
+                **({"soak": self.soak.as_table()} if self.soak else {})}
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,11 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
                 if allowed is None or sub_value not in allowed or type(sub_value) is not type(allowed[0]):
                     raise ctx.error(f"npu: bad {sub} = {sub_value!r}", key, table, index,
                                     hint='npu = { compile = "jit" | "aot", cpu_fallback = true | false }')
+        elif key == "soak":
+            try:
+                value = SoakSettings.from_mapping(value)
+            except SoakSettingError as exc:
+                raise ctx.error(f"soak: {exc.reason}", key, table, index, hint=SOAK_HINT) from None
         out[key] = value
     return out
 
@@ -271,6 +282,7 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
                            "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"])}),
         budget=_parse_budget(ctx, raw.get("budget", {}), index),
         accelerator=_accelerator_rule(ctx, raw, index),
+        soak=settings.get("soak"),
         **shared,
     )
 
