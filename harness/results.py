@@ -157,7 +157,8 @@ class SoakWindow:
     repetitions: int = 0
     p50_us: float | None = None
     p90_us: float | None = None
-    throughput_ips: float | None = None  # 1e6 / p50_us: inferences per second at the window's median latency
+    mean_us: float | None = None
+    throughput_ips: float | None = None  # 1e6 / mean_us: inferences per second of inference time
     snapshots: int = 0
     temps_c: dict[str, float] = field(default_factory=dict)
     thermal_status: int | None = None  # highest in the window

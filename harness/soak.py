@@ -12,10 +12,12 @@ each, and this module turns what it saw into windows and figures (pure; :class:`
   the whole repetition (its median) at its end.
 - **per window** ``[k * window_s, (k + 1) * window_s)`` (the last one also holds the iterations of the
   repetition that was running when ``duration_s`` ran out): p50 and p90 of the iterations that ended in it
-  (numpy's linear quantiles, as :mod:`harness.stats`), its iteration count, throughput = 1e6 / p50
-  (inferences per second at the window's median latency: process start-up between repetitions is not
-  counted), the thermal snapshots taken in it (zones at the last one, the highest thermal status, the
-  lowest frequency cap) and energy per inference over the repetitions that ended in it.
+  (numpy's linear quantiles, as :mod:`harness.stats`), its iteration count, mean, throughput = 1e6 / mean
+  (inferences per second of inference time: process start-up between repetitions is not counted; the mean,
+  not the median, because a CPU quota or a duty cycle stalls some iterations and not others, and the
+  total time is what a throughput is), the thermal snapshots taken in it (zones at the last one, the
+  highest thermal status, the lowest frequency cap) and energy per inference over the repetitions that
+  ended in it.
 - **time to first throttle**: seconds from the start to the first snapshot with thermal or frequency
   evidence (cpufreq cap below the profile's ``[throttle] min_freq_ratio`` of max, or thermal status at or
   past ``[thermal] throttle_status``); its resolution is one repetition. Latency alone never counts as
@@ -202,9 +204,9 @@ class SoakRecorder:
         return (f"repetitions run back to back for {self.settings.duration_s:g} s ({len(self.repetitions)} "
                 f"repetitions); iterations placed in time back from each repetition's end and cut into "
                 f"{self.settings.window_s:g} s windows; p50/p90: linear quantiles of a window's iterations; "
-                f"throughput = 1e6 / p50 (inferences/s); peak = fastest window, sustained = median of the last "
-                f"third of windows (windows with < {MIN_WINDOW_ITERATIONS} iterations left out); thermal snapshot "
-                f"after each repetition ({len(self.snapshots)} in all), {self.test.describe()}"
+                f"throughput = 1e6 / mean latency (inferences/s); peak = fastest window, sustained = median of "
+                f"the last third of windows (windows with < {MIN_WINDOW_ITERATIONS} iterations left out); "
+                f"thermal snapshot after each repetition ({len(self.snapshots)} in all), {self.test.describe()}"
                 + (f"; {note}" if note else ""))
 
 
@@ -225,16 +227,17 @@ def iteration_times(seen: RepetitionSeen) -> list[tuple[float, float]]:
 def window_figures(index: int, start_s: float, end_s: float, latencies_us: Sequence[float], repetitions: int,
                    snaps: Sequence[ThermalSnapshot], test: ThrottleTest) -> SoakWindow:
     """One window's figures from its iterations and snapshots (energy is added by the caller)."""
-    p50 = p90 = ips = None
+    p50 = p90 = mean = ips = None
     if latencies_us:
-        q50, q90 = np.quantile(np.asarray(latencies_us, dtype=float), [0.5, 0.9])
-        p50, p90 = float(q50), float(q90)
-        ips = 1e6 / p50 if p50 > 0 else None
+        values = np.asarray(latencies_us, dtype=float)
+        q50, q90 = np.quantile(values, [0.5, 0.9])
+        p50, p90, mean = float(q50), float(q90), float(values.mean())
+        ips = 1e6 / mean if mean > 0 else None
     statuses = [s.status for s in snaps if s.status is not None]
     ratios = [s.freq_ratio for s in snaps if s.freq_ratio is not None]
     return SoakWindow(
         index=index, start_s=round(start_s, 6), end_s=round(end_s, 6), iterations=len(latencies_us),
-        repetitions=repetitions, p50_us=p50, p90_us=p90, throughput_ips=ips, snapshots=len(snaps),
+        repetitions=repetitions, p50_us=p50, p90_us=p90, mean_us=mean, throughput_ips=ips, snapshots=len(snaps),
         temps_c=dict(snaps[-1].zones_c) if snaps else {}, thermal_status=max(statuses) if statuses else None,
         freq_ratio=min(ratios) if ratios else None, throttled=any(test.evidence(s) for s in snaps),
     )
@@ -254,8 +257,8 @@ def summary_line(soak: Soak) -> str:
     """One line for the terminal: windows, time to first throttle, sustained/peak, each with its unit."""
     onset = (f"first throttle at {soak.time_to_throttle_s:.1f} s ({soak.throttle_evidence})"
              if soak.time_to_throttle_s is not None else f"no throttle seen ({soak.throttle_evidence})")
+    known = None not in (soak.sustained_peak_ratio, soak.sustained_ips, soak.peak_ips)
     ratio = (f"sustained/peak throughput {soak.sustained_peak_ratio:.2f} ({soak.sustained_ips:.1f} vs "
-             f"{soak.peak_ips:.1f} inferences/s, 1e6/p50; sustained = median of the last {soak.sustained_windows} "
-             "window(s))" if soak.sustained_peak_ratio is not None and soak.sustained_ips is not None
-             and soak.peak_ips is not None else "sustained/peak: no window with enough iterations")
+             f"{soak.peak_ips:.1f} inferences/s, 1e6/mean latency; sustained = median of the last "
+             f"{soak.sustained_windows} window(s))" if known else "sustained/peak: no window with enough iterations")
     return (f"soak {soak.elapsed_s:.0f} s in {len(soak.windows)} windows of {soak.window_s:g} s: {onset}; {ratio}")

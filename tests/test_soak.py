@@ -136,3 +136,11 @@ def test_soak_record_round_trips_and_old_records_load():
     bad["soak"]["windows"][0]["p50_us"] = "fast"
     with pytest.raises(ValueError, match="soak.windows"):
         Result.from_dict(bad)
+
+
+def test_throughput_is_the_inverse_of_the_mean_latency():
+    rec = SoakRecorder(SoakSettings(10, 10))
+    rec.add_repetition(5.0, Repetition(samples_us=(1000.0, 1000.0, 1000.0, 5000.0)))
+    window = rec.build(5.0).windows[0]
+    assert window.p50_us == pytest.approx(1000.0) and window.mean_us == pytest.approx(2000.0)
+    assert window.throughput_ips == pytest.approx(500.0)  # a stall counts in the total time, not in the median
