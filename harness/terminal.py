@@ -39,6 +39,7 @@ from rich.text import Text
 from harness import stats
 from harness.report.text import BASELINE_DELEGATE, fmt_ms, fmt_x
 from harness.results import Result
+from harness.soak import summary_line
 from harness.textsafe import escape
 
 if TYPE_CHECKING:
@@ -249,4 +250,8 @@ class RunDisplay:
         for row in rows:
             if row.status != "ok":
                 console.print(Text(f"{escape(row.case_id)}: {escape(row.status)}: {_reason(row.reason)}"),
+                              markup=False, soft_wrap=True)
+        for result in results:  # soak runs: their derived figures, one line each
+            if result.status == "ok" and result.soak is not None:
+                console.print(Text(f"{escape(result.case.case_id)}: {escape(summary_line(result.soak))}"),
                               markup=False, soft_wrap=True)

@@ -144,3 +144,37 @@ def test_throughput_is_the_inverse_of_the_mean_latency():
     window = rec.build(5.0).windows[0]
     assert window.p50_us == pytest.approx(1000.0) and window.mean_us == pytest.approx(2000.0)
     assert window.throughput_ips == pytest.approx(500.0)  # a stall counts in the total time, not in the median
+
+
+def _throttled_record():
+    rec = SoakRecorder(SoakSettings(30, 10))
+    rec.add_snapshot(0.0, _snap(1.0))
+    for k, ms in enumerate((1.0, 1.0, 2.0, 2.0, 2.0, 2.0)):
+        rec.add_repetition(5.0 * (k + 1), Repetition(samples_us=(ms * 1000,) * 20))
+        rec.add_snapshot(5.0 * (k + 1), _snap(1.0 if k < 2 else 0.6, temp=40 + 3 * k))
+    return rec.build(30.4)
+
+
+def test_report_has_the_soak_curve_and_table(tmp_path):
+    from harness.report.html import render_report
+
+    result = make_result(n_reps=6, soak=_throttled_record())
+    page = render_report([result, make_result(model="plain")], tmp_path / "r.html").read_text()
+    assert page.count('<section id="soak">') == 1 and "<svg" in page[page.index('<section id="soak">'):]
+    soak = page[page.index('<section id="soak">'):page.index("</section>", page.index('<section id="soak">'))]
+    assert "Time to first throttle:</strong> 15.0 s (cpufreq cap 60% of max (&lt; 90%))" in soak
+    assert "Sustained / peak throughput:</strong> 0.50" in soak
+    assert soak.count('<tr class="throttled">') == 2 and "first throttle (15.0 s)" in soak
+    assert "<script" not in page
+
+
+def test_run_table_ends_with_the_soak_figures():
+    import io
+
+    from harness.terminal import RunDisplay
+
+    out = io.StringIO()
+    RunDisplay(1, 1, stream=out).table([make_result(n_reps=6, soak=_throttled_record())])
+    line = [t for t in out.getvalue().splitlines() if "soak" in t][0]
+    assert line.startswith("test_case[mobilenet-cpu]: soak 30 s in 3 windows of 10 s: first throttle at 15.0 s")
+    assert "sustained/peak throughput 0.50 (500.0 vs 1000.0 inferences/s" in line
