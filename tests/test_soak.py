@@ -178,3 +178,12 @@ def test_run_table_ends_with_the_soak_figures():
     line = [t for t in out.getvalue().splitlines() if "soak" in t][0]
     assert line.startswith("test_case[mobilenet-cpu]: soak 30 s in 3 windows of 10 s: first throttle at 15.0 s")
     assert "sustained/peak throughput 0.50 (500.0 vs 1000.0 inferences/s" in line
+
+
+def test_the_shipped_soak_suite_loads():
+    from pathlib import Path
+
+    from harness.suite import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parents[1] / "suites" / "soak.toml")
+    assert [m.soak for m in suite.models] == [SoakSettings(90.0, 10.0)] and len(suite.cases()) == 1
