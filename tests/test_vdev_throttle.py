@@ -89,3 +89,16 @@ def test_signal_duty_cycle_stops_only_the_listed_groups():
         for proc in (child, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_every_command_joins_the_device_group_pipes_and_pty(adb_client, virtual_device_factory):
+    vd = virtual_device_factory(physics=PhysicsConfig(tick_s=0.05))
+    if not isinstance(vd.limiter, CgroupLimiter):
+        pytest.skip(f"no writable cgroup here (limiter {vd.limiter.name}); duty cycling is tested above")
+    group = vd.limiter.path.name
+    adb_client.connect(vd.address)
+    for args in (("shell", "sh -c 'cat /proc/self/cgroup'"), ("shell", "cat /proc/self/cgroup"),
+                 ("shell", "-tt", "cat /proc/self/cgroup; tty")):
+        out = adb_client.run(*args, serial=vd.address).stdout.decode()
+        assert group in out, f"adb {' '.join(args)}: not in the device's cgroup:\n{out}"
+    assert "/dev/pts/" in out  # the pty command (-tt) kept its terminal through the group's wrapper
