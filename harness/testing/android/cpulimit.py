@@ -108,13 +108,19 @@ class CgroupLimiter(CpuLimiter):
     def quota(self) -> str:
         return self._current
 
-    def throttled_periods(self) -> int:
-        """Periods in which the kernel held the group back (``cpu.stat`` ``nr_throttled``)."""
+    def cpu_stat(self) -> dict[str, int]:
+        """The group's ``cpu.stat``: ``nr_periods`` (periods with a limit and work to do), ``nr_throttled``
+        (periods in which the kernel held the group back), ``throttled_time`` (ns; v2: ``throttled_usec``)."""
+        out = {}
         for line in _read(self.path / "cpu.stat").splitlines():
             key, _, value = line.partition(" ")
-            if key == "nr_throttled":
-                return int(value)
-        return 0
+            if value.strip().isdigit():
+                out[key] = int(value)
+        return out
+
+    def throttled_periods(self) -> int:
+        """Periods in which the kernel held the group back (``cpu.stat`` ``nr_throttled``)."""
+        return self.cpu_stat().get("nr_throttled", 0)
 
     def members(self) -> list[int]:
         return [int(p) for p in _read(self.path / "cgroup.procs").split() if p.isdigit()]
