@@ -253,6 +253,14 @@ def sustained_peak(windows: Sequence[SoakWindow]) -> tuple[float | None, float |
     return max(usable), float(statistics.median(tail)), len(tail)
 
 
+def summary_figures(soak: Soak) -> dict[str, Any]:
+    """The derived figures for scripts (``harness run --json``): units in the names, counts beside them."""
+    return {"duration_s": soak.duration_s, "window_s": soak.window_s, "elapsed_s": soak.elapsed_s,
+            "windows": len(soak.windows), "snapshots": soak.snapshots, "time_to_throttle_s": soak.time_to_throttle_s,
+            "throttle_evidence": soak.throttle_evidence, "peak_ips": soak.peak_ips, "sustained_ips": soak.sustained_ips,
+            "sustained_windows": soak.sustained_windows, "sustained_peak_ratio": soak.sustained_peak_ratio}
+
+
 def summary_line(soak: Soak) -> str:
     """One line for the terminal: windows, time to first throttle, sustained/peak, each with its unit."""
     onset = (f"first throttle at {soak.time_to_throttle_s:.1f} s ({soak.throttle_evidence})"

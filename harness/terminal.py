@@ -39,7 +39,7 @@ from rich.text import Text
 from harness import stats
 from harness.report.text import BASELINE_DELEGATE, fmt_ms, fmt_x
 from harness.results import Result
-from harness.soak import summary_line
+from harness.soak import summary_figures, summary_line
 from harness.textsafe import escape
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class CaseRow:
     repetitions: int
     speedup: float | None  # the cpu case's median / this case's median: > 1 is faster
     emulated: bool = False  # the device's code is translated (qemu-user): its latencies are not hardware figures
+    soak: dict | None = None  # a soak run's derived figures (harness.soak.summary_figures); None otherwise
 
 
 def _latency(result: Result) -> tuple[float | None, float | None]:
@@ -101,7 +102,8 @@ def case_rows(results: Sequence[Result]) -> list[CaseRow]:
         rows.append(CaseRow(
             r.case.case_id, r.case.model, r.device.id, r.case.delegate, r.case.threads, r.status, r.reason,
             median, p90, lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, speedup,
-            bool(r.device.emulated)))
+            bool(r.device.emulated),
+            summary_figures(r.soak) if r.soak is not None and r.status == "ok" else None))
     return rows
 
 

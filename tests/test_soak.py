@@ -178,6 +178,11 @@ def test_run_table_ends_with_the_soak_figures():
     line = [t for t in out.getvalue().splitlines() if "soak" in t][0]
     assert line.startswith("test_case[mobilenet-cpu]: soak 30 s in 3 windows of 10 s: first throttle at 15.0 s")
     assert "sustained/peak throughput 0.50 (500.0 vs 1000.0 inferences/s" in line
+    from harness.terminal import case_rows
+
+    figures = case_rows([make_result(n_reps=6, soak=_throttled_record()), make_result(model="plain")])
+    assert figures[0].soak["time_to_throttle_s"] == 15.0 and figures[0].soak["sustained_peak_ratio"] == 0.5
+    assert figures[0].soak["windows"] == 3 and figures[1].soak is None
 
 
 def test_the_shipped_soak_suite_loads():
