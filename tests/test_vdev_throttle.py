@@ -102,3 +102,41 @@ def test_every_command_joins_the_device_group_pipes_and_pty(adb_client, virtual_
         out = adb_client.run(*args, serial=vd.address).stdout.decode()
         assert group in out, f"adb {' '.join(args)}: not in the device's cgroup:\n{out}"
     assert "/dev/pts/" in out  # the pty command (-tt) kept its terminal through the group's wrapper
+
+
+HYBRID_MOUNTS = """\
+35 25 0:30 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+36 25 0:31 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu
+37 25 0:32 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory
+"""
+HYBRID_GROUPS = "4:memory:/job/7\n1:cpu:/ci/runner\n0::/\n"
+V2_MOUNTS = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+V2_GROUPS = "0::/user.slice/user-1000.slice/session-3.scope\n"
+CONTAINER_MOUNTS = "900 800 0:40 /docker/abc /sys/fs/cgroup/cpu ro,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+CONTAINER_GROUPS = "5:cpu,cpuacct:/docker/abc\n0::/\n"
+
+
+@pytest.mark.parametrize(("mounts", "groups", "controller", "expected"), [
+    (HYBRID_MOUNTS, HYBRID_GROUPS, "cpu", (Path("/sys/fs/cgroup/cpu/ci/runner"), 1)),
+    (HYBRID_MOUNTS, HYBRID_GROUPS, None, (Path("/sys/fs/cgroup/unified"), 2)),
+    (V2_MOUNTS, V2_GROUPS, None, (Path("/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope"), 2)),
+    (V2_MOUNTS, V2_GROUPS, "cpu", None),
+    (CONTAINER_MOUNTS, CONTAINER_GROUPS, "cpu", (Path("/sys/fs/cgroup/cpu"), 1)),  # mounted at its own group
+])
+def test_own_cgroup_is_found_in_each_layout(mounts, groups, controller, expected):
+    from harness.testing.android.cpulimit import own_cgroup
+
+    assert own_cgroup(controller, mounts, groups) == expected
+
+
+def test_cgroup_v2_limit_is_written_as_cpu_max(tmp_path):
+    """cgroup v2 is not writable on this machine (its cpu controller sits in v1): its file format is checked
+    on a plain directory; the mechanism itself runs only where a v2 parent delegates ``cpu``."""
+    limiter = CgroupLimiter(tmp_path / "group", 2)
+    assert (tmp_path / "group" / "cpu.max").read_text() == f"max {PERIOD_US}"
+    limiter.set_ratio(0.5, lanes=2)
+    assert (tmp_path / "group" / "cpu.max").read_text() == f"{PERIOD_US} {PERIOD_US}"
+    limiter.set_ratio(0.1)
+    assert (tmp_path / "group" / "cpu.max").read_text() == f"1000 {PERIOD_US}"  # the kernel's floor
+    limiter.set_ratio(1.0)
+    assert (tmp_path / "group" / "cpu.max").read_text() == f"max {PERIOD_US}" and limiter.quota == "none"

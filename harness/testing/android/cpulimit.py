@@ -191,18 +191,22 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _own_cgroup(controller: str | None) -> tuple[Path, int] | None:
-    """(directory of this process's cgroup, version) in the hierarchy holding ``cpu`` (None: none)."""
-    mounts = _read(Path("/proc/self/mountinfo")).splitlines()
-    groups = _read(Path("/proc/self/cgroup")).splitlines()
+def own_cgroup(controller: str | None, mountinfo: str | None = None, cgroups: str | None = None,
+               ) -> tuple[Path, int] | None:
+    """(directory of this process's cgroup, version): in the v1 hierarchy holding ``controller``, or (None)
+    in the cgroup2 hierarchy; None when there is none. ``mountinfo``/``cgroups``: the texts of
+    ``/proc/self/mountinfo`` and ``/proc/self/cgroup`` (read when not given)."""
+    mounts = (mountinfo if mountinfo is not None else _read(Path("/proc/self/mountinfo"))).splitlines()
+    groups = (cgroups if cgroups is not None else _read(Path("/proc/self/cgroup"))).splitlines()
     for line in mounts:
         pre, _, post = line.partition(" - ")
         fields, post_fields = pre.split(), post.split()
         if len(fields) < 5 or len(post_fields) < 3:
             continue
         fstype, mount_root, mount_point = post_fields[0], fields[3], fields[4]
-        if controller == "cpu" and fstype == "cgroup" and "cpu" in post_fields[2].split(","):
-            wanted = next((g.split(":", 2)[2] for g in groups if "cpu" in g.split(":", 2)[1].split(",")), None)
+        if controller and fstype == "cgroup" and controller in post_fields[2].split(","):
+            wanted = next((g.split(":", 2)[2] for g in groups if g.count(":") >= 2
+                           and controller in g.split(":", 2)[1].split(",")), None)
             version = 1
         elif controller is None and fstype == "cgroup2":
             wanted = next((g.split(":", 2)[2] for g in groups if g.startswith("0::")), None)
@@ -212,15 +216,13 @@ def _own_cgroup(controller: str | None) -> tuple[Path, int] | None:
         if wanted is None:
             continue
         relative = os.path.relpath(wanted, mount_root) if mount_root != "/" else wanted.lstrip("/")
-        base = Path(mount_point) / ("" if relative == "." else relative)
-        if base.is_dir():
-            return base, version
+        return Path(mount_point) / ("" if relative == "." else relative), version
     return None
 
 
 def _cgroup(version: int, name: str) -> CgroupLimiter:
-    found = _own_cgroup("cpu" if version == 1 else None)
-    if found is None:
+    found = own_cgroup("cpu" if version == 1 else None)
+    if found is None or not found[0].is_dir():
         raise OSError(f"no cgroup v{version} hierarchy with the cpu controller")
     base, _ = found
     if version == 2 and "cpu" not in _read(base / "cgroup.subtree_control").split():
