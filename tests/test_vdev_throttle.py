@@ -34,14 +34,11 @@ def _adb_shell_cpu_s(vd, seconds: float) -> float:
     return ticks / 100.0  # USER_HZ
 
 
-@pytest.fixture
-def hot_device(virtual_device_factory):
-    return virtual_device_factory(physics=PhysicsConfig(tick_s=0.05))
-
-
-def test_frequency_cap_is_a_real_cpu_quota(hot_device):
-    vd = hot_device
+@pytest.mark.parametrize("cpu_limit", ["auto", "signals"])
+def test_frequency_cap_is_a_real_cpu_quota(virtual_device_factory, cpu_limit):
+    vd = virtual_device_factory(physics=PhysicsConfig(tick_s=0.05), cpu_limit=cpu_limit)
     assert vd.limiter.name != "off", "no CPU limiter on this machine"
+    assert cpu_limit == "auto" or vd.limiter.name == cpu_limit
     vd.physics.force_freq_cap(0.3)
     assert vd.limiter.quota != "none"
     if isinstance(vd.limiter, CgroupLimiter):
