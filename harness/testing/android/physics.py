@@ -87,6 +87,7 @@ class Physics:
         self._primed = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # test controls write too, from their own thread
+        self._limit_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cpus = sorted(p.name for p in (self.root / CPU_DIR.lstrip("/")).glob("cpu[0-9]*"))
@@ -171,13 +172,16 @@ class Physics:
         return max(1, round(self.demand_cores))
 
     def _apply_limit(self) -> None:
-        """Give the device's processes the CPU share of the current frequency ratio (when it changed)."""
-        with self._lock:
-            wanted = (self.freq_ratio, self.lanes if self.freq_ratio < 1.0 else 1)
-            if wanted == self._applied:
-                return
-            self._applied = wanted
-        self.limiter.set_ratio(*wanted)
+        """Give the device's processes the CPU share of the current frequency ratio (when it changed).
+
+        Read and applied under one lock, so a test's control and a tick racing each other cannot leave an
+        older share in force."""
+        with self._limit_lock:
+            with self._lock:
+                wanted = (self.freq_ratio, self.lanes if self.freq_ratio < 1.0 else 1)
+            if wanted != self._applied:
+                self._applied = wanted
+                self.limiter.set_ratio(*wanted)
 
     def status(self) -> int:
         return sum(self.temp_c >= t for t in self.config.status_c)
@@ -215,6 +219,12 @@ class Physics:
 
     # -- files ----------------------------------------------------------------------------------
     def _write(self) -> None:
+        # The whole write under _write_lock, the state read inside it: the last file written is the latest state
+        # (a test's set_temperature racing a tick can no longer be overwritten by the tick's older values).
+        with self._write_lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
         c = self.config
         with self._lock:
             current_ma = self.current_ma()
@@ -237,9 +247,8 @@ class Physics:
                 values[f"{base}/scaling_cur_freq"] = str(freq)
                 values[f"{base}/scaling_max_freq"] = str(freq)
                 values[f"{base}/cpuinfo_max_freq"] = str(c.max_freq_khz)
-        with self._write_lock:
-            for rel, text in values.items():
-                _write_atomic(self.root / rel, text)
+        for rel, text in values.items():
+            _write_atomic(self.root / rel, text)
 
 
 def _mnt_ns(pid: int) -> str | None:
