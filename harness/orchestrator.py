@@ -13,6 +13,7 @@ a delegate the device lacks is ``skipped``. The other cases and devices go on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import platform
 import posixpath
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-from harness import __version__, assemble, plan, profiles, zoo
+from harness import __version__, assemble, plan, profiles, soak, zoo
 from harness.devices.base import AppHost, Device, ShellDevice, sha256_file
 from harness.errors import (
     CommandTimeout,
@@ -199,7 +200,11 @@ class CaseRunner:
         if isinstance(decision, Skip):
             return self._finish(self._result(case, case_id, artifact, info, "skipped", decision.reason, started))
         run = case.model.run
-        dlog.info("%s: %d repetition(s) x %d runs", case_id, run.repetitions, run.measured_runs)
+        if case.model.soak is not None:
+            dlog.info("%s: soak of %g s in %g s windows, repetitions of %d runs", case_id,
+                      case.model.soak.duration_s, case.model.soak.window_s, run.measured_runs)
+        else:
+            dlog.info("%s: %d repetition(s) x %d runs", case_id, run.repetitions, run.measured_runs)
         try:
             result = self._measure(device, decision, case_id, artifact, facts, started)
         except CommandTimeout as exc:
@@ -225,13 +230,21 @@ class CaseRunner:
         raws, outcomes = [], []
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
-        for i in range(m.run.repetitions):
+        soaking = self._soak_recorder(m, sampling)
+        begun = time.monotonic()
+        for i in range(m.run.repetitions) if soaking is None else itertools.count():
+            if soaking is not None and soaking.done(time.monotonic() - begun):
+                break
             if self.cancel is not None and self.cancel.is_set():
                 raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
             tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}"
             with sampling.around_repetition() as sampled_device:
                 outcome, raw = self._repetition(sampled_device, runner, replace(task, tag=tag), artifact)
+                ended_s = time.monotonic() - begun  # the command returned (before the samplers stop)
             raws.append(truncate_raw(raw))  # bounded per repetition: ten huge outputs must not add up
+            if soaking is not None and outcome.status == "ok" and outcome.repetition is not None:
+                soaking.add_repetition(ended_s, outcome.repetition)
+                soaking.add_snapshot(time.monotonic() - begun, sampling.snapshot())
             if outcome.status != "ok":
                 reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
@@ -243,7 +256,7 @@ class CaseRunner:
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
         memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
         energy = energy or assemble.reported_energy(outcomes)
-        return self._result(
+        result = self._result(
             case, case_id, artifact, info, "ok", None, started, runner=runner.name, latency=latency,
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=assemble.ops_over(outcomes),
@@ -251,6 +264,20 @@ class CaseRunner:
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
             endpoint=assemble.endpoint_over(outcomes),
         )
+        if soaking is None:
+            return result
+        record = soaking.build(time.monotonic() - begun, lambda idx: sampling.energy_of(idx, latency))
+        return replace(result, soak=record, case=replace(result.case, repetitions=len(outcomes)))
+
+    @staticmethod
+    def _soak_recorder(m: ModelSpec, sampling: CaseSampling) -> soak.SoakRecorder | None:
+        """A soak's recorder (its first snapshot: the one before the case), or None for a fixed count."""
+        if m.soak is None:
+            return None
+        recorder = soak.SoakRecorder(m.soak, soak.ThrottleTest(sampling.limits.min_freq_ratio,
+                                                               sampling.throttle_status))
+        recorder.add_snapshot(0.0, sampling.start_snapshot)
+        return recorder
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
                     artifact: ModelArtifact) -> tuple[RunnerOutcome, str]:

@@ -149,6 +149,56 @@ class Thermal:
     drift_why: str = ""  # the drift and the evidence for its cause, in words
 
 
+@dataclass(frozen=True)
+class SoakWindow:
+    """One window of a soak run (see :mod:`harness.soak`): latency of the iterations that ended in it, the
+    device's thermal state at its last snapshot, energy of the repetitions that ended in it."""
+
+    index: int
+    start_s: float
+    end_s: float
+    iterations: int = 0
+    repetitions: int = 0
+    p50_us: float | None = None
+    p90_us: float | None = None
+    mean_us: float | None = None
+    throughput_ips: float | None = None  # 1e6 / mean_us: inferences per second of inference time
+    snapshots: int = 0
+    temps_c: dict[str, float] = field(default_factory=dict)
+    thermal_status: int | None = None  # highest in the window
+    freq_ratio: float | None = None  # lowest cap / max in the window
+    throttled: bool = False
+    energy_per_inference_mj: float | None = None
+    energy_samples: int = 0
+    energy_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Soak:
+    """A soak run: the case run back to back for ``duration_s``, recorded per ``window_s`` window.
+
+    ``time_to_throttle_s``: seconds from the start to the first thermal snapshot with thermal or frequency
+    evidence of throttling (None: none seen; ``throttle_evidence`` says what was seen). ``peak_ips``: the
+    fastest window's throughput; ``sustained_ips``: the median throughput of the last third of the windows;
+    ``sustained_peak_ratio`` = sustained / peak. Methods and counts in ``method``.
+    """
+
+    method: str
+    duration_s: float
+    window_s: float
+    elapsed_s: float
+    windows: tuple[SoakWindow, ...] = ()
+    snapshots: int = 0
+    time_to_throttle_s: float | None = None
+    throttle_evidence: str | None = None
+    peak_ips: float | None = None
+    sustained_ips: float | None = None
+    sustained_windows: int = 0
+    sustained_peak_ratio: float | None = None
+    energy_method: str | None = None
+    energy_simulated: bool = False
+
+
 VERDICTS = ("full", "partial", "fallback", "failed")
 
 
@@ -284,6 +334,7 @@ class Result:
     finished_at: str = ""
     schema: int = SCHEMA_VERSION
     endpoint: Endpoint | None = None  # set for a case run against an inference endpoint (docs/server.md)
+    soak: Soak | None = None  # a soak run's windows and derived figures (absent in records written before)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -344,6 +395,7 @@ class Result:
             finished_at=data.get("finished_at", ""),
             schema=SCHEMA_VERSION,
             endpoint=_endpoint(data.get("endpoint")),
+            soak=_soak(data.get("soak")),
         )
 
 
@@ -364,6 +416,18 @@ def _endpoint(data: Any) -> Endpoint | None:
         raise TypeError(f"endpoint: expected an object, got {type(data).__name__}")
     tuples = ("server_compute_us", "network_us", "request_bytes", "response_bytes")
     return Endpoint(**{**data, **{k: tuple(data.get(k) or ()) for k in tuples}})
+
+
+def _soak(data: Any) -> Soak | None:
+    """The optional ``soak`` entry (absent in records written before soak runs existed)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError(f"soak: expected an object, got {type(data).__name__}")
+    windows = data.get("windows") or ()
+    if not isinstance(windows, list | tuple) or not all(isinstance(w, dict) for w in windows):
+        raise TypeError("soak.windows: expected a list of objects")
+    return Soak(**{**data, "windows": tuple(SoakWindow(**w) for w in windows)})
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

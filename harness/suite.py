@@ -23,6 +23,8 @@ from harness.errors import ConfigError, ModelError, SuiteError, UsageError
 from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule
 from harness.names import RULE, problem, sanitise
 from harness.runners.base import NPU_COMPILE, NpuSettings, RunSettings, ToolConfig
+from harness.soak import HINT as SOAK_HINT
+from harness.soak import SoakSettingError, SoakSettings
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml", "npu")
 NPU_KEYS = {"compile": NPU_COMPILE, "cpu_fallback": (True, False)}  # the `npu = {...}` setting
@@ -45,6 +47,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "api": str,
     "runner": str,
     "npu": dict,
+    "soak": dict,
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "network": dict}
 NETWORK_KEYS = ("profiles", "timeout_s", "retries", "backoff_ms", "cache", "profile")
@@ -87,12 +90,15 @@ class ModelSpec:
     accelerator: str | None = None
     #: ``[suite.network]``: the network profiles endpoint devices run this model under, and the client policy.
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    #: Run each case of this model as a soak (:mod:`harness.soak`); None: a fixed number of repetitions.
+    soak: SoakSettings | None = None
 
     def settings_record(self) -> dict[str, Any]:
         """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`;
         ``accelerator`` by :func:`harness.gate.accelerator_failures`)."""
         return {"timeout_s": self.run.timeout_s, "zoo": self.zoo, "budget": self.budget.as_table(),
-                "gate": self.gate.as_table(), **({"accelerator": self.accelerator} if self.accelerator else {})}
+                "gate": self.gate.as_table(), **({"accelerator": self.accelerator} if self.accelerator else {}),
+                **({"soak": self.soak.as_table()} if self.soak else {})}
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,11 @@ def _validate_settings(ctx: _Ctx, values: dict[str, Any], table: str, index: int
                 if allowed is None or sub_value not in allowed or type(sub_value) is not type(allowed[0]):
                     raise ctx.error(f"npu: bad {sub} = {sub_value!r}", key, table, index,
                                     hint='npu = { compile = "jit" | "aot", cpu_fallback = true | false }')
+        elif key == "soak":
+            try:
+                value = SoakSettings.from_mapping(value)
+            except SoakSettingError as exc:
+                raise ctx.error(f"soak: {exc.reason}", key, table, index, hint=SOAK_HINT) from None
         out[key] = value
     return out
 
@@ -290,6 +301,7 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
                            "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"])}),
         budget=_parse_budget(ctx, raw.get("budget", {}), index),
         accelerator=_accelerator_rule(ctx, raw, index),
+        soak=settings.get("soak"),
         **shared,
     )
 

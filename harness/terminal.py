@@ -39,6 +39,7 @@ from rich.text import Text
 from harness import stats
 from harness.report.text import BASELINE_DELEGATE, fmt_ms, fmt_x
 from harness.results import Result
+from harness.soak import summary_figures, summary_line
 from harness.textsafe import escape
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class CaseRow:
     repetitions: int
     speedup: float | None  # the cpu case's median / this case's median: > 1 is faster
     emulated: bool = False  # the device's code is translated (qemu-user): its latencies are not hardware figures
+    soak: dict | None = None  # a soak run's derived figures (harness.soak.summary_figures); None otherwise
 
 
 def _latency(result: Result) -> tuple[float | None, float | None]:
@@ -102,7 +104,8 @@ def case_rows(results: Sequence[Result]) -> list[CaseRow]:
             f"{r.case.delegate} @{r.endpoint.network}" if r.endpoint else r.case.delegate,  # an endpoint's profile
             r.case.threads, r.status, r.reason,
             median, p90, lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, speedup,
-            bool(r.device.emulated)))
+            bool(r.device.emulated),
+            summary_figures(r.soak) if r.soak is not None and r.status == "ok" else None))
     return rows
 
 
@@ -251,4 +254,8 @@ class RunDisplay:
         for row in rows:
             if row.status != "ok":
                 console.print(Text(f"{escape(row.case_id)}: {escape(row.status)}: {_reason(row.reason)}"),
+                              markup=False, soft_wrap=True)
+        for result in results:  # soak runs: their derived figures, one line each
+            if result.status == "ok" and result.soak is not None:
+                console.print(Text(f"{escape(result.case.case_id)}: {escape(summary_line(result.soak))}"),
                               markup=False, soft_wrap=True)

@@ -289,6 +289,17 @@ def hybrid_section(data: ReportData) -> Section | None:
                     "skipped": list({r.case.case_id: r for r in skipped}.values())})
 
 
+def soak_section(data: ReportData) -> Section | None:
+    """Soak runs: per case the curve (latency and temperature per window), the derived figures and the window table."""
+    from harness.report.soak import soak_chart
+
+    cases = [{"result": r, "index": i, "chart": soak_chart(r)}
+             for i, r in enumerate(data.results) if r.status == "ok" and r.soak is not None]
+    if not cases:
+        return None
+    return Section("soak", "Soak runs", "soak.html.j2", {"cases": cases})
+
+
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     gate_section,
     summary_section,
@@ -300,6 +311,7 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     cross_isa_section,
     ops_section,
     readings_section,
+    soak_section,
     problems_section,
     details_section,
 ]

@@ -176,6 +176,32 @@ class CaseSampling:
         readings = tuple(s.reading for s in slots.values() if s.reading is not None)
         self._reps.append(RepetitionReadings(run.trace.last_window(), readings))
 
+    # -- soak runs (harness.soak) ------------------------------------------------------------------
+    def snapshot(self) -> thermal.ThermalSnapshot | None:
+        """The device's thermal state now (None: no thermal probes, or the read failed: the problem is kept)."""
+        sampler = self._one(thermal.ThermalSampler) if self.enabled else None
+        return self._safe("thermal", sampler.snapshot) if sampler is not None else None
+
+    @property
+    def start_snapshot(self) -> thermal.ThermalSnapshot | None:
+        """The snapshot taken before the case (after any cooldown)."""
+        sampler = self._one(thermal.ThermalSampler)
+        return sampler.before if sampler is not None else None
+
+    @property
+    def throttle_status(self) -> int:
+        """The thermal status the profile counts as throttled."""
+        sampler = self._one(thermal.ThermalSampler)
+        return sampler.cfg.throttle_status if sampler is not None else thermal.ThermalConfig().throttle_status
+
+    def energy_of(self, indices: list[int], latency: Latency) -> Energy | None:
+        """Energy per inference of the repetitions ``indices`` (of this case, in order) alone; None: no source."""
+        source = self._one(energy.RaplEnergy) or self._one(energy.PowerSupplyEnergy)
+        if source is None or not indices or len(self._reps) != len(latency.repetitions):
+            return None  # a repetition without its readings: no window can be matched to its power
+        part = Latency(latency.method, tuple(latency.repetitions[i] for i in indices))
+        return source.energy([self._reps[i] for i in indices], part, self.problems)
+
     # -- records ------------------------------------------------------------------------------
     def finish(self, latency: Latency | None, runner_memory: Memory | None) -> tuple[Memory | None, Energy | None,
                                                                                       Thermal | None]:

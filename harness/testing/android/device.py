@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from harness.testing.android import codec
 from harness.testing.android.arm64 import start_emulation
 from harness.testing.android.auth import AuthMode, KeyPolicy, decode_public_key
 from harness.testing.android.connection import FEATURES, AdbConnection, ConnectionContext
+from harness.testing.android.cpulimit import CpuLimiter, open_limiter
 from harness.testing.android.device_profile import DEFAULT_PROFILE, load_profile
 from harness.testing.android.faults import FaultBox, Faults
 from harness.testing.android.isolation import Isolation, device_environment, start_isolation
@@ -42,6 +44,9 @@ class VirtualDevice:
     the device offline. ``physics``: the battery/thermal/frequency model driven by the
     device's real CPU load (:mod:`harness.testing.android.physics`; None, the default: static files);
     tests force states through ``device.physics`` (charging, frequency cap, hot start).
+    ``cpu_limit``: how the physics model's frequency cap becomes real (:mod:`harness.testing.android.cpulimit`:
+    ``auto``, ``cgroup-v2``, ``cgroup-v1``, ``signals``, ``off``); with physics, every command the device
+    spawns joins the device's group (``device.limiter``).
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class VirtualDevice:
         isolation: str = "auto",
         reboot_s: float = 1.0,
         physics: PhysicsConfig | None = None,
+        cpu_limit: str = "auto",
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -75,6 +81,8 @@ class VirtualDevice:
         self.reboot_s = reboot_s
         self._physics_config = physics
         self.physics: Physics | None = None
+        self._cpu_limit = cpu_limit
+        self.limiter: CpuLimiter = CpuLimiter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -93,7 +101,15 @@ class VirtualDevice:
         self.isolation = start_isolation(self.sandbox, self._isolation_kind)
         if self._physics_config is not None:
             ns_pid = getattr(self.isolation, "pid", None)
-            self.physics = Physics(self.sandbox.root, self._physics_config, namespace_pid=ns_pid).start()
+            try:
+                self.limiter = open_limiter(self._cpu_limit, f"edgeharness-vdev-{os.getpid()}-{id(self):x}",
+                                            self.processes.groups)
+            except (OSError, ValueError) as exc:
+                self.stop()
+                raise DeviceError(f"virtual device: CPU limiter {self._cpu_limit!r} unavailable: {exc}",
+                                  hint="use --cpu-limit auto (falls back to signals) or off") from None
+            self.physics = Physics(self.sandbox.root, self._physics_config, namespace_pid=ns_pid,
+                                   limiter=self.limiter).start()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"vdev-{id(self):x}", daemon=True)
         self._thread.start()
@@ -121,6 +137,8 @@ class VirtualDevice:
                 self._thread.join(timeout=10)
             self._loop.close()
         self._loop = None
+        self.limiter.close()  # after the commands were killed: an empty group can be removed
+        self.limiter = CpuLimiter()
         if self.isolation is not None:
             self.isolation.close()
             self.isolation = None
@@ -199,7 +217,7 @@ class VirtualDevice:
             raise DeviceError("virtual device is stopped", device=self.address, command=command)
         env = device_environment(self.sandbox.shell_environment())
         env["ANDROID_SERIAL"] = self.serial
-        return self.isolation.argv(command), env
+        return self.limiter.wrap(self.isolation.argv(command)), env
 
     async def _listen(self, port: int) -> None:
         ctx = self._context()

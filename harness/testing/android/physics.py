@@ -11,6 +11,10 @@ Model (one tick every ``tick_s``):
   (``P = I * V``): it rises under sustained load and decays towards ambient when idle.
 - throttling: above ``throttle_c`` the frequency is capped to ``throttle_ratio``; released below
   ``release_c``. Thermal status (dumpsys thermalservice) = 0 below ``status_c[0]``, then 1, 2, 3.
+- the cap is real: with a CPU limiter (:mod:`harness.testing.android.cpulimit`) the device's processes get
+  ``f`` of the cores they were using (``demand_cores``: busy cores averaged over ``demand_tau_s`` while
+  uncapped, at least 1) whenever ``f < 1``, so latency drifts while hot and recovers as it cools. Under
+  the cap ``b`` is the CPU time actually granted, so power falls with ``f**2`` (frequency and busy time).
 - charging: ``status=Charging``, ``usb/online=1``, current positive (``charge_ma - I``).
 
 Written every tick, in the sandbox: ``/sys/class/power_supply/battery/{current_now (uA, negative while
@@ -32,6 +36,8 @@ from pathlib import Path
 
 import psutil
 
+from harness.testing.android.cpulimit import CpuLimiter
+
 CPU_DIR = "/sys/devices/system/cpu"
 STATUS_FILE = "/data/system/edgeharness/thermal_status"
 
@@ -52,13 +58,23 @@ class PhysicsConfig:
     status_c: tuple[float, float, float] = (42.0, 46.0, 52.0)
     max_freq_khz: int = 2_400_000
     charge_ma: float = 1500.0
+    demand_tau_s: float = 1.0
+
+
+#: ``--heat`` of ``virtual-device serve``: ``normal`` heats over tens of seconds of load; ``fast`` (a warm
+#: room, a small heat capacity) throttles after a few seconds of one busy core, for short soak tests.
+HEAT_PRESETS = {"normal": PhysicsConfig(), "fast": PhysicsConfig(ambient_c=36.0, tau_s=6.0)}
 
 
 class Physics:
     """Runs the model in a background thread over a sandbox root (see module doc)."""
 
-    def __init__(self, root: Path, config: PhysicsConfig | None = None, namespace_pid: int | None = None) -> None:
+    def __init__(self, root: Path, config: PhysicsConfig | None = None, namespace_pid: int | None = None,
+                 limiter: CpuLimiter | None = None) -> None:
         self.root = Path(root)
+        self.limiter = limiter or CpuLimiter()
+        self.demand_cores = 1.0
+        self._applied: tuple[float, int] = (1.0, 1)
         self.config = config = config or PhysicsConfig()
         self.temp_c = config.ambient_c + 3.0
         self.charging = False
@@ -71,6 +87,7 @@ class Physics:
         self._primed = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # test controls write too, from their own thread
+        self._limit_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cpus = sorted(p.name for p in (self.root / CPU_DIR.lstrip("/")).glob("cpu[0-9]*"))
@@ -85,6 +102,7 @@ class Physics:
         """Cap the CPU frequency at ``ratio`` of max regardless of temperature (None: back to the model)."""
         with self._lock:
             self.forced_cap = ratio
+        self._apply_limit()
         self._write()
 
     def set_temperature(self, temp_c: float) -> None:
@@ -92,6 +110,7 @@ class Physics:
         with self._lock:
             self.temp_c = temp_c
             self.throttled = temp_c >= self.config.throttle_c
+        self._apply_limit()
         self._write()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -114,6 +133,7 @@ class Physics:
             cpu_s = self._sample_cpu()
             self.step(cpu_s / (now - last), now - last)
             last = now
+            self._apply_limit()
             with contextlib.suppress(OSError):
                 self._write()
 
@@ -136,6 +156,8 @@ class Physics:
         c = self.config
         with self._lock:
             self.busy_cores = max(0.0, busy_cores)
+            if self.freq_ratio >= 1.0:  # what the processes ask for, seen only while nothing holds them back
+                self.demand_cores += (self.busy_cores - self.demand_cores) * (1 - math.exp(-dt_s / c.demand_tau_s))
             power_w = self.current_ma() * self.voltage_mv() / 1e6
             target = c.ambient_c + c.c_per_w * power_w
             self.temp_c += (target - self.temp_c) * (1 - math.exp(-dt_s / c.tau_s))
@@ -143,6 +165,23 @@ class Physics:
                 self.throttled = True
             elif self.temp_c < c.release_c:
                 self.throttled = False
+
+    @property
+    def lanes(self) -> int:
+        """Cores the device's processes were keeping busy before a cap (the quota's multiplier), at least 1."""
+        return max(1, round(self.demand_cores))
+
+    def _apply_limit(self) -> None:
+        """Give the device's processes the CPU share of the current frequency ratio (when it changed).
+
+        Read and applied under one lock, so a test's control and a tick racing each other cannot leave an
+        older share in force."""
+        with self._limit_lock:
+            with self._lock:
+                wanted = (self.freq_ratio, self.lanes if self.freq_ratio < 1.0 else 1)
+            if wanted != self._applied:
+                self._applied = wanted
+                self.limiter.set_ratio(*wanted)
 
     def status(self) -> int:
         return sum(self.temp_c >= t for t in self.config.status_c)
@@ -180,6 +219,12 @@ class Physics:
 
     # -- files ----------------------------------------------------------------------------------
     def _write(self) -> None:
+        # The whole write under _write_lock, the state read inside it: the last file written is the latest state
+        # (a test's set_temperature racing a tick can no longer be overwritten by the tick's older values).
+        with self._write_lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
         c = self.config
         with self._lock:
             current_ma = self.current_ma()
@@ -202,9 +247,8 @@ class Physics:
                 values[f"{base}/scaling_cur_freq"] = str(freq)
                 values[f"{base}/scaling_max_freq"] = str(freq)
                 values[f"{base}/cpuinfo_max_freq"] = str(c.max_freq_khz)
-        with self._write_lock:
-            for rel, text in values.items():
-                _write_atomic(self.root / rel, text)
+        for rel, text in values.items():
+            _write_atomic(self.root / rel, text)
 
 
 def _mnt_ns(pid: int) -> str | None:

@@ -12,9 +12,10 @@ import threading
 
 from harness.errors import HarnessError
 from harness.testing.android.auth import AuthMode
+from harness.testing.android.cpulimit import KINDS
 from harness.testing.android.device import VirtualDevice
 from harness.testing.android.device_profile import DEFAULT_PROFILE
-from harness.testing.android.physics import PhysicsConfig
+from harness.testing.android.physics import HEAT_PRESETS
 from harness.testing.common import wait_until_stopped
 
 
@@ -29,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "proot"])
     parser.add_argument("--static-sensors", action="store_true",
                         help="keep battery/thermal/cpufreq files fixed instead of the load-driven physics model")
+    parser.add_argument("--heat", default="normal", choices=sorted(HEAT_PRESETS),
+                        help="physics preset: 'fast' throttles after a few seconds of load (short soak runs)")
+    parser.add_argument("--cpu-limit", default="auto", choices=KINDS,
+                        help="how a frequency cap slows the device's processes (auto: cgroup v2, v1, then signals)")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
@@ -42,14 +47,16 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         auth=args.auth,
         keys=args.key,
         isolation=args.isolation,
-        physics=None if getattr(args, "static_sensors", False) else PhysicsConfig(),
+        physics=None if getattr(args, "static_sensors", False) else HEAT_PRESETS[getattr(args, "heat", "normal")],
+        cpu_limit=getattr(args, "cpu_limit", "auto"),
     )
     device.start()
     try:
         print(
             f"virtual device listening on {device.address} "
             f"(serial {device.serial}, profile {device.profile.name}, auth {device.policy.mode.value}, "
-            f"isolation {device.isolation.name if device.isolation else '?'}, root {device.sandbox.root})",
+            f"isolation {device.isolation.name if device.isolation else '?'}, cpu limit {device.limiter.name}, "
+            f"root {device.sandbox.root})",
             flush=True,
         )
         if device.emulation is not None:

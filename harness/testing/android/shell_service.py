@@ -44,6 +44,14 @@ class ProcessTable:
     def add(self, pgid: int) -> None:
         self._groups.add(pgid)
 
+    def groups(self) -> list[int]:
+        """The process groups of the device's commands that still have a process (what its CPU limiter may
+        signal). An empty group is forgotten here, at once: its number could otherwise, after the pids wrap
+        around, name some other program's group."""
+        for pgid in list(self._groups):
+            self.prune(pgid)
+        return list(self._groups)
+
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a background task (stdin still being delivered, a process being reaped) until it ends."""
         self._tasks.add(task)
