@@ -14,6 +14,7 @@ a delegate the device lacks is ``skipped``. The other cases and devices go on.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import posixpath
 import shlex
@@ -52,8 +53,10 @@ from harness.results import (
 from harness.runners import registry
 from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
+from harness.samplers import context as runcontext
 from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
+from harness.samplers.energy import measured_s
 from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -220,14 +223,20 @@ class CaseRunner:
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
         task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
         raws, outcomes = [], []
+        dlog = DeviceLogger(log, {"device": device.id})
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
-        for i in range(m.run.repetitions):
+        context = sampling.context()
+        minimum = _min_duration(m.run.min_duration_s, sampling)
+        runs, calibrating = m.run.measured_runs, minimum is not None
+        i = 0
+        while i < m.run.repetitions:
             if self.cancel is not None and self.cancel.is_set():
                 raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
-            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}"
+            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}{'-c' if calibrating else ''}"
+            rep_task = replace(task, tag=tag, settings=replace(task.settings, measured_runs=runs))
             with sampling.around_repetition() as sampled_device:
-                outcome, raw = self._repetition(sampled_device, runner, replace(task, tag=tag), artifact)
+                outcome, raw = self._repetition(sampled_device, runner, rep_task, artifact)
             raws.append(truncate_raw(raw))  # bounded per repetition: ten huge outputs must not add up
             if outcome.status != "ok":
                 reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
@@ -235,7 +244,19 @@ class CaseRunner:
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
                                     runner=runner.name, delegates=outcome.delegates,
                                     accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
+            if calibrating and minimum is not None:  # the first repetition tells how long one run takes
+                calibrating = False
+                scaled = extended_runs(runs, measured_s(outcome.repetition), minimum[0])
+                if scaled > runs:
+                    dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
+                              "repetition 1 measured again", case_id, runs, measured_s(outcome.repetition),
+                              minimum[0], minimum[1], scaled)
+                    runs = scaled
+                    sampling.discard_last()
+                    raws.pop()
+                    continue
             outcomes.append(outcome)
+            i += 1
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
         memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
@@ -245,6 +266,10 @@ class CaseRunner:
             memory=memory, energy=energy, thermal=thermal, raw="\n".join(raws), env=dict(first.environment),
             outputs=first.outputs, delegates=first.delegates, ops=first.ops,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
+            context={**context, **runcontext.from_environment(
+                {"harness": __version__, **first.environment}, device.capabilities())},
+            min_duration_s=minimum[0] if minimum is not None else None,
+            actual_runs=runs if runs != m.run.measured_runs else None,
         )
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
@@ -287,7 +312,9 @@ class CaseRunner:
                 reason: str | None, started: str, *, latency: Latency | None = None, memory: Memory | None = None,
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
-                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None) -> Result:
+                delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
+                context: dict[str, str] | None = None, min_duration_s: float | None = None,
+                actual_runs: int | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -299,12 +326,13 @@ class CaseRunner:
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
+                min_duration_s=min_duration_s, actual_runs=actual_runs,
             ),
             device=info, status=status, reason=reason, latency=latency, memory=memory, energy=energy, thermal=thermal,
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
-            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator,
+            delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator, context=dict(context or {}),
         )
 
     def _finish(self, result: Result) -> Result:
@@ -320,6 +348,29 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
+
+
+#: Head room over the calibration's estimate when extending the measured runs to ``min_duration_s``.
+EXTEND_MARGIN = 1.25
+MAX_RUNS = 1_000_000
+
+
+def _min_duration(setting: float | None, sampling: CaseSampling) -> tuple[float, str] | None:
+    """The minimum measured seconds per repetition and why: the suite's ``min_duration_s``, else what the
+    case's samplers need (None: no minimum)."""
+    if setting is not None:
+        return (setting, "the suite's min_duration_s") if setting > 0 else None
+    return sampling.min_duration_s()
+
+
+def extended_runs(planned: int, measured: float, minimum_s: float) -> int:
+    """Measured runs per repetition so that one repetition's measured time reaches ``minimum_s``.
+
+    ``measured`` is what ``planned`` runs took (s); unknown (0) keeps the plan. Never fewer than planned.
+    """
+    if measured <= 0 or measured >= minimum_s:
+        return planned
+    return min(MAX_RUNS, max(planned, math.ceil(planned * minimum_s / measured * EXTEND_MARGIN)))
 
 
 def run_suite(

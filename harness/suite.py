@@ -42,6 +42,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "api": str,
     "runner": str,
     "npu": dict,
+    "min_duration_s": (int, float),
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
@@ -55,7 +56,9 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "measured_runs": (1, 1_000_000),
     "repetitions": (1, 10_000),
     "timeout_s": (0.0, MAX_WAIT_S),  # the low end is excluded: a timeout must be > 0
+    "min_duration_s": (0.0, 3600.0),  # 0: no minimum
 }
+_SECONDS = ("timeout_s", "min_duration_s")
 _SETTING_WHY = {"warmup_runs": " (the first run is reported as first inference)"}
 
 DEFAULTS: dict[str, Any] = {"delegates": ["cpu", "xnnpack"], "threads": [1], **asdict(RunSettings())}
@@ -130,15 +133,15 @@ def check_setting(key: str, value: object) -> str | None:
     ``true`` (an int to Python), NaN, infinities, zero and negatives are refused.
     """
     low, high = SETTING_RANGES[key]
-    whole = key != "timeout_s"
+    whole = key not in _SECONDS
     if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
         return f"expected {'an integer' if whole else 'a number'}, got {type(value).__name__} {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value}"
     if whole and value < low:
         return f"must be >= {low:g}{_SETTING_WHY.get(key, '')}, got {value}"
-    if not whole and value <= low:
-        return f"must be > {low:g} seconds, got {value}"
+    if not whole and (value <= low if key == "timeout_s" else value < low):
+        return f"must be {'>' if key == 'timeout_s' else '>='} {low:g} seconds, got {value}"
     if value > high:
         return f"must be at most {high:g}, got {value}"
     return None
@@ -149,6 +152,8 @@ def setting_hint(key: str) -> str:
     low, high = SETTING_RANGES[key]
     if key == "timeout_s":
         return f"seconds, more than {low:g} and at most {high:g}"
+    if key == "min_duration_s":
+        return f"seconds, from {low:g} (no minimum) to {high:g}"
     return f"a whole number from {low:g} to {high:g}"
 
 
@@ -268,11 +273,16 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         delegates=tuple(settings["delegates"]),
         threads=tuple(settings["threads"]),
         run=RunSettings(**{**{f.name: settings[f.name] for f in fields(RunSettings)},
-                           "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"])}),
+                           "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"]),
+                           "min_duration_s": _float_or_none(settings["min_duration_s"])}),
         budget=_parse_budget(ctx, raw.get("budget", {}), index),
         accelerator=_accelerator_rule(ctx, raw, index),
         **shared,
     )
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _accelerator_rule(ctx: _Ctx, raw: dict[str, Any], index: int) -> str | None:
