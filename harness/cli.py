@@ -259,7 +259,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
-    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator")
+    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator", "tolerate")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -331,6 +331,9 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-repetitions", help="fewer repetitions than this is noisy (default 5)")
     p.add_argument("--accelerator", help="what accelerator delegates must have run: full, partial or any "
                                          "(default: suite [gate] or any; a model's own rule wins)")
+    p.add_argument("--tolerate", metavar="FIELD[,FIELD]",
+                   help="run-context fields allowed to differ from the baseline's (verdict marked 'context "
+                        "changed' instead of refusing, exit 2), e.g. harness_version (default: suite [gate] tolerate)")
     p.add_argument("--store", default="reports", help="store directory (default: reports)")
 
 

@@ -54,9 +54,11 @@ from harness.runners import registry
 from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers import context as runcontext
+from harness.samplers import fitness
 from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
 from harness.samplers.energy import measured_s
+from harness.samplers.fitness import Requirements
 from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -103,6 +105,8 @@ class CaseRunner:
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._facts: dict[str, DeviceFacts] = {}
         self._staged: dict[tuple[str, str], str] = {}
+        self._unfit: set[str] = set()  # devices found unfit after a full wait ([suite] require)
+        self._said: set[tuple[str, str]] = set()  # (device, condition it cannot report), logged once
 
     # -- inputs ---------------------------------------------------------------------------
     def model(self, spec: ModelSpec) -> ModelArtifact:
@@ -200,6 +204,9 @@ class CaseRunner:
         decision = plan.decide(entry, facts)
         if isinstance(decision, Skip):
             return self._finish(self._result(case, case_id, artifact, info, "skipped", decision.reason, started))
+        unfit = self.unfit(device, case.model.require, dlog)
+        if unfit is not None:
+            return self._finish(self._result(case, case_id, artifact, info, "skipped", unfit, started))
         run = case.model.run
         dlog.info("%s: %d repetition(s) x %d runs", case_id, run.repetitions, run.measured_runs)
         try:
@@ -214,6 +221,31 @@ class CaseRunner:
             result = self._result(case, case_id, artifact, info, "failed", str(exc), started)
         dlog.info("%s: %s%s", case_id, result.status, f" ({result.reason})" if result.reason else "")
         return self._finish(result)
+
+    def unfit(self, device: Device, require: Requirements, dlog: logging.LoggerAdapter) -> str | None:
+        """Why the device is not fit to be measured (``[suite] require``) after waiting for it, or None.
+
+        A device found unfit after a full wait is read once, without waiting again, before each later case.
+        """
+        if not require.active or not device.capabilities().shell:
+            return None
+        shell = cast(ShellDevice, device)
+        with self._lock:
+            waited_before = device.id in self._unfit
+        if waited_before:
+            require = replace(require, wait_s=0.0)
+        outcome = fitness.wait(require, lambda: fitness.read(shell, require), label=f"[{device.id}] ")
+        with self._lock:
+            unsaid = [w for w in outcome.unchecked if (device.id, w) not in self._said]
+            self._said.update((device.id, w) for w in unsaid)
+        for what in unsaid:
+            dlog.warning("require: not checked: %s", what)
+        if not outcome.unmet:
+            return None
+        with self._lock:
+            self._unfit.add(device.id)
+        return (f"device not fit to measure after waiting {outcome.waited_s:.0f} s ([suite] require): "
+                + "; ".join(outcome.unmet))
 
     def _measure(self, device: Device, job: Job, case_id: str, artifact: ModelArtifact, facts: DeviceFacts,
                  started: str) -> Result:

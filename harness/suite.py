@@ -18,9 +18,11 @@ from typing import Any
 from harness import tomlfile
 from harness.config import ProjectConfig
 from harness.errors import ConfigError, ModelError, SuiteError, UsageError
-from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule
+from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule, parse_percent
 from harness.names import RULE, problem, sanitise
 from harness.runners.base import NPU_COMPILE, NpuSettings, RunSettings, ToolConfig
+from harness.samplers import fitness
+from harness.samplers.fitness import Requirements
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "coreml", "npu")
 NPU_KEYS = {"compile": NPU_COMPILE, "cpu_fallback": (True, False)}  # the `npu = {...}` setting
@@ -28,7 +30,7 @@ APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
-             "max_drift")
+             "max_drift", "tolerate")
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
 # Per-case settings: allowed in [suite] as defaults and in [[models]] as overrides.
@@ -44,7 +46,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "npu": dict,
     "min_duration_s": (int, float),
 }
-_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict}
+_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "require": dict}
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
 # Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
@@ -84,6 +86,8 @@ class ModelSpec:
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: This model's own gate rule (full | partial | any), over ``[gate] accelerator``; None: the suite's.
     accelerator: str | None = None
+    #: ``[suite] require``: what a device must be (battery, thermal status, idle CPUs) before its cases run.
+    require: Requirements = field(default_factory=Requirements)
 
     def settings_record(self) -> dict[str, Any]:
         """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`;
@@ -114,6 +118,7 @@ class Suite:
     gate: GateConfig = field(default_factory=GateConfig)
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     tool: ToolConfig = field(default_factory=ToolConfig)
+    require: Requirements = field(default_factory=Requirements)
 
     def cases(self) -> list[Case]:
         return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
@@ -337,6 +342,39 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(cooldown))
 
 
+# require = {...}: (lowest, highest) of each number; other_cpu_max is a percentage.
+_REQUIRE_RANGES = {"battery_min": (0.0, 100.0), "thermal_status_max": (0, 6), "wait_s": (0.0, MAX_WAIT_S),
+                   "poll_s": (0.1, 3600.0)}
+
+
+def _parse_require(ctx: _Ctx, require: dict[str, Any]) -> Requirements:
+    """``[suite] require = { battery_min = 30, thermal_status_max = 0, other_cpu_max = "25%", wait_s = 60 }``."""
+    for key, value in require.items():
+        if key not in fitness.KEYS:
+            raise ctx.error(f"unknown key {key!r}", "require", "suite",
+                            hint="known: " + "; ".join(f"{k}: {what}" for k, what in fitness.KEYS.items()))
+        if key == "other_cpu_max":
+            try:
+                share = parse_percent(value, "require other_cpu_max") if not isinstance(value, bool) else -1.0
+            except UsageError as exc:
+                raise ctx.error(exc.message.removeprefix("require "), "require", "suite",
+                                hint='a share of the CPUs, e.g. "25%" or 0.25') from None
+            if not 0.0 <= share <= 1.0:
+                raise ctx.error(f"other_cpu_max must be from 0% to 100%, got {value!r}", "require", "suite",
+                                hint='e.g. other_cpu_max = "25%"')
+            continue
+        low, high = _REQUIRE_RANGES[key]
+        whole = key == "thermal_status_max"
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise ctx.error(f"{key} must be {'a whole number' if whole else 'a number'} from {low:g} "
+                            f"to {high:g}, got {value!r}", "require", "suite", hint=fitness.KEYS[key])
+    values = dict(require)
+    if "other_cpu_max" in values:
+        values["other_cpu_max"] = parse_percent(values["other_cpu_max"])
+    return Requirements(**{k: float(v) if k != "thermal_status_max" else v for k, v in values.items()})
+
+
 def _resolve(base: Path, value: str) -> str:
     return value if Path(value).is_absolute() else str((base / value).resolve())
 
@@ -399,6 +437,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: ToolCon
         "tool": _parse_tool(ctx, head.get("tool", {})).merged_over(tool_defaults or ToolConfig()),
         "gate": _parse_gate(ctx, data.get("gate", {})),
         "cooldown": _parse_cooldown(ctx, head.get("cooldown", {})),
+        "require": _parse_require(ctx, head.get("require", {})),
     }
     models = tuple(_parse_model(ctx, raw, defaults, i, shared) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]
