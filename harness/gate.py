@@ -566,9 +566,8 @@ def check_context(matching: _Matching, config: GateConfig) -> tuple[dict[CaseKey
         b_ok, c_ok = _usable(b_all), _usable(c_all)
         if not b_ok or not c_ok:
             continue
-        for side, r in (("baseline", b_ok[0]), ("candidate", c_ok[0])):
-            if not r.context:
-                lacking.add(side)
+        if bool(b_ok[0].context) != bool(c_ok[0].context):  # one side recorded before contexts existed
+            lacking.add("baseline" if not b_ok[0].context else "candidate")
         for diff in runcontext.differences(b_ok[0].context, c_ok[0].context):
             if diff.field in config.tolerate:
                 changed.setdefault(key, []).append(diff)

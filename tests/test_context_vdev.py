@@ -106,7 +106,8 @@ def test_hot_device_is_skipped_on_thermal_status(phone):
     vd.physics.set_temperature(60.0)  # status 3, cools with tau 2 s towards ambient: wait too short here
     require = 'require = { thermal_status_max = 0, wait_s = 0.5, poll_s = 0.2 }'
     result = CaseRunner("hot").run_case(device, _case("face_detection_front", runs=10, extra=require))
-    assert result.status == "skipped" and "thermal status" in result.reason and "> thermal_status_max 0" in result.reason
+    assert result.status == "skipped"
+    assert "thermal status" in result.reason and "> thermal_status_max 0" in result.reason
 
 
 @pytest.mark.slow
