@@ -32,7 +32,7 @@ from harness.devices.base import Capabilities, ShellDevice
 
 #: Every context field with what it is and the hint a difference gets.
 FIELDS: dict[str, tuple[str, str]] = {
-    "harness_version": ("edgeharness version", "re-record the baseline with this harness, or tolerate it"),
+    "harness_version": ("edgeharness version", "re-record the baseline with this harness version"),
     "runtime": ("inference runtime and version", "compare runs of the same runtime version; tolerate it only "
                 "when the runtime change is what you measure"),
     "tool": ("native benchmark tool", "use the same benchmark tool (suite [suite.tool]) in both runs"),
