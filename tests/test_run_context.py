@@ -101,6 +101,10 @@ def test_device_part_of_the_context_is_parsed_from_the_device_command():
     assert context.parse_device_part("garbage") == {"charging": "no battery"}
 
 
+def test_frequency_caps_are_compared_in_10_percent_steps():
+    assert [context.caps_text(r) for r in (1.0, 0.98, 0.6, 0.64, 0.35)] == ["100%", "100%", "60%", "60%", "40%"]
+
+
 def test_require_is_validated_with_file_and_line():
     good = parse_suite('[suite]\nrequire = { battery_min = 30, thermal_status_max = 0, other_cpu_max = "25%" }\n'
                        '[[models]]\nzoo = "face_landmark"\n')

@@ -179,7 +179,7 @@ class CaseSampling:
             if watch.before.status is not None:
                 out["thermal_status"] = str(watch.before.status)
             if watch.before.freq_ratio is not None:
-                out["freq_caps"] = f"{watch.before.freq_ratio * 100:.0f}%"
+                out["freq_caps"] = context.caps_text(watch.before.freq_ratio)
         battery = self._one(energy.PowerSupplyEnergy)
         if battery is not None and battery.checked:
             out["charging"] = "charging or powered" if battery.refusal else "on battery"

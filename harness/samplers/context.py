@@ -43,7 +43,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "rooted": ("whether the device shell runs as root", "run both with or without `adb root`"),
     "governor": ("CPU frequency governor(s) at start", "set the same governor (e.g. `performance` on a rooted "
                  "device) before both runs"),
-    "freq_caps": ("lowest CPU frequency cap at start, share of max", "let the device cool down (suite "
+    "freq_caps": ("lowest CPU frequency cap at start, share of max rounded to 10%", "let the device cool down (suite "
                   "[suite.cooldown]) or require a fit device ([suite] require)"),
     "charging": ("charging state at start", "run both on battery or both on power"),
     "thermal_status": ("thermal status at start (0 none .. 6 shutdown)", "cool the device down first, e.g. "
@@ -74,6 +74,12 @@ class Difference:
 
     def short(self) -> str:
         return f"{self.field} {self.baseline} -> {self.candidate}"
+
+
+def caps_text(ratio: float) -> str:
+    """The lowest frequency cap over max, rounded to 10% (``"100%"``, ``"60%"``): governors move caps by a
+    few steps on their own, which is not a different context; a thermal cap is."""
+    return f"{round(ratio * 10) * 10}%"
 
 
 def device_part(device: ShellDevice) -> dict[str, str]:
