@@ -278,6 +278,7 @@ class CaseRunner:
                                     accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
             if calibrating and minimum is not None:  # the first repetition tells how long one run takes
                 calibrating = False
+                minimum = _min_duration(m.run.min_duration_s, sampling) or minimum  # at the sampler's real pace
                 scaled = extended_runs(runs, measured_s(outcome.repetition), minimum[0])
                 if scaled > runs:
                     dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "

@@ -51,7 +51,7 @@ def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):
     assert e.reason is None and e.per_inference_mj is not None and e.per_inference_mj > 0, e
     assert e.samples >= 2 * 2 and e.uncertainty_mj is not None
     assert long.case.measured_runs == 10 and long.case.actual_runs is not None and long.case.actual_runs > 10
-    assert long.case.min_duration_s == pytest.approx(0.25)
+    assert long.case.min_duration_s >= 0.25  # 5 x 50 ms, more when the loaded device sampled slower
     assert [r.n for r in long.latency.repetitions] == [long.case.actual_runs] * 2
     measured = [sum(r.samples_us) / 1e6 for r in long.latency.repetitions]
     assert min(measured) > 0.15  # reached (most of) the minimum: its runs were scaled from a measured calibration

@@ -161,8 +161,20 @@ class CaseSampling:
         need = source.min_duration_s() if source is not None else None
         if not need:
             return None
+        pace = self._observed_interval_s(source.name)
+        if pace is not None and pace > self.energy_cfg.interval_s:  # a loaded device samples slower than asked
+            return (need * pace / self.energy_cfg.interval_s,
+                    f"{energy.DURATION_INTERVALS} {source.label} power samples at the {pace * 1000:.0f} ms "
+                    f"observed (asked {self.energy_cfg.interval_s * 1000:g} ms)")
         return need, (f"{energy.DURATION_INTERVALS} {source.label} power samples at "
                       f"{self.energy_cfg.interval_s * 1000:g} ms")
+
+    def _observed_interval_s(self, sampler: str) -> float | None:
+        """The median time between two power samples of the last repetition, or None before one ran."""
+        reading = self._reps[-1].get(sampler) if self._reps else None
+        times = [t for t, _ in reading.power] if reading is not None else []
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+        return gaps[len(gaps) // 2] / 1e9 if gaps else None
 
     def discard_last(self) -> None:
         """Forget the last repetition's readings (a calibration repetition whose figures are not kept)."""
