@@ -1,7 +1,8 @@
 """What the device-side readings of issue 17 give, side by side, on the virtual Android device.
 
 1. ``proc_stat``: other work's share of the device's CPUs per case, quiet vs with one CPU-burning process
-   (the device's /proc is this machine's, so other engineers' load shows in the quiet figure too).
+   (the device's /proc is this machine's, so other engineers' load shows in the quiet figure too), and the
+   host's own psutil reading (``host_cpu``) of the same case run on the host right after the quiet one.
 2. ``min_duration_s``: face_landmark at few measured runs with no minimum vs the default one (what the
    battery sampler needs): planned and actual runs, measured seconds per repetition, energy and samples.
 
@@ -17,6 +18,7 @@ import sys
 import time
 
 from harness.devices.discovery import open_device
+from harness.devices.host import HostDevice
 from harness.orchestrator import CaseRunner
 from harness.suite import parse_suite
 from harness.testing import VirtualDevice
@@ -34,6 +36,7 @@ def main(reps: int) -> None:
         runner = CaseRunner("bench")
         print("proc_stat: other work's share of the device CPUs (median over repetitions)")
         quiet = runner.run_case(device, case("face_detection_front", 200, reps))
+        host = runner.run_case(HostDevice(), case("face_detection_front", 200, reps))  # psutil, same machine
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
         try:
             time.sleep(0.5)
@@ -41,7 +44,7 @@ def main(reps: int) -> None:
         finally:
             os.killpg(hog.pid, signal.SIGKILL)
             hog.wait()
-        for name, r in (("quiet", quiet), ("one CPU hog", busy)):
+        for name, r in (("quiet", quiet), ("host psutil", host), ("one CPU hog", busy)):
             print(f"  {name:<12} other_cpu {r.thermal.other_cpu_fraction:.1%}  p50 "
                   f"{sorted(r.latency.samples_us)[len(r.latency.samples_us) // 2] / 1000:.2f} ms  "
                   f"({reps} repetitions x 200 runs)")
