@@ -204,7 +204,10 @@ class CaseRunner:
         decision = plan.decide(entry, facts)
         if isinstance(decision, Skip):
             return self._finish(self._result(case, case_id, artifact, info, "skipped", decision.reason, started))
-        unfit = self.unfit(device, case.model.require, dlog)
+        try:
+            unfit = self.unfit(device, case.model.require, dlog)
+        except DeviceLost as exc:
+            return self._finish(self._result(case, case_id, artifact, info, "device_lost", str(exc), started))
         if unfit is not None:
             return self._finish(self._result(case, case_id, artifact, info, "skipped", unfit, started))
         run = case.model.run
