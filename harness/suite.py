@@ -484,14 +484,17 @@ def with_overrides(suite: Suite, **overrides: Any) -> Suite:
     return replace(suite, models=tuple(replace(m, run=replace(m.run, **given)) for m in suite.models))
 
 
-def option_type(key: str) -> Callable[[str], int]:
+def option_type(key: str) -> Callable[[str], Any]:
     """argparse ``type=`` for a numeric suite setting (``--repetitions``...): the suite's own rule,
     argparse's one-line error and exit code 2 for ``0``, ``-3`` or ``many``."""
-    def convert(text: str) -> int:
+    kind = float if key in _SECONDS else int
+
+    def convert(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'a number' if kind is float else 'an integer'}, "
+                                             f"got {text!r}") from None
         wrong = check_setting(key, value)
         if wrong:
             raise argparse.ArgumentTypeError(wrong)

@@ -216,3 +216,22 @@ def test_host_results_carry_a_context_and_the_cli_gate_refuses_a_changed_one(tmp
     passed = harness("gate", "--baseline", "old", "--store", str(out), "--tolerate", tolerate)
     assert passed.returncode in (0, 1), passed.stderr  # compared (1 only if this busy machine made it noisy)
     assert "context changed (tolerated): harness_version 0.0.9 ->" in passed.stdout
+
+
+def test_min_duration_on_the_command_line_extends_host_runs(tmp_path: Path, zoo_models: dict[str, Path]):
+    """An explicit minimum applies on any device (the host here, which has no power sampler of its own)."""
+    suite = tmp_path / "m.toml"
+    suite.write_text(f'[suite]\nname = "m"\ndelegates = ["xnnpack"]\nrepetitions = 2\nmeasured_runs = 5\n'
+                     f'warmup_runs = 2\n[[models]]\npath = "{zoo_models["face_detection_front"]}"\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out), "--no-report",
+                           "--min-duration", "0.2"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in next(out.glob("m-*.jsonl")).read_text().splitlines()]
+    case = row["case"]
+    assert case["measured_runs"] == 5 and case["min_duration_s"] == 0.2 and case["actual_runs"] > 5
+    assert [len(r["samples_us"]) for r in row["latency"]["repetitions"]] == [case["actual_runs"]] * 2
+    bad = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--min-duration", "-1"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "--min-duration: must be >= 0 seconds" in bad.stderr
