@@ -11,8 +11,15 @@ in common use (pytest-benchmark / TFLite DPB 5% on the mean, google-benchmark's 
 Mann-Whitney at 0.05, asv's ratio>1.1 and p<0.002), each model's between-repetition noise,
 the smallest slowdown the defaults detect, and the wall-time cost of the defaults.
 
-    .venv/bin/python benchmarks/gate_power.py collect   # a few minutes, 1 core
-    .venv/bin/python benchmarks/gate_power.py           # simulation, about a minute
+Step 3 (same command, ``--section adaptive`` alone): the fixed gate against adaptive repetitions
+(``harness gate --remeasure``: undecided cases re-run in batches, alpha spent over the looks), on
+the recorded data as it is ("quiet") and with a busy host simulated ("busy": each repetition, of
+either run, lands with probability 0.3 on a contended core and is slowed by 5-50%), printing false
+alarms, detection at +5/+10/+20% and the candidate repetitions each mode spent.
+
+    .venv/bin/python benchmarks/gate_power.py collect             # a few minutes, 1 core
+    .venv/bin/python benchmarks/gate_power.py                     # both simulations, a few minutes
+    .venv/bin/python benchmarks/gate_power.py --section adaptive  # only step 3 (2-4 min on a loaded 2-core host)
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from scipy import stats as sps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import stats  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.gate import GateConfig, decide, noisiness  # noqa: E402
+from harness.gate import GateConfig, decide, decision, noisiness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "host_latency.json"
@@ -308,6 +315,86 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- adaptive repetitions
+
+ADAPTIVE_LEVELS = (0.0, 0.05, 0.10, 0.20)
+BUSY_SHARE, BUSY_SLOWDOWN = 0.3, (0.05, 0.50)  # a repetition on a contended core: how often, and how much slower
+
+
+def _busy(rng: np.random.Generator, reps: list[np.ndarray]) -> list[np.ndarray]:
+    """Each repetition lands on a contended core with probability BUSY_SHARE and is slowed by a uniform factor."""
+    return [r * (1.0 + rng.uniform(*BUSY_SLOWDOWN)) if rng.random() < BUSY_SHARE else r for r in reps]
+
+
+def sequential_pair(rng: np.random.Generator, pool: list[np.ndarray], n0: int, max_reps: int, batch: int,
+                    slowdown: float, config: GateConfig, spending: str | None, busy: bool) -> tuple[str, int]:
+    """One baseline/candidate pair judged as the gate would: ``spending`` None is the fixed gate at ``n0``
+    repetitions; else adaptive mode (harness.remeasure): looks at n0, n0 + batch, ... up to ``max_reps``,
+    each at the alpha spent since the last. Returns (final verdict, candidate repetitions spent)."""
+    order = rng.permutation(len(pool))
+    base = _draw(rng, pool, order[:n0], 1.0)
+    cand = _draw(rng, pool, order[n0: n0 + (max_reps if spending else n0)], 1.0 + slowdown)
+    if busy:
+        base, cand = _busy(rng, base), _busy(rng, cand)
+    if spending is None:
+        cmp = stats.compare(base, cand, n_boot=0)
+        return decide(cmp, config, noisiness(cmp, config, False, False))[0], n0
+    n, spent = n0, 0.0
+    while True:
+        cmp = stats.compare(base, cand[:n], n_boot=0)
+        total = stats.alpha_spent(n / max_reps, config.alpha, spending)
+        alpha, spent = total - spent, total
+        verdict, _, settled = decision(cmp, config, noisiness(cmp, config, False, False), alpha=alpha,
+                                       final=n >= max_reps)
+        if settled:
+            return verdict, n
+        n = min(n + batch, max_reps)
+
+
+def adaptive(args: argparse.Namespace, models: dict[str, dict]) -> dict:
+    """Fixed vs adaptive gate: false alarms, detection and repetitions spent, quiet and busy host."""
+    config = GateConfig()
+    n0 = args.reps
+    pool_size = min(len(m["reps"]) for m in models.values())
+    max_reps = min(args.max_reps, pool_size - n0)
+    modes = [("fixed", None, n0), ("fixed", None, max_reps), ("adaptive", "pocock", n0), ("adaptive", "obf", n0)]
+    print(f"adaptive repetitions vs the fixed gate: baseline {n0} repetitions; adaptive starts at {n0} candidate "
+          f"repetitions and adds batches of {n0} up to {max_reps}; alpha {config.alpha} spent over the looks;")
+    print(f"{args.adaptive_sims} pairs per model and slowdown ({3 * args.adaptive_sims} at 0%), {len(models)} models, "
+          f"pooled; busy: each repetition with p={BUSY_SHARE} slowed {BUSY_SLOWDOWN[0]:.0%}-{BUSY_SLOWDOWN[1]:.0%}")
+    print(f"{'host':6s} {'mode':22s} {'FA':>6s} {'noisy0':>7s} {'+5%':>6s} {'+10%':>6s} {'+20%':>6s}   "
+          f"{'candidate repetitions spent, mean at 0/5/10/20%':s}")
+    table: dict = {}
+    for busy in (False, True):
+        for kind, spending, n in modes:
+            name = f"{kind} {spending}" if spending else f"{kind} n={n}"
+            rates, noisy0, spent = {}, 0.0, {}
+            for level in ADAPTIVE_LEVELS:
+                sims = args.adaptive_sims * (3 if level == 0 else 1)
+                verdicts, reps = [], []
+                for i, m in enumerate(models.values()):
+                    rng = np.random.default_rng(7_000 + 100 * i + int(level * 1000) + 17 * busy)
+                    for _ in range(sims):
+                        v, r = sequential_pair(rng, m["reps"], n if spending is None else n0, max_reps, n0, level,
+                                               config, spending, busy)
+                        verdicts.append(v)
+                        reps.append(r)
+                alarms = [v == "slower" or (v == "noisy" and config.noisy == "fail") for v in verdicts]
+                rates[level] = float(np.mean(alarms))
+                spent[level] = float(np.mean(reps))
+                if level == 0:
+                    noisy0 = float(np.mean([v == "noisy" for v in verdicts]))
+            table[("busy" if busy else "quiet", name)] = (rates, spent, noisy0)
+            print(f"{'busy' if busy else 'quiet':6s} {name:22s} {rates[0.0]:6.2%} {noisy0:7.2%} "
+                  + " ".join(f"{rates[lv]:6.1%}" for lv in ADAPTIVE_LEVELS[1:]) + "   "
+                  + " / ".join(f"{spent[lv]:.1f}" for lv in ADAPTIVE_LEVELS), flush=True)
+    worst = max(r[0][0.0] for k, r in table.items() if k[1].startswith("adaptive"))
+    print(f"  FA = alarms at 0% (slower, or noisy with noisy=fail); noisy0 = noisy verdicts at 0%; the "
+          f"repetitions column is what the candidate cost (the baseline's {n0} are stored once)")
+    print(f"  target: adaptive false alarms <= 1%: worst {worst:.2%}  {'MET' if worst <= 0.01 else 'NOT MET'}\n")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", nargs="?", default="simulate", choices=("collect", "simulate"))
@@ -317,11 +404,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append", action="store_true", help="add repetitions to the existing data file (collect)")
     p.add_argument("--reps", type=int, default=10, help="repetitions per simulated run (simulate)")
     p.add_argument("--sims", type=int, default=400, help="simulated pairs per model and slowdown")
+    p.add_argument("--section", choices=("all", "fixed", "adaptive"), default="all",
+                   help="fixed: the gate against common rules; adaptive: fixed vs adaptive repetitions")
+    p.add_argument("--max-reps", type=int, default=30, help="adaptive: candidate repetitions at most (first included)")
+    p.add_argument("--adaptive-sims", type=int, default=25,
+                   help="adaptive: simulated pairs per model and slowdown (3x at 0%%)")
     args = p.parse_args(argv)
     if args.command == "collect":
         collect(args.repetitions, args.warmup, args.runs, append=args.append)
         return 0
-    return simulate(args)
+    code = simulate(args) if args.section in ("all", "fixed") else 0
+    if args.section in ("all", "adaptive"):
+        t0 = time.perf_counter()
+        adaptive(args, load())
+        print(f"adaptive simulation wall time {time.perf_counter() - t0:.0f} s")
+    return code
 
 
 if __name__ == "__main__":

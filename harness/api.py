@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from harness import profiles
@@ -22,6 +23,7 @@ from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import RunSummary, run_suite
 from harness.plan import Entry
+from harness.remeasure import Batch, Remeasured, remeasure
 from harness.results import Result
 from harness.store import Store, load_results, open_store
 from harness.suite import Suite, load_suite, with_overrides
@@ -224,14 +226,37 @@ def load_baseline(store: Store, name: str) -> list[Result]:
 
 
 def gate_run(store: Store, baseline: str | None, run: str = "latest",
-             overrides: dict | None = None, report: str | Path | None = None) -> GateOutcome:
+             overrides: dict | None = None, report: str | Path | None = None, *,
+             suite: str | Path | Suite | None = None, also: Sequence[str] = (),
+             on_batch: Callable[[Batch], None] | None = None, cancel: threading.Event | None = None,
+             remeasured: list[Remeasured] | None = None) -> GateOutcome:
     """The CI gate: regressions against a named baseline (if any) and the suite's absolute budgets.
 
     With ``report`` an HTML report of the candidate run, opening with the gate section, is written there.
+    ``also``: runs whose results join the candidate's (the repetitions an earlier re-measuring added).
+
+    Adaptive mode (``[gate] remeasure = true`` or ``overrides={"remeasure": True}``): the cases the gate cannot
+    decide are run again on the candidate's devices from ``suite`` (the suite file the candidate ran), with
+    alpha spent over the looks (:mod:`harness.remeasure`); ``on_batch`` hears each batch, and ``remeasured``
+    (a list) receives what was done (the run holding the added results, why it stopped).
     """
     candidate = store.load_run(run)
+    for ref in also:
+        candidate += store.load_run(ref)
     base = load_baseline(store, baseline) if baseline is not None else None
-    outcome = gate(base, candidate, gate_config(candidate, overrides), budgets(candidate))
+    config = gate_config(candidate, overrides)
+    if config.remeasure:
+        if base is None or suite is None:
+            raise UsageError("remeasure needs a baseline and the suite the candidate ran",
+                             hint="harness gate --baseline NAME --remeasure --suite SUITE.toml")
+        loaded = suite if isinstance(suite, Suite) else load_suite(suite, from_environment())
+        done = remeasure(store, base, candidate, loaded, config, budgets(candidate), on_batch=on_batch, cancel=cancel)
+        candidate += done.added
+        outcome = replace(done.outcome, remeasure=tuple(done.lines()))
+        if remeasured is not None:
+            remeasured.append(done)
+    else:
+        outcome = gate(base, candidate, config, budgets(candidate))
     if baseline is not None and candidate:  # the trend shows the gate's verdicts; a failed note loses no verdict
         try:
             run_id = candidate[0].run_id

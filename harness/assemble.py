@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-from harness.results import Accelerator, Energy, Memory
+from harness.results import Accelerator, Endpoint, Energy, Memory
 from harness.runners import accelerator
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, AppRun, app_energy, app_memory
@@ -17,7 +17,8 @@ def with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
         return parsed
     measured_s = sum(parsed.repetition.samples_us) / 1e6
     peak, steady, rows = app_memory(launched.samples)
-    energy = app_energy(launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
+    energy = parsed.energy if parsed.energy is not None else app_energy(  # a runner's own word wins (endpoints)
+        launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
     interval = f", every {launched.sample_interval_s:.2f} s" if launched.sample_interval_s else ""
     return replace(
         parsed, energy=energy, steady_rss_mb=steady,
@@ -70,3 +71,22 @@ def present(outcomes: list[RunnerOutcome], field_name: str) -> list[float]:
 def median_of(outcomes: list[RunnerOutcome], field_name: str) -> float | None:
     values = present(outcomes, field_name)
     return statistics.median(values) if values else None
+
+
+def endpoint_over(outcomes: list[RunnerOutcome]) -> Endpoint | None:
+    """One endpoint record over the repetitions: per-request figures in order, counts summed, the cold request
+    from the first repetition (only it can have sent the server's first request)."""
+    parts = [o.endpoint for o in outcomes if o.endpoint is not None]
+    if not parts:
+        return None
+    first = parts[0]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.counts.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                counts[key] = counts.get(key, 0) + value
+    return replace(
+        first, counts=counts,
+        **{k: tuple(x for p in parts for x in getattr(p, k))
+           for k in ("server_compute_us", "network_us", "request_bytes", "response_bytes")},
+    )

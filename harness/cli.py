@@ -260,7 +260,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
-    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator", "tolerate")
+    names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator",
+             "remeasure", "max_repetitions", "max_seconds", "tolerate")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -302,10 +303,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from harness.numerics import against, table
+    from harness.numerics import across_devices, against, reference_device, table
     from harness.store import open_store
 
-    rows = against(open_store(args.store).load_run(args.run), args.against)
+    results = open_store(args.store).load_run(args.run)
+    if args.across_devices:
+        reference = args.reference_device or reference_device(results)
+        rows = across_devices(results, reference)
+        if not rows:
+            _out(f"no ok result of run {args.run} on another device shares a case with {reference!r}")
+            return 1
+        _out(f"cross-device drift against {reference} (same model, delegate, threads, API and seeded inputs):")
+        sys.stdout.write(escape_lines(table(rows, across_devices=True) + "\n"))
+        return 0
+    rows = against(results, args.against)
     if not rows:
         _out(f"no ok result of run {args.run} has an ok {args.against!r} result of the same case to compare with")
         return 1
@@ -317,7 +328,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.api import gate_run
     from harness.store import open_store
 
-    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args), report=args.report)
+    outcome = gate_run(open_store(args.store), args.baseline, args.run, _gate_overrides(args), report=args.report,
+                       suite=args.suite, also=args.also or ())
     _out(outcome.render())
     if args.report:
         _out(f"report: {args.report}")
@@ -345,10 +357,40 @@ def cmd_virtual_device(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_build_arm64(args: argparse.Namespace) -> int:
+    from harness.testing.android import arm64
+
+    arm64.build(force=args.force)
+    return 0
+
+
 def cmd_fake_iphone(args: argparse.Namespace) -> int:
     from harness.testing.ios.serve import run
 
     return run(args)
+
+
+# -- model server ---------------------------------------------------------------------------
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    """Serve a model behind KServe until Ctrl-C; print the endpoint id to pass as ``--device``."""
+    from harness.serving import launch
+
+    server = launch.start(args.model, args.port, host=args.host, delegate=args.delegate, threads=args.threads,
+                          python=os.environ.get(launch.ENV_PYTHON) or None)
+    print(f"serving {server.name} (KServe v2 REST, TF Serving v1 REST) on http://{server.host}:{server.port}")
+    print(f"  --device {server.device_id}")
+    print(f"  --device tfserving+http://{server.host}:{server.port}/{server.name}")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a stopped harness stops its server
+    try:
+        while server.process.poll() is None and not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0 if stop.is_set() or server.process.returncode in (0, -15, None) else 1
 
 
 # -- parser wiring -------------------------------------------------------------------------
@@ -360,14 +402,15 @@ def _add_serve_command(
     serve_help: str,
     add_arguments: Callable[[argparse.ArgumentParser], None],
     func: Handler,
-) -> None:
-    """``harness NAME serve``: a test double that runs until stopped."""
+) -> argparse._SubParsersAction:
+    """``harness NAME serve``: a test double that runs until stopped; returns the actions, for more of them."""
     s = sub.add_parser(name, help=summary, description=description)
     actions = s.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=_SubParser)
     actions.required = True
     serve = actions.add_parser("serve", help=serve_help, description=f"{summary[0].upper()}{summary[1:]}.")
     add_arguments(serve)
     serve.set_defaults(func=func)
+    return actions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Output drift of every delegate from the reference on the same seeded inputs.")
     s.add_argument("run", nargs="?", default="latest", help="run id, prefix, 'latest' or a baseline name")
     s.add_argument("--against", default="cpu", help="the reference delegate (default: cpu)")
+    s.add_argument("--across-devices", action="store_true",
+                   help="compare each device's outputs with the reference device's for the same case (cross-ISA "
+                        "drift: an emulated arm64 device against the x86 host)")
+    s.add_argument("--reference-device", help="with --across-devices: the reference (default: the first native "
+                                              "device of the run)")
     s.add_argument("--store", default="reports")
     s.set_defaults(func=cmd_drift)
 
@@ -530,24 +578,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-missing", action="store_true", default=None,
                    help="gate only what ran: baseline cases not run, device-lost or skipped in the candidate warn "
                         "instead of failing (default: suite [gate] allow_missing or false)")
+    s.add_argument("--remeasure", action="store_true", default=None,
+                   help="adaptive repetitions: re-run the undecided cases on the candidate's devices in batches until "
+                        "the gate can decide, alpha spent over the looks (default: suite [gate] remeasure); "
+                        "needs --suite")
+    s.add_argument("--suite", help="the suite file the candidate ran (what --remeasure re-runs)")
+    s.add_argument("--max-repetitions", help="remeasure budget: candidate repetitions per case, first run included "
+                                            "(default: suite [gate] or 30)")
+    s.add_argument("--max-seconds", help="remeasure budget: wall time of all re-measuring (default: suite [gate] "
+                                         "or 600)")
+    s.add_argument("--also", action="append", metavar="RUN",
+                   help="a run whose results join the candidate's (the one a remeasure added; repeatable)")
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 
     from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
     from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
 
-    _add_serve_command(
+    vdev = _add_serve_command(
         sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",
         "A virtual Android device that adb and the harness connect to; for CI without hardware. "
         "See docs/virtual-device.md.",
         "print the device's address and serve until stopped (Ctrl-C)", add_virtual_device_arguments,
         cmd_virtual_device)
+    b = vdev.add_parser("build-arm64", help="build the arm64 sysroot that --profile virtual-arm64 runs under qemu",
+                        description="Download Debian's arm64 packages and the aarch64 LiteRT/numpy wheels (~45 MB) "
+                                    "into $HARNESS_CACHE/arm64-sysroot (default ~/.cache/edgeharness/arm64-sysroot), "
+                                    "once; the arm64 virtual device is offline after that.")
+    b.add_argument("--force", action="store_true", help="rebuild even when a finished sysroot is there")
+    b.set_defaults(func=cmd_build_arm64)
     _add_serve_command(
         sub, "fake-iphone", "serve the wire-level fake iPhone (usbmuxd on a UNIX socket)",
         "A fake iPhone that unmodified pymobiledevice3 and the harness talk to; for trying the iOS path without "
         "a phone. Needs the ios extra. See docs/ios.md.",
         "print how to reach the phone and serve until stopped (Ctrl-C)", add_fake_iphone_arguments,
         cmd_fake_iphone)
+    s = sub.add_parser("serve-model", help="serve a model over KServe v2 / TF Serving v1 REST (LiteRT inside)",
+                       description="Start a LiteRT model server on KServe's Python model server, for endpoint "
+                                   "devices (kserve+http://HOST:PORT/MODEL). See docs/server.md.")
+    s.add_argument("model", help="a zoo model name or a .tflite path")
+    s.add_argument("--port", type=int, required=True, help="HTTP port")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    s.add_argument("--delegate", choices=("cpu", "xnnpack"), default="cpu",
+                   help="the server's LiteRT kernels (default cpu: the harness's reference)")
+    s.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    s.set_defaults(func=cmd_serve_model)
     return p
 
 

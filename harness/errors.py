@@ -176,6 +176,10 @@ class DeviceMismatch(GateError):
     """The baseline was measured on another device: comparing would be meaningless."""
 
 
+class EmulatedComparison(DeviceMismatch):
+    """One side of a comparison ran on an emulated device (qemu-user): its latencies measure the emulator."""
+
+
 class EmptyBaseline(GateError):
     """The baseline holds no successful result with latency."""
 
@@ -225,3 +229,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ServerError(HarnessError):
+    """The model server (``harness serve-model``) could not be started or did not become ready."""

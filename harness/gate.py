@@ -33,6 +33,7 @@ from harness.errors import (  # noqa: F401 - the gate's errors, importable from 
     ContextMismatch,
     DeviceMismatch,
     EmptyBaseline,
+    EmulatedComparison,
     GateConfigError,
     GateError,
     NoCommonCases,
@@ -47,6 +48,9 @@ RECOMMENDED_REPETITIONS = 10
 
 CaseKey = tuple[str, str, int, str, str, str]
 METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "peak_memory_mb", "energy_mj")
+#: Budgets an emulated device's figures are never held against: they time the emulator, not hardware.
+EMULATED_METRICS = ("p50_ms", "p90_ms", "p99_ms", "init_ms", "energy_mj")
+EMULATED_NOTE = "the device is emulated (its latencies time qemu's translation, not hardware)"
 MAX_BUDGET = 1e12  # ms, MB or mJ: anything larger is no limit at all
 
 
@@ -95,6 +99,13 @@ def _choice(key: str, label: str, value: Any) -> str:
     if value not in NOISY_POLICIES:
         raise GateConfigError(key, label, f"{value!r} is not one of {', '.join(NOISY_POLICIES)}",
                               hint="fail or warn")
+    return value
+
+
+def _spending(key: str, label: str, value: Any) -> str:
+    if value not in stats.SPENDING:
+        raise GateConfigError(key, label, f"{value!r} is not one of {', '.join(stats.SPENDING)}",
+                              hint='spending = "pocock" (stops early on clear changes) or "obf" (O\'Brien-Fleming)')
     return value
 
 
@@ -163,6 +174,9 @@ _READ: dict[str, Any] = {
     "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
     "n_boot": lambda k, lbl, v: _number(k, lbl, v, int),
     "seed": lambda k, lbl, v: _number(k, lbl, v, int),
+    "remeasure": _flag, "spending": _spending,
+    "max_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
+    "max_seconds": _number,
 }
 # ... and the range it must be in: (check, what, hint).
 _RANGE: dict[str, tuple[Any, str, str]] = {
@@ -173,6 +187,9 @@ _RANGE: dict[str, tuple[Any, str, str]] = {
     "max_cv": (lambda v: v > 0, "must be > 0", "e.g. 25%"),
     "level": (lambda v: 0.5 <= v < 1.0, "must be in [0.5, 1)", "e.g. 0.95"),
     "n_boot": (lambda v: v >= 0, "must be >= 0", "e.g. 2000"),
+    "max_repetitions": (lambda v: 2 <= v <= 10_000, "must be from 2 to 10000",
+                        "the candidate's repetitions per case, first run included; e.g. 30"),
+    "max_seconds": (lambda v: 0 <= v <= 7 * 86400, "must be from 0 to 604800 seconds", "e.g. 600"),
 }
 
 
@@ -196,14 +213,20 @@ class GateConfig:
     accelerator: str | None = None  # full | partial | any: what an accelerator delegate must have run
     max_drift: dict[str, Any] = field(default_factory=dict)  # numerics limits against cpu (see _drift_rules)
     tolerate: tuple[str, ...] = ()  # run-context fields allowed to differ (verdict marked "context changed")
+    # adaptive repetitions (harness.remeasure): undecided cases re-run in batches, alpha spent over the looks
+    remeasure: bool = False
+    max_repetitions: int = 30  # the candidate's repetitions per case, first run included
+    max_seconds: float = 600.0  # wall time of all re-measuring, per gate
+    spending: str = "pocock"  # pocock | obf: how alpha is spent over the looks (stats.alpha_spent)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("accelerator", "max_drift", "tolerate"):
+            if f.name in ("accelerator", "max_drift", "spending", "tolerate"):
                 _READ[f.name](f.name, f"gate {f.name}", value)
                 continue
-            if f.name in ("noisy", "allow_missing") or isinstance(value, bool) or not isinstance(value, int | float):
+            flags = ("noisy", "allow_missing", "remeasure")
+            if f.name in flags or isinstance(value, bool) or not isinstance(value, int | float):
                 _READ[f.name](f.name, f"gate {f.name}", value)  # refuses wrong types with the reason
             check = _RANGE.get(f.name)
             if check is not None and not check[0](value):
@@ -310,6 +333,7 @@ class BudgetBreach:
     limit: float
     delegate: str = ""
     threads: int = 0
+    not_checked: str = ""  # why a measured value is not held against the budget (an emulated device's latency)
 
     @property
     def where(self) -> str:
@@ -328,6 +352,8 @@ class BudgetBreach:
 
     @property
     def line(self) -> str:
+        if self.not_checked:
+            return f"{self.where}: {self.metric} budget {self.limit:g} not checked: {self.not_checked}"
         if self.value is None:
             return f"{self.where}: {self.metric} budget {self.limit:g} not measured on this device"
         return f"{self.where}: {self.metric} {self.value:.3f} > budget {self.limit:g}"
@@ -349,6 +375,8 @@ class CaseVerdict:
     comparison: stats.Comparison | None = None
     unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
     context_changed: tuple[str, ...] = ()  # tolerated run-context differences (``harness_version 0.1 -> 0.2``)
+    undecided: bool = False  # more candidate repetitions could decide it (adaptive mode re-measures it)
+    alpha: float | None = None  # the test level of this look (adaptive mode: the alpha spent at it)
 
     @property
     def label(self) -> str:
@@ -377,6 +405,7 @@ class GateOutcome:
     warnings: tuple[str, ...]
     missing: int = 0  # baseline cases the candidate did not measure that failed the gate
     not_gated: int = 0  # ... and those allow_missing turned into warnings
+    remeasure: tuple[str, ...] = ()  # what adaptive mode re-measured (harness.remeasure), printed first
 
     @property
     def passed(self) -> bool:
@@ -384,7 +413,7 @@ class GateOutcome:
 
     def render(self) -> str:
         """One line per failing case with the numbers, then warnings, then a one-line total."""
-        lines = [f"FAIL {f}" for f in self.failures] + [f"WARN {w}" for w in self.warnings]
+        lines = [*self.remeasure, *(f"FAIL {f}" for f in self.failures), *(f"WARN {w}" for w in self.warnings)]
         counts = {v: sum(1 for c in self.verdicts if c.verdict == v) for v in VERDICTS}
         total = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
         state = "PASSED" if self.passed else "FAILED"
@@ -467,48 +496,131 @@ def _usable(results: list[Result]) -> list[Result]:
     return [r for r in results if r.status == "ok" and _reps_of(r)]
 
 
+class Reason(str):
+    """Why a comparison may not be trusted. ``soft``: noise the test itself accounts for (the verdict stands
+    when the test decides anyway); ``fixable``: more candidate repetitions remove it (adaptive mode)."""
+
+    soft: bool
+    fixable: bool
+
+    def __new__(cls, text: str, *, soft: bool = False, fixable: bool = False) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.soft, reason.fixable = soft, fixable
+        return reason
+
+
+DRIFT_LABELS = {"thermal": "thermal throttling", "contention": "contention", "unknown": "cause unknown"}
+
+
+def _legacy_drift(r: Result) -> bool:
+    """A record from before drift attribution: throttled on the latency drift alone (cause not known)."""
+    t = r.thermal
+    return (t is not None and t.throttled and t.drift_cause is None and bool(t.throttle_reasons)
+            and all(x.startswith("latency drifted") for x in t.throttle_reasons))
+
+
 def _throttled(results: list[Result]) -> bool:
-    return any(r.thermal is not None and r.thermal.throttled for r in results)
+    """Thermal throttling with evidence (a record throttled on latency drift alone is a drift of unknown cause)."""
+    return any(r.thermal is not None and r.thermal.throttled and not _legacy_drift(r) for r in results)
 
 
-def noisiness(cmp: stats.Comparison, config: GateConfig, base_throttled: bool, cand_throttled: bool) -> list[str]:
-    """Why a comparison cannot be trusted, in words (empty when it can)."""
+def drift_of(r: Result) -> tuple[str, str] | None:
+    """``(cause label, why)`` of a result's latency drift that is not thermal throttling, or None."""
+    t = r.thermal
+    if t is None:
+        return None
+    if _legacy_drift(r):
+        return DRIFT_LABELS["unknown"], f"{t.throttle_reasons[0]} (recorded before drift attribution)"
+    if t.drift_cause in ("contention", "unknown"):
+        return DRIFT_LABELS[t.drift_cause], t.drift_why
+    return None
+
+
+def _drifts(results: list[Result]) -> list[tuple[str, str]]:
+    return [d for d in (drift_of(r) for r in results) if d is not None]
+
+
+def noisiness(cmp: stats.Comparison, config: GateConfig, base_throttled: bool, cand_throttled: bool,
+              drifts: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> list[Reason]:
+    """Why a comparison cannot be trusted, in words (empty when it can).
+
+    Hard reasons (too few repetitions, thermal throttling with evidence) make the case ``noisy``; soft ones
+    (between-repetition CV, latency drift from contention or of unknown cause: ``drifts`` per side) let it be
+    decided when the test can (see :func:`decision`).
+    """
     reasons = []
     n_b, n_c = cmp.baseline.n_repetitions, cmp.candidate.n_repetitions
     if min(n_b, n_c) < config.min_repetitions:
-        reasons.append(
+        reasons.append(Reason(
             f"too few repetitions (baseline {n_b}, candidate {n_c}; need {config.min_repetitions}: "
-            f"record both with `repetitions = {RECOMMENDED_REPETITIONS}` or --repetitions {RECOMMENDED_REPETITIONS})"
-        )
+            f"record both with `repetitions = {RECOMMENDED_REPETITIONS}` or --repetitions {RECOMMENDED_REPETITIONS})",
+            fixable=n_b >= config.min_repetitions))
     for side, summary in (("baseline", cmp.baseline), ("candidate", cmp.candidate)):
         cv = summary.rep_robust_cv
         if cv is not None and cv > config.max_cv:
-            reasons.append(f"{side} between-repetition CV {cv:.0%} (MAD-based) above {config.max_cv:.0%}")
+            reasons.append(Reason(f"{side} between-repetition CV {cv:.0%} (MAD-based) above {config.max_cv:.0%}",
+                                  soft=True))
     for side, flag in (("baseline", base_throttled), ("candidate", cand_throttled)):
         if flag:
-            reasons.append(f"thermal throttling flagged in the {side} run")
+            reasons.append(Reason(f"thermal throttling flagged in the {side} run"))
+    for side in ("baseline", "candidate"):
+        for label, why in (drifts or {}).get(side, ())[:1]:
+            reasons.append(Reason(f"latency drift in the {side} run ({label}: {why})", soft=True))
     return reasons
+
+
+def decision(cmp: stats.Comparison, config: GateConfig, reasons: Sequence[str] = (), *,
+             alpha: float | None = None, final: bool = True) -> tuple[str, str, bool]:
+    """Verdict, why, and whether it is settled (False: more candidate repetitions could decide it).
+
+    ``alpha``: this look's test level (adaptive mode spends ``config.alpha`` over looks; default
+    ``config.alpha``). ``final``: no more repetitions will come, so an unsettled case gets its last verdict:
+    ``noisy`` with its reasons, or ``same`` (not shown slower) as the fixed gate says.
+    Soft reasons (see :func:`noisiness`) do not stop a decision the test can make: ``slower``/``faster``
+    when significant, ``same`` when a slowdown beyond ``max_regression`` is excluded at ``1 - level``.
+    """
+    a = config.alpha if alpha is None else alpha
+    limit = 1.0 + config.max_regression
+    ratio, p_slow, p_fast = cmp.ratio, cmp.p_slower, cmp.p_faster
+    slower = ratio > limit and p_slow < a
+    faster = ratio < 1.0 / limit and p_fast < a
+    hard = [r for r in reasons if not getattr(r, "soft", False)]
+    soft = [r for r in reasons if getattr(r, "soft", False)]
+    if hard:
+        return "noisy", "; ".join(reasons), final or not all(getattr(r, "fixable", False) for r in hard)
+    note = f" despite {'; '.join(soft)}" if soft else ""
+    if slower:
+        return "slower", f"ratio {ratio:.3f} > {limit:.3f} and p={p_slow:.2g} < {a:g}{note}", True
+    if faster:
+        return "faster", f"ratio {ratio:.3f} < {1 / limit:.3f} and p={p_fast:.2g} < {a:g}{note}", True
+    p_in = stats.p_within(cmp.baseline.rep_medians_us, cmp.candidate.rep_medians_us, limit)
+    shown = p_in < 1.0 - config.level
+    if soft:
+        if not shown:
+            return "noisy", (f"{'; '.join(soft)}; a slowdown beyond {config.max_regression:.0%} is neither shown "
+                             f"nor excluded (p={p_in:.2g})"), final
+        return "same", (f"ratio {ratio:.3f}: a slowdown beyond {config.max_regression:.0%} is excluded "
+                        f"(p={p_in:.2g} < {1.0 - config.level:.2g}){note}"), True
+    settled = final or shown
+    if ratio > limit:
+        return "same", f"ratio {ratio:.3f} above {limit:.3f} but not significant (p={p_slow:.2g} >= {a:g})", settled
+    if ratio < 1.0 / limit:
+        return "same", f"ratio {ratio:.3f} below {1 / limit:.3f} but not significant (p={p_fast:.2g})", settled
+    return "same", f"ratio {ratio:.3f} within +/-{config.max_regression:.0%}", settled
 
 
 def decide(cmp: stats.Comparison, config: GateConfig, reasons: Sequence[str] = ()) -> tuple[str, str]:
     """Verdict and why, from a comparison and its noisiness reasons (pure; simulations call it)."""
-    limit = 1.0 + config.max_regression
-    ratio, p_slow, p_fast = cmp.ratio, cmp.p_slower, cmp.p_faster
-    slower = ratio > limit and p_slow < config.alpha
-    faster = ratio < 1.0 / limit and p_fast < config.alpha
-    only_cv = bool(reasons) and all("CV" in r for r in reasons)
-    if reasons and not (only_cv and (slower or faster)):
-        return "noisy", "; ".join(reasons)
-    note = f" despite {'; '.join(reasons)}" if reasons else ""
-    if slower:
-        return "slower", f"ratio {ratio:.3f} > {limit:.3f} and p={p_slow:.2g} < {config.alpha:g}{note}"
-    if faster:
-        return "faster", f"ratio {ratio:.3f} < {1 / limit:.3f} and p={p_fast:.2g} < {config.alpha:g}{note}"
-    if ratio > limit:
-        return "same", f"ratio {ratio:.3f} above {limit:.3f} but not significant (p={p_slow:.2g} >= {config.alpha:g})"
-    if ratio < 1.0 / limit:
-        return "same", f"ratio {ratio:.3f} below {1 / limit:.3f} but not significant (p={p_fast:.2g})"
-    return "same", f"ratio {ratio:.3f} within +/-{config.max_regression:.0%}"
+    return decision(cmp, config, reasons)[:2]
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look of adaptive mode at a case: the alpha it may spend, and whether more repetitions can follow."""
+
+    alpha: float
+    final: bool
+    note: str = ""  # appended to the why (e.g. "look 3 of up to 30 repetitions; budget spent")
 
 
 def _check_comparable(
@@ -522,6 +634,16 @@ def _check_comparable(
         return
     base_devices = sorted({k[4:] for k in base})
     cand_devices = sorted({k[4:] for k in cand})
+    emulated = sorted({r.device.id for side in (base, cand) for named in side.values() for rs in named.values()
+                       for r in rs if r.device.emulated})
+    if emulated and {k[:4] for k in base} & {k[:4] for k in cand}:
+        raise EmulatedComparison(
+            f"refused: the baseline ran on {_fmt_devices(base_devices)}, the candidate on "
+            f"{_fmt_devices(cand_devices)}, and {', '.join(emulated)} is emulated: its latencies time the "
+            "emulator, never compared with another device's",
+            hint="gate an emulated device only against a baseline from the same emulated device; compare its "
+                 "outputs across ISAs with `harness drift RUN --across-devices`",
+        )
     if {k[:4] for k in base} & {k[:4] for k in cand} and base_devices != cand_devices:
         raise DeviceMismatch(
             f"the baseline was measured on {_fmt_devices(base_devices)}, the candidate on {_fmt_devices(cand_devices)}",
@@ -628,7 +750,8 @@ def _not_measured(results: Sequence[Result]) -> str:
     return "; ".join(sorted({f"{r.status}: {r.reason or 'no latency'}" for r in results}))
 
 
-def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
+def _verdicts(matching: _Matching, config: GateConfig, looks: Mapping[CaseKey, Look] | None = None
+              ) -> list[CaseVerdict]:
     verdicts = []
     for key, b_all, c_all in matching.pairs:
         b_ok, c_ok = _usable(b_all), _usable(c_all)
@@ -655,9 +778,15 @@ def _verdicts(matching: _Matching, config: GateConfig) -> list[CaseVerdict]:
             label = f"{first.case.model} [{first.device.id}]"
             raise GateError(f"{label}: {exc}", hint="the stored run is corrupt; re-run it") from None
 
-        reasons = noisiness(cmp, config, _throttled(b_ok), _throttled(c_ok))
-        verdict, why = decide(cmp, config, reasons)
-        verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp))
+        drifts = {"baseline": _drifts(b_ok), "candidate": _drifts(c_ok)}
+        reasons = noisiness(cmp, config, _throttled(b_ok), _throttled(c_ok), drifts)
+        look = (looks or {}).get(key)
+        verdict, why, settled = decision(cmp, config, reasons, alpha=look.alpha if look else None,
+                                         final=look.final if look else True)
+        if look is not None and look.note:
+            why += f" [{look.note}]"
+        verdicts.append(CaseVerdict(**common, verdict=verdict, why=why, noisy_reasons=tuple(reasons), comparison=cmp,
+                                    undecided=not settled, alpha=look.alpha if look else None))
     return verdicts
 
 
@@ -676,6 +805,15 @@ def _metric_value(result: Result, metric: str) -> float | None:
     return result.energy.per_inference_mj if result.energy else None
 
 
+def _for_result(budget: Budget, result: Result) -> Budget:
+    """The limits for one result: its device class's laid over the model's, then, for an endpoint case, its network
+    profile's (``[models.budget.4g]``: a sub-table named like the profile; docs/server.md)."""
+    merged = budget.for_device_class(result.device.device_class)
+    if result.endpoint is None or result.endpoint.network not in budget.by_device_class:
+        return merged
+    return replace(merged, by_device_class=budget.by_device_class).for_device_class(result.endpoint.network)
+
+
 def check_budgets(results: Sequence[Result], budgets: Mapping[str, Budget]) -> list[BudgetBreach]:
     """Breaches of per-model budgets (keyed by ``CaseInfo.model``) by successful results.
 
@@ -692,10 +830,14 @@ def budget_checks(results: Sequence[Result], budgets: Mapping[str, Budget]) -> l
         budget = budgets.get(result.case.model)
         if budget is None or result.status != "ok":
             continue
-        budget = budget.for_device_class(result.device.device_class)
+        budget = _for_result(budget, result)
         for metric in METRICS:
             limit = getattr(budget, metric)
             if limit is None:
+                continue
+            if result.device.emulated and metric in EMULATED_METRICS:
+                checks.append(BudgetBreach(result.case.model, result.device.id, metric, None, limit,
+                                           result.case.delegate, result.case.threads, EMULATED_NOTE))
                 continue
             value = _metric_value(result, metric)
             checks.append(BudgetBreach(result.case.model, result.device.id, metric, value, limit,
@@ -721,12 +863,17 @@ def gate(
     candidate: Sequence[Result],
     config: GateConfig | None = None,
     budgets: Mapping[str, Budget] | None = None,
+    looks: Mapping[CaseKey, Look] | None = None,
 ) -> GateOutcome:
-    """Compare (when a baseline is given) and check budgets; exit code 0 pass, 1 fail."""
+    """Compare (when a baseline is given) and check budgets; exit code 0 pass, 1 fail.
+
+    ``looks``: adaptive mode's alpha and finality per case (see :mod:`harness.remeasure`); default one
+    final look at ``config.alpha`` per case, the fixed gate.
+    """
     config = config or GateConfig()
     matching = _matching(baseline, candidate) if baseline is not None else None
     changed, context_notes = check_context(matching, config) if matching is not None else ({}, [])
-    verdicts = mark_context(_verdicts(matching, config), changed) if matching is not None else []
+    verdicts = mark_context(_verdicts(matching, config, looks), changed) if matching is not None else []
     missing, notes = _coverage(matching) if matching is not None else ([], [])
     verdicts += [m.verdict for m in missing if m.verdict is not None]
     breaches = check_budgets(candidate, budgets or {})

@@ -153,6 +153,35 @@ def against(results: Iterable[Result], reference: str = "cpu") -> list[tuple[Res
     return out
 
 
+def device_case_key(result: Result) -> tuple[str, str, int, str]:
+    """What must match for one case to be compared across devices: model bytes, delegate, threads, API."""
+    return (result.case.model_sha256, result.case.delegate, result.case.threads, result.case.api)
+
+
+def reference_device(results: Iterable[Result]) -> str | None:
+    """The device other devices' outputs are compared with: the first native (not emulated) one, in run order."""
+    devices = list(dict.fromkeys(r.device.id for r in results))
+    native = [d for d in devices if not any(r.device.emulated for r in results if r.device.id == d)]
+    return (native or devices or [None])[0]
+
+
+def across_devices(results: Iterable[Result], reference: str | None = None) -> list[tuple[Result, Result, Drift]]:
+    """(reference device's result, another device's result, drift) per case both ran ``ok``: cross-ISA drift.
+
+    The same case (model bytes, delegate, threads, API) on the same seeded inputs on two devices: an
+    emulated arm64 device against the x86 host shows what the ISA (its kernels, its float paths) changes.
+    ``reference`` defaults to :func:`reference_device`.
+    """
+    results = [r for r in results if r.status == "ok"]
+    reference = reference or reference_device(results)
+    refs: dict[tuple[str, str, int, str], Result] = {}
+    for r in results:
+        if r.device.id == reference:
+            refs.setdefault(device_case_key(r), r)
+    return [(refs[device_case_key(r)], r, drift(refs[device_case_key(r)].outputs, r.outputs))
+            for r in results if r.device.id != reference and device_case_key(r) in refs]
+
+
 def fmt(metric: str, value: float | bool | None) -> str:
     """A metric for a table: ``1.2e-06``, ``0.999998``, ``126.4 dB``, ``inf``, ``yes``/``NO``, ``-``."""
     if value is None:
@@ -168,17 +197,21 @@ def fmt(metric: str, value: float | bool | None) -> str:
     return f"{value:.3g}"
 
 
-def table(rows: list[tuple[Result, Result, Drift]]) -> str:
-    """The ``harness drift`` table: one line per output tensor of each delegate against the reference."""
+def table(rows: list[tuple[Result, Result, Drift]], *, across_devices: bool = False) -> str:
+    """The ``harness drift`` table: one line per output tensor of each delegate against the reference.
+
+    ``across_devices``: the rows come from :func:`across_devices`; ``vs`` names the reference device.
+    """
     head = ("case", "vs", "output", "values", "max_abs", "rel_l2", "cosine", "psnr", "top1")
     lines = [head]
     for ref, res, d in rows:
+        vs = ref.device.id if across_devices else ref.case.delegate
         if d.problem:
-            lines.append((res.case.case_id, ref.case.delegate, "-", "-", d.problem, "", "", "", ""))
+            lines.append((res.case.case_id, vs, "-", "-", d.problem, "", "", "", ""))
             continue
         for t in d.tensors:
             n = f"{t.n_values}" + ("" if t.exact else " (sample)") + (" nonfinite" if t.nonfinite else "")
-            lines.append((res.case.case_id, ref.case.delegate, t.name, n, fmt("max_abs", t.max_abs),
+            lines.append((res.case.case_id, vs, t.name, n, fmt("max_abs", t.max_abs),
                           fmt("rel_l2", t.rel_l2), fmt("cosine", t.cosine), fmt("psnr_db", t.psnr_db),
                           fmt("top1", t.top1)))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]

@@ -43,6 +43,7 @@ from harness.results import (
     Accelerator,
     CaseInfo,
     DeviceInfo,
+    Endpoint,
     Energy,
     Latency,
     Memory,
@@ -256,7 +257,8 @@ class CaseRunner:
         case, info = job.entry.case, facts.info
         m, runner = case.model, registry.runner(job.runner)
         npu_backend = facts.profile.npu_backend if facts.profile is not None else "CPU"
-        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend)
+        task = Task(case.delegate, case.threads, m.run, m.tool, info.abi, npu_backend,
+                    network=m.network.profile(case.network) if case.network else None, client=m.network.client)
         raws, outcomes = [], []
         dlog = DeviceLogger(log, {"device": device.id})
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
@@ -306,6 +308,7 @@ class CaseRunner:
                 {"harness": __version__, **first.environment}, device.capabilities())},
             min_duration_s=minimum[0] if minimum is not None else None,
             actual_runs=runs if runs != m.run.measured_runs else None,
+            endpoint=assemble.endpoint_over(outcomes),
         )
 
     def _repetition(self, device: Device, runner: Runner, task: Task,
@@ -350,7 +353,7 @@ class CaseRunner:
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
                 delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
                 context: dict[str, str] | None = None, min_duration_s: float | None = None,
-                actual_runs: int | None = None) -> Result:
+                actual_runs: int | None = None, endpoint: Endpoint | None = None) -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -358,7 +361,8 @@ class CaseRunner:
                 case_id=case_id, model=m.name, model_sha256=artifact.sha256 if artifact else "",
                 delegate=case.delegate, threads=case.threads, runner=runner or m.run.runner,
                 model_path=str(artifact.path) if artifact else str(m.path or m.zoo or ""),
-                api=m.run.api_for(case.delegate),
+                # an endpoint case is invoked remotely under its network profile: part of its identity across runs
+                api=f"remote-{case.network}" if case.network else m.run.api_for(case.delegate),
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
@@ -369,6 +373,7 @@ class CaseRunner:
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
             delegates=tuple(delegates), ops=tuple(ops), accelerator=accelerator, context=dict(context or {}),
+            endpoint=endpoint,
         )
 
     def _finish(self, result: Result) -> Result:
@@ -441,7 +446,7 @@ def run_suite(
     stopped: list[str] = []  # devices that stopped before their last case
     closed = False
 
-    entries = plan.expand(suite.cases(), [d.id for d in devices])
+    entries = plan.expand(suite.cases() + suite.endpoint_cases(), [d.id for d in devices])
 
     def one_device(device: Device) -> None:
         try:

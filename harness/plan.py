@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.devices.base import Capabilities
+from harness.devices.discovery import is_endpoint_id
 from harness.names import sanitise
 from harness.profiles import Profile
 from harness.results import DeviceInfo
-from harness.runners import benchmark_model, ios_app, litert_benchmark, litert_python
+from harness.runners import benchmark_model, endpoint, ios_app, litert_benchmark, litert_python
 from harness.suite import Case
 
 
@@ -62,23 +63,30 @@ class Skip:
     reason: str
 
 def expand(cases: Iterable[Case], device_ids: Sequence[str]) -> list[Entry]:
-    """Every case on every device, device by device (the order a device runs its cases in)."""
+    """Every case on every device, device by device (the order a device runs its cases in): on-device cases on
+    devices, network-profile cases on endpoints (told apart by the id's form, before any device is opened)."""
     listed = list(cases)
-    return [Entry(case, device_id) for device_id in device_ids for case in listed]
+    return [Entry(case, device_id) for device_id in device_ids for case in listed
+            if bool(case.network) == is_endpoint_id(device_id)]
 
 def decide(entry: Entry, facts: DeviceFacts) -> Job | Skip:
     """Job or skip for one entry, from the device's facts (profile first, then the runner)."""
     case = entry.case
+    if bool(case.network) != facts.capabilities.endpoint:
+        return Skip(entry, f"network profile {case.network!r} applies to endpoint devices only" if case.network
+                    else f"{entry.device_id} is an endpoint: its cases run under a network profile")
     if facts.profile is not None and not facts.profile.supports(case.delegate):
         return Skip(entry, facts.profile.lacks_reason(case.delegate))
     runner = _runner(case, facts, entry.device_id)
     return Job(entry, runner) if runner in _RUNNABLE else Skip(entry, runner)
 
-_RUNNABLE = (litert_python.NAME, benchmark_model.NAME, litert_benchmark.NAME, ios_app.NAME)
+_RUNNABLE = (litert_python.NAME, benchmark_model.NAME, litert_benchmark.NAME, ios_app.NAME, endpoint.NAME)
 
 def _runner(case: Case, facts: DeviceFacts, device_id: str) -> str:
     """The runner's name, or why none can run the case on this device."""
     caps, abi = facts.capabilities, facts.info.abi
+    if caps.endpoint:
+        return endpoint.NAME
     if caps.app_host:
         return ios_app.NAME
     if not caps.shell:

@@ -26,8 +26,8 @@ from typing import Any
 from harness import tomlfile
 from harness.errors import ConfigError, ProfileError
 
-PLATFORMS = ("android", "ios", "host")
-DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual")
+PLATFORMS = ("android", "ios", "host", "endpoint")
+DEVICE_CLASSES = ("flagship", "midrange", "lowend", "desktop", "virtual", "server")
 _REQUIRED = ("name", "platform")
 # Top-level keys and their types; the four sampler tables are checked against the samplers' dataclasses.
 _KNOWN: dict[str, Any] = {
@@ -35,7 +35,7 @@ _KNOWN: dict[str, Any] = {
     "tags": tuple[str, ...], "delegates": tuple[str, ...], "nnapi_accelerators": tuple[str, ...], "priority": int,
     "neural_engine_cores": int, "match": dict[str, tuple[str, ...] | str], "properties": dict[str, str],
     "energy": dict, "thermal": dict, "cooldown": dict, "throttle": dict, "notes": str,
-    "unavailable": dict[str, str], "npu_backend": str,
+    "unavailable": dict[str, str], "npu_backend": str, "emulation": str,
 }
 # Values a sampler setting may take beyond its type: (test, what the test asks for).
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -57,6 +57,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_iterations": (lambda v: v >= 1, "an integer >= 1"),
     "mode": (lambda v: v in ("off", "threshold", "pause"), "one of off, threshold, pause"),
 }
+#: `emulation`: the device's code runs translated on another CPU (its latencies are labelled emulated, never gated
+#: against another device); qemu-aarch64 = arm64 code under qemu-user (the arm64 virtual device).
+EMULATIONS = ("qemu-aarch64",)
 NPU_BACKENDS = ("CPU", "GPU", "NPU")  # `npu_backend`: the OpenVINO device the host's npu delegate compiles to
 
 
@@ -75,6 +78,7 @@ class Profile:
     properties: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     npu_backend: str = "CPU"  # the OpenVINO device the host's npu delegate compiles to (one of NPU_BACKENDS)
+    emulation: str = ""  # one of EMULATIONS: the device's code is translated (latencies labelled emulated)
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
@@ -201,6 +205,9 @@ def _validate(data: dict[str, Any], src: tomlfile.Source) -> None:
     if data.get("npu_backend", "CPU") not in NPU_BACKENDS:
         raise src.error(f"unknown npu_backend {data['npu_backend']!r}", "npu_backend",
                         hint=f"allowed: {', '.join(NPU_BACKENDS)}")
+    if data.get("emulation", "") and data["emulation"] not in EMULATIONS:
+        raise src.error(f"unknown emulation {data['emulation']!r}", "emulation",
+                        hint=f"allowed: {', '.join(EMULATIONS)}")
     if data.get("device_class", "") and data["device_class"] not in DEVICE_CLASSES:
         raise src.error(f"unknown device_class {data['device_class']!r}", "device_class",
                         hint=f"allowed: {', '.join(DEVICE_CLASSES)}")
@@ -226,6 +233,7 @@ def parse_profile(data: dict[str, Any], path: Path, text: str = "") -> Profile:
         properties=dict(data.get("properties", {})),
         unavailable=dict(data.get("unavailable", {})),
         npu_backend=data.get("npu_backend", "CPU"),
+        emulation=data.get("emulation", ""),
         extra=extra,
         path=str(path),
     )

@@ -144,7 +144,7 @@ class SuiteFile(pytest.File):
         except HarnessError as exc:
             raise self.CollectError(escape_lines(str(exc))) from None
         hs = self.config.stash[_SESSION_KEY]
-        entries = expand(suite.cases(), hs.device_ids)
+        entries = expand(suite.cases() + suite.endpoint_cases(), hs.device_ids)
         for device_id in hs.device_ids:
             mine = [e for e in entries if e.device_id == device_id]
             hs.note_collected(device_id, [e.case for e in mine])

@@ -143,6 +143,10 @@ class Thermal:
     freq_ratio_before: float | None = None
     freq_ratio_after: float | None = None
     other_cpu_fraction: float | None = None  # share of all host (or device) CPUs other work used (samplers.contention)
+    other_cpu_max: float | None = None  # ... in the repetition where it was largest
+    drift: float | None = None  # latency drift, last third of iterations over the first third, minus 1
+    drift_cause: str | None = None  # thermal | contention | unknown (samplers.throttle); None: no drift over the limit
+    drift_why: str = ""  # the drift and the evidence for its cause, in words
 
 
 VERDICTS = ("full", "partial", "fallback", "failed")
@@ -184,6 +188,35 @@ class Accelerator:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A case run against an inference endpoint: what went over the network, per measured request in order
+    (every repetition's requests one after another; the latency samples are the end-to-end times).
+
+    ``server_compute_us``: the server's own compute time where it reports it (None where it does not);
+    ``network_us``: end-to-end minus server compute (network, (de)serialisation, client and server framework);
+    bytes as they crossed the shaping proxy, HTTP headers and retries included. ``cold_request_us``: the first
+    request after the server started, when this case sent it (``cold_note`` says why not otherwise).
+    ``client``: the policy; ``counts``: how often it kicked in (retries, timeouts, errors, cache hits, failed
+    requests) and the faults the proxy injected (stalls, resets, retransmissions).
+    """
+
+    protocol: str
+    url: str
+    network: str
+    network_method: str
+    network_profile: dict[str, Any] = field(default_factory=dict)
+    client: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    server_compute_us: tuple[float | None, ...] = ()
+    network_us: tuple[float | None, ...] = ()
+    request_bytes: tuple[int, ...] = ()
+    response_bytes: tuple[int, ...] = ()
+    cold_request_us: float | None = None
+    cold_note: str = ""
+    energy_note: str = ""
+
+
+@dataclass(frozen=True)
 class DeviceInfo:
     """What we know of the device a result was measured on."""
 
@@ -198,6 +231,10 @@ class DeviceInfo:
     cores: int | None = None
     device_class: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: What translates the device's code when it is emulated (``qemu-aarch64: qemu-aarch64-static 7.2.22 ...``);
+    #: empty for native hardware. An emulated device's latencies are labelled ``emulated`` and never gated
+    #: against another device's; its outputs are real (cross-ISA drift).
+    emulated: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,6 +288,7 @@ class Result:
     started_at: str = ""
     finished_at: str = ""
     schema: int = SCHEMA_VERSION
+    endpoint: Endpoint | None = None  # set for a case run against an inference endpoint (docs/server.md)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -310,6 +348,7 @@ class Result:
             started_at=data.get("started_at", ""),
             finished_at=data.get("finished_at", ""),
             schema=SCHEMA_VERSION,
+            endpoint=_endpoint(data.get("endpoint")),
         )
 
 
@@ -320,6 +359,16 @@ def _accelerator(data: Any) -> Accelerator | None:
     if not isinstance(data, dict):
         raise TypeError(f"accelerator: expected an object, got {type(data).__name__}")
     return Accelerator(**{**data, "evidence": tuple(data.get("evidence") or ())})
+
+
+def _endpoint(data: Any) -> Endpoint | None:
+    """The optional ``endpoint`` entry (absent for on-device cases and in older records)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError(f"endpoint: expected an object, got {type(data).__name__}")
+    tuples = ("server_compute_us", "network_us", "request_bytes", "response_bytes")
+    return Endpoint(**{**data, **{k: tuple(data.get(k) or ()) for k in tuples}})
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

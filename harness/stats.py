@@ -295,6 +295,38 @@ def compare(
     )
 
 
+SPENDING = ("pocock", "obf")
+
+
+def alpha_spent(t: float, alpha: float, kind: str = "pocock") -> float:
+    """Type-I error spent by information fraction ``t`` (0..1) of a sequential test of level ``alpha``.
+
+    Lan-DeMets spending functions: ``pocock`` (``alpha * ln(1 + (e - 1) t)``: spends early, so a clear
+    change stops at the first looks) and ``obf`` (O'Brien-Fleming type, ``2 - 2 Phi(z_{alpha/2} / sqrt t)``:
+    almost nothing early, nearly all of ``alpha`` at the last look). Both reach ``alpha`` at ``t = 1``.
+    Testing look ``k`` at the increment ``alpha_spent(t_k) - alpha_spent(t_{k-1})`` keeps the chance of
+    any false alarm over all looks at or below ``alpha`` whatever the correlation between looks (union bound).
+    """
+    if kind not in SPENDING:
+        raise ValueError(f"spending {kind!r} is not one of {', '.join(SPENDING)}")
+    t = min(max(float(t), 0.0), 1.0)
+    if t <= 0.0:
+        return 0.0
+    if kind == "pocock":
+        return alpha * math.log1p((math.e - 1.0) * t)
+    return min(alpha, float(2.0 * _sps.norm.sf(_sps.norm.isf(alpha / 2.0) / math.sqrt(t))))
+
+
+def p_within(baseline_centers: Sequence[float], candidate_centers: Sequence[float], limit: float) -> float:
+    """One-sided p-value against "the candidate is ``limit`` x the baseline or slower" (same log-ratio test).
+
+    Small: the slowdown is shown to stay below ``limit`` (a non-inferiority test; the gate's "same" when
+    the runs are noisy). Fewer than two repetitions on a side gives NaN.
+    """
+    shifted = [c / limit for c in candidate_centers]
+    return log_ratio_test(baseline_centers, shifted)[1]
+
+
 def speedup_statement(ratio: float, interval: Interval | None = None) -> str:
     """Say a time ratio (candidate/baseline) as a speedup with its interval.
 

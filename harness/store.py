@@ -82,6 +82,10 @@ _RESULTS_COLUMNS = (("ci_low_us", "REAL"), ("ci_high_us", "REAL"))
 _REINDEX_HINT = "`harness reindex --store DIR` rebuilds it from the JSONL files"
 
 
+#: In the suite name of a run holding the repetitions adaptive mode added: ``<suite>.remeasure-of-<run id>``.
+REMEASURE_MARK = ".remeasure-of-"
+
+
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus 6 random hex digits."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -386,7 +390,8 @@ class Store(ABC):
         if not runs:
             raise StoreError(f"no runs recorded in {self.location}", hint="run `harness run SUITE` first")
         if ref == "latest":
-            measured = [r for r in runs if not r.imported]
+            # never an imported baseline, nor the repetitions `harness gate --remeasure` added (harness.remeasure)
+            measured = [r for r in runs if not r.imported and REMEASURE_MARK not in r.suite]
             if not measured:
                 raise StoreError(f"no run measured in {self.location} yet (only imported baselines)",
                                  hint="`latest` never means an imported baseline; run `harness run SUITE` first")

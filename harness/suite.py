@@ -17,6 +17,8 @@ from typing import Any
 
 from harness import tomlfile
 from harness.config import ProjectConfig
+from harness.devices.endpoint import network as net_profiles
+from harness.devices.endpoint.network import ClientPolicy, NetworkSettings, custom_profile
 from harness.errors import ConfigError, ModelError, SuiteError, UsageError
 from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule, parse_percent
 from harness.names import RULE, problem, sanitise
@@ -31,6 +33,7 @@ RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
              "max_drift", "tolerate")
+GATE_KEYS += ("remeasure", "max_repetitions", "max_seconds", "spending")  # adaptive repetitions (harness.remeasure)
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
 # Per-case settings: allowed in [suite] as defaults and in [[models]] as overrides.
@@ -46,7 +49,8 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "npu": dict,
     "min_duration_s": (int, float),
 }
-_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "require": dict}
+_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "require": dict, "network": dict}
+NETWORK_KEYS = ("profiles", "timeout_s", "retries", "backoff_ms", "cache", "profile")
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
 # Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
@@ -88,6 +92,8 @@ class ModelSpec:
     accelerator: str | None = None
     #: ``[suite] require``: what a device must be (battery, thermal status, idle CPUs) before its cases run.
     require: Requirements = field(default_factory=Requirements)
+    #: ``[suite.network]``: the network profiles endpoint devices run this model under, and the client policy.
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
     def settings_record(self) -> dict[str, Any]:
         """The settings a result keeps of this model (read back by :func:`harness.gate.stored_settings`;
@@ -98,15 +104,21 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Case:
-    """One unit of work: a model with one delegate and one thread count (a device is chosen at run time)."""
+    """One unit of work: a model with one delegate and one thread count (a device is chosen at run time).
+
+    ``network`` names the network profile of a case meant for an endpoint device (``""``: an on-device case).
+    """
 
     model: ModelSpec
     delegate: str
     threads: int
+    network: str = ""
 
     def case_id(self, device_label: str) -> str:
-        """``face_landmark[host-xnnpack-t1]``: the pytest item id and the report's row label."""
-        return f"{self.model.name}[{device_label}-{self.delegate}-t{self.threads}]"
+        """``face_landmark[host-xnnpack-t1]``: the pytest item id and the report's row label
+        (``face_landmark[kserve-...-cpu-t1-4g]`` for an endpoint case under ``4g``)."""
+        suffix = f"-{self.network}" if self.network else ""
+        return f"{self.model.name}[{device_label}-{self.delegate}-t{self.threads}{suffix}]"
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,16 @@ class Suite:
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     tool: ToolConfig = field(default_factory=ToolConfig)
     require: Requirements = field(default_factory=Requirements)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
     def cases(self) -> list[Case]:
         return [Case(m, d, t) for m in self.models for d in m.delegates for t in m.threads]
+
+    def endpoint_cases(self) -> list[Case]:
+        """One case per model and network profile (``direct`` when the suite names none), for endpoint devices
+        (:func:`harness.plan.expand` gives them only to those). The server runs its own delegate, recorded as
+        ``cpu``: the reference ``harness serve-model`` runs by default."""
+        return [Case(m, "cpu", 1, n) for m in self.models for n in (m.network.profiles or ("direct",))]
 
 
 class _Ctx(tomlfile.Source):
@@ -373,6 +392,60 @@ def _parse_require(ctx: _Ctx, require: dict[str, Any]) -> Requirements:
     if "other_cpu_max" in values:
         values["other_cpu_max"] = parse_percent(values["other_cpu_max"])
     return Requirements(**{k: float(v) if k != "thermal_status_max" else v for k, v in values.items()})
+_PCT_KEYS = ("loss_pct", "stall_pct", "reset_pct")
+
+
+def _parse_network(ctx: _Ctx, net: dict[str, Any]) -> NetworkSettings:
+    """``[suite.network]``: profiles (named or ``[suite.network.profile.NAME]``) and the client policy."""
+    table = "suite.network"
+    _reject_unknown(ctx, net, set(NETWORK_KEYS), table)
+    custom = {}
+    own = net.get("profile", {})
+    if not isinstance(own, dict):
+        raise ctx.error("profile must be a table of [suite.network.profile.NAME] tables", "profile", table)
+    for name, values in own.items():
+        where = f"{table}.profile"
+        if problem(name) is not None or not isinstance(values, dict):
+            raise ctx.error(f"profile {name!r} must be a table with a plain name ({RULE})", name, where)
+        _reject_unknown(ctx, values, set(net_profiles.PROFILE_KEYS), f"{where}.{name}")
+        for key, value in values.items():
+            if key == "method":
+                if value not in net_profiles.METHODS:
+                    raise ctx.error(f"unknown method {value!r}", key, f"{where}.{name}",
+                                    hint=f"allowed: {', '.join(net_profiles.METHODS)}")
+                continue
+            high = 100.0 if key in _PCT_KEYS else 600_000.0 if key.endswith("_ms") else 10_000_000.0
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+                raise ctx.error(f"must be a number from 0 to {high:g}, got {value!r}", key, f"{where}.{name}",
+                                hint="delays in ms, rates in kbit/s (0 = unlimited), loss/stall/reset in %")
+        custom[name] = custom_profile(name, values)
+    profiles = net.get("profiles", [])
+    known = {**net_profiles.PROFILES, **custom}
+    if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+        raise ctx.error("profiles must be a list of profile names", "profiles", table)
+    for name in profiles:
+        if name not in known:
+            raise ctx.error(f"unknown network profile {name!r}", "profiles", table,
+                            hint=f"known: {', '.join(known)}; or define [suite.network.profile.{name}]")
+    if len(set(profiles)) != len(profiles):
+        raise ctx.error("a network profile is listed twice", "profiles", table)
+    policy = ClientPolicy()
+    checks = {"timeout_s": (0.001, 3600.0), "retries": (0, 10), "backoff_ms": (0.0, 60_000.0)}
+    values: dict[str, Any] = {}
+    for key, (low, high) in checks.items():
+        if key in net:
+            v = net[key]
+            whole = key == "retries"
+            if (isinstance(v, bool) or not isinstance(v, int if whole else int | float)
+                    or not low <= v <= high):
+                raise ctx.error(f"must be {'a whole number' if whole else 'a number'} from {low:g} to {high:g}, "
+                                f"got {v!r}", key, table)
+            values[key] = v if whole else float(v)
+    if "cache" in net:
+        if not isinstance(net["cache"], bool):
+            raise ctx.error(f"must be true or false, got {net['cache']!r}", "cache", table)
+        values["cache"] = net["cache"]
+    return NetworkSettings(tuple(profiles), MappingProxyType(custom), replace(policy, **values))
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -438,6 +511,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: ToolCon
         "gate": _parse_gate(ctx, data.get("gate", {})),
         "cooldown": _parse_cooldown(ctx, head.get("cooldown", {})),
         "require": _parse_require(ctx, head.get("require", {})),
+        "network": _parse_network(ctx, head.get("network", {})),
     }
     models = tuple(_parse_model(ctx, raw, defaults, i, shared) for i, raw in enumerate(models_raw))
     names = [m.name for m in models]

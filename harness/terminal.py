@@ -65,6 +65,7 @@ class CaseRow:
     n: int
     repetitions: int
     speedup: float | None  # the cpu case's median / this case's median: > 1 is faster
+    emulated: bool = False  # the device's code is translated (qemu-user): its latencies are not hardware figures
 
 
 def _latency(result: Result) -> tuple[float | None, float | None]:
@@ -97,8 +98,11 @@ def case_rows(results: Sequence[Result]) -> list[CaseRow]:
         speedup = figures[id(base)][0] / median if base is not None and median else None  # type: ignore[operator]
         lat = r.latency
         rows.append(CaseRow(
-            r.case.case_id, r.case.model, r.device.id, r.case.delegate, r.case.threads, r.status, r.reason,
-            median, p90, lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, speedup))
+            r.case.case_id, r.case.model, r.device.id,
+            f"{r.case.delegate} @{r.endpoint.network}" if r.endpoint else r.case.delegate,  # an endpoint's profile
+            r.case.threads, r.status, r.reason,
+            median, p90, lat.n_iterations if lat else 0, len(lat.repetitions) if lat else 0, speedup,
+            bool(r.device.emulated)))
     return rows
 
 
@@ -121,9 +125,16 @@ def _clock(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
 
 
+def _emulated(figure: str, row: CaseRow) -> str:
+    """A latency figure of an emulated device carries the label wherever it is shown."""
+    return f"{figure} emulated" if row.emulated and figure != "—" else figure
+
+
 def case_line(result: Result, done: int, total: int, elapsed_s: float) -> str:
     """``[host 2/4] face[host-xnnpack-t1]: ok, median 1.23 ms (0:00:03)``: one finished case, escaped."""
     what = f"median {fmt_ms(_latency(result)[0])}" if result.status == "ok" else _reason(result.reason)
+    if result.status == "ok" and result.device.emulated:
+        what += " (emulated)"
     head = escape(f"[{result.device.id} {done}/{total}] {result.case.case_id}: {result.status}")
     return f"{head}, {what} ({_clock(elapsed_s)})"
 
@@ -227,11 +238,16 @@ class RunDisplay:
             table.add_row(
                 Text(escape(row.model)), Text(escape(row.device)), Text(escape(row.delegate)), str(row.threads),
                 Text(escape(row.status), style=_STYLE.get(row.status, "") if self.live else ""),
-                fmt_ms(row.median_us), fmt_ms(row.p90_us), str(row.n),
+                _emulated(fmt_ms(row.median_us), row), _emulated(fmt_ms(row.p90_us), row), str(row.n),
                 fmt_x(row.speedup))
         console = self.console if self.live else Console(file=self.console.file, width=10_000, no_color=True,
                                                          highlight=False)
         console.print(table, markup=False, crop=False)
+        emulated = sorted({r.device.id: r.device.emulated for r in results if r.device.emulated}.items())
+        for device, how in emulated:
+            console.print(Text(f"emulated: {escape(device)} runs translated code ({escape(how)}); its latencies "
+                               "measure the emulator, not hardware, and are never gated against another device"),
+                          markup=False, soft_wrap=True)
         for row in rows:
             if row.status != "ok":
                 console.print(Text(f"{escape(row.case_id)}: {escape(row.status)}: {_reason(row.reason)}"),

@@ -321,3 +321,44 @@ def test_ambiguous_names_on_same_bytes_are_not_guessed():
     cand = [make_result("r2", seed=3, model="c")]
     with pytest.raises(g.NoCommonCases, match="no case pairs up by name"):
         g.gate(base, cand, FAST)
+
+
+def _drifted(run_id, seed, cause, factor=1.0, **kw):
+    """A result whose latency drifted, attributed to ``cause`` (None: a record from before attribution)."""
+    r = make_result(run_id, seed=seed, factor=factor, **kw)
+    if cause is None:
+        thermal = Thermal("old", throttled=True, throttle_reasons=("latency drifted +40% (last third ...)",))
+    else:
+        thermal = Thermal("t", throttled=cause == "thermal", drift=0.4, drift_cause=cause,
+                          throttle_reasons=("cpu0 capped",) if cause == "thermal" else (),
+                          drift_why="latency drifted +40%; other work took 48% of the CPUs", other_cpu_max=0.48)
+    return replace(r, thermal=thermal)
+
+
+@pytest.mark.parametrize("cause", ["contention", "unknown", None])
+def test_drift_without_thermal_evidence_is_named_and_does_not_make_a_decidable_case_noisy(cause):
+    """A busy host's drift used to read 'thermal throttling' and fail the gate: now it is named and the test decides."""
+    label = {"contention": "contention", "unknown": "cause unknown", None: "cause unknown"}[cause]
+    out = g.gate([_drifted("a", 1, cause)], [_drifted("b", 2, cause)], FAST)
+    (v,) = out.verdicts
+    assert v.verdict == "same" and out.exit_code == 0
+    assert f"latency drift in the baseline run ({label}" in v.why and "excluded" in v.why
+    assert "thermal throttling" not in v.why
+    slow = g.gate([_drifted("a", 1, cause)], [_drifted("b", 2, cause, factor=1.3)], FAST)
+    assert slow.verdicts[0].verdict == "slower" and "despite latency drift" in slow.verdicts[0].why
+
+
+def test_drift_with_thermal_evidence_stays_noisy():
+    out = g.gate([make_result(seed=1)], [_drifted("b", 2, "thermal")], FAST)
+    assert out.verdicts[0].verdict == "noisy" and "thermal throttling flagged in the candidate" in out.verdicts[0].why
+
+
+def test_soft_noise_that_the_test_cannot_settle_is_noisy_and_undecided():
+    """High CV with few repetitions: neither a slowdown shown nor excluded; more repetitions could decide it."""
+    out = g.gate([make_result(seed=1, rep_cv=0.4)], [make_result("b", seed=2, rep_cv=0.4, n_reps=5)], FAST)
+    (v,) = out.verdicts
+    assert v.verdict == "noisy" and "neither shown nor excluded" in v.why
+    look = {v.key: g.Look(alpha=0.004, final=False)}
+    (adaptive,) = g.gate([make_result(seed=1, rep_cv=0.4)], [make_result("b", seed=2, rep_cv=0.4, n_reps=5)],
+                         FAST, looks=look).verdicts
+    assert adaptive.undecided and adaptive.alpha == 0.004

@@ -201,11 +201,8 @@ def test_an_imported_baseline_never_becomes_latest(tmp_path: Path) -> None:
     assert store.runs()[0].run_id == imported and store.runs()[0].imported
 
 
-@pytest.fixture(scope="module")
-def measured_store(tmp_path_factory: pytest.TempPathFactory, zoo_models: dict[str, Path]) -> Path:
-    """One real host run of a tiny suite."""
-    root = tmp_path_factory.mktemp("hostile")
-    suite = root / "tiny.toml"
+def _write_tiny_suite(suite: Path, zoo_models: dict[str, Path]) -> None:
+    """One real model, one delegate, two measured runs: the smallest run that stores a result."""
     suite.write_text(f"""
 [suite]
 name = "tiny"
@@ -217,6 +214,14 @@ warmup_runs = 1
 path = "{zoo_models['face_detection_front']}"
 name = "blazeface"
 """)
+
+
+@pytest.fixture(scope="module")
+def measured_store(tmp_path_factory: pytest.TempPathFactory, zoo_models: dict[str, Path]) -> Path:
+    """One real host run of a tiny suite."""
+    root = tmp_path_factory.mktemp("hostile")
+    suite = root / "tiny.toml"
+    _write_tiny_suite(suite, zoo_models)
     out = root / "out"
     proc = harness("run", str(suite), "--out", str(out), "--no-report")
     assert proc.returncode == 0, proc.stderr
@@ -250,17 +255,7 @@ def test_importing_a_lexically_last_baseline_never_makes_the_gate_compare_it_wit
 # -- a corrupt index -------------------------------------------------------------------------------------
 def test_corrupt_index_does_not_block_a_run_and_reindex_restores_it(tmp_path: Path, zoo_models: dict) -> None:
     suite = tmp_path / "tiny.toml"
-    suite.write_text(f"""
-[suite]
-name = "tiny"
-delegates = ["xnnpack"]
-repetitions = 1
-measured_runs = 2
-warmup_runs = 1
-[[models]]
-path = "{zoo_models['face_detection_front']}"
-name = "blazeface"
-""")
+    _write_tiny_suite(suite, zoo_models)
     out = tmp_path / "out"
     first = harness("run", str(suite), "--out", str(out), "--no-report")
     assert first.returncode == 0, first.stderr

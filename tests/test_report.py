@@ -335,3 +335,19 @@ def test_readings_methods_are_written_once_and_cited(measured):
     assert section.count('href="#reading-note-2"') == len(results)
     assert '<li id="reading-note-2">' in section
     assert '<th class="num">gross</th>' not in section  # no row has an energy figure: no all-dash columns
+
+
+def test_drift_is_shown_with_its_attributed_cause_not_as_throttling():
+    from harness.results import Thermal
+
+    def result(run: str, cause: str) -> Result:
+        rep = Repetition(samples_us=tuple(1000.0 + i for i in range(30)))
+        thermal = Thermal("thermal_zone", before_c={"cpu": 40.0}, after_c={"cpu": 41.0}, drift=0.4, drift_cause=cause,
+                          drift_why=f"latency drifted +40%; {cause} evidence", other_cpu_fraction=0.5)
+        return Result(run, CaseInfo(f"m[{cause}]", "m", "a" * 64, "cpu", 1, "pyrunner"), DeviceInfo("host", "host"),
+                      "ok", latency=Latency("perf_counter_ns", (rep,)), thermal=thermal)
+
+    page = render_html([result("r1", "contention"), result("r2", "unknown")])
+    assert "drift (contention)</strong>: latency drifted +40%; contention evidence" in page
+    assert "drift (cause unknown)</strong>" in page and "<strong>throttled</strong>" not in page
+    assert "<dt>latency drift</dt><dd>contention: latency drifted +40%" in page

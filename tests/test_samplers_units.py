@@ -85,7 +85,26 @@ def test_latency_drift_flags_a_slowdown_only():
     assert throttle.latency_drift(slow) == pytest.approx(0.5)
     snap = thermal.ThermalSnapshot()
     assert throttle.assess(snap, snap, flat, throttle.ThrottleLimits(), 2) == ()
-    assert "latency drifted" in throttle.assess(snap, snap, slow, throttle.ThrottleLimits(latency_drift=0.2), 2)[0]
+    heat = throttle.ThrottleLimits(latency_drift=0.2, drift_means_heat=True)
+    assert "latency drifted" in throttle.assess(snap, snap, slow, heat, 2)[0]
+
+
+def test_drift_is_throttling_only_with_thermal_evidence():
+    """Drift is attributed: heat needs evidence (or the profile's word), contention needs the CPU reading."""
+    slow = [1000.0] * 10 + [1200.0] * 10 + [1500.0] * 10
+    cool, limits = thermal.ThermalSnapshot({"cpu": 40.0}), throttle.ThrottleLimits(latency_drift=0.2)
+    unknown = throttle.judge(cool, cool, slow, limits, 2, other_cpu=0.02)
+    assert unknown.reasons == () and unknown.drift_cause == "unknown" and unknown.drift == pytest.approx(0.5)
+    assert "no thermal or frequency evidence" in unknown.drift_why
+    busy = throttle.judge(cool, cool, slow, limits, 2, other_cpu=0.5)
+    assert busy.reasons == () and busy.drift_cause == "contention" and "other work took 50%" in busy.drift_why
+    capped = thermal.ThermalSnapshot({"cpu": 40.0}, freqs_khz={"cpu0": (600, 1000, 600)})
+    hot = throttle.judge(cool, capped, slow, limits, 2, other_cpu=0.5)  # evidence wins over contention
+    assert hot.drift_cause == "thermal" and any("attributed to heat" in r for r in hot.reasons)
+    warm = throttle.judge(cool, thermal.ThermalSnapshot({"cpu": 55.0}), slow, limits, 2)
+    assert warm.drift_cause == "thermal" and "cpu warmed 15.0 C" in warm.drift_why
+    flat = throttle.judge(cool, thermal.ThermalSnapshot({"cpu": 55.0}), [1000.0] * 30, limits, 2)
+    assert flat == throttle.Assessment((), 0.0)  # warming without drift is not throttling
 
 
 def test_cooldown_modes_and_a_temperature_that_stops_falling():

@@ -29,9 +29,6 @@ EXCLUDED = {
     "AbbTest.test_smoke": "abb (Android Binder Bridge) needs the device's binder services, which a host has not",
     "RootUnrootTest.test_root_unroot": "adb root/unroot restart adbd as another uid; the device runs as the host user",
     "WindowsConsoleTest.test_unicode_output": "Windows only (the suite skips it elsewhere)",
-    "ForwardReverseTest.test_forward_reverse_echo": "a race in the virtual device's forward/reverse relay: it can "
-    "close before the reverse side's reply reaches the host (the listener reads b''); it failed in 2 of 4 full CI "
-    "runs, also when run again on its own, so it is excluded until the relay is fixed (it passes otherwise)",
 }
 
 # Runs inside the suite's directory: loads test_device, runs it, writes {Class.test: outcome} as JSON.

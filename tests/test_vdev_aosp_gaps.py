@@ -126,6 +126,37 @@ def test_forward_reaches_a_device_listener_and_reverse_reaches_the_host(adb_clie
     adb_client.run("reverse", "--remove-all", serial=connected.address)
 
 
+def test_forward_into_a_reverse_listener_echoes_every_time(adb_client, connected):  # noqa: F811
+    """AOSP's ``test_forward_reverse_echo``, 25 times: host → forward → the device's reverse listener → host.
+
+    The device used to send the reverse listener's ``OPEN`` before its ``OKAY`` for the forward, and the adb
+    server then closed the forward without sending the client's bytes (about one run in four).
+    """
+    forward_port, reverse_port = _free_port(), _free_port()
+    serial = connected.address
+    assert adb_client.run("forward", f"tcp:{forward_port}", f"tcp:{forward_port}", serial=serial).returncode == 0
+    assert adb_client.run("reverse", f"tcp:{forward_port}", f"tcp:{reverse_port}", serial=serial).returncode == 0
+    echoed = []
+    try:
+        with socket.socket() as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", reverse_port))
+            listener.listen(4)
+            listener.settimeout(10)
+            for attempt in range(25):
+                with socket.create_connection(("127.0.0.1", forward_port), timeout=10) as client:
+                    server, _ = listener.accept()
+                    with server:
+                        server.settimeout(10)
+                        client.sendall(b"hello %d" % attempt)
+                        client.close()
+                        echoed.append(server.makefile("rb").read())
+    finally:
+        adb_client.run("reverse", "--remove-all", serial=connected.address)
+        adb_client.run("forward", "--remove-all", serial=connected.address)
+    assert echoed == [b"hello %d" % attempt for attempt in range(25)]
+
+
 def test_the_device_network_is_its_own_loopback(adb_client, connected):  # noqa: F811
     """A device listener is not a host port, and forwards never leave the device's loopback."""
     port = _free_port()

@@ -200,6 +200,7 @@ def device_info(device_id: str, props: dict[str, str], cores: int | None) -> Dev
         cores=cores,
         device_class=profile.device_class,
         extra=extra,
+        emulated=props.get("edgeharness.emulated", "") or (profile.emulation and f"{profile.emulation} (its profile)"),
     )
 
 

@@ -70,13 +70,16 @@ class Capabilities:
 
     ``shell``: runs shell commands (the device is a :class:`ShellDevice`); ``app_host``: runs the
     benchmark-app contract (an :class:`AppHost`); ``shares_host_fs``: staged files are host paths,
-    nothing to push; ``probes``: readings the device can give (names in :data:`PROBES`).
+    nothing to push; ``probes``: readings the device can give (names in :data:`PROBES`); ``endpoint``: an
+    inference server reached over the network (an :class:`AppHost` whose run sends requests; network
+    profiles apply to it, ``docs/server.md``).
     """
 
     shell: bool = False
     app_host: bool = False
     shares_host_fs: bool = False
     probes: frozenset[str] = frozenset()
+    endpoint: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.probes) - PROBES

@@ -51,7 +51,19 @@ BACKENDS: dict[str, Backend] = {
                           "pip install edgeharness (adbutils is a core dependency)"),
     "ios": Backend("harness.devices.ios", "open_ios_device", "list_ios_devices",
                    "pip install 'edgeharness[ios]'"),
+    # Inference endpoints (docs/server.md): the id's scheme is the prefix (``kserve+http://HOST:PORT/MODEL``).
+    "kserve+http": Backend("harness.devices.endpoint", "open_endpoint_device", "list_endpoint_devices",
+                           "pip install 'edgeharness[server]' (tritonclient[http])"),
+    "tfserving+http": Backend("harness.devices.endpoint", "open_endpoint_device", "list_endpoint_devices",
+                              "pip install edgeharness"),
 }
+ENDPOINT_SCHEMES = ("kserve+http", "tfserving+http")
+
+
+def is_endpoint_id(device_id: str) -> bool:
+    """True for an inference endpoint's id (``SCHEME://...`` with a scheme of :data:`ENDPOINT_SCHEMES`)."""
+    scheme, sep, _ = device_id.partition("://")
+    return bool(sep) and scheme in ENDPOINT_SCHEMES
 
 
 def _backend(prefix: str, device_id: str | None = None) -> ModuleType:
@@ -77,7 +89,8 @@ class DeviceEntry:
     state: str = ""  #: the adb server's state of the device (``device``, ``unauthorized``, ...), when one lists it
 
 
-ID_HINT = "use `host`, `adb:HOST:PORT`, an adb serial, `adb-server:SERIAL`, `adb-server:HOST:PORT/SERIAL` or `ios:UDID`"
+ID_HINT = ("use `host`, `adb:HOST:PORT`, an adb serial, `adb-server:SERIAL`, `adb-server:HOST:PORT/SERIAL`, `ios:UDID` "
+           "or an endpoint `kserve+http://HOST:PORT/MODEL`")
 
 
 def local_adb_server(settings: DeviceSettings) -> ServerAddress:
@@ -117,7 +130,8 @@ def open_device(device_id: str, settings: DeviceSettings | None = None) -> Devic
     if device_id.startswith(adb_servers.PREFIX):
         parsed = adb_servers.parse_device_id(device_id)
         return _open_through_server(device_id, parsed.server or local_adb_server(settings), parsed.serial, settings)
-    prefix = device_id.split(":", 1)[0] if ":" in device_id else ""
+    prefix = device_id.partition("://")[0] if is_endpoint_id(device_id) else (
+        device_id.split(":", 1)[0] if ":" in device_id else "")
     if prefix not in BACKENDS:  # a bare serial: the local adb server's when it lists it, else adbd directly
         server = _local_server_lists(device_id, settings)
         if server is not None:
@@ -142,6 +156,16 @@ def id_problem(device_id: str) -> str | None:
         return "empty device id"
     if any(c.isspace() or not c.isprintable() for c in device_id):
         return f"device id {device_id!r} contains white space or control characters"
+    if "://" in device_id:
+        if not is_endpoint_id(device_id):
+            return f"{device_id!r}: unknown endpoint scheme (known: {', '.join(ENDPOINT_SCHEMES)})"
+        from harness.devices.endpoint.backend import parse_endpoint_id  # local: the form's one parser
+
+        try:
+            parse_endpoint_id(device_id)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if device_id.startswith("ios:"):
         return None if _IOS_UDID.fullmatch(device_id[4:]) else f"{device_id!r} has no UDID after ios: (ios:UDID)"
     if device_id.startswith(adb_servers.PREFIX):

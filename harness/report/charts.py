@@ -191,3 +191,34 @@ def gate_chart(rows: list[dict]) -> Chart | None:
                "baseline's median; grey = baseline, coloured = candidate (colour = verdict). Diamond and bar: "
                "ratio of medians with its bootstrap interval (repetitions, then iterations, resampled).")
     return Chart(title="Baseline vs candidate", svg=svg, caption=caption)
+
+
+_LOCAL, _REMOTE = "#1864ab", "#e67700"
+
+
+def hybrid_chart(model: str, options: list) -> Chart | None:
+    """On-device options and the endpoint per network profile on one axis: bar = p50, whisker to p90 (ms).
+
+    ``options`` are :class:`harness.hybrid.Option`s of one model.
+    """
+    if not options:
+        return None
+    rows = sorted(options, key=lambda o: (o.remote, o.p50_ms))
+    p50 = np.array([o.p50_ms for o in rows])
+    p90 = np.array([o.p90_ms for o in rows])
+    with matplotlib.rc_context(_RC):
+        fig = _figure(len(rows))
+        ax = fig.subplots()
+        y = np.arange(len(rows))
+        ax.barh(y, p50, xerr=np.vstack([np.zeros_like(p50), np.maximum(p90 - p50, 0)]), height=0.6, capsize=3,
+                color=[_REMOTE if o.remote else _LOCAL for o in rows], error_kw={"linewidth": 1})
+        ax.set_yticks(y, [("server · " if o.remote else "device · ") + o.label for o in rows])
+        ax.invert_yaxis()
+        if p90.max() / max(p50.min(), 1e-3) > _LOG_RANGE:
+            _log_axis(ax.xaxis)
+        ax.set_xlabel("latency (ms): bar p50, whisker p90")
+        ax.grid(axis="x", alpha=0.3)
+        svg = to_svg(fig)
+    return Chart(title=f"{model}: on-device vs server", svg=svg,
+                 caption="Blue: on-device (per invocation); orange: the endpoint under each network profile "
+                         "(end to end per request).")

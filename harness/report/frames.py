@@ -81,7 +81,8 @@ SPEEDUP_COLUMNS = [
 def device_label(result: Result) -> str:
     """Human name of the device a result came from: model name when known, always the id."""
     dev = result.device
-    return device_name(dev.id, dev.model, dev.platform)
+    name = device_name(dev.id, dev.model, dev.platform)
+    return f"{name} [emulated]" if dev.emulated else name  # every table and chart then labels its latencies
 
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import harness
+from harness import hybrid
 from harness.gate import Budget, GateOutcome
 from harness.report import charts, frames, gate_rows
 from harness.report.text import fmt_mb, fmt_ms, fmt_x, is_nan
@@ -218,6 +219,27 @@ def ops_section(data: ReportData) -> Section | None:
     return Section("ops", f"Top {TOP_OPS} operators", "ops.html.j2", {"cases": cases})
 
 
+def cross_isa_section(data: ReportData) -> Section | None:
+    """Each other device's outputs against the reference (native) device's on the same case and seeded inputs.
+
+    Shown when the results hold an emulated device and a device to compare it with (numerics.across_devices).
+    """
+    from harness import numerics
+
+    if not any(r.device.emulated for r in data.results):
+        return None
+    reference = numerics.reference_device(data.results)
+    rows = []
+    for _ref, res, d in numerics.across_devices(data.results, reference):
+        for t in d.tensors or (None,):
+            rows.append({"case": res.case.case_id, "device": frames.device_label(res), "delegate": res.case.delegate,
+                         "output": t.name if t else "—", "problem": d.problem,
+                         "values": (f"{t.n_values}" + ("" if t.exact else " (sample)")) if t else "—",
+                         **{m: numerics.fmt(m, getattr(t, m)) if t else "—" for m in numerics.METRICS}})
+    return Section("cross-isa", f"Cross-ISA drift against {reference}", "cross_isa.html.j2",
+                   {"rows": rows, "reference": reference})
+
+
 def problems_section(data: ReportData) -> Section:
     """Every case that did not finish ok, worst first, with its reason."""
     bad = data.cases[data.cases["status"] != "ok"].copy()
@@ -246,13 +268,35 @@ def readings_section(data: ReportData) -> Section | None:
                     "busy": readings.BUSY_FRACTION})
 
 
+def hybrid_section(data: ReportData) -> Section | None:
+    """On-device, server or hybrid: one chart per model, the decision table and sentences, the endpoint's split."""
+    endpoint_results = [r for r in data.results if r.endpoint is not None]
+    if not endpoint_results:
+        return None
+    models = []
+    for decision in hybrid.decisions(data.results):
+        models.append({"decision": decision, "chart": charts.hybrid_chart(decision.model, list(decision.options))})
+    endpoints = [o for o in (hybrid.option_of(r) for r in endpoint_results) if o is not None]
+    drifts = [{"reference": ref.device.id, "endpoint": res.device.id, "network": res.endpoint.network,
+               "max_abs": d.value("max_abs"), "cosine": d.value("cosine"), "problem": d.problem}
+              for ref, res, d in hybrid.endpoint_drift(data.results) if res.endpoint is not None]
+    skipped = [r for r in endpoint_results if r.status != "ok"] + [
+        r for r in data.results if r.status == "skipped" and r.device.platform == "endpoint"]
+    return Section("hybrid", "On-device, server or hybrid", "hybrid.html.j2",
+                   {"models": models, "endpoints": endpoints, "drifts": drifts,
+                    "energy_note": endpoint_results[0].endpoint.energy_note,
+                    "skipped": list({r.case.case_id: r for r in skipped}.values())})
+
+
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     gate_section,
     summary_section,
     results_section,
     distributions_section,
     speedups_section,
+    hybrid_section,
     coverage_section,
+    cross_isa_section,
     ops_section,
     readings_section,
     problems_section,

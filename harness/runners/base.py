@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from harness.devices.endpoint.network import ClientPolicy, NetworkProfile
 from harness.runners.outcome import RunnerOutcome
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -91,6 +92,9 @@ class Task:
     npu_backend: str = "CPU"
     #: Unique name of one repetition (the app contract's run id).
     tag: str = ""
+    #: An endpoint case's network profile and the client's policy (None for on-device cases).
+    network: NetworkProfile | None = None
+    client: ClientPolicy | None = None
 
 
 @dataclass(frozen=True)

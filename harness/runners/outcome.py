@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.errors import one_line
-from harness.results import Accelerator, Energy, Repetition
+from harness.results import Accelerator, Endpoint, Energy, Repetition
 
 MAX_US = 1e12  # 11.6 days: no timing of one benchmark process is longer (bound used when no timeout is known)
 MAX_MB = 1e7  # 10 TiB of memory in MB
@@ -55,6 +55,7 @@ class RunnerOutcome:
     steady_rss_mb: float | None = None
     energy: Energy | None = None  # readings the device itself reported (iOS battery), when no sampler ran
     accelerator: Accelerator | None = None  # what actually executed (see harness.runners.accelerator)
+    endpoint: Endpoint | None = None  # a case run against an inference endpoint: its network-side figures
 
 
 class BadOutput(ValueError):

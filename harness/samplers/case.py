@@ -254,12 +254,15 @@ class CaseSampling:
         if after is None:
             return None
         samples = latency.samples_us if latency is not None else []
-        reasons = throttle.assess(before, after, samples, self.limits, sampler.cfg.throttle_status)
+        # the host's psutil reading or a device's /proc/stat one: the same field, so drift attribution reads either
+        cpu_readings = [r for s in self._reps for r in s.readings if r.other_cpu is not None]
+        shares = [r.other_cpu for r in cpu_readings]
+        other_cpu, other_max = contention.summarize(shares), contention.peak(shares)
+        judged = throttle.judge(before, after, samples, self.limits, sampler.cfg.throttle_status, other_max)
+        reasons = judged.reasons
         method = thermal.describe(before, after)
         if self.cooldown is not None and self.cooldown.ended_by not in ("off",):
             method += f"; cooldown {self.cooldown_cfg.mode}: {self.cooldown.ended_by}"
-        cpu_readings = [r for s in self._reps for r in s.readings if r.other_cpu is not None]
-        other_cpu = contention.summarize([r.other_cpu for r in cpu_readings])
         if other_cpu is not None:
             where = "host" if cpu_readings[0].sampler == contention.HostCpuSampler.name else "device"
             method += f"; other work on the {where} CPUs: {cpu_readings[0].method}"
@@ -268,4 +271,5 @@ class CaseSampling:
                        throttled=bool(reasons), throttle_reasons=reasons,
                        status_before=before.status, status_after=after.status,
                        freq_ratio_before=before.freq_ratio, freq_ratio_after=after.freq_ratio,
-                       other_cpu_fraction=other_cpu)
+                       other_cpu_fraction=other_cpu, other_cpu_max=other_max, drift=judged.drift,
+                       drift_cause=judged.drift_cause, drift_why=judged.drift_why)

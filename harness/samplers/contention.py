@@ -128,3 +128,9 @@ def summarize(fractions: Sequence[float | None]) -> float | None:
     """One figure per case: the median over repetitions that have one."""
     known = [f for f in fractions if f is not None]
     return statistics.median(known) if known else None
+
+
+def peak(fractions: Sequence[float | None]) -> float | None:
+    """The largest share over repetitions (what the drift's attribution reads: contention in any part of the run)."""
+    known = [f for f in fractions if f is not None]
+    return max(known) if known else None

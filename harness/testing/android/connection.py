@@ -58,6 +58,10 @@ class AdbConnection:
         self._streams: dict[int, Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_id = 1
+        # adbd answers a host OPEN (connect, then OKAY) before its event loop runs anything else, so an OPEN the
+        # device starts meanwhile (an ``adb reverse`` listener accepting that very connect) follows the OKAY.
+        # The adb server relies on that order: with the device's OPEN first it may close the forward unread.
+        self._open_order = asyncio.Lock()
         self._bytes_in = 0
         self._messages_in = 0
         self._messages_out = 0
@@ -241,6 +245,10 @@ class AdbConnection:
                 self._log.info("host key not in the accepted list: staying unauthorized")
 
     async def _on_open(self, remote_id: int, data: bytes) -> None:
+        async with self._open_order:
+            await self._open_service(remote_id, data)
+
+    async def _open_service(self, remote_id: int, data: bytes) -> None:
         name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
         runner = self._ctx.open_service(name)
         prepare = getattr(runner, "prepare", None)  # a service that can fail to open (tcp:) decides before OKAY
@@ -269,7 +277,8 @@ class AdbConnection:
         stream = Stream(local_id, 0, self.send, self._peer_max_payload)
         stream.link = self
         self._streams[local_id] = stream
-        await self.send(codec.Message(codec.OPEN, local_id, 0, destination.encode() + b"\0"))
+        async with self._open_order:
+            await self.send(codec.Message(codec.OPEN, local_id, 0, destination.encode() + b"\0"))
         if await stream.wait_opened(timeout_s):
             return stream
         self._streams.pop(local_id, None)

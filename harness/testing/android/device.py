@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.errors import DeviceError
 from harness.testing.android import codec
+from harness.testing.android.arm64 import start_emulation
 from harness.testing.android.auth import AuthMode, KeyPolicy, decode_public_key
 from harness.testing.android.connection import FEATURES, AdbConnection, ConnectionContext
 from harness.testing.android.device_profile import DEFAULT_PROFILE, load_profile
@@ -61,8 +62,11 @@ class VirtualDevice:
         self._requested_port = port
         self.port = 0
         self.profile = load_profile(profile)
+        #: The arm64 userland under qemu-user, for a profile with ``emulation = "qemu-aarch64"``.
+        self.emulation = start_emulation(isolation) if self.profile.emulation else None
         self._own_root = root is None
-        self.sandbox = Sandbox(Path(root) if root else Path(tempfile.mkdtemp(prefix="eh-vdev-")), self.profile)
+        self.sandbox = Sandbox(Path(root) if root else Path(tempfile.mkdtemp(prefix="eh-vdev-")), self.profile,
+                               self.emulation)
         mode = AuthMode(auth) if isinstance(auth, str) else auth
         self.policy = KeyPolicy(mode, [decode_public_key(_key_text(k)) for k in keys])
         self.faults = FaultBox(faults)
@@ -84,6 +88,8 @@ class VirtualDevice:
     def start(self) -> VirtualDevice:
         """Populate the sandbox, start isolation and listen; return self (address is known)."""
         self.sandbox.populate()
+        if self.emulation is not None:  # what the harness matches the virtual-arm64 profile on, and records
+            self.sandbox.write_properties({"edgeharness.emulated": f"qemu-aarch64: {self.emulation.describe()}"})
         self.isolation = start_isolation(self.sandbox, self._isolation_kind)
         if self._physics_config is not None:
             ns_pid = getattr(self.isolation, "pid", None)
@@ -191,7 +197,7 @@ class VirtualDevice:
     def _launch(self, command: str) -> tuple[list[str], dict[str, str]]:
         if self.isolation is None:
             raise DeviceError("virtual device is stopped", device=self.address, command=command)
-        env = device_environment()
+        env = device_environment(self.sandbox.shell_environment())
         env["ANDROID_SERIAL"] = self.serial
         return self.isolation.argv(command), env
 

@@ -72,6 +72,7 @@ class DeviceProfile:
     properties: dict[str, str] = field(default_factory=dict)
     sensors: Sensors = Sensors()
     has_python: bool = True
+    emulation: str = ""  # "qemu-aarch64": the userland is arm64 code under qemu-user (harness.testing.android.arm64)
 
 
 def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001") -> DeviceProfile:
@@ -93,7 +94,7 @@ def load_profile(name: str = DEFAULT_PROFILE, *, serial: str = "EH-VIRTUAL-0001"
     if "platform" in data:  # a full device profile: checked as the harness checks it
         profile = profiles.parse_profile(data, path, text)
         props.update(profile.properties)
-        return DeviceProfile(profile.name, props)
+        return DeviceProfile(profile.name, props, emulation=profile.emulation)
     src = tomlfile.Source(path, text, ProfileError)
     for key in data:
         if key not in ("name", "properties"):

@@ -32,8 +32,8 @@ _HINT = (
 )
 
 
-def device_environment() -> dict[str, str]:
-    """Environment of a device shell, close to Android's ``adb shell``."""
+def device_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a device shell, close to Android's ``adb shell`` (plus ``extra``: the sandbox's own)."""
     env = {
         "PATH": DEVICE_PATH,
         "HOME": "/",
@@ -44,6 +44,7 @@ def device_environment() -> dict[str, str]:
         "SHELL": "/system/bin/sh",
         "LANG": "C.UTF-8",
     }
+    env.update(extra or {})
     return env
 
 
@@ -53,6 +54,8 @@ class Isolation:
     name = "none"
     #: Where the device's sockets are opened (its own loopback with a network namespace).
     network: DeviceNetwork = DeviceNetwork()
+    #: What the sandbox adds to every command's environment (``Sandbox.shell_environment``).
+    sandbox_environment: dict[str, str] = {}
 
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
@@ -70,6 +73,7 @@ class NamespaceIsolation(Isolation):
         """``net``: give the device its own network namespace (loopback only); else it shares the host's."""
         self._newroot = Path(tempfile.mkdtemp(prefix="eh-vdev-root-"))
         self._net = net
+        self.sandbox_environment = sandbox.shell_environment()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         script = _namespace_script(sandbox, self._newroot, control_fd=theirs.fileno())
         namespaces = ["--mount", "--net"] if net else ["--mount"]
@@ -123,6 +127,7 @@ class ProotIsolation(Isolation):
     name = "proot"
 
     def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox_environment = sandbox.shell_environment()
         self._binds: list[str] = []
         for device_dir in DEVICE_DIRS:
             self._binds += ["-b", f"{sandbox.host_dir(device_dir)}:{device_dir}"]
@@ -156,6 +161,14 @@ def _namespace_script(sandbox: Sandbox, newroot: Path, *, control_fd: int) -> st
         target = f"{nr}{q(device_dir)}"
         lines.append(f"mkdir -p {target} && mount --bind {q(str(sandbox.host_dir(device_dir)))} {target}")
     lines.append(f"mount -o remount,bind,ro {nr}/system")  # a phone's /system is read-only
+    if sandbox.emulation is not None:  # every reader (the host's tools too) sees the arm64 cpuinfo, as on the device
+        cpuinfo = sandbox.emulation.sysroot.root / "proc/cpuinfo"
+        lines.append(f"mount --bind {q(str(cpuinfo))} {nr}/proc/cpuinfo || true")
+    if sandbox.emulation is not None and sandbox.emulation.binfmt:
+        # The namespace's own binfmt_misc (Linux >= 6.7): arm64 programs run through qemu for this device only.
+        binfmt = f"{nr}/proc/sys/fs/binfmt_misc"
+        lines.append(f"mount -t binfmt_misc binfmt_misc {binfmt}")
+        lines.append(f"printf '%s' {q(sandbox.emulation.sysroot.binfmt_rule())} > {binfmt}/register")
     # READY comes from inside the chroot, so nsenter -r never sees the pre-chroot root.
     broker = resources.files("harness.testing.android").joinpath("netbroker_main.py").read_text(encoding="utf-8")
     lines.append(f"exec chroot {nr} {q(sys.executable)} -I -S -c {q(broker)} {control_fd}")
@@ -200,7 +213,7 @@ def _self_test(isolation: Isolation) -> str | None:
             isolation.argv("test -d /data/local/tmp && test -x /system/bin/getprop"),
             capture_output=True,
             timeout=10,
-            env=device_environment(),
+            env=device_environment(isolation.sandbox_environment),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)

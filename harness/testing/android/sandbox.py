@@ -16,6 +16,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from harness.testing.android.arm64 import PYTHON as ARM64_PYTHON
+from harness.testing.android.arm64 import Emulation
 from harness.testing.android.device_profile import DeviceProfile
 
 #: CPUs get ``cpufreq`` directories from the sandbox (the host's other CPU files stay visible).
@@ -46,9 +48,15 @@ class PathRefused(Exception):
 class Sandbox:
     """Host directory ``root`` holding the device's files, plus its ``getprop`` state."""
 
-    def __init__(self, root: Path, profile: DeviceProfile) -> None:
+    def __init__(self, root: Path, profile: DeviceProfile, emulation: Emulation | None = None) -> None:
+        """``emulation``: the userland is arm64 code run by qemu-user (:mod:`harness.testing.android.arm64`)."""
         self.root = Path(root).resolve()
         self.profile = profile
+        self.emulation = emulation
+
+    def shell_environment(self) -> dict[str, str]:
+        """Variables every device command needs besides the Android ones (qemu's sysroot when emulated)."""
+        return self.emulation.environment() if self.emulation else {}
 
     def populate(self) -> None:
         """Create the device tree, tools, properties and sensor files (idempotent)."""
@@ -101,21 +109,44 @@ class Sandbox:
         python = bin_dir / "python3"
         python.unlink(missing_ok=True)
         if self.profile.has_python:
-            python.write_text(f'#!/bin/sh\nexec {_sh_quote(sys.executable)} "$@"\n', encoding="utf-8")
+            python.write_text(f'#!/bin/sh\nexec {self._python_command()} "$@"\n', encoding="utf-8")
             python.chmod(0o755)
 
+    def _python_command(self) -> str:
+        """The device's python3: the harness's own, or the sysroot's arm64 Python 3.11 (through binfmt or qemu)."""
+        if self.emulation is None:
+            return _sh_quote(sys.executable)
+        sysroot = self.emulation.sysroot
+        if self.emulation.binfmt:
+            return _sh_quote(str(sysroot.python))
+        return " ".join(_sh_quote(a) for a in sysroot.explicit(ARM64_PYTHON))
+
     def _install_userland(self) -> None:
-        """``/system/bin/sh`` is mksh and toybox's applets are linked in, as on Android (host ``sh`` without mksh)."""
+        """``/system/bin/sh`` is mksh and toybox's applets are linked in, as on Android (host ``sh`` without mksh).
+
+        On the arm64 device with binfmt_misc they are the sysroot's arm64 builds; without it the host's
+        shell stays and only ``uname`` (besides ``python3``) runs the arm64 toybox through qemu explicitly.
+        """
         bin_dir = self.host_dir("/system/bin")
-        shell = shutil.which(ANDROID_SHELL) or "/bin/sh"
+        emulation = self.emulation
+        if emulation is not None and emulation.binfmt:
+            shell, toybox = str(emulation.sysroot.root / "bin/mksh"), str(emulation.sysroot.root / "bin/toybox")
+            lister = emulation.sysroot.explicit("/bin/toybox")
+        else:
+            shell, toybox = shutil.which(ANDROID_SHELL) or "/bin/sh", shutil.which(ANDROID_USERLAND) or ""
+            lister = [toybox]
         _relink(bin_dir / "sh", shell)
-        toybox = shutil.which(ANDROID_USERLAND)
-        if toybox is None:
-            return
-        listing = subprocess.run([toybox], capture_output=True, text=True, timeout=10).stdout
-        for applet in listing.split():
-            if applet not in _SKIPPED_APPLETS and re.fullmatch(r"[a-z0-9][a-z0-9._-]*", applet):
-                _relink(bin_dir / applet, toybox)
+        if toybox:
+            listing = subprocess.run(lister, capture_output=True, text=True, timeout=60).stdout
+            for applet in listing.split():
+                if applet not in _SKIPPED_APPLETS and re.fullmatch(r"[a-z0-9][a-z0-9._-]*", applet):
+                    _relink(bin_dir / applet, toybox)
+        if emulation is not None and not emulation.binfmt:
+            uname = bin_dir / "uname"
+            uname.unlink(missing_ok=True)
+            argv = " ".join(_sh_quote(a) for a in emulation.sysroot.explicit("/bin/toybox"))
+            uname.write_text(f'#!/bin/sh\nexec {argv} uname "$@"\n', encoding="utf-8")
+            uname.chmod(0o755)
 
     def _write_sensors(self) -> None:
         s = self.profile.sensors

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
             f"isolation {device.isolation.name if device.isolation else '?'}, root {device.sandbox.root})",
             flush=True,
         )
+        if device.emulation is not None:
+            print(f"arm64 userland emulated by {device.emulation.describe()}, sysroot {device.emulation.sysroot.root}; "
+                  f"latencies measured on it are emulated", flush=True)
         print(f"connect with: adb connect {device.address}", flush=True)
         wait_until_stopped(stop)
     finally:

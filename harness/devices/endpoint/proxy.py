@@ -1,0 +1,205 @@
+"""A TCP proxy on loopback that shapes the link between the harness and an endpoint (``tcp-proxy`` method).
+
+Modelled on Shopify's toxiproxy: the client connects to the proxy, the proxy to the server; each direction's
+chunks are delivered after the profile's delay +/- jitter, paced at its rate (one serialising link per
+direction), with loss as retransmission delay, stalls (server to client) and resets (at the start of a
+request) drawn from a seeded generator, so two runs of a profile see the same draws. Delivery order is kept:
+a chunk is never delivered before the one read before it (TCP does not reorder a byte stream).
+
+It counts the bytes each way (exactly what crossed it, HTTP headers included) and every fault it injected.
+It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+from harness.devices.endpoint.network import NetworkProfile
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class ProxyCounters:
+    """What crossed the proxy and what it did (read between requests: the client is sequential)."""
+
+    bytes_up: int = 0
+    bytes_down: int = 0
+    stalls: int = 0
+    resets: int = 0
+    retransmits: int = 0
+    connections: int = 0
+
+
+class ShapingProxy:
+    """Listen on 127.0.0.1:``port`` (0: any free port), forward to ``upstream`` shaped by ``profile``."""
+
+    def __init__(self, upstream: tuple[str, int], profile: NetworkProfile, seed: int = 0) -> None:
+        self.upstream = upstream
+        self.profile = profile
+        self.rng = random.Random(seed)
+        self.counters = ProxyCounters()
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> tuple[str, int]:
+        """Start the proxy thread; return the address the client connects to."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+                self.address = self._server.sockets[0].getsockname()[:2]
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="shaping-proxy", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        return self.address
+
+    def stop(self) -> None:
+        """Close the listener and every connection; safe to call twice."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.stop()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        except RuntimeError:
+            return
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> ShapingProxy:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def snapshot(self) -> ProxyCounters:
+        with self._lock:
+            return ProxyCounters(**vars(self.counters))
+
+    # -- one connection ---------------------------------------------------------------------
+    async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._connection(c_reader, c_writer)
+        except asyncio.CancelledError:  # the proxy is stopping
+            pass
+
+    async def _connection(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.counters.connections += 1
+        try:
+            s_reader, s_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            _reset(c_writer)
+            return
+        state = {"new_request": True}
+        up = asyncio.ensure_future(self._pipe(c_reader, s_writer, up=True, state=state, peers=(c_writer, s_writer)))
+        down = asyncio.ensure_future(self._pipe(s_reader, c_writer, up=False, state=state,
+                                                peers=(c_writer, s_writer)))
+        try:
+            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([up, down], timeout=30)
+        finally:
+            for task in (up, down):
+                task.cancel()
+            for w in (c_writer, s_writer):
+                w.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool,
+                    state: dict, peers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+        loop = asyncio.get_running_loop()
+        p = self.profile
+        rate = (p.up_rate_kbit or p.rate_kbit) if up else p.rate_kbit
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        link_free = last_due = 0.0
+
+        async def deliver() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while data := await reader.read(CHUNK):
+                now = loop.time()
+                extra_ms = 0.0
+                with self._lock:
+                    if up:
+                        self.counters.bytes_up += len(data)
+                        if state["new_request"]:
+                            state["new_request"] = False
+                            if p.reset_pct and self.rng.random() * 100 < p.reset_pct:
+                                self.counters.resets += 1
+                                for w in peers:
+                                    _reset(w)
+                                return
+                    else:
+                        self.counters.bytes_down += len(data)
+                        state["new_request"] = True
+                        if p.stall_pct and self.rng.random() * 100 < p.stall_pct:
+                            self.counters.stalls += 1
+                            extra_ms += p.stall_ms
+                    if p.loss_pct and self.rng.random() < p.loss_chance(len(data)):
+                        self.counters.retransmits += 1
+                        extra_ms += p.retransmit_delay_ms()
+                    jitter = self.rng.uniform(-p.jitter_ms, p.jitter_ms) if p.jitter_ms else 0.0
+                link_free = max(link_free, now) + (len(data) * 8 / (rate * 1000) if rate > 0 else 0.0)
+                due = max(last_due, link_free + max(0.0, p.delay_ms + jitter + extra_ms) / 1000.0)
+                last_due = due
+                queue.put_nowait((due, data))
+            queue.put_nowait(None)
+            await sender
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sender.cancel()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0), as a dropped mobile link looks to the client."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()

@@ -1,0 +1,1 @@
+"""Model serving: a LiteRT model behind KServe's Python model server (``harness serve-model``)."""
