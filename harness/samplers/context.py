@@ -11,7 +11,8 @@ Where the values come from:
 - ``harness_version``, ``runtime`` (runtime name and version), ``tool`` (a native tool's kind),
   ``vendor_libs`` (an accelerator's vendor library, e.g. OpenVINO for ``npu``), ``python``: the
   result's environment, i.e. what the runner itself reported from the device;
-- ``runner_kind``: ``app`` (an :class:`~harness.devices.base.AppHost`) or ``shell``;
+- ``runner_kind``: ``app`` (an :class:`~harness.devices.base.AppHost`), ``endpoint`` (a server reached over the
+  network) or ``shell``;
 - ``rooted`` (the device shell's uid is 0), ``governor`` (every CPU's ``scaling_governor``),
   ``device_kernel`` (``uname -r``): one shell command on the device before the case;
 - ``freq_caps`` (lowest frequency cap over max, at start) and ``thermal_status`` (dumpsys thermalservice
@@ -39,7 +40,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "vendor_libs": ("accelerator vendor library versions", "install the same vendor library (e.g. OpenVINO) "
                     "as the baseline's"),
     "python": ("the device's Python version", "run both with the same Python on the device"),
-    "runner_kind": ("app or shell runner", "an app and a shell run are not comparable: same runner for both"),
+    "runner_kind": ("app, endpoint or shell runner", "an app and a shell run are not comparable: same runner for both"),
     "rooted": ("whether the device shell runs as root", "run both with or without `adb root`"),
     "governor": ("CPU frequency governor(s) at start", "set the same governor (e.g. `performance` on a rooted "
                  "device) before both runs"),
@@ -113,7 +114,8 @@ def _bounded(text: str, limit: int = 120) -> str:
 
 def from_environment(environment: Mapping[str, Any], caps: Capabilities) -> dict[str, str]:
     """The fields a result's environment gives, and the runner kind from the device's capabilities."""
-    out = {"runner_kind": "app" if caps.app_host else "shell", "host_kernel": platform.release()}
+    kind = "endpoint" if caps.endpoint else "app" if caps.app_host else "shell"
+    out = {"runner_kind": kind, "host_kernel": platform.release()}
     if environment.get("harness"):
         out["harness_version"] = str(environment["harness"])
     runtime = " ".join(str(environment[k]) for k in ("runtime", "runtime_version") if environment.get(k))
