@@ -70,6 +70,7 @@ def run(
     report: bool = True,
     repetitions: int | None = None,
     measured_runs: int | None = None,
+    min_duration_s: float | None = None,
     on_result: Callable[[Result], None] | None = None,
     cancel: threading.Event | None = None,
     config: ProjectConfig | None = None,
@@ -103,7 +104,8 @@ def run(
         raise UsageError(f"report form {report_form!r} is not one of auto, file, folder")
     loaded = suite if isinstance(suite, Suite) else load_suite(suite, config or from_environment())
     profiles.load_profiles()  # a broken device profile is a load error, before any case runs
-    loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs)
+    loaded = with_overrides(loaded, repetitions=repetitions, measured_runs=measured_runs,
+                            min_duration_s=min_duration_s)
     check_name(loaded.name, "suite name")  # before any device work: it names the run's files
     store = open_store(out_dir, db_path)
     if report:  # loaded now (pandas, matplotlib: seconds), so a stopped run writes its report at once

@@ -75,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 summary = run(
                     suite, devices=devices, out_dir=args.out, db_path=args.store or args.db,
                     report=not args.no_report, repetitions=args.repetitions, measured_runs=args.runs,
+                    min_duration_s=args.min_duration,
                     cancel=stop.event, report_form=args.report_form, lease_timeout_s=args.lease_timeout,
                     lease_dir=args.lease_dir or os.environ.get("HARNESS_LEASE_DIR"),
                     on_start=display.started, on_result=display.finished,
@@ -260,7 +261,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 # -- baselines, compare, gate ------------------------------------------------------------
 def _gate_overrides(args: argparse.Namespace) -> dict:
     names = ("max_regression", "alpha", "noisy", "min_repetitions", "allow_missing", "accelerator",
-             "remeasure", "max_repetitions", "max_seconds")
+             "remeasure", "max_repetitions", "max_seconds", "tolerate")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -345,6 +346,9 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-repetitions", help="fewer repetitions than this is noisy (default 5)")
     p.add_argument("--accelerator", help="what accelerator delegates must have run: full, partial or any "
                                          "(default: suite [gate] or any; a model's own rule wins)")
+    p.add_argument("--tolerate", metavar="FIELD[,FIELD]",
+                   help="run-context fields allowed to differ from the baseline's (verdict marked 'context "
+                        "changed' instead of refusing, exit 2), e.g. harness_version (default: suite [gate] tolerate)")
     p.add_argument("--store", default="reports", help="store directory (default: reports)")
 
 
@@ -449,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the suite's repetitions (processes per case)")
     s.add_argument("--runs", type=option_type("measured_runs"),
                    help="override the suite's measured runs per repetition")
+    s.add_argument("--min-duration", type=option_type("min_duration_s"), metavar="SECONDS",
+                   help="minimum measured seconds per repetition: runs are extended to reach it (0: none; "
+                        "default: the suite's min_duration_s, else what the device's power sampler needs)")
     s.add_argument("--no-report", action="store_true", help="do not render the HTML report")
     s.add_argument("--report-form", choices=("auto", "file", "folder"), default="auto",
                    help="one HTML file, or a folder (index.html + a page per device and model); "

@@ -184,6 +184,10 @@ class EmptyBaseline(GateError):
     """The baseline holds no successful result with latency."""
 
 
+class ContextMismatch(GateError):
+    """Baseline and candidate were measured in different run contexts (one line per differing field)."""
+
+
 class GateConfigError(UsageError):
     """A bad gate setting; ``key`` names the setting so a suite error can point at its line."""
 

@@ -35,6 +35,7 @@ from typing import Any
 from harness import stats
 from harness.blame import Blame, blame
 from harness.errors import (  # noqa: F401 - the gate's errors, importable from here as before
+    ContextMismatch,
     DeviceMismatch,
     EmptyBaseline,
     EmulatedComparison,
@@ -44,6 +45,7 @@ from harness.errors import (  # noqa: F401 - the gate's errors, importable from 
     UsageError,
 )
 from harness.results import DeviceInfo, Result
+from harness.samplers import context as runcontext
 
 VERDICTS = ("faster", "slower", "same", "noisy", "failed")
 NOISY_POLICIES = ("fail", "warn")
@@ -154,9 +156,24 @@ def _drift_rules(key: str, label: str, value: Any, nested: bool = True) -> dict:
     return out
 
 
+def _tolerate(key: str, label: str, value: Any) -> tuple[str, ...]:
+    """``tolerate = ["harness_version"]`` (or ``--tolerate harness_version,governor``): run-context fields
+    whose difference marks a verdict ``context changed`` instead of refusing the comparison."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise GateConfigError(key, label, f"expected a list of run-context fields, got {value!r}",
+                              hint='tolerate = ["harness_version"]')
+    names = tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+    unknown = [n for n in names if n not in runcontext.FIELDS]
+    if unknown:
+        raise GateConfigError(key, label, f"unknown run-context field {unknown[0]!r}",
+                              hint=f"known: {', '.join(runcontext.FIELDS)}")
+    return names
+
+
 # How each setting is read (from a suite's [gate] table or a command-line option) ...
 _READ: dict[str, Any] = {
-    "accelerator": accelerator_rule, "max_drift": _drift_rules,
+    "accelerator": accelerator_rule, "max_drift": _drift_rules, "tolerate": _tolerate,
     "max_regression": _percent, "max_cv": _percent, "noisy": _choice, "allow_missing": _flag, "profile_ops": _flag,
     "alpha": _number, "level": _number,
     "min_repetitions": lambda k, lbl, v: _number(k, lbl, v, int),
@@ -200,6 +217,7 @@ class GateConfig:
     allow_missing: bool = False
     accelerator: str | None = None  # full | partial | any: what an accelerator delegate must have run
     max_drift: dict[str, Any] = field(default_factory=dict)  # numerics limits against cpu (see _drift_rules)
+    tolerate: tuple[str, ...] = ()  # run-context fields allowed to differ (verdict marked "context changed")
     # adaptive repetitions (harness.remeasure): undecided cases re-run in batches, alpha spent over the looks
     remeasure: bool = False
     max_repetitions: int = 30  # the candidate's repetitions per case, first run included
@@ -210,7 +228,7 @@ class GateConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("accelerator", "max_drift", "spending"):
+            if f.name in ("accelerator", "max_drift", "spending", "tolerate"):
                 _READ[f.name](f.name, f"gate {f.name}", value)
                 continue
             flags = ("noisy", "allow_missing", "remeasure", "profile_ops")
@@ -362,6 +380,7 @@ class CaseVerdict:
     noisy_reasons: tuple[str, ...] = ()
     comparison: stats.Comparison | None = None
     unmeasured: tuple[str, ...] = ()  # a ``failed`` verdict: the candidate's statuses (device_lost, ...)
+    context_changed: tuple[str, ...] = ()  # tolerated run-context differences (``harness_version 0.1 -> 0.2``)
     undecided: bool = False  # more candidate repetitions could decide it (adaptive mode re-measures it)
     alpha: float | None = None  # the test level of this look (adaptive mode: the alpha spent at it)
     blame: Blame | None = None  # slower (or above the margin, as a lead): the ops that grew most (harness.blame)
@@ -652,7 +671,63 @@ def compare(
     baseline: Sequence[Result], candidate: Sequence[Result], config: GateConfig | None = None
 ) -> list[CaseVerdict]:
     """Verdict per case present in both runs (see module doc). Raises :class:`GateError` children."""
-    return _verdicts(_matching(baseline, candidate), config or GateConfig())
+    config = config or GateConfig()
+    matching = _matching(baseline, candidate)
+    changed, _ = check_context(matching, config)
+    return mark_context(_verdicts(matching, config), changed)
+
+
+CONTEXT_CHANGED = "context changed"
+NO_CONTEXT_NOTE = ("the {side} has no run context (recorded before edgeharness kept one): runtime, governor, "
+                   "charging and the other context fields were not compared")
+
+
+def check_context(matching: _Matching, config: GateConfig) -> tuple[dict[CaseKey, list[runcontext.Difference]],
+                                                                   list[str]]:
+    """The run-context differences of each paired case the suite tolerates, and notes (old records without one).
+
+    Raises :class:`ContextMismatch` (exit 2) naming every difference it does not tolerate, one line each.
+    """
+    changed: dict[CaseKey, list[runcontext.Difference]] = {}
+    refused: dict[tuple[str, str, str], list[str]] = {}
+    lacking: set[str] = set()
+    for key, b_all, c_all in matching.pairs:
+        b_ok, c_ok = _usable(b_all), _usable(c_all)
+        if not b_ok or not c_ok:
+            continue
+        if bool(b_ok[0].context) != bool(c_ok[0].context):  # one side recorded before contexts existed
+            lacking.add("baseline" if not b_ok[0].context else "candidate")
+        for diff in runcontext.differences(b_ok[0].context, c_ok[0].context):
+            if diff.field in config.tolerate:
+                changed.setdefault(key, []).append(diff)
+            else:
+                refused.setdefault((diff.field, diff.baseline, diff.candidate), []).append(
+                    _label(key, b_ok[0].case.model))
+    if refused:
+        lines = [f"  {runcontext.Difference(*k).line()} [{len(v)} case(s), e.g. {v[0]}]" for k, v in refused.items()]
+        raise ContextMismatch(f"the baseline and the candidate were measured in different run contexts "
+                              f"({len(refused)} difference(s)); the comparison would not mean anything:\n"
+                              + "\n".join(lines))
+    notes = [NO_CONTEXT_NOTE.format(side=side) for side in sorted(lacking)]
+    seen: dict[str, int] = {}
+    for diffs in changed.values():
+        for d in diffs:
+            seen[d.short()] = seen.get(d.short(), 0) + 1
+    notes += [f"{CONTEXT_CHANGED} (tolerated): {what} in {n} case(s)" for what, n in seen.items()]
+    return changed, notes
+
+
+def mark_context(verdicts: list[CaseVerdict], changed: Mapping[CaseKey, list[runcontext.Difference]]
+                 ) -> list[CaseVerdict]:
+    """Verdicts of cases whose context changed (tolerated) marked ``context changed`` with the fields."""
+    out = []
+    for v in verdicts:
+        diffs = changed.get(v.key)
+        if diffs:
+            what = "; ".join(d.short() for d in diffs)
+            v = replace(v, context_changed=tuple(d.short() for d in diffs), why=f"{v.why}; {CONTEXT_CHANGED}: {what}")
+        out.append(v)
+    return out
 
 
 def _matching(baseline: Sequence[Result], candidate: Sequence[Result]) -> _Matching:
@@ -809,7 +884,8 @@ def gate(
     """
     config = config or GateConfig()
     matching = _matching(baseline, candidate) if baseline is not None else None
-    verdicts = _verdicts(matching, config, looks) if matching is not None else []
+    changed, context_notes = check_context(matching, config) if matching is not None else ({}, [])
+    verdicts = mark_context(_verdicts(matching, config, looks), changed) if matching is not None else []
     missing, notes = _coverage(matching) if matching is not None else ([], [])
     verdicts += [m.verdict for m in missing if m.verdict is not None]
     breaches = check_budgets(candidate, budgets or {})
@@ -836,7 +912,7 @@ def gate(
         (failures if b.measured else warnings).append(b.line)
     failures += accelerator_failures(candidate, config)
     failures += drift_failures(candidate, config.max_drift)
-    warnings += notes
+    warnings += notes + context_notes
     return GateOutcome(
         exit_code=1 if failures else 0,
         verdicts=tuple(verdicts),

@@ -13,8 +13,8 @@ a delegate the device lacks is ``skipped``. The other cases and devices go on.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import math
 import platform
 import posixpath
 import shlex
@@ -54,8 +54,12 @@ from harness.results import (
 from harness.runners import registry
 from harness.runners.base import AppInvocation, RawOutput, Runner, Staged, Task
 from harness.runners.outcome import RunnerOutcome
+from harness.samplers import context as runcontext
+from harness.samplers import fitness
 from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
+from harness.samplers.energy import measured_s
+from harness.samplers.fitness import Requirements
 from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -102,6 +106,8 @@ class CaseRunner:
         self._models: dict[tuple, ModelArtifact | ModelError] = {}
         self._facts: dict[str, DeviceFacts] = {}
         self._staged: dict[tuple[str, str], str] = {}
+        self._unfit: set[str] = set()  # devices found unfit after a full wait ([suite] require)
+        self._said: set[tuple[str, str]] = set()  # (device, condition it cannot report), logged once
 
     # -- inputs ---------------------------------------------------------------------------
     def model(self, spec: ModelSpec) -> ModelArtifact:
@@ -199,6 +205,12 @@ class CaseRunner:
         decision = plan.decide(entry, facts)
         if isinstance(decision, Skip):
             return self._finish(self._result(case, case_id, artifact, info, "skipped", decision.reason, started))
+        try:
+            unfit = self.unfit(device, case.model.require, dlog)
+        except DeviceLost as exc:
+            return self._finish(self._result(case, case_id, artifact, info, "device_lost", str(exc), started))
+        if unfit is not None:
+            return self._finish(self._result(case, case_id, artifact, info, "skipped", unfit, started))
         run = case.model.run
         if case.model.soak is not None:
             dlog.info("%s: soak of %g s in %g s windows, repetitions of %d runs", case_id,
@@ -218,6 +230,31 @@ class CaseRunner:
         dlog.info("%s: %s%s", case_id, result.status, f" ({result.reason})" if result.reason else "")
         return self._finish(result)
 
+    def unfit(self, device: Device, require: Requirements, dlog: logging.LoggerAdapter) -> str | None:
+        """Why the device is not fit to be measured (``[suite] require``) after waiting for it, or None.
+
+        A device found unfit after a full wait is read once, without waiting again, before each later case.
+        """
+        if not require.active or not device.capabilities().shell:
+            return None
+        shell = cast(ShellDevice, device)
+        with self._lock:
+            waited_before = device.id in self._unfit
+        if waited_before:
+            require = replace(require, wait_s=0.0)
+        outcome = fitness.wait(require, lambda: fitness.read(shell, require), label=f"[{device.id}] ")
+        with self._lock:
+            unsaid = [w for w in outcome.unchecked if (device.id, w) not in self._said]
+            self._said.update((device.id, w) for w in unsaid)
+        for what in unsaid:
+            dlog.warning("require: not checked: %s", what)
+        if not outcome.unmet:
+            return None
+        with self._lock:
+            self._unfit.add(device.id)
+        return (f"device not fit to measure after waiting {outcome.waited_s:.0f} s ([suite] require): "
+                + "; ".join(outcome.unmet))
+
     def _measure(self, device: Device, job: Job, case_id: str, artifact: ModelArtifact, facts: DeviceFacts,
                  started: str) -> Result:
         """Stage, run the job's repetitions through its runner under the samplers; assemble one result."""
@@ -228,18 +265,23 @@ class CaseRunner:
                     network=m.network.profile(case.network) if case.network else None, client=m.network.client,
                     profile_ops=m.gate.profile_ops)
         raws, outcomes = [], []
+        dlog = DeviceLogger(log, {"device": device.id})
         sampling = CaseSampling(device, facts.profile, dict(m.cooldown))  # cooldown, memory/energy/thermal
         sampling.before_case()
         soaking = self._soak_recorder(m, sampling)
+        context = sampling.context()
+        # a soak measures for its duration: no calibration repetition, no extended runs
+        minimum = _min_duration(m.run.min_duration_s, sampling) if soaking is None else None
+        runs, calibrating = m.run.measured_runs, minimum is not None
         begun = time.monotonic()
-        for i in range(m.run.repetitions) if soaking is None else itertools.count():
-            if soaking is not None and soaking.done(time.monotonic() - begun):
-                break
+        i = 0
+        while i < m.run.repetitions if soaking is None else not soaking.done(time.monotonic() - begun):
             if self.cancel is not None and self.cancel.is_set():
                 raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
-            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}"
+            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}{'-c' if calibrating else ''}"
+            rep_task = replace(task, tag=tag, settings=replace(task.settings, measured_runs=runs))
             with sampling.around_repetition() as sampled_device:
-                outcome, raw = self._repetition(sampled_device, runner, replace(task, tag=tag), artifact)
+                outcome, raw = self._repetition(sampled_device, runner, rep_task, artifact)
                 ended_s = time.monotonic() - begun  # the command returned (before the samplers stop)
             raws.append(truncate_raw(raw))  # bounded per repetition: ten huge outputs must not add up
             if soaking is not None and outcome.status == "ok" and outcome.repetition is not None:
@@ -251,7 +293,20 @@ class CaseRunner:
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
                                     runner=runner.name, delegates=outcome.delegates,
                                     accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
+            if calibrating and minimum is not None:  # the first repetition tells how long one run takes
+                calibrating = False
+                minimum = _min_duration(m.run.min_duration_s, sampling) or minimum  # at the sampler's real pace
+                scaled = extended_runs(runs, measured_s(outcome.repetition), minimum[0])
+                if scaled > runs:
+                    dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
+                              "repetition 1 measured again", case_id, runs, measured_s(outcome.repetition),
+                              minimum[0], minimum[1], scaled)
+                    runs = scaled
+                    sampling.discard_last()
+                    raws.pop()
+                    continue
             outcomes.append(outcome)
+            i += 1
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
         memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
@@ -262,6 +317,10 @@ class CaseRunner:
             outputs=first.outputs, delegates=first.delegates, ops=assemble.ops_over(outcomes),
             ops_method=first.ops_method,
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
+            context={**context, **runcontext.from_environment(
+                {"harness": __version__, **first.environment}, device.capabilities())},
+            min_duration_s=minimum[0] if minimum is not None else None,
+            actual_runs=runs if runs != m.run.measured_runs else None,
             endpoint=assemble.endpoint_over(outcomes),
         )
         if soaking is None:
@@ -320,7 +379,8 @@ class CaseRunner:
                 energy: Energy | None = None, thermal: Thermal | None = None,
                 raw: str = "", env: dict | None = None, outputs: tuple = (), runner: str = "",
                 delegates: tuple = (), ops: tuple = (), accelerator: Accelerator | None = None,
-                endpoint: Endpoint | None = None, ops_method: str = "") -> Result:
+                context: dict[str, str] | None = None, min_duration_s: float | None = None,
+                actual_runs: int | None = None, endpoint: Endpoint | None = None, ops_method: str = "") -> Result:
         m = case.model
         return Result(
             run_id=self.run_id,
@@ -333,12 +393,14 @@ class CaseRunner:
                 warmup_runs=m.run.warmup_runs, measured_runs=m.run.measured_runs, repetitions=m.run.repetitions,
                 settings={**m.settings_record(), "model_size_bytes": artifact.size_bytes if artifact else None,
                           "model_ops": artifact.op_total if artifact else None},
+                min_duration_s=min_duration_s, actual_runs=actual_runs,
             ),
             device=info, status=status, reason=reason, latency=latency, memory=memory, energy=energy, thermal=thermal,
             environment={"harness": __version__, "host": platform.node(),
                          "host_python": platform.python_version(), **(env or {})},
             raw=truncate_raw(raw), started_at=started, finished_at=now_iso(), outputs=outputs,
             delegates=tuple(delegates), ops=tuple(ops), ops_method=ops_method, accelerator=accelerator,
+            context=dict(context or {}),
             endpoint=endpoint,
         )
 
@@ -355,6 +417,29 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
+
+
+#: Head room over the calibration's estimate when extending the measured runs to ``min_duration_s``.
+EXTEND_MARGIN = 1.25
+MAX_RUNS = 1_000_000
+
+
+def _min_duration(setting: float | None, sampling: CaseSampling) -> tuple[float, str] | None:
+    """The minimum measured seconds per repetition and why: the suite's ``min_duration_s``, else what the
+    case's samplers need (None: no minimum)."""
+    if setting is not None:
+        return (setting, "the suite's min_duration_s") if setting > 0 else None
+    return sampling.min_duration_s()
+
+
+def extended_runs(planned: int, measured: float, minimum_s: float) -> int:
+    """Measured runs per repetition so that one repetition's measured time reaches ``minimum_s``.
+
+    ``measured`` is what ``planned`` runs took (s); unknown (0) keeps the plan. Never fewer than planned.
+    """
+    if measured <= 0 or measured >= minimum_s:
+        return planned
+    return min(MAX_RUNS, max(planned, math.ceil(planned * minimum_s / measured * EXTEND_MARGIN)))
 
 
 def run_suite(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import ProjectConfig, from_environment
-from harness.errors import HarnessError
+from harness.errors import GateError, HarnessError
 from harness.plan import Entry, device_label, expand
 from harness.results import Result
 from harness.session import HarnessSession
@@ -216,7 +216,10 @@ class CaseItem(pytest.Item):
             pytest.skip(escape(result.reason or "skipped"))  # reasons quote device output
         if result.status in FAILING:
             raise CaseFailed(escape(f"{result.status}: {result.reason}"))
-        outcome = hs.judge(result)
+        try:
+            outcome = hs.judge(result)
+        except GateError as exc:  # not comparable (another run context...): this item fails with the lines
+            raise CaseFailed(escape_lines(f"gate: {exc}")) from None
         if outcome is not None:
             from harness.gate import junit_properties
 

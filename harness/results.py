@@ -142,7 +142,7 @@ class Thermal:
     status_after: int | None = None
     freq_ratio_before: float | None = None
     freq_ratio_after: float | None = None
-    other_cpu_fraction: float | None = None  # share of all host CPUs other work used (see samplers.contention)
+    other_cpu_fraction: float | None = None  # share of all host (or device) CPUs other work used (samplers.contention)
     other_cpu_max: float | None = None  # ... in the repetition where it was largest
     drift: float | None = None  # latency drift, last third of iterations over the first third, minus 1
     drift_cause: str | None = None  # thermal | contention | unknown (samplers.throttle); None: no drift over the limit
@@ -303,6 +303,10 @@ class CaseInfo:
     measured_runs: int = 0
     repetitions: int = 1
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The minimum measured time per repetition (s) the runs were extended to reach; None: no minimum.
+    min_duration_s: float | None = None
+    #: Measured runs per repetition actually run, when extended past ``measured_runs`` (the planned count).
+    actual_runs: int | None = None
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -330,6 +334,8 @@ class Result:
     environment: dict[str, Any] = field(default_factory=dict)
     raw: str = ""
     accelerator: Accelerator | None = None
+    #: The run context (``harness.samplers.context.FIELDS``): what must match for a comparison to mean anything.
+    context: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
     schema: int = SCHEMA_VERSION
@@ -391,6 +397,7 @@ class Result:
             environment=dict(data.get("environment") or {}),
             raw=data.get("raw", ""),
             accelerator=_accelerator(data.get("accelerator")),
+            context=dict(data.get("context") or {}),
             started_at=data.get("started_at", ""),
             finished_at=data.get("finished_at", ""),
             schema=SCHEMA_VERSION,

@@ -20,9 +20,11 @@ from harness.config import ProjectConfig
 from harness.devices.endpoint import network as net_profiles
 from harness.devices.endpoint.network import ClientPolicy, NetworkSettings, custom_profile
 from harness.errors import ConfigError, ModelError, SuiteError, UsageError
-from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule
+from harness.gate import Budget, GateConfig, GateConfigError, accelerator_rule, parse_percent
 from harness.names import RULE, problem, sanitise
 from harness.runners.base import NPU_COMPILE, NpuSettings, RunSettings, ToolConfig
+from harness.samplers import fitness
+from harness.samplers.fitness import Requirements
 from harness.soak import HINT as SOAK_HINT
 from harness.soak import SoakSettingError, SoakSettings
 
@@ -32,7 +34,7 @@ APIS = ("interpreter", "compiled")
 RUNNERS = ("auto", "litert-python", "benchmark_model", "litert-benchmark")
 TOOL_KEYS = ("benchmark_model", "ios_app", "options")
 GATE_KEYS = ("max_regression", "alpha", "noisy", "min_repetitions", "max_cv", "allow_missing", "accelerator",
-             "max_drift", "profile_ops")
+             "max_drift", "profile_ops", "tolerate")
 GATE_KEYS += ("remeasure", "max_repetitions", "max_seconds", "spending")  # adaptive repetitions (harness.remeasure)
 COOLDOWN_MODES = ("off", "threshold", "pause")
 
@@ -48,8 +50,9 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "runner": str,
     "npu": dict,
     "soak": dict,
+    "min_duration_s": (int, float),
 }
-_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "network": dict}
+_SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "require": dict, "network": dict}
 NETWORK_KEYS = ("profiles", "timeout_s", "retries", "backoff_ms", "cache", "profile")
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
@@ -62,7 +65,9 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "measured_runs": (1, 1_000_000),
     "repetitions": (1, 10_000),
     "timeout_s": (0.0, MAX_WAIT_S),  # the low end is excluded: a timeout must be > 0
+    "min_duration_s": (0.0, 3600.0),  # 0: no minimum
 }
+_SECONDS = ("timeout_s", "min_duration_s")
 _SETTING_WHY = {"warmup_runs": " (the first run is reported as first inference)"}
 
 DEFAULTS: dict[str, Any] = {"delegates": ["cpu", "xnnpack"], "threads": [1], **asdict(RunSettings())}
@@ -88,6 +93,8 @@ class ModelSpec:
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: This model's own gate rule (full | partial | any), over ``[gate] accelerator``; None: the suite's.
     accelerator: str | None = None
+    #: ``[suite] require``: what a device must be (battery, thermal status, idle CPUs) before its cases run.
+    require: Requirements = field(default_factory=Requirements)
     #: ``[suite.network]``: the network profiles endpoint devices run this model under, and the client policy.
     network: NetworkSettings = field(default_factory=NetworkSettings)
     #: Run each case of this model as a soak (:mod:`harness.soak`); None: a fixed number of repetitions.
@@ -129,6 +136,7 @@ class Suite:
     gate: GateConfig = field(default_factory=GateConfig)
     cooldown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     tool: ToolConfig = field(default_factory=ToolConfig)
+    require: Requirements = field(default_factory=Requirements)
     network: NetworkSettings = field(default_factory=NetworkSettings)
 
     def cases(self) -> list[Case]:
@@ -155,15 +163,15 @@ def check_setting(key: str, value: object) -> str | None:
     ``true`` (an int to Python), NaN, infinities, zero and negatives are refused.
     """
     low, high = SETTING_RANGES[key]
-    whole = key != "timeout_s"
+    whole = key not in _SECONDS
     if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
         return f"expected {'an integer' if whole else 'a number'}, got {type(value).__name__} {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value}"
     if whole and value < low:
         return f"must be >= {low:g}{_SETTING_WHY.get(key, '')}, got {value}"
-    if not whole and value <= low:
-        return f"must be > {low:g} seconds, got {value}"
+    if not whole and (value <= low if key == "timeout_s" else value < low):
+        return f"must be {'>' if key == 'timeout_s' else '>='} {low:g} seconds, got {value}"
     if value > high:
         return f"must be at most {high:g}, got {value}"
     return None
@@ -174,6 +182,8 @@ def setting_hint(key: str) -> str:
     low, high = SETTING_RANGES[key]
     if key == "timeout_s":
         return f"seconds, more than {low:g} and at most {high:g}"
+    if key == "min_duration_s":
+        return f"seconds, from {low:g} (no minimum) to {high:g}"
     return f"a whole number from {low:g} to {high:g}"
 
 
@@ -298,12 +308,17 @@ def _parse_model(ctx: _Ctx, raw: Any, defaults: dict[str, Any], index: int, shar
         delegates=tuple(settings["delegates"]),
         threads=tuple(settings["threads"]),
         run=RunSettings(**{**{f.name: settings[f.name] for f in fields(RunSettings)},
-                           "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"])}),
+                           "timeout_s": float(settings["timeout_s"]), "npu": NpuSettings(**settings["npu"]),
+                           "min_duration_s": _float_or_none(settings["min_duration_s"])}),
         budget=_parse_budget(ctx, raw.get("budget", {}), index),
         accelerator=_accelerator_rule(ctx, raw, index),
         soak=settings.get("soak"),
         **shared,
     )
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _accelerator_rule(ctx: _Ctx, raw: dict[str, Any], index: int) -> str | None:
@@ -358,6 +373,37 @@ def _parse_cooldown(ctx: _Ctx, cooldown: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(cooldown))
 
 
+# require = {...}: (lowest, highest) of each number; other_cpu_max is a percentage.
+_REQUIRE_RANGES = {"battery_min": (0.0, 100.0), "thermal_status_max": (0, 6), "wait_s": (0.0, MAX_WAIT_S),
+                   "poll_s": (0.1, 3600.0)}
+
+
+def _parse_require(ctx: _Ctx, require: dict[str, Any]) -> Requirements:
+    """``[suite] require = { battery_min = 30, thermal_status_max = 0, other_cpu_max = "25%", wait_s = 60 }``."""
+    for key, value in require.items():
+        if key not in fitness.KEYS:
+            raise ctx.error(f"unknown key {key!r}", "require", "suite",
+                            hint="known: " + "; ".join(f"{k}: {what}" for k, what in fitness.KEYS.items()))
+        if key == "other_cpu_max":
+            try:
+                share = parse_percent(value, "require other_cpu_max") if not isinstance(value, bool) else -1.0
+            except UsageError as exc:
+                raise ctx.error(exc.message.removeprefix("require "), "require", "suite",
+                                hint='a share of the CPUs, e.g. "25%" or 0.25') from None
+            if not 0.0 <= share <= 1.0:
+                raise ctx.error(f"other_cpu_max must be from 0% to 100%, got {value!r}", "require", "suite",
+                                hint='e.g. other_cpu_max = "25%"')
+            continue
+        low, high = _REQUIRE_RANGES[key]
+        whole = key == "thermal_status_max"
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise ctx.error(f"{key} must be {'a whole number' if whole else 'a number'} from {low:g} "
+                            f"to {high:g}, got {value!r}", "require", "suite", hint=fitness.KEYS[key])
+    values = dict(require)
+    if "other_cpu_max" in values:
+        values["other_cpu_max"] = parse_percent(values["other_cpu_max"])
+    return Requirements(**{k: float(v) if k != "thermal_status_max" else v for k, v in values.items()})
 _PCT_KEYS = ("loss_pct", "stall_pct", "reset_pct")
 
 
@@ -476,6 +522,7 @@ def parse_suite(text: str, path: str | Path = "<string>", tool_defaults: ToolCon
         "tool": _parse_tool(ctx, head.get("tool", {})).merged_over(tool_defaults or ToolConfig()),
         "gate": _parse_gate(ctx, data.get("gate", {})),
         "cooldown": _parse_cooldown(ctx, head.get("cooldown", {})),
+        "require": _parse_require(ctx, head.get("require", {})),
         "network": _parse_network(ctx, head.get("network", {})),
     }
     models = tuple(_parse_model(ctx, raw, defaults, i, shared) for i, raw in enumerate(models_raw))
@@ -523,14 +570,17 @@ def with_overrides(suite: Suite, **overrides: Any) -> Suite:
     return replace(suite, models=tuple(replace(m, run=replace(m.run, **given)) for m in suite.models))
 
 
-def option_type(key: str) -> Callable[[str], int]:
+def option_type(key: str) -> Callable[[str], Any]:
     """argparse ``type=`` for a numeric suite setting (``--repetitions``...): the suite's own rule,
     argparse's one-line error and exit code 2 for ``0``, ``-3`` or ``many``."""
-    def convert(text: str) -> int:
+    kind = float if key in _SECONDS else int
+
+    def convert(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'a number' if kind is float else 'an integer'}, "
+                                             f"got {text!r}") from None
         wrong = check_setting(key, value)
         if wrong:
             raise argparse.ArgumentTypeError(wrong)

@@ -31,7 +31,8 @@ PULL_BUDGET_S = 3600.0
 HINT_ACCEPT_KEY = ("unlock the phone and accept the 'Allow USB debugging?' prompt for this computer's key "
                    "(tick 'Always allow'), then run again; on a farm, add the key's .pub to the device")
 #: What an Android device can report, whichever transport reaches it.
-ANDROID_PROBES = frozenset({"proc_status", "power_supply", "thermal_zones", "thermalservice", "cpufreq"})
+ANDROID_PROBES = frozenset({"proc_status", "proc_stat", "power_supply", "thermal_zones", "thermalservice",
+                            "cpufreq"})
 
 
 class DeviceLogger(logging.LoggerAdapter):

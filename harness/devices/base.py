@@ -51,6 +51,7 @@ class ShellResult:
 PROBES = frozenset({
     "host_process",    # psutil on the benchmark's host pid
     "host_cpu",        # CPU share of other work on the host
+    "proc_stat",       # CPU share of other work on the device (/proc/stat polled on the device)
     "rapl",            # Intel/AMD RAPL energy counters
     "proc_status",     # VmHWM/VmRSS polled on the device
     "power_supply",    # current/voltage on the device

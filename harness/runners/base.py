@@ -48,6 +48,9 @@ class RunSettings:
     api: str = "interpreter"
     runner: str = "auto"
     npu: NpuSettings = field(default_factory=NpuSettings)
+    #: Minimum measured seconds per repetition (measured runs are extended to reach it); None: what the
+    #: device's samplers need (enough power samples), 0: no minimum.
+    min_duration_s: float | None = None
 
     def api_for(self, delegate: str) -> str:
         """The API a case of ``delegate`` runs through: the NPU path is CompiledModel's only, whatever ``api`` says."""

@@ -148,7 +148,8 @@ def from_payload(payload: dict[str, Any], output: str = "", *, runs: int | None 
         warmup_avg_us=(sum(warmup) / len(warmup)) if warmup else None,
         **{k: payload.get(k) for k in ("count", "avg_us", "std_us", "min_us", "max_us", "median_us")},
     ), payload.get("accelerator"))
-    env = {k: payload.get(k) for k in ("runtime", "runtime_version", "python", "api") if payload.get(k) is not None}
+    env = {k: payload.get(k) for k in ("runtime", "runtime_version", "vendor_libs", "python", "api")
+           if payload.get(k) is not None}
     return validate(RunnerOutcome(
         "ok",
         None,

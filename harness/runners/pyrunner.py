@@ -199,6 +199,18 @@ def _runtime() -> tuple[str, str]:
         raise RunnerFailure(EXIT_ERROR, "failed", "no LiteRT runtime: pip install ai-edge-litert") from exc
 
 
+def _vendor_libs(delegate: str) -> str | None:
+    """The accelerator vendor library a delegate runs through, with its version (``openvino 2025.1.0``), or None."""
+    if delegate != "npu":
+        return None
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return f"openvino {version('openvino')}"
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
 def _random_input(rng: object, shape: list[int], dtype: object) -> object:
     import numpy as np
 
@@ -638,6 +650,7 @@ def run(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "runtime": runtime,
         "runtime_version": runtime_version,
+        "vendor_libs": _vendor_libs(args.delegate),
         "python": platform.python_version(),
         "init_us": init_ns / 1000.0,
         "first_inference_us": first_ns / 1000.0,

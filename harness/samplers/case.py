@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from harness.devices.base import Capabilities, Device, ShellDevice, ShellResult
 from harness.results import DeviceInfo, Energy, Latency, Memory, Thermal
-from harness.samplers import contention, cooldown, energy, memory, probe, thermal, throttle
+from harness.samplers import contention, context, cooldown, energy, memory, probe, thermal, throttle
 from harness.samplers.base import SAMPLER_ERRORS, RepetitionReadings, Sampler
 from harness.samplers.run import RepetitionRun
 
@@ -98,6 +98,8 @@ def select(device: ShellDevice, profile: Any | None, energy_cfg: energy.EnergyCo
         out.append(memory.ProcStatusMemory())
     if "host_cpu" in probes:
         out.append(contention.HostCpuSampler())
+    elif "proc_stat" in probes:
+        out.append(contention.ProcStatSampler())
     power = [p for p in ("rapl", "power_supply") if p in probes]
     # one energy source per case: the profile's, else the first the device offers
     source = energy_cfg.source if energy_cfg.source in power else (power[0] if power else None)
@@ -149,6 +151,51 @@ class CaseSampling:
         self.cooldown = self._safe("cooldown", lambda: cooldown.wait(self.cooldown_cfg, read_c, label=label))
         for sampler in self.samplers:
             self._safe(sampler.label, sampler.before_case)
+
+    def min_duration_s(self) -> tuple[float, str] | None:
+        """What the case's samplers need of each repetition's measured window (s) and why; None: nothing.
+
+        Called after :meth:`before_case` (a charging device's battery sampler needs nothing: it makes no figure).
+        """
+        source = self._one(energy.RaplEnergy) or self._one(energy.PowerSupplyEnergy)
+        need = source.min_duration_s() if source is not None else None
+        if not need:
+            return None
+        pace = self._observed_interval_s(source.name)
+        if pace is not None and pace > self.energy_cfg.interval_s:  # a loaded device samples slower than asked
+            return (need * pace / self.energy_cfg.interval_s,
+                    f"{energy.DURATION_INTERVALS} {source.label} power samples at the {pace * 1000:.0f} ms "
+                    f"observed (asked {self.energy_cfg.interval_s * 1000:g} ms)")
+        return need, (f"{energy.DURATION_INTERVALS} {source.label} power samples at "
+                      f"{self.energy_cfg.interval_s * 1000:g} ms")
+
+    def _observed_interval_s(self, sampler: str) -> float | None:
+        """The median time between two power samples of the last repetition, or None before one ran."""
+        reading = self._reps[-1].get(sampler) if self._reps else None
+        times = [t for t, _ in reading.power] if reading is not None else []
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+        return gaps[len(gaps) // 2] / 1e9 if gaps else None
+
+    def discard_last(self) -> None:
+        """Forget the last repetition's readings (a calibration repetition whose figures are not kept)."""
+        if self._reps:
+            self._reps.pop()
+
+    def context(self) -> dict[str, str]:
+        """The device's part of the run context at the case's start (:mod:`harness.samplers.context`)."""
+        if not self.enabled:
+            return {}
+        out = self._safe("context", lambda: context.device_part(cast(ShellDevice, self.device))) or {}
+        watch = self._one(thermal.ThermalSampler)
+        if watch is not None and watch.before is not None:
+            if watch.before.status is not None:
+                out["thermal_status"] = str(watch.before.status)
+            if watch.before.freq_ratio is not None:
+                out["freq_caps"] = context.caps_text(watch.before.freq_ratio)
+        battery = self._one(energy.PowerSupplyEnergy)
+        if battery is not None and battery.checked:
+            out["charging"] = "charging or powered" if battery.refusal else "on battery"
+        return out
 
     @contextlib.contextmanager
     def around_repetition(self) -> Iterator[Any]:
@@ -233,7 +280,9 @@ class CaseSampling:
         if after is None:
             return None
         samples = latency.samples_us if latency is not None else []
-        shares = [r.other_cpu for s in self._reps for r in s.readings if r.sampler == contention.HostCpuSampler.name]
+        # the host's psutil reading or a device's /proc/stat one: the same field, so drift attribution reads either
+        cpu_readings = [r for s in self._reps for r in s.readings if r.other_cpu is not None]
+        shares = [r.other_cpu for r in cpu_readings]
         other_cpu, other_max = contention.summarize(shares), contention.peak(shares)
         judged = throttle.judge(before, after, samples, self.limits, sampler.cfg.throttle_status, other_max)
         reasons = judged.reasons
@@ -241,7 +290,8 @@ class CaseSampling:
         if self.cooldown is not None and self.cooldown.ended_by not in ("off",):
             method += f"; cooldown {self.cooldown_cfg.mode}: {self.cooldown.ended_by}"
         if other_cpu is not None:
-            method += f"; other work on the host CPUs: {contention.METHOD}"
+            where = "host" if cpu_readings[0].sampler == contention.HostCpuSampler.name else "device"
+            method += f"; other work on the {where} CPUs: {cpu_readings[0].method}"
         return Thermal(method=method, before_c=dict(before.zones_c), after_c=dict(after.zones_c),
                        cooldown_s=self.cooldown.waited_s if self.cooldown and self.cooldown.ended_by != "off" else None,
                        throttled=bool(reasons), throttle_reasons=reasons,

@@ -9,8 +9,17 @@ System busy time is psutil's ``cpu_times()`` summed over every state but idle an
 start and end of the repetition; the child's CPU time is its last ``cpu_times()`` seen by the memory
 poller (every 20 ms, so at most one poll interval of it is missed). 0 means the benchmark had the
 machine to itself (the harness's own sampler threads count as other work, a few percent at most);
-0.5 means other work kept half of all CPUs busy. Host only: on a phone, the same reading would need
-``/proc/stat`` on the device and its own definition of "other".
+0.5 means other work kept half of all CPUs busy.
+
+On an Android or Linux device (probe ``proc_stat``, :class:`ProcStatSampler`) the same reading comes from
+the device's own counters, polled by the repetition's on-device loop (:mod:`harness.samplers.probe`):
+
+    other = (busy ticks of all CPUs - the benchmark's ticks) / total ticks of all CPUs
+
+``/proc/stat``'s ``cpu`` line over the benchmark's window (the loop's rows bracketing its start/end
+marks), the benchmark's ``utime+stime`` (and its reaped children's) from the last ``/proc/<pid>/stat`` row
+seen before it exited: at most one loop interval of its own time is missed and counted as other work, as
+is the sampling loop itself (a shell builtin ``read`` per tick, well under 1% of a CPU).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from harness.samplers import probe
 from harness.samplers.base import Reading, SamplerBase, Slot
 
 if TYPE_CHECKING:
@@ -76,6 +86,42 @@ class HostCpuSampler(SamplerBase):
         yield slot
         other = meter.stop(poller.cpu_s)
         slot.reading = Reading(self.name, METHOD, 1 if other is not None else 0, other_cpu=other)
+
+
+DEVICE_METHOD = ("/proc/stat on the device: busy ticks of all CPUs minus the benchmark's /proc/<pid>/stat ticks, "
+                 "over total ticks, in each repetition's window; median over repetitions")
+
+
+def device_other_share(trace: probe.Trace) -> float | None:
+    """Share (0..1) of the device's CPUs other work used in the benchmark's window, or None when unknown."""
+    window = trace.last_window()
+    if window is None or len(trace.cpu) < 2:
+        return None
+    start, end = window
+    before = [row for row in trace.cpu if row[0] <= start]
+    after = [row for row in trace.cpu if row[0] >= end]
+    first = before[-1] if before else trace.cpu[0]
+    last = after[0] if after else trace.cpu[-1]
+    busy, total = last[1] - first[1], last[2] - first[2]
+    ticks = [n for t, n in trace.proc if t >= start]
+    if total <= 0 or not ticks:
+        return None
+    return min(1.0, max(0.0, (busy - max(ticks)) / total))
+
+
+class ProcStatSampler(SamplerBase):
+    """``proc_stat``: the share of the device's CPUs other work took during the repetition (see module doc)."""
+
+    name = "proc_stat"
+    label = "cpu"
+
+    @contextlib.contextmanager
+    def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
+        slot = Slot()
+        run.device_cpu()
+        yield slot
+        other = device_other_share(run.trace)
+        slot.reading = Reading(self.name, DEVICE_METHOD, len(run.trace.cpu), other_cpu=other)
 
 
 def summarize(fractions: Sequence[float | None]) -> float | None:

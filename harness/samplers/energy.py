@@ -39,6 +39,10 @@ CHARGING_HINT = ("run over Wi-Fi ADB (adb tcpip 5555; adb connect PHONE_IP) with
                  "or disable charging (e.g. 'dumpsys battery unplug' on a rooted/test device)")
 _UNIT_SCALE = {"ua": 1e-3, "ma": 1.0, "uv": 1e-3, "mv": 1.0}  # to mA and mV
 MIN_WINDOW_SAMPLES = 2
+#: Power sampler intervals a repetition's measured window should span when the suite sets no
+#: ``min_duration_s``: at least MIN_WINDOW_SAMPLES samples even when the on-device loop runs 2x slower
+#: than its nominal interval (each tick also forks ``date``), and a few more for the standard error.
+DURATION_INTERVALS = 5
 
 
 @dataclass(frozen=True)
@@ -309,6 +313,10 @@ class RaplEnergy(SamplerBase):
     def method(self) -> str:
         return f"RAPL package energy_uj read every {self.cfg.interval_s * 1000:g} ms on the host"
 
+    def min_duration_s(self) -> float | None:
+        """The measured window a repetition needs for an energy figure (None: no RAPL counters here)."""
+        return DURATION_INTERVALS * self.cfg.interval_s if self.zones and not self.absent_reason else None
+
     def energy(self, reps: Sequence[RepetitionReadings], latency: Latency | None, problems: Sequence[str]) -> Energy:
         if self.cfg.source != "rapl" or self.absent_reason or not self.zones:
             return absent(self.method(), self.absent_reason or f"profile energy source is {self.cfg.source!r}")
@@ -327,12 +335,14 @@ class PowerSupplyEnergy(SamplerBase):
         self.profile_name = profile_name
         self.refusal: str | None = None
         self.simulated = cfg.simulated
+        self.checked = False  # the battery state was read before this case
 
     def before_case(self) -> None:
         """Read the battery state: a charging device gets no energy figure (and no power polling)."""
         if self.cfg.source == "power_supply":
             state = power_state(self.device, self.cfg)
             self.refusal, self.simulated = state.charging_reason, state.simulated
+            self.checked = True
 
     @contextlib.contextmanager
     def repetition(self, run: RepetitionRun) -> Iterator[Slot]:
@@ -345,6 +355,11 @@ class PowerSupplyEnergy(SamplerBase):
         yield slot
         power = tuple((t, discharge_power_mw(c, v, self.cfg)) for t, c, v in run.trace.power)
         slot.reading = Reading(self.name, self.cfg.describe(), len(power), power=power)
+
+    def min_duration_s(self) -> float | None:
+        """The measured window a repetition needs for an energy figure (None: no power figure will be made)."""
+        return DURATION_INTERVALS * self.cfg.interval_s if self.cfg.source == "power_supply" and \
+            self.checked and self.refusal is None else None
 
     def method(self) -> str:
         return (f"{self.cfg.describe()} (profile {self.profile_name}); idle power over {self.cfg.idle_s:g} s "

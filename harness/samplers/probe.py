@@ -7,6 +7,8 @@ the shell service that started it can close), uses shell builtins only (``read``
 
 ``P <unix_ns> <current_raw> <voltage_raw>``   power supply, raw values and raw sign as printed
 ``M <unix_ns> VmHWM:|VmRSS: <kB>``             ``/proc/<pid>/status`` of the benchmark (pid file)
+``C <unix_ns> cpu <user> <nice> <system> ...``  the first line of ``/proc/stat`` (all CPUs, clock ticks)
+``T <unix_ns> <the benchmark's /proc/<pid>/stat line>``   its CPU ticks so far
 
 It stops when the stop file appears or after ``max_samples`` (so a dead harness never leaves it
 running for long). The benchmark command is wrapped by :func:`wrap_benchmark` to write its pid
@@ -57,6 +59,8 @@ class Trace:
     power: tuple[tuple[int, int, int], ...] = ()
     memory: tuple[tuple[int, str, int], ...] = ()
     marks: tuple[tuple[str, int], ...] = ()
+    cpu: tuple[tuple[int, int, int], ...] = ()  # (unix_ns, busy ticks, total ticks) of all CPUs
+    proc: tuple[tuple[int, int], ...] = ()  # (unix_ns, the benchmark's user+system ticks, children's included)
 
     def last_window(self) -> tuple[int, int] | None:
         """The last benchmark command's (start, end) in unix ns, or None when it did not end."""
@@ -73,7 +77,7 @@ def new_paths(device: Device) -> ProbePaths:
 
 
 def loop_script(paths: ProbePaths, *, interval_s: float, max_samples: int, current_path: str | None,
-                voltage_path: str | None, poll_memory: bool) -> str:
+                voltage_path: str | None, poll_memory: bool, poll_cpu: bool = False) -> str:
     """The sampling loop (POSIX sh, toybox/mksh compatible)."""
     power = ""
     if current_path and voltage_path:
@@ -84,8 +88,14 @@ def loop_script(paths: ProbePaths, *, interval_s: float, max_samples: int, curre
         memory = (f'if [ -s {q(paths.pid)} ]; then read -r p < {q(paths.pid)}; '
                   f'while read -r k n u; do case "$k" in VmHWM:|VmRSS:) echo "M $t $k $n";; esac; '
                   f'done < "/proc/$p/status" 2>/dev/null; fi; ')
+    cpu = ""
+    if poll_cpu:
+        cpu = ('read -r a < /proc/stat; echo "C $t $a"; '
+               f'if [ -s {q(paths.pid)} ]; then read -r p < {q(paths.pid)}; s=; '
+               'read -r s < "/proc/$p/stat" 2>/dev/null; [ -n "$s" ] && echo "T $t $s"; fi; ')
     return (f'i=0; while [ ! -e {q(paths.stop)} ] && [ "$i" -lt {int(max_samples)} ]; do '
-            f't=$(date +%s%N); {power}{memory}sleep {interval_s:g}; i=$((i+1)); done > {q(paths.trace)} 2>/dev/null')
+            f't=$(date +%s%N); {power}{memory}{cpu}sleep {interval_s:g}; i=$((i+1)); '
+            f'done > {q(paths.trace)} 2>/dev/null')
 
 
 def _prepare_command(paths: ProbePaths) -> str:
@@ -148,6 +158,8 @@ def parse_trace(text: str) -> Trace:
     power: list[tuple[int, int, int]] = []
     memory: list[tuple[int, str, int]] = []
     marks: list[tuple[str, int]] = []
+    cpu: list[tuple[int, int, int]] = []
+    proc: list[tuple[int, int]] = []
     for line in text.splitlines():
         parts = line.split()
         try:
@@ -157,6 +169,31 @@ def parse_trace(text: str) -> Trace:
                 memory.append((int(parts[1]), parts[2].rstrip(":"), int(parts[3])))
             elif len(parts) == 3 and parts[0] == "K" and parts[1] in ("S", "E"):
                 marks.append((parts[1], int(parts[2])))
+            elif len(parts) >= 7 and parts[0] == "C" and parts[2] == "cpu":
+                cpu.append(_cpu_row(int(parts[1]), parts[3:]))
+            elif len(parts) > 2 and parts[0] == "T":
+                proc.append((int(parts[1]), _proc_ticks(line)))
         except ValueError:
             continue
-    return Trace(tuple(power), tuple(memory), tuple(marks))
+    return Trace(tuple(power), tuple(memory), tuple(marks), tuple(cpu), tuple(proc))
+
+
+def _cpu_row(t: int, fields: list[str]) -> tuple[int, int, int]:
+    """``(t, busy, total)`` ticks from ``/proc/stat``'s ``cpu`` line: user nice system idle iowait irq softirq
+    steal (guest time is already inside user); busy = total - idle - iowait."""
+    ticks = [int(x) for x in fields[:8]]
+    if any(x < 0 for x in ticks):
+        raise ValueError("negative ticks")
+    total = sum(ticks)
+    return t, total - ticks[3] - (ticks[4] if len(ticks) > 4 else 0), total
+
+
+def _proc_ticks(line: str) -> int:
+    """utime + stime + cutime + cstime of a ``/proc/<pid>/stat`` line (the name in parentheses may hold spaces)."""
+    rest = line.rpartition(")")[2].split()
+    if len(rest) < 15:
+        raise ValueError("short /proc/<pid>/stat line")
+    ticks = [int(x) for x in rest[11:15]]
+    if any(x < 0 for x in ticks):
+        raise ValueError("negative ticks")
+    return sum(ticks)

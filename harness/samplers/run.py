@@ -37,6 +37,7 @@ class RepetitionRun:
         self._poller: HostMemoryPoller | None = None
         self._power: tuple[str, str] | None = None
         self._memory = False
+        self._cpu = False
         self._idle_s = 0.0
 
     # -- what samplers ask for (while entering their block) -----------------------------------
@@ -52,6 +53,10 @@ class RepetitionRun:
         """Ask the on-device loop for ``/proc/<pid>/status`` rows (``trace.memory``)."""
         self._memory = True
 
+    def device_cpu(self) -> None:
+        """Ask the on-device loop for ``/proc/stat`` and the benchmark's ``/proc/<pid>/stat`` rows (``trace.cpu``)."""
+        self._cpu = True
+
     def device_power(self, current_path: str, voltage_path: str) -> None:
         """Ask the on-device loop for raw current/voltage rows (``trace.power``)."""
         self._power = (current_path, voltage_path)
@@ -62,7 +67,7 @@ class RepetitionRun:
 
     @property
     def device_loop(self) -> bool:
-        return self._memory or self._power is not None
+        return self._memory or self._cpu or self._power is not None
 
     # -- the shared sources --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -72,7 +77,7 @@ class RepetitionRun:
             current, voltage = self._power or (None, None)
             probe.start(self.device, self.paths, interval_s=self.interval_s,
                         max_samples=int(MAX_PROBE_S / self.interval_s), current_path=current,
-                        voltage_path=voltage, poll_memory=self._memory)
+                        voltage_path=voltage, poll_memory=self._memory, poll_cpu=self._cpu)
         elif self.on_host:
             Path(self.paths.directory).mkdir(parents=True, exist_ok=True)
         else:

@@ -10,9 +10,9 @@ thermal or frequency evidence (the signs above, or a zone that warmed ``[throttl
 during the case), or on a profile that declares it
 (``[throttle] drift_means_heat = true``: a phone without readable sensors); to ``contention`` when
 other work took at least ``[throttle] contention_min`` of the CPUs during the run (the host's
-``host_cpu`` reading, :mod:`harness.samplers.contention`); otherwise ``unknown``. Only thermal
-throttling marks a result throttled (the gate's hard "noisy" reason); drift from contention or of
-unknown cause is recorded and named, and the gate still decides when its test can.
+``host_cpu`` reading, or a device's ``proc_stat`` one: :mod:`harness.samplers.contention`); otherwise
+``unknown``. Only thermal throttling marks a result throttled (the gate's hard "noisy" reason); drift from
+contention or of unknown cause is recorded and named, and the gate still decides when its test can.
 """
 
 from __future__ import annotations

@@ -177,6 +177,7 @@ class Sandbox:
             cpufreq.mkdir(parents=True, exist_ok=True)
             for name in ("scaling_cur_freq", "scaling_max_freq", "cpuinfo_max_freq"):
                 (cpufreq / name).write_text(f"{s.cpu_max_freq_khz}\n")
+            (cpufreq / "scaling_governor").write_text("schedutil\n")  # Android's default governor
         for index, (zone_type, millideg) in enumerate(s.thermal_zones):
             zone = thermal / f"thermal_zone{index}"
             zone.mkdir(parents=True, exist_ok=True)
