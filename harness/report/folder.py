@@ -12,7 +12,7 @@ numbered (``device-0001.html``), never taken from the data, and every file is wr
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import math
 import re
@@ -29,7 +29,8 @@ from markupsafe import Markup
 
 from harness.errors import UsageError
 from harness.names import inside
-from harness.report import fleet, forked, svgplot
+from harness.report import case_html, fleet, forked, svgplot
+from harness.report.case_html import figure_cells, reading, show
 from harness.report.scan import Case, Part, Tally, count_records, iter_cases, split, total_bytes
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
 
@@ -46,10 +47,8 @@ CSP = Markup("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; fo
 GENERATOR = "edgeharness fleet report"
 INDEX_PROBLEMS = 20  # not-ok cases listed on the opening page (all of them on problems.html)
 log = logging.getLogger("harness.report")
+_PAGES = ("fleet/index.html.j2", "fleet/device.html.j2", "fleet/model.html.j2", "fleet/problems.html.j2")
 _PAGE_NAME = re.compile(r"(device|model)-\d+\.html|problems\.html|index\.html")
-_UNITS = {"us": ("ms", 1e-3), "mb": ("MB", 1.0), "mj": ("mJ", 1.0), "mw": ("mW", 1.0), "c": ("°C", 1.0),
-          "s": ("s", 1.0)}
-RAW_TAIL = 8000  # characters of a case's raw tool output shown on its device page (the end, where errors are)
 
 
 def choose_form(form: str, n_results: int) -> str:
@@ -86,91 +85,20 @@ def folder_for(out_path: str | Path) -> Path:
     return out.with_suffix("") if out.suffix.lower() in (".html", ".htm") else out
 
 
-# -- display filters (values from records are untrusted: any type must render, as text) -------
-def show(value: object, limit: int | None = 400) -> str:
-    """Any record value as short text: numbers with 3 significant digits, containers as compact JSON."""
-    if value is None or isinstance(value, Undefined):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if limit is None or len(text) <= limit else text[:limit] + "…"
-
-
-def reading(value: object, key: str) -> str:
-    """A memory/energy/thermal value with the unit its key names (``peak_rss_mb`` -> MB, ``*_us`` -> ms)."""
-    unit = _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
-    if unit is None:
-        return show(value)
-    name, scale = unit
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {reading(v, key)}" for k, v in value.items())
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value * scale:.4g} {name}"
-    return show(value)
-
-
-_REP_KEYS = ("median_us", "min_us", "max_us", "avg_us", "init_us", "first_inference_us", "warmup_avg_us")
-_BLOCKS = (("memory", "Memory"), ("energy", "Energy"), ("thermal", "Thermal"), ("delegates", "Delegates"),
-           ("ops", "Operators"), ("environment", "Environment"))
-
-
-def _num_cells(texts: Iterable[str]) -> str:
-    return "".join(f'<td class="num">{t}</td>' for t in texts)
-
-
-def rep_rows(case: Case) -> Markup:
-    """The repetitions table's rows: number, n, then median .. warm-up average in ms.
-
-    Built here, not by the template, because a fleet report writes ~30 such cells per case; every
-    cell is a number formatted by this module (checked numbers from :mod:`harness.report.scan`), so
-    there is nothing to escape.
-    """
-    rows = (_num_cells((str(i), str(int(rep["n"])), *(fmt_ms(rep[k]) for k in _REP_KEYS)))
-            for i, rep in enumerate(case.reps, 1))
-    return Markup("".join(f"<tr>{row}</tr>\n" for row in rows))  # noqa: S704 - numbers only
-
-
-def figure_cells(case: Case) -> Markup:
-    """The cases table's figure cells of ``case`` (median, p90, p99, std, n, repetitions); numbers only."""
-    return Markup(_num_cells((fmt_ms(case.median_us), fmt_ms(case.p90_us), fmt_ms(case.p99_us),  # noqa: S704
-                              fmt_ms(case.std_us), str(case.n), str(case.repetitions))))
-
-
-def reading_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
-    """The record's other blocks (memory, energy, thermal, delegates, ...) as one text line each.
-
-    ``key value unit`` pairs joined by `` · ``; values in their key's unit, empty ones left out.
-    Plain text, escaped by the template like any value.
-    """
-    out = []
-    for key, title in _BLOCKS:
-        block = record.get(key)
-        if not block:
-            continue
-        if isinstance(block, dict):
-            text = " · ".join(f"{k} {reading(v, k)}" for k, v in block.items() if v not in (None, "", [], {}))
-        else:
-            text = show(block, 800)
-        out.append((title, text))
-    return out
-
-
-def raw_tail(raw: object) -> tuple[str, int]:
-    """The last :data:`RAW_TAIL` characters of a raw tool output and how many came before them."""
-    text = raw if isinstance(raw, str) else show(raw, None)
-    cut = max(0, len(text) - RAW_TAIL)
-    return text[cut:], cut
-
-
+@functools.cache
 def environment() -> Environment:
-    """Autoescaped, like the single-file report's; a field missing from a record renders as ``—``."""
+    """Autoescaped, like the single-file report's; a field missing from a record renders as ``—``.
+
+    One per process, every page template compiled at once (~0.1 s) and never checked again
+    (``auto_reload`` off): a forked helper inherits them compiled instead of compiling its own.
+    """
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=Undefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     env.filters.update(ms=fmt_ms, mb=fmt_mb, x=fmt_x, val=show, reading=reading)
-    env.globals.update(rep_rows=rep_rows, figure_cells=figure_cells, reading_lines=reading_lines, raw_tail=raw_tail)
+    env.globals.update(figure_cells=figure_cells, case_rows=case_html.case_rows, case_blocks=case_html.case_blocks,
+                       draw_chart=svgplot.draw)
+    for name in _PAGES:
+        env.get_template(name)
     return env
 
 
@@ -274,11 +202,10 @@ class Scanned:
 
 def scan_parts(parts: Sequence[Part]) -> Scanned:
     """Read ``parts`` and render each case's details block (runs in a worker process too: returns, never logs)."""
-    details = environment().get_template("fleet/_case.html.j2")
     out = Scanned([], Facts(set(), "", "", {}, {}), Tally(), [])
     for case, data in iter_cases(parts, out.tally, out.warnings.append):
         _collect(out.facts, case, data)
-        case.details = Markup(details.render(c=case, r=data))  # noqa: S704 - made by the autoescaped template
+        case.details = case_html.details(case, data)
         case.reps = []  # shown in the details now; less to hold and to pass between processes
         out.cases.append(case)
     return out
