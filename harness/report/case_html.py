@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from jinja2 import Undefined
@@ -168,8 +168,36 @@ def case_rows(cases: Iterable[Case], speed: dict[int, Any], model_page: dict[str
     return Markup("".join(out))  # noqa: S704 - record values escaped, numbers formatted here
 
 
-def case_blocks(cases: Iterable[Case]) -> Markup:
-    """Each case's details (rendered by :func:`details` as it was read) under a heading naming it."""
+def case_blocks(cases: Iterable[Case], details: Callable[[Case], str]) -> Markup:
+    """Each case's details (rendered by :func:`details` as it was read; ``details(case)`` gives it back)
+    under a heading naming it."""
     return Markup("".join(  # noqa: S704 - record values escaped; details is Markup already
         f'<div class="case-block" id="case-{c.index}">\n<h4>case {c.index}: {esc(c.model)} · {esc(c.delegate)} · '
-        f"{c.threads} thr — {_status(c.status)}</h4>\n{c.details}\n</div>\n" for c in cases))
+        f"{c.threads} thr — {_status(c.status)}</h4>\n{details(c)}\n</div>\n" for c in cases))
+
+
+def _speed_mark(s: Any) -> str:  # noqa: ANN401 - a fleet.Speedup
+    clarity = esc(s.clarity)
+    return f'<small class="clear-{clarity.replace(" ", "-")}" title="{clarity}">{fmt_x(s.value)}</small>'
+
+
+def model_rows(order: Iterable[str], configs: Sequence[tuple[str, int]], by_device: dict[str, dict],
+               labels: dict[str, str], device_page: dict[str, str], speed: dict[int, Any], baseline: str) -> Markup:
+    """A model page's device x configuration table rows: median (and speedup), or the status, opening the case."""
+    out = []
+    for d in order:
+        page = esc(device_page[d])
+        out.append(f'<tr><th><a href="{page}">{esc(labels[d])}</a></th>\n')
+        cells = by_device[d]
+        for key in configs:
+            c = cells.get(key)
+            if c is None:
+                out.append("<td></td>")
+            elif c.ok:
+                s = speed.get(c.index)
+                mark = f" {_speed_mark(s)}" if s is not None and s.known and c.delegate != baseline else ""
+                out.append(f'<td class="num"><a href="{page}#case-{c.index}">{fmt_ms(c.median_us)}</a>{mark}</td>')
+            else:
+                out.append(f'<td><a href="{page}#case-{c.index}">{_status(c.status)}</a></td>')
+        out.append("</tr>\n")
+    return Markup("".join(out))  # noqa: S704 - record values escaped, numbers formatted here

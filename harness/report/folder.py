@@ -32,6 +32,7 @@ from harness.names import inside
 from harness.report import case_html, fleet, forked, svgplot
 from harness.report.case_html import figure_cells, reading, show
 from harness.report.scan import Case, Part, Tally, count_records, iter_cases, split, total_bytes
+from harness.report.shelf import Shelf
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
 
 #: ``auto`` writes the folder form above this many results (lines in the input files), one file up to it.
@@ -95,8 +96,8 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=Undefined,
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     env.filters.update(ms=fmt_ms, mb=fmt_mb, x=fmt_x, val=show, reading=reading)
-    env.globals.update(figure_cells=figure_cells, case_rows=case_html.case_rows, case_blocks=case_html.case_blocks,
-                       draw_chart=svgplot.draw)
+    env.globals.update(figure_cells=figure_cells, case_rows=case_html.case_rows,
+                       draw_chart=svgplot.draw, model_rows=case_html.model_rows)
     for name in _PAGES:
         env.get_template(name)
     return env
@@ -200,21 +201,24 @@ class Scanned:
         self.warnings.extend(other.warnings)
 
 
-def scan_parts(parts: Sequence[Part]) -> Scanned:
-    """Read ``parts`` and render each case's details block (runs in a worker process too: returns, never logs)."""
+def scan_parts(parts: Sequence[Part], shelves: Sequence[Shelf], number: int) -> Scanned:
+    """Read ``parts`` and put each case's details block on ``shelves[number]`` (runs in a worker process too:
+    returns, never logs)."""
     out = Scanned([], Facts(set(), "", "", {}, {}), Tally(), [])
+    shelf = shelves[number]
     for case, data in iter_cases(parts, out.tally, out.warnings.append):
         _collect(out.facts, case, data)
-        case.details = case_html.details(case, data)
+        case.details = (number, *shelf.put(case_html.details(case, data)))
         case.reps = []  # shown in the details now; less to hold and to pass between processes
         out.cases.append(case)
+    shelf.flush()
     return out
 
 
-def read(paths: Sequence[str | Path], *, parallel_bytes: int | None = None) -> Scanned:
-    """Every results file read once; inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`)
-    are read partly here (:data:`MAIN_SHARE`), the rest by a forked helper (:mod:`harness.report.forked`)
-    when that is safe.
+def read(paths: Sequence[str | Path], shelves: Sequence[Shelf], *, parallel_bytes: int | None = None) -> Scanned:
+    """Every results file read once, the details blocks put on ``shelves`` (two: this process's, the helper's);
+    inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) are read partly here
+    (:data:`MAIN_SHARE`), the rest by a forked helper (:mod:`harness.report.forked`) when that is safe.
     """
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
     parts = split(paths, 20)
@@ -227,16 +231,16 @@ def read(paths: Sequence[str | Path], *, parallel_bytes: int | None = None) -> S
             break
     mine, theirs = parts[:cut], parts[cut:]
     if not theirs or total < limit or not forked.available():
-        scanned = scan_parts(parts)
+        scanned = scan_parts(parts, shelves, 0)
     else:
-        helper = forked.Helper(lambda: scan_parts(theirs))
+        helper = forked.Helper(lambda: scan_parts(theirs, shelves, 1))
         try:
-            scanned = scan_parts(mine)
+            scanned = scan_parts(mine, shelves, 0)
         except BaseException:
             helper.kill()
             raise
         done, other = helper.result()
-        scanned.extend(other if done else scan_parts(theirs))
+        scanned.extend(other if done else scan_parts(theirs, shelves, 0))
     for line in scanned.warnings:
         log.warning("%s", line)
     return scanned
@@ -250,7 +254,8 @@ class FolderReport:
         self.env = environment()
         self.baseline = baseline
         self.input_bytes = total_bytes(paths)
-        scanned = read(paths, parallel_bytes=parallel_bytes)
+        self.shelves = (Shelf(), Shelf())  # the details blocks, written by this process and the helper
+        scanned = read(paths, self.shelves, parallel_bytes=parallel_bytes)
         self.cases, self.facts, self.tally = scanned.cases, scanned.facts, scanned.tally
         runs = sorted(self.facts.runs)
         self.title = title or ("edgeharness report — " + ", ".join(runs[:3]) + (" …" if len(runs) > 3 else "")
@@ -306,7 +311,18 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
+            blocks=case_html.case_blocks(group.cases, self.details),
         )
+
+    def details(self, case: Case) -> str:
+        """The details block of ``case``, from the shelf it was put on when its line was read."""
+        number, *where = case.details
+        return self.shelves[number].get(where)
+
+    def close(self) -> None:
+        """Drop the details blocks (their temporary files)."""
+        for shelf in self.shelves:
+            shelf.close()
 
     def model(self, group: fleet.Group) -> str:
         cfgs = fleet.configs(group.cases, self.baseline)
@@ -397,6 +413,16 @@ def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: s
     folder = folder_for(out_path)
     old = _old_pages(folder)  # refused before the input is read, created after (a bad input leaves nothing)
     report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes)
+    try:
+        written = _write_pages(report, folder, parallel_bytes)
+    finally:
+        report.close()
+    for name in old - set(written):
+        inside(folder, name).unlink(missing_ok=True)
+    return folder / "index.html"
+
+
+def _write_pages(report: FolderReport, folder: Path, parallel_bytes: int | None) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     jobs = report.page_jobs()
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
@@ -414,6 +440,4 @@ def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: s
         written += names if done else _write(folder, theirs)
     else:
         written = _write(folder, jobs)
-    for name in old - set(written):
-        inside(folder, name).unlink(missing_ok=True)
-    return folder / "index.html"
+    return written

@@ -67,7 +67,7 @@ class Case:
     std_us: float = math.nan
     rep_medians_us: list[float] = field(default_factory=list)
     peak_memory_mb: float | None = None
-    details: str = ""  # the rendered details block (HTML), filled by the folder writer
+    details: tuple[int, int, int] = (0, 0, 0)  # where the folder writer put the details block: shelf, offset, length
 
     @property
     def ok(self) -> bool:
