@@ -91,7 +91,7 @@ def variance(model_name: str, n: int, runs: int) -> int:
 
     model = str(zoo.fetch(model_name))
     with tempfile.TemporaryDirectory() as cache:
-        device = HostDevice(cache_dir=Path(cache))
+        device = HostDevice(cache_dir=Path(cache), zygote=True)
         launcher = device.pyrunner_launcher()
         if not launcher:
             print(f"no zygote: {device.zygote_off_reason}")

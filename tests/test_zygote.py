@@ -122,10 +122,11 @@ def _shell(host: HostDevice, command: str) -> tuple[str, int | None]:
 def test_no_zygote_means_fresh_processes_and_says_why(tmp_path: Path) -> None:
     off = HostDevice(cache_dir=tmp_path / "a", zygote=False)
     assert off.pyrunner_launcher() == () and off.zygote_off_reason == "turned off"
-    long_dir = tmp_path / ("x" * 120)
-    failing = HostDevice(cache_dir=long_dir, zygote=True)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")  # the zygote's work folder cannot be made under it
+    failing = HostDevice(cache_dir=blocked, zygote=True)
     assert failing.pyrunner_launcher() == ()
-    assert "too long" in (failing.zygote_off_reason or "")
+    assert "Not a directory" in (failing.zygote_off_reason or "")
 
 
 def test_the_client_runs_a_fresh_process_when_the_zygote_is_gone(host: HostDevice, small_model: Path) -> None:
