@@ -34,6 +34,8 @@ from harness.report.case_html import figure_cells, reading, show
 from harness.report.scan import Case, Part, Tally, count_records, iter_cases, split, total_bytes
 from harness.report.shelf import Shelf
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
+from harness.report.trend import history
+from harness.trend import CaseTrend
 
 #: ``auto`` writes the folder form above this many results (lines in the input files), one file up to it.
 FOLDER_THRESHOLD = 200
@@ -250,7 +252,8 @@ class FolderReport:
     """Reads the results, then writes every page; :meth:`pages` yields them, the index first."""
 
     def __init__(self, paths: Sequence[str | Path], *, title: str | None = None,
-                 baseline: str = BASELINE_DELEGATE, parallel_bytes: int | None = None) -> None:
+                 baseline: str = BASELINE_DELEGATE, parallel_bytes: int | None = None,
+                 trends: Sequence[CaseTrend] = ()) -> None:
         self.env = environment()
         self.baseline = baseline
         self.input_bytes = total_bytes(paths)
@@ -266,6 +269,10 @@ class FolderReport:
         self.models = fleet.groups(self.cases, "model", "model", "model")
         self.colours = fleet.delegate_colours(self.cases, baseline)
         self.device_page = {g.key: g.page for g in self.devices}
+        self.trends: dict[str, list[CaseTrend]] = {}  # device id -> its cases' histories (more than one run)
+        for t in trends:
+            if len(t.points) > 1 and t.device_id in self.device_page:
+                self.trends.setdefault(t.device_id, []).append(t)
 
     def _common(self, page_title: str) -> dict[str, Any]:
         return {"page_title": page_title, "report_title": self.title, "generated": self.generated,
@@ -297,6 +304,10 @@ class FolderReport:
             counts=fleet.status_counts(self.cases), total=len(self.cases), facts=self.facts,
             runs=sorted(self.facts.runs), skipped=self.tally.skipped, chart=chart,
             problems=problems[:INDEX_PROBLEMS], n_problems=len(problems), config_count=len(fleet.configs(self.cases)),
+            history_cases=sum(map(len, self.trends.values())),
+            changed=sorted((t for ts in self.trends.values() for t in ts if t.changes),
+                           key=lambda t: (t.changes[-1].started_at, t.label), reverse=True),
+            index_changes=INDEX_PROBLEMS,
         )
 
     def device(self, group: fleet.Group) -> str:
@@ -311,7 +322,7 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
-            blocks=case_html.case_blocks(group.cases, self.details),
+            blocks=case_html.case_blocks(group.cases, self.details), history=history(self.trends.get(group.key, ())),
         )
 
     def details(self, case: Case) -> str:
@@ -402,17 +413,19 @@ def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str]]]) -> list[
 
 
 def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
-                  parallel_bytes: int | None = None) -> Path:
+                  parallel_bytes: int | None = None, trends: Sequence[CaseTrend] = ()) -> Path:
     """Write the folder form of the report of ``paths`` (JSONL results files) and return its ``index.html``.
 
     ``out_path`` ``x.html`` gives the folder ``x/``. An earlier report in that folder is replaced
     (its pages that this report does not write are removed); a folder holding anything else is
-    refused. Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) use a second
+    refused. ``trends`` (:func:`harness.trend.case_trends` of the stored runs) add a History section to
+    each device page (its cases' medians and intervals per run, changes flagged) and the changed cases to
+    the opening page. Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) use a second
     process when that is safe: it reads about half the input, then writes 3 of every 5 pages.
     """
     folder = folder_for(out_path)
     old = _old_pages(folder)  # refused before the input is read, created after (a bad input leaves nothing)
-    report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes)
+    report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes, trends=trends)
     try:
         written = _write_pages(report, folder, parallel_bytes)
     finally:
