@@ -65,7 +65,7 @@ def choose_form(form: str, n_results: int) -> str:
 
 def form_for_files(form: str, paths: Sequence[str | Path]) -> str:
     """:func:`choose_form` for results files, counting their lines (cheap: no parsing)."""
-    return form if form in ("file", "folder") else choose_form(form, count_records(paths))
+    return form if form in ("file", "folder") else choose_form(form, count_records(paths, FOLDER_THRESHOLD))
 
 
 def render_files(paths: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
