@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, Undefined
@@ -35,7 +35,9 @@ from harness.report.scan import Case, Part, Tally, count_records, iter_cases, sp
 from harness.report.shelf import Shelf
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
 from harness.report.trend import history
-from harness.trend import CaseTrend
+
+if TYPE_CHECKING:  # annotations only: harness.trend pulls in the gate and numpy
+    from harness.trend import CaseTrend
 
 #: ``auto`` writes the folder form above this many results (lines in the input files), one file up to it.
 FOLDER_THRESHOLD = 200

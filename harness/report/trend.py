@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.trend import CaseTrend
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only named in annotations: importing harness.trend pulls in the gate and numpy
     from harness.report.html import Section
+    from harness.trend import CaseTrend
 
 _W, _H, _PAD = 240, 48, 4
 
