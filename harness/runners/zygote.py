@@ -154,6 +154,7 @@ def serve(folder: str) -> None:
             except BlockingIOError:
                 pass
             *lines, pending = pending.split(b"\n")
+            pending = pending[-64:]  # a request line is a pid: a longer unfinished one is not a request
             for line in lines:
                 own = [requests, wake_r, wake_w, *served, *(r.reply for r in served.values())]
                 request = _start(folder, line, own, warm)
