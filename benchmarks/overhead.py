@@ -7,9 +7,12 @@ Runs ``suites/smoke.toml`` on the host device (no report), then prints side by s
   - their ratio, and the per-repetition fixed cost = (wall - measured - warm-up - init) / repetitions,
     i.e. process spawn, Python and LiteRT import, model staging and result parsing.
 
-The host device forks each repetition from a preloaded zygote (``harness/runners/zygote.py``);
-``--zygote off`` runs every repetition as a fresh Python (the "before" figure), ``--zygote both`` runs
-the suite both ways, one after the other.
+The host device forks each repetition from a preloaded zygote (``harness/runners/zygote.py``, reached
+through the sh client ``zygote_client.sh``); ``--zygote off`` runs every repetition as a fresh Python (the
+"before" figure), ``--zygote both`` runs the suite both ways, one after the other. In this mode the fixed
+cost also holds the zygote's one-time start (LiteRT import and warm-up, seconds on a loaded machine) spread
+over the run's repetitions, and the harness's own per-repetition work (samplers' wrapper, store);
+``--variance`` measures the per-repetition process cost alone.
 
 ``--variance N``: the process alone, without the rest of the harness (samplers, store, per-case work).
 One model, N repetitions with the zygote and N fresh, interleaved (fresh, forked, fresh, ...) through
@@ -91,7 +94,7 @@ def variance(model_name: str, n: int, runs: int) -> int:
 
     model = str(zoo.fetch(model_name))
     with tempfile.TemporaryDirectory() as cache:
-        device = HostDevice(cache_dir=Path(cache))
+        device = HostDevice(cache_dir=Path(cache), zygote=True)
         launcher = device.pyrunner_launcher()
         if not launcher:
             print(f"no zygote: {device.zygote_off_reason}")

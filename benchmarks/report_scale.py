@@ -10,7 +10,10 @@
    3% of cases become ``failed`` (latency dropped). Everything else (raw output, readings) is the real record.
 3. Times ``harness report FILE -o OUT.html`` as a user runs it (a fresh process: interpreter start and
    imports included) ``--runs`` times per size, in the folder form (``--form auto`` picks it), and
-   today's single-file renderer (``--form file``) on the 1,000 ``--old-runs`` times.
+   today's single-file renderer (``--form file``) on the 1,000 ``--old-runs`` times. With ``--before TREE``
+   (a checkout of an earlier commit, e.g. ``git worktree add /tmp/before main``), that tree's folder
+   renderer is timed too, run for run interleaved with this one (before, now, before, now, ...), so both
+   see the same load on a shared machine.
 
 Printed per run: wall s (perf_counter around the process), CPU s (user+sys of the process and its
 helper; the main process's own share alone, which waits for the helper rather than burning CPU, is a
@@ -21,7 +24,7 @@ over-counts), peak PSS MB of both together (shared pages split between them; psu
 shared: wall time depends on it, CPU less).
 
 Usage: python benchmarks/report_scale.py [--from FILE.jsonl] [--runs 5] [--old-runs 1] [--keep DIR]
-                                        [--sizes 1000,10000]
+                                        [--sizes 1000,10000] [--before TREE]
 """
 
 from __future__ import annotations
@@ -134,12 +137,13 @@ def _pss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def timed(args: list[str]) -> dict:
-    """Run ``harness ARGS`` in a fresh process; its wall time, CPU, peak RSS and peak PSS (sampled every 20 ms)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+def timed(args: list[str], root: Path = ROOT) -> dict:
+    """Run ``harness ARGS`` (of the source tree ``root``) in a fresh process; its wall time, CPU, peak RSS and
+    peak PSS (sampled every 20 ms)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _PROBE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, cwd=root)  # cwd: "-c" puts it first on sys.path
     peak_pss = 0.0
     stop = threading.Event()
 
@@ -191,6 +195,7 @@ def main() -> int:
     ap.add_argument("--old-runs", type=int, default=1, help="timed runs of the single-file renderer on 1,000")
     ap.add_argument("--keep", help="write inputs and reports here (default: a temporary folder)")
     ap.add_argument("--sizes", default="1000,10000", help="which sizes to time (default 1000,10000)")
+    ap.add_argument("--before", help="a source tree whose folder renderer is timed too, interleaved run for run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
@@ -204,7 +209,13 @@ def main() -> int:
             count = replicate(records, devices, src)
             print(f"# {count} results ({devices} devices x {MODELS} models x 4 configurations), "
                   f"{src.stat().st_size / 2**20:.1f} MB of JSONL; new renderer (folder form)")
-            runs = [timed(["report", str(src), "-o", str(work / f"new-{n}.html")]) for _ in range(args.runs)]
+            runs, before = [], []
+            for _ in range(args.runs):
+                if args.before:
+                    before.append(timed(["report", str(src), "-o", str(work / f"before-{n}.html")], Path(args.before)))
+                runs.append(timed(["report", str(src), "-o", str(work / f"new-{n}.html")]))
+            if before:
+                summary[f"before-{n}"] = report(f"{n:>6} before", before)
             summary[n] = report(f"{n:>6} new", runs)
             pages, total_mb, biggest_mb = folder_size(runs[0]["page"].parent)
             print(f"  {n:>6} new folder: {pages} pages, {total_mb:.1f} MB in all, largest page {biggest_mb:.2f} MB")
@@ -224,6 +235,13 @@ def main() -> int:
                   f"{m['main_cpu_s']:.2f} s: a lower bound of the wall time on an idle 2-CPU machine), peak RSS "
                   f"{m['rss_mb']:.0f} MB (helper {m['helper_rss_mb']:.0f} MB; PSS of both {m['pss_mb']:.0f} MB), "
                   f"opening page {m['page_mb']:.2f} MB")
+        for n in sizes:
+            if f"before-{n}" in summary:
+                m, b = summary[n], summary[f"before-{n}"]
+                print(f"#   {n} with {args.before} (before), same runs interleaved: median wall {b['wall_s']:.2f} s "
+                      f"-> {m['wall_s']:.2f} s, cpu {b['cpu_s']:.2f} s -> {m['cpu_s']:.2f} s, main process "
+                      f"{b['main_cpu_s']:.2f} s -> {m['main_cpu_s']:.2f} s, peak RSS {b['rss_mb']:.0f} MB -> "
+                      f"{m['rss_mb']:.0f} MB, PSS of both {b['pss_mb']:.0f} MB -> {m['pss_mb']:.0f} MB")
         if "old" in summary:
             m = summary["old"]
             print(f"#   1000 with today's single-file renderer: wall {m['wall_s']:.1f} s, cpu {m['cpu_s']:.1f} s, "

@@ -86,7 +86,8 @@ def run(
 
     In the folder form (``report_form``, see :func:`render_files`) the per-run report is the folder
     ``<suite>-<run>/`` and ``<suite>.html`` a page that links to its ``index.html``; the History section
-    (the suite's stored runs, :func:`report_trends`) is in the single-file form only.
+    (the suite's stored runs, :func:`report_trends`) is in both forms: in the folder form on each device
+    page, and the cases that changed on the opening page.
 
     ``on_start`` and ``on_result`` hear each case as it begins and each result once stored (from the
     devices' threads): what a progress display needs.
@@ -128,7 +129,8 @@ def run(
             title = f"{loaded.name} — run {summary.run_id}{note}"
             if choose_form(report_form, len(summary.results)) == "folder":
                 folder = inside(store.root, f"{loaded.name}-{summary.run_id}")
-                per_run = render_folder([summary.results_path], folder, title=title)
+                per_run = render_folder([summary.results_path], folder, title=title,
+                                        trends=report_trends(store, loaded.name))
                 summary.report_path = per_run
                 if not summary.interrupted:  # <suite>.html keeps the last complete run
                     write_link_page(latest, per_run, title)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from harness import __version__
 from harness.errors import HarnessError
 from harness.leases import DEFAULT_TIMEOUT_S
-from harness.suite import option_type
 from harness.textsafe import EscapingFormatter, escape, escape_lines
 
 if TYPE_CHECKING:
@@ -28,6 +27,18 @@ if TYPE_CHECKING:
     from harness.terminal import RunDisplay
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def option_type(key: str) -> Callable[[str], int]:
+    """:func:`harness.suite.option_type`, imported when the option is given: the suite module pulls in the gate,
+    scipy's and numpy's layers (~0.2 s), which ``harness report`` and the other commands do not need."""
+    def convert(text: str) -> int:
+        from harness.suite import option_type as check
+
+        return check(key)(text)
+
+    convert.__name__ = key  # what argparse names in its own messages
+    return convert
 
 
 def _out(text: str = "") -> None:
@@ -415,7 +426,9 @@ def _add_serve_command(
     return actions
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; given the command line ``argv``, the test doubles' serve options are added only when it
+    names one (their modules import the whole virtual device and fake iPhone: ~0.3 s of every start)."""
     p = argparse.ArgumentParser(
         prog="harness",
         description="Benchmark TFLite/LiteRT models on the host, Android (ADB) and iOS devices; "
@@ -594,8 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(s)
     s.set_defaults(func=cmd_gate)
 
-    from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
-    from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
+    if argv is None or {"virtual-device", "fake-iphone"} & set(argv):
+        from harness.testing.android.serve import add_arguments as add_virtual_device_arguments
+        from harness.testing.ios.serve import add_arguments as add_fake_iphone_arguments
+    else:  # another command runs: these options cannot be given
+
+        def add_virtual_device_arguments(parser: argparse.ArgumentParser) -> None:
+            pass
+
+        add_fake_iphone_arguments = add_virtual_device_arguments
 
     vdev = _add_serve_command(
         sub, "virtual-device", "serve a virtual Android device (real ADB protocol on loopback)",
@@ -639,7 +659,7 @@ class _SubParser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _sps
 
 Reps = Sequence[Sequence[float]]
 
@@ -32,6 +31,14 @@ DEFAULT_BOOT = 2000
 DEFAULT_SEED = 0
 TRIM = 0.2  # fraction trimmed from each end of the per-repetition centers by the test
 _CHUNK_VALUES = 2_000_000  # bootstrap values held in memory at once (~16 MB)
+
+
+def _scipy_stats():  # noqa: ANN202 - the scipy.stats module
+    """``scipy.stats``, imported on first use: it costs ~0.7 s of start-up that commands without a test
+    (``harness report``, ``run``, ``trend``) would pay through ``harness.gate``."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -258,9 +265,9 @@ def log_ratio_test(
     if np.ptp(b) > 0 or np.ptp(c) > 0:
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            p_slower = float(_sps.ttest_ind(c, b, equal_var=False, trim=trim, alternative="greater").pvalue)
+            p_slower = float(_scipy_stats().ttest_ind(c, b, equal_var=False, trim=trim, alternative="greater").pvalue)
     if math.isnan(p_slower):
-        diff = float(_sps.trim_mean(c, trim) - _sps.trim_mean(b, trim))
+        diff = float(_scipy_stats().trim_mean(c, trim) - _scipy_stats().trim_mean(b, trim))
         if abs(diff) <= 1e-12:
             return 1.0, 1.0
         return (0.0, 1.0) if diff > 0 else (1.0, 0.0)
@@ -365,7 +372,7 @@ def detectable_ratio(
         return math.inf
     df = n_baseline + n_candidate - 2
     se = rep_cv * math.sqrt(1.0 / n_baseline + 1.0 / n_candidate)
-    return math.expm1((_sps.t.ppf(1 - alpha, df) + _sps.t.ppf(power, df)) * se)
+    return math.expm1((_scipy_stats().t.ppf(1 - alpha, df) + _scipy_stats().t.ppf(power, df)) * se)
 
 
 def repetitions_needed(rep_cv: float, slowdown: float, *, alpha: float = 0.01, power: float = 0.95) -> int:

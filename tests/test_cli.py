@@ -138,3 +138,17 @@ def test_the_cli_does_not_load_the_optional_ios_extra_to_start():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_other_commands_start_without_the_test_doubles_numpy_or_scipy():
+    """The serve commands' options come from the virtual device's modules (numpy and all): only their command
+    line imports them; `harness report` starts without them (and without the gate's scipy)."""
+    code = ("import sys, harness.cli; harness.cli.build_parser(['report', 'x.jsonl'])\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}),"
+            " any(m.startswith('harness.testing') for m in sys.modules))\n"
+            "args = harness.cli.build_parser(['virtual-device', 'serve', '--port', '0'])"
+            ".parse_args(['virtual-device', 'serve', '--port', '0'])\n"
+            "print(args.port)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[] False", "0"]

@@ -317,7 +317,7 @@ def _wait_for_long_case(proc: subprocess.Popen, out: Path, parent: psutil.Proces
                     cmd = child.cmdline()
                 except psutil.Error:
                     continue
-                runs_it = len(cmd) > 1 and (cmd[1].endswith("pyrunner.py") or cmd[3:4] == [str(ZYGOTE_CLIENT)])
+                runs_it = len(cmd) > 1 and (cmd[1].endswith("pyrunner.py") or str(ZYGOTE_CLIENT) in cmd[:3])
                 if runs_it and "face_landmark" in " ".join(cmd) and _forked_child(child, wait=True) is not False:
                     return child
         time.sleep(0.1)

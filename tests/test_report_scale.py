@@ -325,3 +325,17 @@ def test_chromium_shows_the_pages_at_100_devices(hundred, name):
         histogram = grey.histogram()
     # Not blank: the page is mostly white paper, but text, table lines, tints and charts cover a real share of it.
     assert sum(1 for n in histogram if n) > 50 and histogram[255] < 0.95 * 1400 * 1800
+
+
+def test_esc_escapes_exactly_as_jinja2_autoescaping():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from harness.report.text import esc
+
+    @given(st.text())
+    def same(text):
+        assert esc(text) == str(escape(text))
+
+    same()
+    assert esc(PAYLOAD) == str(escape(PAYLOAD)) and "<" not in esc(PAYLOAD)

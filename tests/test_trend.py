@@ -104,3 +104,47 @@ def test_the_run_report_gets_a_history_section_once_the_store_has_history(zoo_mo
     html = (out / "mini.html").read_text(encoding="utf-8")
     assert 'id="history"' in html and second.run_id in html and "95% interval ms" in html
     assert "<script" not in html
+
+
+def test_the_folder_report_shows_each_devices_history_and_the_changes_on_its_opening_page(history, tmp_path):
+    from test_report_scale import CHROMIUM, chromium
+
+    from harness.report.folder import render_folder
+
+    store, _ = history
+    slowed = store.resolve_run("20990101T000000Z-000002")
+    index = render_folder([slowed.results_path], tmp_path / "r.html", trends=case_trends(store, "mini"))
+    device = index.parent / "device-0001.html"
+    page = device.read_text(encoding="utf-8")
+    assert 'id="history"' in page and 'href="#history"' in page and "95% interval ms" in page
+    assert "20990101T000000Z-000002" in page and "▲ slower" in page and "baseline main" in page
+    assert page.index('id="history"') < page.index('id="details"')  # above the long case details
+    opening = index.read_text(encoding="utf-8")
+    assert 'id="history-changes"' in opening and 'href="device-0001.html#history"' in opening
+    assert "1 of 1 case(s) stored more than once changed" in opening
+    without = render_folder([slowed.results_path], tmp_path / "plain.html")  # no trends given: no section
+    assert 'id="history"' not in (without.parent / "device-0001.html").read_text(encoding="utf-8")
+    if CHROMIUM is None:
+        pytest.skip("chromium missing: install the Debian package 'chromium'")
+    dom = chromium("--dump-dom", device.as_uri())
+    assert dom.returncode == 0 and 'id="history"' in dom.stdout and "▲ slower" in dom.stdout, dom.stderr[-2000:]
+    shot = tmp_path / "history.png"
+    proc = chromium(f"--screenshot={shot}", "--window-size=1200,1400", "--hide-scrollbars",
+                    device.as_uri())
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (1200, 1400)
+        histogram = img.convert("L").histogram()
+    assert sum(1 for n in histogram if n) > 50 and histogram[255] < 0.97 * 1200 * 1400  # not blank
+
+
+def test_a_run_in_the_folder_form_puts_the_suites_history_on_its_device_page(zoo_models, tmp_path):
+    suite = _suite(tmp_path, zoo_models["face_detection_front"])
+    out = tmp_path / "out"
+    api.run(suite, out_dir=out, report_form="folder")
+    second = api.run(suite, out_dir=out, report_form="folder")
+    folder = second.report_path.parent
+    page = (folder / "device-0001.html").read_text(encoding="utf-8")
+    assert 'id="history"' in page and second.run_id in page and "<script" not in page

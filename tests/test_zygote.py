@@ -122,10 +122,11 @@ def _shell(host: HostDevice, command: str) -> tuple[str, int | None]:
 def test_no_zygote_means_fresh_processes_and_says_why(tmp_path: Path) -> None:
     off = HostDevice(cache_dir=tmp_path / "a", zygote=False)
     assert off.pyrunner_launcher() == () and off.zygote_off_reason == "turned off"
-    long_dir = tmp_path / ("x" * 120)
-    failing = HostDevice(cache_dir=long_dir, zygote=True)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")  # the zygote's work folder cannot be made under it
+    failing = HostDevice(cache_dir=blocked, zygote=True)
     assert failing.pyrunner_launcher() == ()
-    assert "too long" in (failing.zygote_off_reason or "")
+    assert "Not a directory" in (failing.zygote_off_reason or "")
 
 
 def test_the_client_runs_a_fresh_process_when_the_zygote_is_gone(host: HostDevice, small_model: Path) -> None:
@@ -181,3 +182,34 @@ path = "{small_model}"
         methods[way] = result.memory.method
     assert "clear_refs" in methods["1"] and "clear_refs" not in methods["0"]
     assert not list((tmp_path / "cache" / "host-work").glob("zygote-*")), "the zygote's folder was left behind"
+
+
+def test_the_zygote_is_on_unless_the_environment_turns_it_off() -> None:
+    from harness.devices.settings import DeviceSettings
+
+    assert DeviceSettings.defaults().host_zygote is True
+    assert DeviceSettings.from_env({"HARNESS_HOST_ZYGOTE": "0"}).host_zygote is False
+    assert DeviceSettings.from_env({"HARNESS_HOST_ZYGOTE": "off"}).host_zygote is False
+    assert DeviceSettings.from_env({"HARNESS_HOST_ZYGOTE": "1"}).host_zygote is True
+
+
+def test_a_client_killed_mid_run_takes_its_child_with_it_and_leaves_no_files(host: HostDevice,
+                                                                            small_model: Path) -> None:
+    """The zygote follows each client (pidfd): when the client dies, its child is killed and its FIFOs removed."""
+    command = _command(small_model, host.pyrunner_launcher(), runs=10_000_000)
+    client = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    folder = Path(host._zygote.folder)  # noqa: SLF001
+    child_file = folder / f"{client.pid}.child"
+    deadline = time.monotonic() + 60
+    while not child_file.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = psutil.Process(int(child_file.read_text()))
+    assert child.ppid() == host._zygote.proc.pid  # noqa: SLF001
+    client.kill()  # the client only: its child is not in its process group
+    client.wait(10)
+    child.wait(10)  # raises psutil.TimeoutExpired when the zygote did not kill it
+    deadline = time.monotonic() + 10
+    while {p.name for p in folder.iterdir()} - {"req", "log"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {p.name for p in folder.iterdir()} == {"req", "log"}
+    client.stdout.close()

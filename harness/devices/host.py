@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import platform
+import select
 import selectors
 import shutil
 import signal
@@ -31,9 +32,8 @@ from harness.results import DeviceInfo
 
 HOST_ID = "host"
 ZYGOTE = Path(__file__).resolve().parent.parent / "runners" / "zygote.py"
-ZYGOTE_CLIENT = ZYGOTE.with_name("zygote_client.py")
+ZYGOTE_CLIENT = ZYGOTE.with_name("zygote_client.sh")
 ZYGOTE_READY_S = 120.0  # importing LiteRT on a loaded 2-core machine
-SUN_PATH_MAX = 107  # a UNIX socket path's limit on Linux (108 bytes with the NUL)
 log = logging.getLogger("harness.devices.host")
 POLL_S = 0.1  # how often a waiting shell looks at its deadline and the run's cancellation token
 READ_BYTES = 1 << 16
@@ -78,13 +78,19 @@ class HostDevice(ShellDevice):
         self.zygote_off_reason: str | None = None if zygote else "turned off"
 
     def pyrunner_launcher(self) -> tuple[str, ...]:
-        """``PYTHON -I -S zygote_client.py SOCKET --`` once the zygote runs (started on first use), else ().
+        """``/bin/sh zygote_client.sh FOLDER/req ZYGOTE_PID --`` once the zygote runs (started on first use), else ().
 
         Each repetition is still its own process (forked, own session, own memory high-water mark);
-        what it no longer pays is the interpreter start and the numpy/LiteRT imports. When the zygote
-        cannot start, every repetition is a fresh process and the reason is logged once.
+        what it no longer pays is the interpreter start and the numpy/LiteRT imports (the client is a
+        POSIX sh script, not a Python). When the zygote cannot start, or has died, every repetition is a
+        fresh process and the reason is logged once.
         """
         if self.zygote_off_reason is not None:
+            return ()
+        if self._zygote is not None and self._zygote.proc.poll() is not None:
+            self.zygote_off_reason = f"the zygote ended (exit code {self._zygote.proc.returncode})"
+            log.warning("host: every repetition runs as a fresh process from now on: %s", self.zygote_off_reason)
+            self.close()
             return ()
         if self._zygote is None:
             try:
@@ -93,7 +99,7 @@ class HostDevice(ShellDevice):
                 self.zygote_off_reason = str(exc)
                 log.warning("host: every repetition runs as a fresh process: %s", exc)
                 return ()
-        return (sys.executable, "-I", "-S", str(ZYGOTE_CLIENT), self._zygote.socket, "--")
+        return ("/bin/sh", str(ZYGOTE_CLIENT), self._zygote.requests, str(self._zygote.proc.pid), "--")
 
     def close(self) -> None:
         if self._zygote is not None:
@@ -186,11 +192,8 @@ class HostDevice(ShellDevice):
             left = deadline - time.monotonic()
             if left <= 0:
                 return expired
-            try:
-                proc.wait(min(POLL_S, left))
+            if _wait_exit(proc, min(POLL_S, left)):
                 return None
-            except subprocess.TimeoutExpired:
-                continue
 
     def push(self, local: Path, remote: str) -> bool:
         target = Path(remote)
@@ -233,23 +236,20 @@ def benchmark_pid(pid: int) -> int | None:
 
 
 class _Zygote:
-    """The running zygote (``runners/zygote.py``): its process and its socket in a private folder."""
+    """The running zygote (``runners/zygote.py``): its process and its request FIFO in a private folder."""
 
     def __init__(self, proc: subprocess.Popen, folder: str) -> None:
         self.proc = proc
         self.folder = folder
-        self.socket = os.path.join(folder, "s")
+        self.requests = os.path.join(folder, "req")
 
     @classmethod
     def start(cls, workdir: Path) -> _Zygote:
         """Start it and wait until it has imported LiteRT; raise OSError/RuntimeError with the reason."""
         workdir.mkdir(parents=True, exist_ok=True)
-        folder = tempfile.mkdtemp(prefix="zygote-", dir=workdir)  # 0700: only this user reaches the socket
-        if len(os.path.join(folder, "s").encode()) > SUN_PATH_MAX:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise RuntimeError(f"the zygote's socket path would be too long for a UNIX socket: {folder}")
+        folder = tempfile.mkdtemp(prefix="zygote-", dir=workdir)  # 0700: only this user reaches its FIFOs
         with open(os.path.join(folder, "log"), "wb") as err:  # never a pipe nobody reads
-            proc = subprocess.Popen([sys.executable, str(ZYGOTE), os.path.join(folder, "s")], stdin=subprocess.PIPE,
+            proc = subprocess.Popen([sys.executable, str(ZYGOTE), folder], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=err, start_new_session=True)
         zygote = cls(proc, folder)
         assert proc.stdout is not None
@@ -277,6 +277,30 @@ class _Zygote:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``proc`` to end; True when it has (and is reaped).
+
+    A pidfd wakes the moment it ends; ``Popen.wait(timeout)`` polls with sleeps that double up to
+    50 ms, which added milliseconds to every short command (a zygote repetition's client ends a
+    moment after its output closes). Without pidfds (Linux < 5.3), that poll.
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd, or the pid is gone (already reaped by us: wait says so)
+        try:
+            proc.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        if not select.select([fd], [], [], timeout_s)[0]:
+            return False
+    finally:
+        os.close(fd)
+    proc.wait()
+    return True
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

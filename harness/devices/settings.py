@@ -13,7 +13,7 @@ is given one, and hands each backend's opener the fields it needs.
 | ``USBMUXD_SOCKET_ADDRESS`` | ``usbmux_address`` | the iOS backend's usbmuxd |
 | ``ANDROID_SERIAL`` | ``android_serial`` | the default device when none is named |
 | ``ADB_SERVER_SOCKET``, ``ANDROID_ADB_SERVER_PORT`` | ``adb_server_socket``, ``adb_server_port`` | adb server |
-| ``HARNESS_HOST_ZYGOTE`` (``1`` turns it on) | ``host_zygote`` | the host's preloaded pyrunner zygote |
+| ``HARNESS_HOST_ZYGOTE`` (on unless ``0``) | ``host_zygote`` | the host's preloaded pyrunner zygote |
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class DeviceSettings:
     android_serial: str | None = None
     adb_server_socket: str | None = None
     adb_server_port: str | None = None
-    host_zygote: bool = False
+    host_zygote: bool = True
 
     def adb_server_env(self) -> dict[str, str]:
         """The local adb server's variables, as the ``adb`` client reads them."""
@@ -80,7 +80,7 @@ class DeviceSettings:
             android_serial=env.get("ANDROID_SERIAL") or None,
             adb_server_socket=env.get("ADB_SERVER_SOCKET") or None,
             adb_server_port=env.get("ANDROID_ADB_SERVER_PORT") or None,
-            host_zygote=env.get("HARNESS_HOST_ZYGOTE", "0").strip().lower() in ("1", "yes", "on", "true"),
+            host_zygote=env.get("HARNESS_HOST_ZYGOTE", "1").strip().lower() not in ("0", "no", "off", "false"),
         )
 
 

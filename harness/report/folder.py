@@ -12,7 +12,7 @@ numbered (``device-0001.html``), never taken from the data, and every file is wr
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import math
 import re
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, Undefined
@@ -29,9 +29,15 @@ from markupsafe import Markup
 
 from harness.errors import UsageError
 from harness.names import inside
-from harness.report import fleet, forked, svgplot
+from harness.report import case_html, fleet, forked, svgplot
+from harness.report.case_html import figure_cells, reading, show
 from harness.report.scan import Case, Part, Tally, count_records, iter_cases, split, total_bytes
+from harness.report.shelf import Shelf
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
+from harness.report.trend import history
+
+if TYPE_CHECKING:  # annotations only: harness.trend pulls in the gate and numpy
+    from harness.trend import CaseTrend
 
 #: ``auto`` writes the folder form above this many results (lines in the input files), one file up to it.
 FOLDER_THRESHOLD = 200
@@ -46,10 +52,8 @@ CSP = Markup("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; fo
 GENERATOR = "edgeharness fleet report"
 INDEX_PROBLEMS = 20  # not-ok cases listed on the opening page (all of them on problems.html)
 log = logging.getLogger("harness.report")
+_PAGES = ("fleet/index.html.j2", "fleet/device.html.j2", "fleet/model.html.j2", "fleet/problems.html.j2")
 _PAGE_NAME = re.compile(r"(device|model)-\d+\.html|problems\.html|index\.html")
-_UNITS = {"us": ("ms", 1e-3), "mb": ("MB", 1.0), "mj": ("mJ", 1.0), "mw": ("mW", 1.0), "c": ("°C", 1.0),
-          "s": ("s", 1.0)}
-RAW_TAIL = 8000  # characters of a case's raw tool output shown on its device page (the end, where errors are)
 
 
 def choose_form(form: str, n_results: int) -> str:
@@ -63,7 +67,7 @@ def choose_form(form: str, n_results: int) -> str:
 
 def form_for_files(form: str, paths: Sequence[str | Path]) -> str:
     """:func:`choose_form` for results files, counting their lines (cheap: no parsing)."""
-    return form if form in ("file", "folder") else choose_form(form, count_records(paths))
+    return form if form in ("file", "folder") else choose_form(form, count_records(paths, FOLDER_THRESHOLD))
 
 
 def render_files(paths: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
@@ -86,91 +90,20 @@ def folder_for(out_path: str | Path) -> Path:
     return out.with_suffix("") if out.suffix.lower() in (".html", ".htm") else out
 
 
-# -- display filters (values from records are untrusted: any type must render, as text) -------
-def show(value: object, limit: int | None = 400) -> str:
-    """Any record value as short text: numbers with 3 significant digits, containers as compact JSON."""
-    if value is None or isinstance(value, Undefined):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if limit is None or len(text) <= limit else text[:limit] + "…"
-
-
-def reading(value: object, key: str) -> str:
-    """A memory/energy/thermal value with the unit its key names (``peak_rss_mb`` -> MB, ``*_us`` -> ms)."""
-    unit = _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
-    if unit is None:
-        return show(value)
-    name, scale = unit
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {reading(v, key)}" for k, v in value.items())
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value * scale:.4g} {name}"
-    return show(value)
-
-
-_REP_KEYS = ("median_us", "min_us", "max_us", "avg_us", "init_us", "first_inference_us", "warmup_avg_us")
-_BLOCKS = (("memory", "Memory"), ("energy", "Energy"), ("thermal", "Thermal"), ("delegates", "Delegates"),
-           ("ops", "Operators"), ("environment", "Environment"))
-
-
-def _num_cells(texts: Iterable[str]) -> str:
-    return "".join(f'<td class="num">{t}</td>' for t in texts)
-
-
-def rep_rows(case: Case) -> Markup:
-    """The repetitions table's rows: number, n, then median .. warm-up average in ms.
-
-    Built here, not by the template, because a fleet report writes ~30 such cells per case; every
-    cell is a number formatted by this module (checked numbers from :mod:`harness.report.scan`), so
-    there is nothing to escape.
-    """
-    rows = (_num_cells((str(i), str(int(rep["n"])), *(fmt_ms(rep[k]) for k in _REP_KEYS)))
-            for i, rep in enumerate(case.reps, 1))
-    return Markup("".join(f"<tr>{row}</tr>\n" for row in rows))  # noqa: S704 - numbers only
-
-
-def figure_cells(case: Case) -> Markup:
-    """The cases table's figure cells of ``case`` (median, p90, p99, std, n, repetitions); numbers only."""
-    return Markup(_num_cells((fmt_ms(case.median_us), fmt_ms(case.p90_us), fmt_ms(case.p99_us),  # noqa: S704
-                              fmt_ms(case.std_us), str(case.n), str(case.repetitions))))
-
-
-def reading_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
-    """The record's other blocks (memory, energy, thermal, delegates, ...) as one text line each.
-
-    ``key value unit`` pairs joined by `` · ``; values in their key's unit, empty ones left out.
-    Plain text, escaped by the template like any value.
-    """
-    out = []
-    for key, title in _BLOCKS:
-        block = record.get(key)
-        if not block:
-            continue
-        if isinstance(block, dict):
-            text = " · ".join(f"{k} {reading(v, k)}" for k, v in block.items() if v not in (None, "", [], {}))
-        else:
-            text = show(block, 800)
-        out.append((title, text))
-    return out
-
-
-def raw_tail(raw: object) -> tuple[str, int]:
-    """The last :data:`RAW_TAIL` characters of a raw tool output and how many came before them."""
-    text = raw if isinstance(raw, str) else show(raw, None)
-    cut = max(0, len(text) - RAW_TAIL)
-    return text[cut:], cut
-
-
+@functools.cache
 def environment() -> Environment:
-    """Autoescaped, like the single-file report's; a field missing from a record renders as ``—``."""
+    """Autoescaped, like the single-file report's; a field missing from a record renders as ``—``.
+
+    One per process, every page template compiled at once (~0.1 s) and never checked again
+    (``auto_reload`` off): a forked helper inherits them compiled instead of compiling its own.
+    """
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=Undefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     env.filters.update(ms=fmt_ms, mb=fmt_mb, x=fmt_x, val=show, reading=reading)
-    env.globals.update(rep_rows=rep_rows, figure_cells=figure_cells, reading_lines=reading_lines, raw_tail=raw_tail)
+    env.globals.update(figure_cells=figure_cells, case_rows=case_html.case_rows,
+                       draw_chart=svgplot.draw, model_rows=case_html.model_rows)
+    for name in _PAGES:
+        env.get_template(name)
     return env
 
 
@@ -272,22 +205,24 @@ class Scanned:
         self.warnings.extend(other.warnings)
 
 
-def scan_parts(parts: Sequence[Part]) -> Scanned:
-    """Read ``parts`` and render each case's details block (runs in a worker process too: returns, never logs)."""
-    details = environment().get_template("fleet/_case.html.j2")
+def scan_parts(parts: Sequence[Part], shelves: Sequence[Shelf], number: int) -> Scanned:
+    """Read ``parts`` and put each case's details block on ``shelves[number]`` (runs in a worker process too:
+    returns, never logs)."""
     out = Scanned([], Facts(set(), "", "", {}, {}), Tally(), [])
+    shelf = shelves[number]
     for case, data in iter_cases(parts, out.tally, out.warnings.append):
         _collect(out.facts, case, data)
-        case.details = Markup(details.render(c=case, r=data))  # noqa: S704 - made by the autoescaped template
+        case.details = (number, *shelf.put(case_html.details(case, data)))
         case.reps = []  # shown in the details now; less to hold and to pass between processes
         out.cases.append(case)
+    shelf.flush()
     return out
 
 
-def read(paths: Sequence[str | Path], *, parallel_bytes: int | None = None) -> Scanned:
-    """Every results file read once; inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`)
-    are read partly here (:data:`MAIN_SHARE`), the rest by a forked helper (:mod:`harness.report.forked`)
-    when that is safe.
+def read(paths: Sequence[str | Path], shelves: Sequence[Shelf], *, parallel_bytes: int | None = None) -> Scanned:
+    """Every results file read once, the details blocks put on ``shelves`` (two: this process's, the helper's);
+    inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) are read partly here
+    (:data:`MAIN_SHARE`), the rest by a forked helper (:mod:`harness.report.forked`) when that is safe.
     """
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
     parts = split(paths, 20)
@@ -300,16 +235,16 @@ def read(paths: Sequence[str | Path], *, parallel_bytes: int | None = None) -> S
             break
     mine, theirs = parts[:cut], parts[cut:]
     if not theirs or total < limit or not forked.available():
-        scanned = scan_parts(parts)
+        scanned = scan_parts(parts, shelves, 0)
     else:
-        helper = forked.Helper(lambda: scan_parts(theirs))
+        helper = forked.Helper(lambda: scan_parts(theirs, shelves, 1))
         try:
-            scanned = scan_parts(mine)
+            scanned = scan_parts(mine, shelves, 0)
         except BaseException:
             helper.kill()
             raise
         done, other = helper.result()
-        scanned.extend(other if done else scan_parts(theirs))
+        scanned.extend(other if done else scan_parts(theirs, shelves, 0))
     for line in scanned.warnings:
         log.warning("%s", line)
     return scanned
@@ -319,11 +254,13 @@ class FolderReport:
     """Reads the results, then writes every page; :meth:`pages` yields them, the index first."""
 
     def __init__(self, paths: Sequence[str | Path], *, title: str | None = None,
-                 baseline: str = BASELINE_DELEGATE, parallel_bytes: int | None = None) -> None:
+                 baseline: str = BASELINE_DELEGATE, parallel_bytes: int | None = None,
+                 trends: Sequence[CaseTrend] = ()) -> None:
         self.env = environment()
         self.baseline = baseline
         self.input_bytes = total_bytes(paths)
-        scanned = read(paths, parallel_bytes=parallel_bytes)
+        self.shelves = (Shelf(), Shelf())  # the details blocks, written by this process and the helper
+        scanned = read(paths, self.shelves, parallel_bytes=parallel_bytes)
         self.cases, self.facts, self.tally = scanned.cases, scanned.facts, scanned.tally
         runs = sorted(self.facts.runs)
         self.title = title or ("edgeharness report — " + ", ".join(runs[:3]) + (" …" if len(runs) > 3 else "")
@@ -334,6 +271,10 @@ class FolderReport:
         self.models = fleet.groups(self.cases, "model", "model", "model")
         self.colours = fleet.delegate_colours(self.cases, baseline)
         self.device_page = {g.key: g.page for g in self.devices}
+        self.trends: dict[str, list[CaseTrend]] = {}  # device id -> its cases' histories (more than one run)
+        for t in trends:
+            if len(t.points) > 1 and t.device_id in self.device_page:
+                self.trends.setdefault(t.device_id, []).append(t)
 
     def _common(self, page_title: str) -> dict[str, Any]:
         return {"page_title": page_title, "report_title": self.title, "generated": self.generated,
@@ -365,6 +306,10 @@ class FolderReport:
             counts=fleet.status_counts(self.cases), total=len(self.cases), facts=self.facts,
             runs=sorted(self.facts.runs), skipped=self.tally.skipped, chart=chart,
             problems=problems[:INDEX_PROBLEMS], n_problems=len(problems), config_count=len(fleet.configs(self.cases)),
+            history_cases=sum(map(len, self.trends.values())),
+            changed=sorted((t for ts in self.trends.values() for t in ts if t.changes),
+                           key=lambda t: (t.changes[-1].started_at, t.label), reverse=True),
+            index_changes=INDEX_PROBLEMS,
         )
 
     def device(self, group: fleet.Group) -> str:
@@ -379,7 +324,18 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
+            blocks=case_html.case_blocks(group.cases, self.details), history=history(self.trends.get(group.key, ())),
         )
+
+    def details(self, case: Case) -> str:
+        """The details block of ``case``, from the shelf it was put on when its line was read."""
+        number, *where = case.details
+        return self.shelves[number].get(where)
+
+    def close(self) -> None:
+        """Drop the details blocks (their temporary files)."""
+        for shelf in self.shelves:
+            shelf.close()
 
     def model(self, group: fleet.Group) -> str:
         cfgs = fleet.configs(group.cases, self.baseline)
@@ -459,17 +415,29 @@ def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str]]]) -> list[
 
 
 def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: str | None = None,
-                  parallel_bytes: int | None = None) -> Path:
+                  parallel_bytes: int | None = None, trends: Sequence[CaseTrend] = ()) -> Path:
     """Write the folder form of the report of ``paths`` (JSONL results files) and return its ``index.html``.
 
     ``out_path`` ``x.html`` gives the folder ``x/``. An earlier report in that folder is replaced
     (its pages that this report does not write are removed); a folder holding anything else is
-    refused. Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) use a second
+    refused. ``trends`` (:func:`harness.trend.case_trends` of the stored runs) add a History section to
+    each device page (its cases' medians and intervals per run, changes flagged) and the changed cases to
+    the opening page. Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) use a second
     process when that is safe: it reads about half the input, then writes 3 of every 5 pages.
     """
     folder = folder_for(out_path)
     old = _old_pages(folder)  # refused before the input is read, created after (a bad input leaves nothing)
-    report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes)
+    report = FolderReport(paths, title=title, parallel_bytes=parallel_bytes, trends=trends)
+    try:
+        written = _write_pages(report, folder, parallel_bytes)
+    finally:
+        report.close()
+    for name in old - set(written):
+        inside(folder, name).unlink(missing_ok=True)
+    return folder / "index.html"
+
+
+def _write_pages(report: FolderReport, folder: Path, parallel_bytes: int | None) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     jobs = report.page_jobs()
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
@@ -487,6 +455,4 @@ def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: s
         written += names if done else _write(folder, theirs)
     else:
         written = _write(folder, jobs)
-    for name in old - set(written):
-        inside(folder, name).unlink(missing_ok=True)
-    return folder / "index.html"
+    return written

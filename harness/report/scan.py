@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ _MAX_LINE_WARNINGS = 20
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 _NUMBER = (int, float)
 _NUMBER_TYPES = {int, float}
+_REP_FIGURES = ("init_us", "first_inference_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us", "median_us")
 
 
 class BadRecord(ValueError):
@@ -67,7 +69,7 @@ class Case:
     std_us: float = math.nan
     rep_medians_us: list[float] = field(default_factory=list)
     peak_memory_mb: float | None = None
-    details: str = ""  # the rendered details block (HTML), filled by the folder writer
+    details: tuple[int, int, int] = (0, 0, 0)  # where the folder writer put the details block: shelf, offset, length
 
     @property
     def ok(self) -> bool:
@@ -95,11 +97,11 @@ def _text(value: object, where: str, *, optional: bool = False) -> str:
     return value
 
 
-def _number(value: object, where: str) -> float | None:
+def _number(value: object, where: str, key: str = "") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
-        raise BadRecord(f"{where}: expected a finite number, got {value!r:.40}")
+        raise BadRecord(f"{where}{'.' if key else ''}{key}: expected a finite number, got {value!r:.40}")
     return float(value)
 
 
@@ -135,7 +137,8 @@ def _pooled_summary(case: Case, pooled: list[float]) -> None:
     n = len(ordered)
     mean = math.fsum(ordered) / n
     case.mean_us = mean
-    case.std_us = math.sqrt(math.fsum((x - mean) ** 2 for x in ordered) / (n - 1)) if n > 1 else math.nan
+    dev = [x - mean for x in ordered]
+    case.std_us = math.sqrt(math.fsum(map(operator.mul, dev, dev)) / (n - 1)) if n > 1 else math.nan
 
 
 def _latency(case: Case, lat: object) -> None:
@@ -156,8 +159,7 @@ def _latency(case: Case, lat: object) -> None:
         if not isinstance(rep, dict):
             raise BadRecord(f"{where}: expected an object")
         samples = _samples(rep.get("samples_us") or [], f"{where}.samples_us")
-        info = {k: _number(rep.get(k), f"{where}.{k}") for k in
-                ("init_us", "first_inference_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us", "median_us")}
+        info = {k: _number(rep.get(k), where, k) for k in _REP_FIGURES}
         count = rep.get("count")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
             raise BadRecord(f"{where}.count: expected an integer")
@@ -239,7 +241,7 @@ class Part:
     path: str
     start: int = 0
     end: int | None = None
-    first_line: int = 1  # the number of the range's first line in the file
+    first_line: int | None = 1  # the number of the range's first line in the file (None: not counted yet)
     ends_file: bool = True
 
     @property
@@ -277,7 +279,7 @@ def split(paths: Iterable[str | Path], pieces: int = 2) -> list[Part]:
     target = max(1, -(-total // max(pieces, 1)))
     parts: list[Part] = []
     for path, size in sizes:
-        start, line = 0, 1
+        start = 0
         with _open(path) as fh:
             while size - start > target * 1.25:
                 fh.seek(start + target)
@@ -285,12 +287,18 @@ def split(paths: Iterable[str | Path], pieces: int = 2) -> list[Part]:
                 cut = fh.tell()
                 if cut >= size:
                     break
-                fh.seek(start)
-                newlines = sum(block.count(b"\n") for block in _blocks(fh, cut - start))
-                parts.append(Part(path, start, cut, line, False))
-                start, line = cut, line + newlines
-        parts.append(Part(path, start, None, line, True))
+                parts.append(Part(path, start, cut, None if start else 1, False))
+                start = cut
+        parts.append(Part(path, start, None, None if start else 1, True))
     return parts
+
+
+def first_line(part: Part) -> int:
+    """The number of ``part``'s first line in its file (counted when a warning needs it: reading is the cost)."""
+    if part.first_line is not None:
+        return part.first_line
+    with _open(part.path) as fh:
+        return 1 + sum(block.count(b"\n") for block in _blocks(fh, part.start))
 
 
 def _blocks(fh, length: int) -> Iterator[bytes]:  # noqa: ANN001
@@ -300,7 +308,7 @@ def _blocks(fh, length: int) -> Iterator[bytes]:  # noqa: ANN001
 
 
 def iter_lines(part: Part) -> Iterator[tuple[int, bytes, bool]]:
-    """``(line number, line, is the file's last non-blank line)`` of a part, read a line at a time.
+    """``(line number within the part, from 1, line, is the file's last non-blank line)``, a line at a time.
 
     Lines end at ``\n`` only (binary mode), like :func:`harness.store.iter_results`.
     """
@@ -309,7 +317,7 @@ def iter_lines(part: Part) -> Iterator[tuple[int, bytes, bool]]:
         left = part.end - part.start if part.end is not None else None
         held: tuple[int, bytes] | None = None
         try:
-            for number, line in enumerate(fh, part.first_line):
+            for number, line in enumerate(fh, 1):
                 if left is not None:
                     if left <= 0:
                         break
@@ -336,7 +344,7 @@ def iter_cases(parts: Iterable[Part], tally: Tally | None = None,
     tally = tally if tally is not None else Tally()
     warn = warn or log.warning
     for part in parts:
-        bad = 0
+        bad, base = 0, None
         for number, line, last in iter_lines(part):
             try:
                 data = json.loads(line, parse_constant=_refuse_constant)
@@ -347,7 +355,8 @@ def iter_cases(parts: Iterable[Part], tally: Tally | None = None,
                 bad += 1
                 tally.skipped += 1
                 if bad <= _MAX_LINE_WARNINGS:
-                    warn(f"warning: {part.path}:{number}: skipped, not a result record ({str(exc)[:200]})")
+                    base = first_line(part) - 1 if base is None else base
+                    warn(f"warning: {part.path}:{base + number}: skipped, not a result record ({str(exc)[:200]})")
                 continue
             tally.cases += 1
             yield case, data
@@ -355,8 +364,9 @@ def iter_cases(parts: Iterable[Part], tally: Tally | None = None,
             warn(f"warning: {part.path}: {bad - _MAX_LINE_WARNINGS} more bad lines skipped")
 
 
-def count_records(paths: Iterable[str | Path]) -> int:
-    """Lines in the files (an upper bound of their records: blank and bad lines count too), read in 1 MiB blocks."""
+def count_records(paths: Iterable[str | Path], limit: int | None = None) -> int:
+    """Lines in the files (an upper bound of their records: blank and bad lines count too), read in 1 MiB blocks;
+    with ``limit``, counting stops once more than ``limit`` lines are seen (what choosing the form needs)."""
     total = 0
     for path in paths:
         try:
@@ -365,6 +375,8 @@ def count_records(paths: Iterable[str | Path]) -> int:
                 while block := fh.read(1 << 20):
                     total += block.count(b"\n")
                     tail = block[-1:]
+                    if limit is not None and total > limit:
+                        return total
                 total += tail != b"\n"
         except FileNotFoundError:
             raise StoreError(f"results file not found: {path}") from None

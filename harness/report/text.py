@@ -13,6 +13,16 @@ def device_name(device_id: str, model: str, platform: str) -> str:
     return f"{name} ({device_id})" if name and name != device_id else device_id
 
 
+def esc(text: object) -> str:
+    """HTML-escape ``text`` exactly as Jinja2's autoescaping (markupsafe) does, without making a ``Markup``.
+
+    For the folder report's per-case HTML built in Python (:mod:`harness.report.case_html`,
+    :func:`harness.report.svgplot.draw`), where a ``Markup`` per value cost more than the page.
+    """
+    return (str(text).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
 def is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
 

@@ -4,10 +4,11 @@ the gate's verdicts marked, changes beyond the case's noise flagged (data from :
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.report.html import Section
-from harness.trend import CaseTrend
+if TYPE_CHECKING:  # only named in annotations: importing harness.trend pulls in the gate and numpy
+    from harness.report.html import Section
+    from harness.trend import CaseTrend
 
 _W, _H, _PAD = 240, 48, 4
 
@@ -29,11 +30,18 @@ def _sparkline(trend: CaseTrend) -> list[dict[str, Any]]:
              "change": p.change} for i, p in measured]
 
 
-def trend_section(trends: Sequence[CaseTrend]) -> Section | None:
-    """The History section, or None when no case has more than one stored run."""
+def history(trends: Sequence[CaseTrend]) -> dict[str, Any] | None:
+    """What ``trend.html.j2`` shows (as ``ctx``), or None when no case has more than one stored run."""
     cases = [t for t in trends if len(t.points) > 1]
     if not cases:
         return None
     rows = [{"trend": t, "spark": _sparkline(t)} for t in sorted(cases, key=lambda t: (-len(t.changes), t.label))]
-    return Section("history", "History", "trend.html.j2",
-                   {"cases": rows, "width": _W, "height": _H, "changed": sum(1 for t in cases if t.changes)})
+    return {"cases": rows, "width": _W, "height": _H, "changed": sum(1 for t in cases if t.changes)}
+
+
+def trend_section(trends: Sequence[CaseTrend]) -> Section | None:
+    """The single-file report's History section, or None when no case has more than one stored run."""
+    from harness.report.html import Section  # here: the folder form uses history() without pandas
+
+    context = history(trends)
+    return None if context is None else Section("history", "History", "trend.html.j2", context)

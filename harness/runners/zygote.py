@@ -3,16 +3,21 @@
 
 Standalone (standard library, numpy, LiteRT, and ``pyrunner.py`` beside it), run by the host's Python::
 
-    python zygote.py SOCKET_PATH
+    python zygote.py FOLDER
 
-It listens on the UNIX socket ``SOCKET_PATH`` (its folder must be private: the host device makes it
-0700) and, for each connection from :mod:`zygote_client`, receives the runner's arguments and the
-client's stdin/stdout/stderr (``SCM_RIGHTS``), forks a child that runs exactly ``pyrunner.main(args)``
-with those three descriptors, writes ``P <child pid>`` back, and ``X <exit code>`` when the child ends.
+``FOLDER`` must be private (the host device makes it 0700). The zygote makes the request FIFO
+``FOLDER/req`` and serves the shell client ``zygote_client.sh`` (POSIX sh: a repetition no longer
+pays a Python start to reach the zygote): a client writes its arguments to ``FOLDER/q.PID`` and ``PID``
+as one line to ``req``; the zygote opens the client's stdout/stderr through ``/proc/PID/fd``, forks a
+child that runs exactly ``pyrunner.main(args)`` with them (stdin: ``/dev/null``), names it in
+``FOLDER/PID.child`` (for the host's memory poller), and writes the child's exit code to the client's
+reply FIFO ``FOLDER/r.PID`` when it ends (``F``: not taken, the client runs a fresh process).
 
 Isolation kept: one process per repetition, in its own session and process group; a crash kills the
 child only. The child holds the caller's output pipe, so the host shell's kill (process group +
-writers of its output pipe) reaches it; if the client goes away first, the zygote kills the child.
+writers of its output pipe) reaches it; if the client goes away first (its pidfd becomes readable),
+the zygote kills the child. A child closes every descriptor of the zygote's bookkeeping, so a client
+whose zygote died sees its reply pipe end.
 Memory: whether a forked child's high-water mark starts from its parent's is the kernel's business
 (on Linux 6.18 it does not: a zygote at 318 MB HWM forks a child whose ru_maxrss reads 6.7 MB), so the
 child does not rely on it: it writes ``5`` to ``/proc/self/clear_refs`` (resets VmHWM to its current
@@ -22,24 +27,48 @@ zygote's. The figure is lower than a fresh process's (no import-time transient, 
 Before forking its first child the zygote runs that request's model once itself (``_warm_up``): the
 runtime's lazy first-use work is then shared instead of repeated after every fork.
 
-The zygote ends when its stdin reaches EOF (the harness that started it is gone).
+It needs Linux's ``pidfd_open`` (5.3) to follow clients; without it, it does not start (the host then
+runs fresh processes). The zygote ends when its stdin reaches EOF (the harness that started it is gone).
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import select
 import signal
-import socket
 import sys
 
 MAX_REQUEST = 1 << 16
-SEND_FDS = 3
 
 
-def _child(conn: socket.socket, listener: socket.socket, fds: list[int], argv: list[str]) -> None:
+class Request:
+    """One client's request while it is served: its pid, pidfd, reply FIFO (held open) and child."""
+
+    def __init__(self, folder: str, client: int, pidfd: int, reply: int) -> None:
+        self.folder, self.client, self.pidfd, self.reply = folder, client, pidfd, reply
+        self.child: int | None = None
+
+    def answer(self, text: str) -> None:
+        try:
+            os.write(self.reply, text.encode("ascii") + b"\n")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """The client is gone: its child (if still running) is killed, its files removed, its descriptors closed."""
+        if self.child is not None:
+            _kill(self.child)
+        for fd in (self.pidfd, self.reply):
+            os.close(fd)
+        for name in (f"r.{self.client}", f"q.{self.client}", f"{self.client}.child"):
+            try:
+                os.unlink(os.path.join(self.folder, name))
+            except OSError:
+                pass
+
+
+def _child(own: list[int], fds: list[int], argv: list[str]) -> None:
     """In the forked child: become the runner (never returns)."""
     code = 1
     try:
@@ -47,8 +76,8 @@ def _child(conn: socket.socket, listener: socket.socket, fds: list[int], argv: l
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        conn.close()
-        listener.close()
+        for fd in own:  # the zygote's: requests, wake-up pipe, other clients' pidfds and reply pipes
+            os.close(fd)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -80,8 +109,8 @@ def _reset_hwm() -> bool:
         return False
 
 
-def serve(path: str) -> None:
-    """Accept requests on ``path`` until stdin closes."""
+def serve(folder: str) -> None:
+    """Serve requests on ``folder/req`` until stdin closes."""
     import ai_edge_litert.interpreter  # noqa: F401 - the point: imported once, shared by every child
     import numpy  # noqa: F401
     import pyrunner
@@ -92,45 +121,48 @@ def serve(path: str) -> None:
         import ai_edge_litert.schema_py_generated  # noqa: F401 - the op profile's model splitter (~0.5 s to import)
     except ImportError:
         pass
+    os.close(os.pidfd_open(os.getpid()))  # no pidfd (Linux < 5.3): fail now, the host runs fresh processes
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(16)
+    path = os.path.join(folder, "req")
+    os.mkfifo(path, 0o600)
+    requests = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # read and write: never at EOF, never blocks
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     warm = [False]
-    children: dict[int, socket.socket] = {}  # child pid -> its client's connection
-    by_conn: dict[int, int] = {}  # connection fd -> child pid
+    served: dict[int, Request] = {}  # pidfd -> request
+    by_child: dict[int, Request] = {}
+    pending = b""
     while True:
-        ready, _, _ = select.select([listener, wake_r, sys.stdin, *children.values()], [], [])
+        ready, _, _ = select.select([requests, wake_r, sys.stdin, *served], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 4096):
-            for pid in children:
-                _kill(pid)
+            for request in served.values():
+                request.close()
             return
         if wake_r in ready:
             os.read(wake_r, 4096)
-            _reap(children, by_conn)
-        for conn in [c for c in ready if isinstance(c, socket.socket) and c is not listener]:
-            pid = by_conn.get(conn.fileno())
+            _reap(by_child)
+        for pidfd in [fd for fd in ready if fd in served]:  # a client ended (answered, or killed)
+            request = served.pop(pidfd)
+            if request.child is not None:
+                by_child.pop(request.child, None)
+            request.close()
+        if requests in ready:
             try:
-                with_data = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) if pid else b"x"
+                pending += os.read(requests, 4096)
             except BlockingIOError:
-                continue
-            except OSError:
-                with_data = b""
-            if pid and not with_data:  # the client went away (killed): so does its child
-                _kill(pid)
-        if listener in ready:
-            conn, _ = listener.accept()
-            pid = _start(conn, listener, warm)
-            if pid is None:
-                conn.close()
-            else:
-                children[pid] = conn
-                by_conn[conn.fileno()] = pid
+                pass
+            *lines, pending = pending.split(b"\n")
+            pending = pending[-64:]  # a request line is a pid: a longer unfinished one is not a request
+            for line in lines:
+                own = [requests, wake_r, wake_w, *served, *(r.reply for r in served.values())]
+                request = _start(folder, line, own, warm)
+                if request is not None:
+                    served[request.pidfd] = request
+                    if request.child is not None:
+                        by_child[request.child] = request
 
 
 def _warm_up(argv: list[str]) -> None:
@@ -163,51 +195,70 @@ def _warm_up(argv: list[str]) -> None:
     gc.freeze()
 
 
-def _start(conn: socket.socket, listener: socket.socket, warm: list[bool]) -> int | None:
-    """Read one request and fork its child; None when the request is unreadable. Warms up on the first."""
-    try:
-        conn.settimeout(5)
-        data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, SEND_FDS)
-        argv = json.loads(data.decode("utf-8"))
-        if len(fds) != SEND_FDS or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            raise ValueError("bad request")
-    except (OSError, ValueError):
+def _start(folder: str, line: bytes, own: list[int], warm: list[bool]) -> Request | None:
+    """Take one request line (a client's pid): fork its child, or answer ``F``. Warms up on the first."""
+    if not line.strip().isdigit():
         return None
+    client = int(line)
+    try:
+        pidfd = os.pidfd_open(client)
+    except OSError:  # gone already
+        return None
+    try:
+        reply = os.open(os.path.join(folder, f"r.{client}"), os.O_RDWR | os.O_NONBLOCK)
+    except OSError:
+        os.close(pidfd)
+        return None
+    request = Request(folder, client, pidfd, reply)
+    fds: list[int] = []
+    try:
+        with open(os.path.join(folder, f"q.{client}"), "rb") as fh:
+            data = fh.read(MAX_REQUEST + 1)
+        if len(data) > MAX_REQUEST or not data.endswith(b"\0"):
+            raise ValueError("bad request")
+        argv = [a.decode("utf-8", "surrogateescape") for a in data[:-1].split(b"\0")]
+        fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))  # the client reads its reply on its fd 0
+        fds += [os.open(f"/proc/{client}/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC) for fd in (1, 2)]
+    except (OSError, ValueError):
+        for fd in fds:
+            os.close(fd)
+        request.answer("F")  # the client runs a fresh process
+        return request
     if not warm[0]:
         warm[0] = True
         _warm_up(argv)
     pid = os.fork()
     if pid == 0:
-        _child(conn, listener, fds, argv)
+        _child([*own, pidfd, reply], fds, argv)
     for fd in fds:
         os.close(fd)
+    request.child = pid
     try:
-        conn.sendall(b"P %d\n" % pid)
+        with open(os.path.join(folder, f"{client}.child"), "w", encoding="ascii") as fh:
+            fh.write(str(pid))
     except OSError:
-        _kill(pid)
-    return pid
+        pass
+    return request
 
 
-def _reap(children: dict[int, socket.socket], by_conn: dict[int, int]) -> None:
-    while children:
+def _reap(by_child: dict[int, Request]) -> None:
+    """Collect every ended child (killed ones too); answer the clients still waiting."""
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        conn = children.pop(pid, None)
-        if conn is None:
+        request = by_child.pop(pid, None)
+        if request is None:
             continue
-        by_conn.pop(conn.fileno(), None)
-        try:
-            conn.sendall(b"X %d\n" % os.waitstatus_to_exitcode(status))
-        except OSError:
-            pass
-        conn.close()
+        request.child = None
+        code = os.waitstatus_to_exitcode(status)
+        request.answer(str(code & 0xFF if code >= 0 else 128 - code))
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int) -> None:  # the child's process group (it is its session leader)
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
