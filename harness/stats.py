@@ -321,7 +321,7 @@ def alpha_spent(t: float, alpha: float, kind: str = "pocock") -> float:
         return 0.0
     if kind == "pocock":
         return alpha * math.log1p((math.e - 1.0) * t)
-    return min(alpha, float(2.0 * _sps.norm.sf(_sps.norm.isf(alpha / 2.0) / math.sqrt(t))))
+    return min(alpha, float(2.0 * _scipy_stats().norm.sf(_scipy_stats().norm.isf(alpha / 2.0) / math.sqrt(t))))
 
 
 def p_within(baseline_centers: Sequence[float], candidate_centers: Sequence[float], limit: float) -> float:
