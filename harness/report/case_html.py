@@ -168,12 +168,20 @@ def case_rows(cases: Iterable[Case], speed: dict[int, Any], model_page: dict[str
     return Markup("".join(out))  # noqa: S704 - record values escaped, numbers formatted here
 
 
+def block_frame(c: Case) -> tuple[str, str]:
+    """The HTML before and after case ``c``'s details block on its device page: a heading naming it."""
+    return (f'<div class="case-block" id="case-{c.index}">\n<h4>case {c.index}: {esc(c.model)} · {esc(c.delegate)} · '
+            f"{c.threads} thr — {_status(c.status)}</h4>\n", "\n</div>\n")
+
+
 def case_blocks(cases: Iterable[Case], details: Callable[[Case], str]) -> Markup:
     """Each case's details (rendered by :func:`details` as it was read; ``details(case)`` gives it back)
     under a heading naming it."""
-    return Markup("".join(  # noqa: S704 - record values escaped; details is Markup already
-        f'<div class="case-block" id="case-{c.index}">\n<h4>case {c.index}: {esc(c.model)} · {esc(c.delegate)} · '
-        f"{c.threads} thr — {_status(c.status)}</h4>\n{details(c)}\n</div>\n" for c in cases))
+    out = []
+    for c in cases:
+        head, tail = block_frame(c)
+        out += [head, details(c), tail]
+    return Markup("".join(out))  # noqa: S704 - record values escaped; details is Markup already
 
 
 def _speed_mark(s: Any) -> str:  # noqa: ANN401 - a fleet.Speedup

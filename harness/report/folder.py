@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import re
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,6 +314,30 @@ class FolderReport:
         )
 
     def device(self, group: fleet.Group) -> str:
+        """The device page of ``group`` as text (:meth:`device_bytes` is what the writer uses)."""
+        return self._device_page(group, case_html.case_blocks(group.cases, self.details))
+
+    def device_bytes(self, group: fleet.Group) -> list[bytes]:
+        """The device page of ``group`` as UTF-8 chunks, the same bytes as :meth:`device` encoded.
+
+        The cases' details blocks (most of the page: ~1 MB at 100 cases) are copied from the shelves
+        as the bytes they were stored as, not decoded, joined into the page and encoded again. The
+        page is rendered with a marker where the blocks go, cut at its last occurrence (what follows
+        it is the template's own text, no record value) and the blocks put between the two parts.
+        """
+        marker = f"<!--details-{secrets.token_hex(16)}-->"
+        head, found, tail = self._device_page(group, Markup(marker)).rpartition(marker)  # noqa: S704 - ours
+        if not found:  # cannot happen: the template shows the blocks; the text form is always right
+            return [self.device(group).encode("utf-8")]
+        out = [head.encode("utf-8")]
+        for c in group.cases:
+            before, after = case_html.block_frame(c)
+            number, *where = c.details
+            out += [before.encode("utf-8"), self.shelves[number].get_bytes(where), after.encode("utf-8")]
+        out.append(tail.encode("utf-8"))
+        return out
+
+    def _device_page(self, group: fleet.Group, blocks: Markup) -> str:
         by_model: dict[str, list[Case]] = {}
         for c in group.cases:
             by_model.setdefault(c.model, []).append(c)
@@ -324,7 +349,7 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
-            blocks=case_html.case_blocks(group.cases, self.details), history=history(self.trends.get(group.key, ())),
+            blocks=blocks, history=history(self.trends.get(group.key, ())),
         )
 
     def details(self, case: Case) -> str:
@@ -376,10 +401,11 @@ class FolderReport:
         return self.env.get_template("fleet/problems.html.j2").render(
             **self._common("Failed, skipped and lost cases"), rows=rows, total=len(self.cases))
 
-    def page_jobs(self) -> list[tuple[str, Callable[[], str]]]:
-        """``(file name, render)`` of every page, the index first."""
-        jobs: list[tuple[str, Callable[[], str]]] = [("index.html", self.index), ("problems.html", self.problems)]
-        jobs += [(g.page, partial(self.device, g)) for g in self.devices]
+    def page_jobs(self) -> list[tuple[str, Callable[[], str | list[bytes]]]]:
+        """``(file name, render)`` of every page, the index first; a render gives text or UTF-8 chunks."""
+        jobs: list[tuple[str, Callable[[], str | list[bytes]]]] = [("index.html", self.index),
+                                                                    ("problems.html", self.problems)]
+        jobs += [(g.page, partial(self.device_bytes, g)) for g in self.devices]
         jobs += [(g.page, partial(self.model, g)) for g in self.models]
         return jobs
 
@@ -408,9 +434,14 @@ def _old_pages(folder: Path) -> set[str]:
     return names
 
 
-def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str]]]) -> list[str]:
+def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str | list[bytes]]]]) -> list[str]:
     for name, render in jobs:
-        inside(folder, name).write_text(render(), encoding="utf-8")
+        page = render()
+        if isinstance(page, str):
+            inside(folder, name).write_text(page, encoding="utf-8")
+        else:
+            with inside(folder, name).open("wb") as fh:
+                fh.writelines(page)
     return [name for name, _ in jobs]
 
 
