@@ -10,6 +10,7 @@ the result, as ``Markup``, like any other block.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,8 @@ _REPS_HEAD = ('<table class="reps">\n  <thead><tr><th class="num">repetition</th
 
 def show(value: object, limit: int | None = 400) -> str:
     """Any record value as short text (not escaped): numbers with 4 significant digits, containers as compact JSON."""
+    if type(value) is str:  # the common case first (a string from a parsed record)
+        return value if limit is None or len(value) <= limit else value[:limit] + "…"
     if value is None or isinstance(value, Undefined):
         return "—"
     if isinstance(value, bool):
@@ -45,9 +48,15 @@ def show(value: object, limit: int | None = 400) -> str:
     return text if limit is None or len(text) <= limit else text[:limit] + "…"
 
 
+@functools.lru_cache(maxsize=1024)
+def _unit(key: str) -> tuple[str, float] | None:
+    """The unit a reading's key names (``peak_rss_mb`` -> MB), None when it names none."""
+    return _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
+
+
 def reading(value: object, key: str) -> str:
     """A memory/energy/thermal value with the unit its key names (``peak_rss_mb`` -> MB, ``*_us`` -> ms)."""
-    unit = _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
+    unit = _unit(key)
     if unit is None:
         return show(value)
     name, scale = unit
