@@ -227,9 +227,9 @@ def read(paths: Sequence[str | Path], shelves: Sequence[Shelf], *, parallel_byte
     the parts' cases are put back in input order.
     """
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
-    parts = split(paths, SCAN_PIECES)
-    if len(parts) < 2 or sum(p.size for p in parts) < limit or not forked.available():
-        scanned = scan_parts(parts, shelves, 0)
+    parts = split(paths, SCAN_PIECES) if total_bytes(paths) >= limit and forked.available() else []
+    if len(parts) < 2:  # one process: a file is one part (at most 20 bad-line warnings a file)
+        scanned = scan_parts(split(paths, 1), shelves, 0)
     else:
         pieces = forked.share(len(parts), lambda i, worker: scan_parts(parts[i:i + 1], shelves, worker))
         scanned = pieces[0]
