@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 log = logging.getLogger("harness.report")
 T = TypeVar("T")
-#: At most this many tickets (2 bytes each): the pipe takes them all before anyone reads (POSIX PIPE_BUF >= 512,
-#: Linux 4,096; 64 KiB pipes); more jobs are handed out in runs of neighbours.
+#: At most this many tickets (2 bytes each, 512 bytes: the pipe takes them all before anyone reads); more jobs
+#: are handed out in runs of neighbours.
 MAX_TICKETS = 256
 _TICKET = struct.Struct("=H")
 
@@ -78,8 +78,9 @@ class Helper:
 class Tickets:
     """The numbers ``0..n-1`` (n <= :data:`MAX_TICKETS`), each handed to whichever process asks first.
 
-    A pipe written in full before the fork, its write end closed: reads of one ticket's size are
-    atomic between processes, and an empty pipe with no writer reads as the end.
+    A pipe written in full before the fork (one write of at most 512 bytes, POSIX's least PIPE_BUF: it never
+    blocks), its write end closed; each read asks for one ticket's size, which the kernel serves under the
+    pipe's lock (never split between readers), and an empty pipe with no writer reads as the end.
     """
 
     def __init__(self, n: int) -> None:
