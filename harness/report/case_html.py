@@ -10,6 +10,7 @@ the result, as ``Markup``, like any other block.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,8 @@ _REPS_HEAD = ('<table class="reps">\n  <thead><tr><th class="num">repetition</th
 
 def show(value: object, limit: int | None = 400) -> str:
     """Any record value as short text (not escaped): numbers with 4 significant digits, containers as compact JSON."""
+    if type(value) is str:  # the common case first (a string from a parsed record)
+        return value if limit is None or len(value) <= limit else value[:limit] + "…"
     if value is None or isinstance(value, Undefined):
         return "—"
     if isinstance(value, bool):
@@ -45,9 +48,15 @@ def show(value: object, limit: int | None = 400) -> str:
     return text if limit is None or len(text) <= limit else text[:limit] + "…"
 
 
+@functools.lru_cache(maxsize=1024)
+def _unit(key: str) -> tuple[str, float] | None:
+    """The unit a reading's key names (``peak_rss_mb`` -> MB), None when it names none."""
+    return _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
+
+
 def reading(value: object, key: str) -> str:
     """A memory/energy/thermal value with the unit its key names (``peak_rss_mb`` -> MB, ``*_us`` -> ms)."""
-    unit = _UNITS.get(key.rpartition("_")[2]) if "_" in key else None
+    unit = _unit(key)
     if unit is None:
         return show(value)
     name, scale = unit
@@ -168,12 +177,20 @@ def case_rows(cases: Iterable[Case], speed: dict[int, Any], model_page: dict[str
     return Markup("".join(out))  # noqa: S704 - record values escaped, numbers formatted here
 
 
+def block_frame(c: Case) -> tuple[str, str]:
+    """The HTML before and after case ``c``'s details block on its device page: a heading naming it."""
+    return (f'<div class="case-block" id="case-{c.index}">\n<h4>case {c.index}: {esc(c.model)} · {esc(c.delegate)} · '
+            f"{c.threads} thr — {_status(c.status)}</h4>\n", "\n</div>\n")
+
+
 def case_blocks(cases: Iterable[Case], details: Callable[[Case], str]) -> Markup:
     """Each case's details (rendered by :func:`details` as it was read; ``details(case)`` gives it back)
     under a heading naming it."""
-    return Markup("".join(  # noqa: S704 - record values escaped; details is Markup already
-        f'<div class="case-block" id="case-{c.index}">\n<h4>case {c.index}: {esc(c.model)} · {esc(c.delegate)} · '
-        f"{c.threads} thr — {_status(c.status)}</h4>\n{details(c)}\n</div>\n" for c in cases))
+    out = []
+    for c in cases:
+        head, tail = block_frame(c)
+        out += [head, details(c), tail]
+    return Markup("".join(out))  # noqa: S704 - record values escaped; details is Markup already
 
 
 def _speed_mark(s: Any) -> str:  # noqa: ANN401 - a fleet.Speedup

@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import re
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,9 +45,8 @@ FOLDER_THRESHOLD = 200
 FORMS = ("auto", "file", "folder")
 #: Inputs this big are read by two processes (on a machine with two CPUs or more).
 PARALLEL_BYTES = 24 << 20
-#: The share of the input this process reads when a helper reads the rest: less than half, because this
-#: process also imports, builds the views, takes the helper's answer and writes the index (measured balance).
-MAIN_SHARE = 0.45
+#: Parts the input is cut into when two processes read it (each takes the next part as it finishes one).
+SCAN_PIECES = 40
 TEMPLATES = Path(__file__).parent / "templates"
 CSP = Markup("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
 GENERATOR = "edgeharness fleet report"
@@ -220,31 +220,21 @@ def scan_parts(parts: Sequence[Part], shelves: Sequence[Shelf], number: int) -> 
 
 
 def read(paths: Sequence[str | Path], shelves: Sequence[Shelf], *, parallel_bytes: int | None = None) -> Scanned:
-    """Every results file read once, the details blocks put on ``shelves`` (two: this process's, the helper's);
-    inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) are read partly here
-    (:data:`MAIN_SHARE`), the rest by a forked helper (:mod:`harness.report.forked`) when that is safe.
+    """Every results file read once, the details blocks put on ``shelves`` (two: this process's, the helper's).
+
+    Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) are cut into :data:`SCAN_PIECES`
+    parts shared as they go with a forked helper (:func:`harness.report.forked.share`) when that is safe;
+    the parts' cases are put back in input order.
     """
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
-    parts = split(paths, 20)
-    total = sum(p.size for p in parts)
-    cut, seen = len(parts), 0
-    for i, p in enumerate(parts):
-        seen += p.size
-        if seen >= total * MAIN_SHARE:
-            cut = i + 1
-            break
-    mine, theirs = parts[:cut], parts[cut:]
-    if not theirs or total < limit or not forked.available():
-        scanned = scan_parts(parts, shelves, 0)
+    parts = split(paths, SCAN_PIECES) if total_bytes(paths) >= limit and forked.available() else []
+    if len(parts) < 2:  # one process: a file is one part (at most 20 bad-line warnings a file)
+        scanned = scan_parts(split(paths, 1), shelves, 0)
     else:
-        helper = forked.Helper(lambda: scan_parts(theirs, shelves, 1))
-        try:
-            scanned = scan_parts(mine, shelves, 0)
-        except BaseException:
-            helper.kill()
-            raise
-        done, other = helper.result()
-        scanned.extend(other if done else scan_parts(theirs, shelves, 0))
+        pieces = forked.share(len(parts), lambda i, worker: scan_parts(parts[i:i + 1], shelves, worker))
+        scanned = pieces[0]
+        for piece in pieces[1:]:
+            scanned.extend(piece)
     for line in scanned.warnings:
         log.warning("%s", line)
     return scanned
@@ -313,6 +303,30 @@ class FolderReport:
         )
 
     def device(self, group: fleet.Group) -> str:
+        """The device page of ``group`` as text (:meth:`device_bytes` is what the writer uses)."""
+        return self._device_page(group, case_html.case_blocks(group.cases, self.details))
+
+    def device_bytes(self, group: fleet.Group) -> list[bytes]:
+        """The device page of ``group`` as UTF-8 chunks, the same bytes as :meth:`device` encoded.
+
+        The cases' details blocks (most of the page: ~1 MB at 100 cases) are copied from the shelves
+        as the bytes they were stored as, not decoded, joined into the page and encoded again. The
+        page is rendered with a marker where the blocks go, cut at its last occurrence (what follows
+        it is the template's own text, no record value) and the blocks put between the two parts.
+        """
+        marker = f"<!--details-{secrets.token_hex(16)}-->"
+        head, found, tail = self._device_page(group, Markup(marker)).rpartition(marker)  # noqa: S704 - ours
+        if not found:  # cannot happen: the template shows the blocks; the text form is always right
+            return [self.device(group).encode("utf-8")]
+        out = [head.encode("utf-8")]
+        for c in group.cases:
+            before, after = case_html.block_frame(c)
+            number, *where = c.details
+            out += [before.encode("utf-8"), self.shelves[number].get_bytes(where), after.encode("utf-8")]
+        out.append(tail.encode("utf-8"))
+        return out
+
+    def _device_page(self, group: fleet.Group, blocks: Markup) -> str:
         by_model: dict[str, list[Case]] = {}
         for c in group.cases:
             by_model.setdefault(c.model, []).append(c)
@@ -324,7 +338,7 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
-            blocks=case_html.case_blocks(group.cases, self.details), history=history(self.trends.get(group.key, ())),
+            blocks=blocks, history=history(self.trends.get(group.key, ())),
         )
 
     def details(self, case: Case) -> str:
@@ -376,11 +390,12 @@ class FolderReport:
         return self.env.get_template("fleet/problems.html.j2").render(
             **self._common("Failed, skipped and lost cases"), rows=rows, total=len(self.cases))
 
-    def page_jobs(self) -> list[tuple[str, Callable[[], str]]]:
-        """``(file name, render)`` of every page, the index first."""
-        jobs: list[tuple[str, Callable[[], str]]] = [("index.html", self.index), ("problems.html", self.problems)]
-        jobs += [(g.page, partial(self.device, g)) for g in self.devices]
-        jobs += [(g.page, partial(self.model, g)) for g in self.models]
+    def page_jobs(self) -> list[tuple[str, Callable[[], str | list[bytes]]]]:
+        """``(file name, render)`` of every page, the index first; a render gives text or UTF-8 chunks."""
+        jobs: list[tuple[str, Callable[[], str | list[bytes]]]] = [("index.html", self.index),
+                                                                    ("problems.html", self.problems)]
+        jobs += [(g.page, partial(self.model, g)) for g in self.models]  # the bigger pages first: two processes
+        jobs += [(g.page, partial(self.device_bytes, g)) for g in self.devices]  # sharing them finish together
         return jobs
 
 
@@ -408,9 +423,14 @@ def _old_pages(folder: Path) -> set[str]:
     return names
 
 
-def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str]]]) -> list[str]:
+def _write(folder: Path, jobs: Sequence[tuple[str, Callable[[], str | list[bytes]]]]) -> list[str]:
     for name, render in jobs:
-        inside(folder, name).write_text(render(), encoding="utf-8")
+        page = render()
+        if isinstance(page, str):
+            inside(folder, name).write_text(page, encoding="utf-8")
+        else:
+            with inside(folder, name).open("wb") as fh:
+                fh.writelines(page)
     return [name for name, _ in jobs]
 
 
@@ -423,7 +443,7 @@ def render_folder(paths: Sequence[str | Path], out_path: str | Path, *, title: s
     refused. ``trends`` (:func:`harness.trend.case_trends` of the stored runs) add a History section to
     each device page (its cases' medians and intervals per run, changes flagged) and the changed cases to
     the opening page. Inputs of ``parallel_bytes`` or more (default :data:`PARALLEL_BYTES`) use a second
-    process when that is safe: it reads about half the input, then writes 3 of every 5 pages.
+    process when that is safe: both read parts of the input, then write pages, each taking the next as it is done.
     """
     folder = folder_for(out_path)
     old = _old_pages(folder)  # refused before the input is read, created after (a bad input leaves nothing)
@@ -442,17 +462,6 @@ def _write_pages(report: FolderReport, folder: Path, parallel_bytes: int | None)
     jobs = report.page_jobs()
     limit = PARALLEL_BYTES if parallel_bytes is None else parallel_bytes
     if report.input_bytes >= limit and len(jobs) > 2 and forked.available():
-        rest = jobs[2:]  # this process built the views and writes the index: it takes 2 of every 5 other pages
-        mine = jobs[:2] + [job for i, job in enumerate(rest) if i % 5 < 2]
-        theirs = [job for i, job in enumerate(rest) if i % 5 >= 2]
-        helper = forked.Helper(lambda: _write(folder, theirs))
-        try:
-            written = _write(folder, mine)
-        except BaseException:
-            helper.kill()
-            raise
-        done, names = helper.result()
-        written += names if done else _write(folder, theirs)
-    else:
-        written = _write(folder, jobs)
-    return written
+        return [name for names in forked.share(len(jobs), lambda i, _: _write(folder, jobs[i:i + 1]))
+                for name in names]
+    return _write(folder, jobs)

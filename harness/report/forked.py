@@ -6,6 +6,10 @@ off within a few seconds. Forking a process that runs other threads can deadlock
 on a lock one of them held, so :func:`available` says no unless this is the only thread;
 callers then do all the work themselves. The child never returns into the caller's code:
 it runs one function, writes its pickled answer to a temporary file, and ``os._exit``s.
+
+:func:`share` splits a list of jobs between this process and a helper *as they go*: each
+takes the next job number from a pipe filled before the fork, so whichever runs faster (the
+other CPU may be busy with someone else's work) does more, and both finish together.
 """
 
 from __future__ import annotations
@@ -13,12 +17,18 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("harness.report")
+T = TypeVar("T")
+#: At most this many tickets (2 bytes each, 512 bytes: the pipe takes them all before anyone reads); more jobs
+#: are handed out in runs of neighbours.
+MAX_TICKETS = 256
+_TICKET = struct.Struct("=H")
 
 
 def available() -> bool:
@@ -63,3 +73,61 @@ class Helper:
         except (ProcessLookupError, ChildProcessError):
             pass
         self._answer.close()
+
+
+class Tickets:
+    """The numbers ``0..n-1`` (n <= :data:`MAX_TICKETS`), each handed to whichever process asks first.
+
+    A pipe written in full before the fork (one write of at most 512 bytes, POSIX's least PIPE_BUF: it never
+    blocks), its write end closed; each read asks for one ticket's size, which the kernel serves under the
+    pipe's lock (never split between readers), and an empty pipe with no writer reads as the end.
+    """
+
+    def __init__(self, n: int) -> None:
+        if not 0 <= n <= MAX_TICKETS:
+            raise ValueError(f"{n} tickets: at most {MAX_TICKETS}")
+        self._read, write = os.pipe()
+        try:
+            os.write(write, b"".join(_TICKET.pack(i) for i in range(n)))
+        finally:
+            os.close(write)
+
+    def take(self) -> int | None:
+        """The next number, None when none is left."""
+        data = os.read(self._read, _TICKET.size)
+        if len(data) != _TICKET.size:
+            return None  # the end (a short read cannot happen: every write and read is one ticket's size)
+        return _TICKET.unpack(data)[0]
+
+    def close(self) -> None:
+        os.close(self._read)
+
+
+def share(n: int, job: Callable[[int, int], T]) -> list[T]:
+    """``[job(i, worker) for i in range(n)]``, computed by this process (worker 0) and a forked helper (worker 1).
+
+    Each takes the next job as it finishes one, so neither waits long for the other; jobs are
+    best ordered big first. When the helper fails or dies, this process does what it did not
+    return. The caller checks :func:`available` first.
+    """
+    runs = [range(i * n // MAX_TICKETS, (i + 1) * n // MAX_TICKETS) for i in range(MAX_TICKETS)] \
+        if n > MAX_TICKETS else [range(i, i + 1) for i in range(n)]
+    tickets = Tickets(len(runs))
+
+    def work(worker: int) -> list[tuple[int, T]]:
+        return [(i, job(i, worker)) for t in iter(tickets.take, None) for i in runs[t]]
+
+    try:
+        helper = Helper(lambda: work(1))
+        try:
+            mine = work(0)
+        except BaseException:
+            helper.kill()
+            raise
+    finally:
+        tickets.close()
+    done, theirs = helper.result()
+    got = dict(mine)
+    if done:
+        got.update(theirs)
+    return [got[i] if i in got else job(i, 0) for i in range(n)]

@@ -34,8 +34,12 @@ class Shelf:
         self._fh.flush()
 
     def get(self, where: tuple[int, int]) -> str:
+        return self.get_bytes(where).decode("utf-8")
+
+    def get_bytes(self, where: tuple[int, int]) -> bytes:
+        """The block as it was put, UTF-8 (what a page written as bytes copies without decoding)."""
         offset, length = where
-        return os.pread(self._fh.fileno(), length, offset).decode("utf-8")
+        return os.pread(self._fh.fileno(), length, offset)
 
     def close(self) -> None:
         self._fh.close()
