@@ -381,7 +381,8 @@ def test_one_run_spans_two_servers_and_the_host(server_factory, virtual_device_f
     assert {r["status"] for r in rows} == {"ok"}
     for row in rows:
         samples = row["latency"]["repetitions"][0]["samples_us"]
-        assert len(samples) == 3 and min(samples) > 0
+        # a device whose power sampler needs longer repetitions gets its runs extended (min_duration_s)
+        assert len(samples) == (row["case"].get("actual_runs") or 3) and min(samples) > 0
         assert row["memory"]["peak_rss_mb"] > 0  # the samplers read the devices through their servers too
     html = (out / "lab.html").read_text(encoding="utf-8")
     assert far_id in html and f"adb-server:{near.address}" in html
