@@ -11,31 +11,19 @@ import time
 
 import pytest
 
-from harness.devices.discovery import open_device
 from harness.orchestrator import CaseRunner, extended_runs
-from harness.suite import parse_suite
-from harness.testing.android.physics import PhysicsConfig
+from tests.test_samplers_vdev import _case as samplers_case
+from tests.test_samplers_vdev import phone  # noqa: F401 - the same fast-physics device fixture
 
 pytest_plugins = ["harness.testing.android.fixtures"]
-FAST = PhysicsConfig(tick_s=0.05, tau_s=2.0)
 
 
 def _case(zoo: str, *, runs: int = 30, reps: int = 2, extra: str = ""):
-    suite = parse_suite(f'[suite]\ndelegates=["xnnpack"]\nmeasured_runs={runs}\nrepetitions={reps}\n'
-                        f'warmup_runs=3\n{extra}\n[[models]]\nzoo="{zoo}"\n')
-    return suite.cases()[0]
-
-
-@pytest.fixture
-def phone(virtual_device_factory):
-    vd = virtual_device_factory(physics=FAST)
-    device = open_device("adb:" + vd.address)
-    yield vd, device
-    device.close()
+    return samplers_case(zoo, runs=runs, reps=reps, extra=extra)
 
 
 @pytest.mark.slow
-def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):
+def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):  # noqa: F811 - the imported fixture
     """face_landmark x 10 runs lasts ~20 ms: at most one power sample. The default minimum duration (what the
     battery sampler needs) extends the runs, so the record has an energy figure and both counts."""
     vd, device = phone
@@ -65,7 +53,7 @@ def test_extended_runs_arithmetic():
 
 
 @pytest.mark.slow
-def test_device_contention_reading_sees_a_hog_on_the_device(phone):
+def test_device_contention_reading_sees_a_hog_on_the_device(phone):  # noqa: F811 - the imported fixture
     """/proc/stat on the device: a CPU hog started in the device's shell is other work, the benchmark is not."""
     vd, device = phone
     runner = CaseRunner("hog")
@@ -85,7 +73,7 @@ def test_device_contention_reading_sees_a_hog_on_the_device(phone):
 
 
 @pytest.mark.slow
-def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):
+def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):  # noqa: F811 - the imported fixture
     vd, device = phone
     vd.host_path("/sys/class/power_supply/battery/capacity").write_text("12\n")
     require = 'require = { battery_min = 30, thermal_status_max = 0, wait_s = 2, poll_s = 0.5 }'
@@ -101,7 +89,7 @@ def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):
 
 
 @pytest.mark.slow
-def test_hot_device_is_skipped_on_thermal_status(phone):
+def test_hot_device_is_skipped_on_thermal_status(phone):  # noqa: F811 - the imported fixture
     vd, device = phone
     vd.physics.set_temperature(60.0)  # status 3, cools with tau 2 s towards ambient: wait too short here
     require = 'require = { thermal_status_max = 0, wait_s = 0.5, poll_s = 0.2 }'
@@ -111,7 +99,7 @@ def test_hot_device_is_skipped_on_thermal_status(phone):
 
 
 @pytest.mark.slow
-def test_result_records_the_device_run_context(phone):
+def test_result_records_the_device_run_context(phone):  # noqa: F811 - the imported fixture
     vd, device = phone
     result = CaseRunner("ctx").run_case(device, _case("face_detection_front", runs=10, reps=1))
     assert result.status == "ok", result.reason
