@@ -11,6 +11,7 @@ is given one, and hands each backend's opener the fields it needs.
 | ``HARNESS_ADB_RECONNECT_S`` | ``adb_reconnect_s`` | how long a broken adb link is retried |
 | ``HARNESS_ADB_DEVICES`` / ``HARNESS_INVENTORY`` | ``adb_devices`` / ``inventory`` | ``harness devices`` |
 | ``USBMUXD_SOCKET_ADDRESS`` | ``usbmux_address`` | the iOS backend's usbmuxd |
+| ``HARNESS_TUNNELD`` (``HOST:PORT``) | ``tunneld_address`` | iOS 17+: a ``pymobiledevice3 remote tunneld`` |
 | ``ANDROID_SERIAL`` | ``android_serial`` | the default device when none is named |
 | ``ADB_SERVER_SOCKET``, ``ANDROID_ADB_SERVER_PORT`` | ``adb_server_socket``, ``adb_server_port`` | adb server |
 | ``HARNESS_HOST_ZYGOTE`` (``1`` turns it on) | ``host_zygote`` | the host's preloaded pyrunner zygote |
@@ -50,6 +51,7 @@ class DeviceSettings:
     adb_devices: tuple[str, ...] = ()
     inventory: Path | None = None
     usbmux_address: str | None = None
+    tunneld_address: str | None = None
     android_serial: str | None = None
     adb_server_socket: str | None = None
     adb_server_port: str | None = None
@@ -77,6 +79,7 @@ class DeviceSettings:
             adb_devices=tuple(i for i in env.get("HARNESS_ADB_DEVICES", "").replace(",", " ").split() if i),
             inventory=Path(env["HARNESS_INVENTORY"]) if env.get("HARNESS_INVENTORY") else None,
             usbmux_address=env.get("USBMUXD_SOCKET_ADDRESS") or None,
+            tunneld_address=env.get("HARNESS_TUNNELD") or None,
             android_serial=env.get("ANDROID_SERIAL") or None,
             adb_server_socket=env.get("ADB_SERVER_SOCKET") or None,
             adb_server_port=env.get("ANDROID_ADB_SERVER_PORT") or None,

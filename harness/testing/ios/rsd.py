@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bytestruct import TruncatedDataError
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -38,6 +37,7 @@ from pymobiledevice3.remote.xpc_message import (
     XpcInt64Type,
     XpcUInt64Type,
     XpcWrapper,
+    XpcWrapperHeader,
     create_xpc_wrapper,
     decode_xpc_object,
 )
@@ -130,11 +130,10 @@ class RemoteXpcPeer:
 
     def _take(self, stream_id: int, data: bytes) -> dict[str, Any] | None:
         buf = self._partial.pop(stream_id, b"") + data
-        try:
-            wrapper = XpcWrapper.parse(buf)
-        except TruncatedDataError:
-            self._partial[stream_id] = buf
+        if len(buf) < XpcWrapperHeader.SIZE or len(buf) < XpcWrapperHeader.SIZE + XpcWrapperHeader.parse(buf).size:
+            self._partial[stream_id] = buf  # the rest of the message comes in the next DATA frame
             return None
+        wrapper = XpcWrapper.parse(buf)
         if wrapper.payload is None:
             return None
         decoded = decode_xpc_object(wrapper.payload)

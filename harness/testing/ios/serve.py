@@ -1,7 +1,8 @@
 """``harness fake-iphone serve``: run the wire-level fake iPhone until interrupted.
 
 It lets a user try the iOS path without a phone, from the shell: start it, export the
-``USBMUXD_SOCKET_ADDRESS`` it prints, then ``harness devices`` and
+``USBMUXD_SOCKET_ADDRESS`` it prints (and, with ``--ios 17`` or later, ``HARNESS_TUNNELD``: the iOS 17+
+route through tunneld and RSD), then ``harness devices`` and
 ``harness run SUITE --device ios:UDID`` talk to it through unmodified pymobiledevice3.
 It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and a
 ``harness.toml`` naming it, so a suite runs without further setup.
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--product-type", default=None,
                         help="lockdown ProductType, e.g. iPhone15,2 (default iPhone14,5)")
     parser.add_argument("--ios", default=None, metavar="VERSION",
-                        help="ProductVersion (default 16.7.2; 17 or later answers InvalidService without a tunnel)")
+                        help="ProductVersion (default 16.7.2; 17 or later: lockdown answers InvalidService for DVT, "
+                             "and the phone serves RSD and a tunneld on loopback, as through a tunnel)")
     parser.add_argument("--battery", default="usb", choices=BATTERIES,
                         help="usb: on external power (energy refused, as on a cabled farm); unplugged: discharging")
     parser.add_argument("--trust", default="accept", help="how the Trust prompt answers pairing (default accept)")
@@ -86,6 +88,12 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         if phone.usbmux_tcp_address:
             print(f"  or over TCP: export USBMUXD_SOCKET_ADDRESS={phone.usbmux_tcp_address}", flush=True)
         print(f"              export HARNESS_CONFIG={config}    # names the benchmark app {ipa.name}", flush=True)
+        if phone.tunneld_address and phone.rsd_address:
+            host, port = phone.tunneld_address
+            print(f"              export HARNESS_TUNNELD={host}:{port}    # iOS 17+: DVT and the services over RSD",
+                  flush=True)
+            print(f"  pymobiledevice3: --rsd {phone.rsd_address[0]} {phone.rsd_address[1]}  or  "
+                  f"--tunnel {phone.udid}:{port}", flush=True)
         print(f"              harness run suites/smoke.toml --device {phone.device_id}", flush=True)
         wait_until_stopped(stop)
     finally:
