@@ -76,6 +76,8 @@ ERROR_TABLE: tuple[tuple[tuple[type[BaseException], ...], type[DeviceError], str
     ((px.ConnectionTerminatedError, px.MuxException), DeviceLost, "the connection to the phone dropped ({name})",
      HINT_LOST),
     ((px.NotPairedError,), AuthError, "the host is not paired with the phone", HINT_TRUST),
+    ((px.StartServiceError,), DeviceError, "the phone refused to start a service over RSD: {exc}",
+     "unlock the phone (PasswordProtected means it is locked); farm phones should have no passcode"),
     ((px.TunneldConnectionError,), DeviceError, "tunneld is not reachable", tunnel.HINT_TUNNELD),
     ((px.RemoteXPCHandshakeTimeoutError,), DeviceLost, "the phone's RSD did not answer the RemoteXPC handshake",
      "check the tunnel (`pymobiledevice3 remote tunneld` on the farm host) and that the phone is unlocked"),

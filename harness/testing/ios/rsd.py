@@ -231,28 +231,27 @@ class RsdServer:
                 "Properties": props, "Services": services}
 
     # --- the service ports ------------------------------------------------------------
-    async def _checkin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """The ``RSDCheckin`` exchange a shim service starts with; False when the host broke it off."""
+    async def _checkin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: str | None) -> bool:
+        """The ``RSDCheckin`` exchange a shim service starts with; False when it failed (``error``) or the host
+        broke it off."""
         request = await read_plist(reader)
         if request is None or request.get("Request") != "RSDCheckin":
             return False
         await write_plist(writer, {"Request": "RSDCheckin"})
-        started: dict[str, Any] = {"Request": "StartService"}
-        if self.state.faults.locked:
-            started["Error"] = "PasswordProtected"
-        await write_plist(writer, started)
-        return "Error" not in started
+        await write_plist(writer, {"Request": "StartService", **({"Error": error} if error else {})})
+        return error is None
 
     def _shim(self, name: str) -> Handler:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             from harness.testing.ios.device import SERVICES
 
-            if await self._checkin(reader, writer):
+            # a locked phone refuses its services, as lockdownd's StartService does
+            if await self._checkin(reader, writer, "PasswordProtected" if self.state.faults.locked else None):
                 await SERVICES[name](self.state, reader, writer)
         return serve
 
     async def _lockdown(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if await self._checkin(reader, writer):
+        if await self._checkin(reader, writer, None):
             await Lockdownd(self.state, remote=True).serve(reader, writer)
 
     async def _dvt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
