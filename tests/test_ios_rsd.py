@@ -36,10 +36,9 @@ from pymobiledevice3.services.installation_proxy import InstallationProxyService
 from pymobiledevice3.services.syslog import SyslogService  # noqa: E402
 from pymobiledevice3.tunneld.api import get_tunneld_devices  # noqa: E402
 
-from harness.devices.ios import IosDevice, open_ios_device  # noqa: E402
+from harness.devices.ios import IosDevice, discover_ios_devices, open_ios_device  # noqa: E402
 from harness.devices.ios.discovery import list_ios_devices  # noqa: E402
-from harness.devices.ios.tunnel import parse_tunneld_address  # noqa: E402
-from harness.devices.settings import DeviceSettings  # noqa: E402
+from harness.devices.settings import DeviceSettings, parse_tunneld_address  # noqa: E402
 from harness.errors import DeviceError, UsageError  # noqa: E402
 from harness.samplers.app import run_app_benchmark  # noqa: E402
 from harness.testing.ios import BENCH_BUNDLE_ID, FakeFaults, FakeIPhone  # noqa: E402
@@ -81,10 +80,10 @@ def test_bad_tunneld_address_is_one_clear_error(text):
 
 
 def test_settings_read_harness_tunneld():
-    assert DeviceSettings.from_env({"HARNESS_TUNNELD": "127.0.0.1:1234"}).tunneld_address == "127.0.0.1:1234"
+    assert DeviceSettings.from_env({"HARNESS_TUNNELD": "127.0.0.1:1234"}).tunneld_address == ("127.0.0.1", 1234)
     assert DeviceSettings.from_env({}).tunneld_address is None
-    with pytest.raises(UsageError):
-        open_ios_device("ios:X", DeviceSettings.from_env({"HARNESS_TUNNELD": "h:0"}))
+    with pytest.raises(UsageError, match="HARNESS_TUNNELD='h:0'"):
+        DeviceSettings.from_env({"HARNESS_TUNNELD": "h:0"})
 
 
 # --- the fake's far end, against pymobiledevice3's own client --------------------------------
@@ -291,14 +290,25 @@ def test_tunneld_without_this_phone_names_the_fix(make_fake_iphone, monkeypatch,
         empty.stop()
 
 
-def test_unreachable_tunneld_is_one_clear_error(fake_iphone, monkeypatch):
+def test_unreachable_tunneld_is_one_clear_error(fake_iphone, monkeypatch, caplog):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
-    monkeypatch.setenv("HARNESS_TUNNELD", f"127.0.0.1:{port}")
     with pytest.raises(DeviceError, match="not reachable") as err:
-        list_ios_devices(DeviceSettings.from_env())
+        discover_ios_devices(tunneld_address=("127.0.0.1", port))
     assert "pymobiledevice3 remote tunneld" in err.value.hint
+    monkeypatch.setenv("HARNESS_TUNNELD", f"127.0.0.1:{port}")
+    # `harness devices`: one warning, and usbmuxd's phones are still listed
+    assert list_ios_devices(DeviceSettings.from_env()) == [fake_iphone.device_id]
+    assert any(f"tunneld at 127.0.0.1:{port} is not reachable" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_harness_tunneld_stops_harness_devices_with_one_line(tmp_path):
+    env = {**os.environ, "HARNESS_TUNNELD": "127.0.0.1:http", "HARNESS_CACHE": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "devices"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "HARNESS_TUNNELD='127.0.0.1:http' is not a tunneld address" in proc.stderr
 
 
 # --- the unmodified pymobiledevice3 CLI over --rsd / --tunnel ----------------------------------

@@ -38,7 +38,6 @@ from harness.devices.base import AppHost, AppObserver, AppRunOutcome, Capabiliti
 from harness.devices.ios import apps
 from harness.devices.ios.lockdown import HINT_TUNNEL, Lockdown, pairing_dir
 from harness.devices.ios.loop import LoopClosed, LoopOwner
-from harness.devices.ios.tunnel import parse_tunneld_address
 from harness.devices.settings import DeviceSettings
 from harness.errors import CommandTimeout, DeviceError, DeviceNotFound
 from harness.results import DeviceInfo
@@ -65,9 +64,8 @@ def open_ios_device(device_id: str, settings: DeviceSettings | None = None, **op
     if not device_id.startswith("ios:") or len(device_id) <= 4:
         raise DeviceNotFound(f"not an iOS device id: {device_id!r}", device=device_id, hint="use ios:UDID")
     if settings is not None:
-        tunneld = parse_tunneld_address(settings.tunneld_address) if settings.tunneld_address else None
         options = {"usbmux_address": settings.usbmux_address, "pairing_folder": pairing_dir(settings.cache_dir),
-                   "tunneld_address": tunneld, **options}
+                   "tunneld_address": settings.tunneld_address, **options}
     return IosDevice(device_id, **options)
 
 

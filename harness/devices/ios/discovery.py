@@ -9,7 +9,7 @@ from pymobiledevice3 import usbmux
 from pymobiledevice3.exceptions import ConnectionFailedToUsbmuxdError, TunneldConnectionError
 
 from harness.devices.ios.loop import LoopOwner
-from harness.devices.ios.tunnel import HINT_TUNNELD, TunneldAddress, parse_tunneld_address, tunneld_udids
+from harness.devices.ios.tunnel import HINT_TUNNELD, TunneldAddress, tunneld_udids
 from harness.devices.settings import DeviceSettings
 from harness.errors import CommandTimeout, DeviceError
 
@@ -52,6 +52,14 @@ def discover_ios_devices(usbmux_address: str | None = None, timeout_s: float = L
 
 
 def list_ios_devices(settings: DeviceSettings) -> list[str]:
-    """Lister for :mod:`harness.devices.discovery`: the phones of ``settings.usbmux_address`` and its tunneld."""
-    tunneld = parse_tunneld_address(settings.tunneld_address) if settings.tunneld_address else None
-    return discover_ios_devices(settings.usbmux_address, tunneld_address=tunneld)
+    """Lister for :mod:`harness.devices.discovery`: the phones of ``settings.usbmux_address`` and its tunneld.
+
+    An unreachable tunneld is one warning line; usbmuxd's phones are still listed.
+    """
+    try:
+        return discover_ios_devices(settings.usbmux_address, tunneld_address=settings.tunneld_address)
+    except DeviceError as exc:
+        if settings.tunneld_address is None:
+            raise
+        log.warning("%s (hint: %s)", exc, exc.hint)
+        return discover_ios_devices(settings.usbmux_address)

@@ -12,41 +12,16 @@ not list is reached over usbmuxd/lockdown as before.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from pymobiledevice3.remote.remote_service_discovery import RemoteServiceDiscoveryService
 from pymobiledevice3.tunneld.api import get_tunneld_device_by_udid, get_tunneld_tunnels
 
-from harness.errors import UsageError
-
 log = logging.getLogger(__name__)
 
-TunneldAddress = tuple[str, int]
-DEFAULT_PORT = 49151
+TunneldAddress = tuple[str, int]  # parsed from HARNESS_TUNNELD by harness.devices.settings.parse_tunneld_address
 HINT_TUNNELD = ("start `sudo pymobiledevice3 remote tunneld` on the host the phones are cabled to, and set "
                 "HARNESS_TUNNELD=HOST:PORT to its address (default port 49151)")
-
-
-def parse_tunneld_address(text: str, source: str = "HARNESS_TUNNELD") -> TunneldAddress:
-    """``HOST:PORT`` (or ``HOST``, port 49151; ``[v6]:PORT`` for IPv6) as a tunneld address."""
-    spec = text.strip()
-    host, sep, port_text = spec.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):
-        host, port_text = spec, str(DEFAULT_PORT)
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError(port)
-        if ":" in host:
-            ipaddress.IPv6Address(host)
-    except ValueError:
-        raise UsageError(f"{source}={text!r} is not a tunneld address",
-                         hint="use HOST:PORT, e.g. 127.0.0.1:49151") from None
-    if not host:
-        raise UsageError(f"{source}={text!r} has no host", hint="use HOST:PORT, e.g. 127.0.0.1:49151")
-    return host, port
 
 
 async def tunneld_udids(address: TunneldAddress) -> list[str]:
