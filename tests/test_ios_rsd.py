@@ -353,3 +353,17 @@ def test_cli_over_rsd_and_tunnel(cli_phone, tmp_path):
     _cli(cli_phone, tmp_path, "developer", "dvt", "kill", str(pid), *rsd)
     battery = json.loads(_cli(cli_phone, tmp_path, "diagnostics", "battery", "single", *tunnel))
     assert battery["Voltage"] == 4200
+
+
+def test_serve_ios18_selects_the_tunnel_and_refuses_a_bad_version(tmp_path):
+    import argparse
+
+    from harness.testing.ios import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    with pytest.raises(UsageError, match="not an iOS version"):
+        serve.build(parser.parse_args(["--ios", "eighteen", "--root", str(tmp_path / "a")]))
+    phone = serve.build(parser.parse_args(["--ios", "18.1", "--build", "22B83", "--root", str(tmp_path / "b")]))
+    assert phone.tunnel and phone.state.values["BuildVersion"] == "22B83"
+    assert not serve.build(parser.parse_args(["--root", str(tmp_path / "c")])).tunnel  # 16.7.2: lockdown only

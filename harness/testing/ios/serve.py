@@ -11,6 +11,7 @@ It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and
 from __future__ import annotations
 
 import argparse
+import re
 import threading
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ios", default=None, metavar="VERSION",
                         help="ProductVersion (default 16.7.2; 17 or later: lockdown answers InvalidService for DVT, "
                              "and the phone serves RSD and a tunneld on loopback, as through a tunnel)")
+    parser.add_argument("--build", default=None, metavar="BUILD",
+                        help="BuildVersion to report with --ios, e.g. 22B83 for 18.1 (default: the fake's 20H115)")
     parser.add_argument("--battery", default="usb", choices=BATTERIES,
                         help="usb: on external power (energy refused, as on a cabled farm); unplugged: discharging")
     parser.add_argument("--trust", default="accept", help="how the Trust prompt answers pairing (default accept)")
@@ -51,7 +54,10 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - FakeIPhone needs the ios 
     except ImportError as exc:
         raise UsageError(f"the fake iPhone needs pymobiledevice3 ({exc})",
                          hint="pip install 'edgeharness[ios]'") from None
-    values = {k: v for k, v in (("ProductType", args.product_type), ("ProductVersion", args.ios)) if v}
+    if args.ios is not None and not re.fullmatch(r"\d{1,2}(\.\d{1,3}){0,2}", args.ios):
+        raise UsageError(f"--ios {args.ios!r} is not an iOS version", hint="e.g. --ios 16.7.2 or --ios 18.1")
+    values = {k: v for k, v in (("ProductType", args.product_type), ("ProductVersion", args.ios),
+                                ("BuildVersion", getattr(args, "build", None))) if v}
     try:
         faults = FakeFaults(trust=args.trust)
     except ValueError as exc:
