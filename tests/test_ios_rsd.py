@@ -276,18 +276,25 @@ def test_harness_kills_a_hung_app_over_rsd(tunneld_only, opened, small_model):
     assert run.pid not in phone.running_pids()
 
 
-def test_tunneld_without_this_phone_names_the_fix(make_fake_iphone, monkeypatch, opened, small_model):
-    phone = make_fake_iphone(values=IOS18, installed={BENCH_BUNDLE_ID: "1.0"})
-    empty = FakeTunneld(dict).start()
+def test_tunneld_without_this_phone_names_the_fix_then_uses_the_tunnel_it_brings_up(
+        make_fake_iphone, monkeypatch, opened, small_model):
+    from harness.devices.ios import lockdown
+
+    phone = make_fake_iphone(values=IOS18, installed={BENCH_BUNDLE_ID: "1.0"}, sysmon_interval_s=0.1)
+    tunnels: dict[str, tuple[str, int]] = {}
+    tunneld = FakeTunneld(lambda: dict(tunnels)).start()
     try:
-        monkeypatch.setenv("HARNESS_TUNNELD", "{}:{}".format(*empty.address))
+        monkeypatch.setenv("HARNESS_TUNNELD", "{}:{}".format(*tunneld.address))
+        monkeypatch.setattr(lockdown, "TUNNEL_RECHECK_S", 0.0)  # a real one waits 10 s before asking again
         dev = opened(phone)
         assert dev.info().extra["link"] == "lockdown"  # usbmuxd still reaches it, as a cabled phone
         with pytest.raises(DeviceError, match="has no tunnel to this iOS 17\\+ phone") as err:
             run_app_benchmark(dev, small_model, PARAMS, "none", 30)
         assert "tunneld" in err.value.hint
+        tunnels[phone.udid] = phone.rsd_address  # tunneld brings the tunnel up; "no tunnel" is not believed forever
+        assert run_app_benchmark(dev, small_model, PARAMS, "later", 30).status == "ok"
     finally:
-        empty.stop()
+        tunneld.stop()
 
 
 def test_unreachable_tunneld_is_one_clear_error(fake_iphone, monkeypatch, caplog):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ HINT_TRUST = "unlock the phone and tap Trust on the 'Trust This Computer?' dialo
 HINT_TUNNEL = ("iOS 17+ reaches DVT only through a tunnel: start `sudo pymobiledevice3 remote tunneld` and set "
                "HARNESS_TUNNELD=HOST:PORT (or pass tunneld_address, or inject a tunnel_provider); "
                "or use a device on iOS < 17 (with its DDI mounted)")
+TUNNEL_RECHECK_S = 10.0  # how long "tunneld has no tunnel to this phone" is believed
 HINT_LOST = "check the cable; finished results are kept, rerun the remaining cases"
 
 
@@ -119,15 +121,19 @@ class Lockdown:
         self.tunneld_address = tunneld_address
         self._client: LockdownClient | None = None
         self._rsd: RemoteServiceDiscoveryService | None = None
-        self._rsd_checked = False
+        self._no_tunnel_until = 0.0
 
     async def rsd(self) -> RemoteServiceDiscoveryService | None:
-        """The phone's RSD through tunneld (connected once); None without tunneld or when it has no tunnel to it."""
-        if self.tunneld_address is None:
-            return None
-        if self._rsd is None and not self._rsd_checked:
+        """The phone's RSD through tunneld (connected once); None without tunneld or when it has no tunnel to it.
+
+        "No tunnel" is remembered for :data:`TUNNEL_RECHECK_S` only: tunneld may bring one up later.
+        """
+        if self.tunneld_address is None or self._rsd is not None:
+            return self._rsd
+        if time.monotonic() >= self._no_tunnel_until:
             self._rsd = await tunnel.connect_rsd(self.udid, self.tunneld_address)
-            self._rsd_checked = True
+            if self._rsd is None:
+                self._no_tunnel_until = time.monotonic() + TUNNEL_RECHECK_S
         return self._rsd
 
     async def provider(self) -> LockdownServiceProvider:
@@ -153,7 +159,7 @@ class Lockdown:
 
     async def drop(self) -> None:
         """Close the connections (if any); the next :meth:`client` or :meth:`provider` reconnects."""
-        rsd, self._rsd, self._rsd_checked = self._rsd, None, False
+        rsd, self._rsd, self._no_tunnel_until = self._rsd, None, 0.0
         if rsd is not None:
             try:
                 await rsd.close()
