@@ -159,6 +159,33 @@ def test_dvt_over_dtservicehub_launches_samples_and_kills(phone18):
     assert pid not in phone18.running_pids()
 
 
+def test_native_remote_xpc_services_timed_and_notification_proxy(phone18):
+    from pymobiledevice3.services.notification_proxy import RemoteNotificationProxyService
+    from pymobiledevice3.services.timesync import TimeSyncService
+
+    async def go():
+        async with _rsd(phone18) as rsd:
+            flags = {n: rsd.peer_info["Services"][n]["Properties"].get("UsesRemoteXPC", False)
+                     for n in ("com.apple.timed.remote", "com.apple.afc.shim.remote")}
+            async with TimeSyncService(rsd) as timed:
+                sample = await timed.measure(samples=4)
+            async with RemoteNotificationProxyService(rsd) as observer:
+                await observer.notify_register_dispatch("com.edgeharness.rsd-ping")
+                async with RemoteNotificationProxyService(rsd) as poster:
+                    await poster.notify_post("com.edgeharness.other")  # not observed: never relayed
+                    await poster.notify_post("com.edgeharness.rsd-ping")
+                    events = observer.receive_notification()
+                    event = await asyncio.wait_for(events.__anext__(), 10)
+                    await events.aclose()
+            return flags, sample, event
+
+    flags, sample, event = asyncio.run(go())
+    assert flags == {"com.apple.timed.remote": True, "com.apple.afc.shim.remote": False}
+    # the fake's clock is the host's: the offset is bounded by the exchange's own round trip
+    assert sample.delay >= 0 and abs(sample.offset) <= sample.delay + 0.01 and sample.stratum == 1
+    assert (event.command, event.name) == ("RelayNotification", "com.edgeharness.rsd-ping")
+
+
 def test_ios17_lockdown_refuses_dvt_but_serves_lockdown_services(phone18, tmp_path):
     async def go():
         ld = await create_using_usbmux(serial=phone18.udid, usbmux_address=phone18.usbmux_address,

@@ -19,6 +19,7 @@ the ports are the fake's existing ones (:data:`harness.testing.ios.device.SERVIC
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 from pymobiledevice3.remote.xpc_message import (
+    XpcFlags,
     XpcInt64Type,
     XpcUInt64Type,
     XpcWrapper,
@@ -55,6 +57,7 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
 ROOT_CHANNEL, REPLY_CHANNEL = 1, 3
 WINDOW = 16 * 1024 * 1024
+MAX_FRAME = 16384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
 DTSERVICEHUB = "com.apple.instruments.dtservicehub"
 LOCKDOWN_TRUSTED = "com.apple.mobile.lockdown.remote.trusted"
 SHIM_SUFFIX = ".shim.remote"
@@ -84,7 +87,10 @@ class RemoteXpcPeer:
         self.reader = reader
         self.writer = writer
         self._partial: dict[int, bytes] = {}
+        self._open_streams: set[int] = set()
         self._next_id = 2  # the listener's own messages are even
+        self.last_message_id = 0
+        self.last_wants_reply = False
 
     async def read_frame(self) -> Frame:
         header = await asyncio.wait_for(self.reader.readexactly(FRAME_HEADER), READ_TIMEOUT_S)
@@ -137,14 +143,39 @@ class RemoteXpcPeer:
         if wrapper.payload is None:
             return None
         decoded = decode_xpc_object(wrapper.payload)
-        return decoded if isinstance(decoded, dict) and decoded else None
+        if not isinstance(decoded, dict) or not decoded:
+            return None
+        self.last_message_id = wrapper.message_id
+        self.last_wants_reply = bool(wrapper.flags & XpcFlags.WANTING_REPLY)
+        return decoded
 
-    async def reply(self, body: dict[str, Any], stream_id: int = ROOT_CHANNEL) -> None:
-        """Send one XPC dictionary on ``stream_id`` (the root channel answers the handshake)."""
-        self.send(HeadersFrame(stream_id=stream_id, flags=["END_HEADERS"]),
-                  DataFrame(stream_id=stream_id, data=create_xpc_wrapper(xpc_value(body), self._next_id)))
-        self._next_id += 2
+    async def send_message(self, body: dict[str, Any], *, reply_to: int | None = None) -> None:
+        """Send one XPC dictionary: a reply (to message ``reply_to``) goes on the reply channel with the
+        REPLY flag; anything else (the handshake's ``peer_info``, a relayed notification) on the root channel."""
+        wrapper = XpcWrapper.parse(create_xpc_wrapper(xpc_value(body)))
+        if reply_to is None:
+            stream_id, wrapper.message_id = ROOT_CHANNEL, self._next_id
+            self._next_id += 2
+        else:
+            stream_id, wrapper.message_id = REPLY_CHANNEL, reply_to
+            wrapper.flags |= XpcFlags.REPLY
+        if stream_id not in self._open_streams:
+            self._open_streams.add(stream_id)
+            self.send(HeadersFrame(stream_id=stream_id, flags=["END_HEADERS"]))
+        data = wrapper.build()
+        for offset in range(0, len(data), MAX_FRAME):
+            self.send(DataFrame(stream_id=stream_id, data=data[offset:offset + MAX_FRAME]))
         await self.writer.drain()
+
+
+async def serve_xpc(peer: RemoteXpcPeer,
+                    handle: Callable[[RemoteXpcPeer, dict[str, Any]], Awaitable[dict[str, Any] | None]]) -> None:
+    """A RemoteXPC service on ``peer``: ``handle`` answers each request (its dict is sent back, if any)."""
+    await peer.accept()
+    while (message := await peer.next_message()) is not None:
+        answer = await handle(peer, message)
+        if answer is not None:
+            await peer.send_message(answer, reply_to=peer.last_message_id if peer.last_wants_reply else None)
 
 
 def shim_names() -> dict[str, str]:
@@ -161,14 +192,20 @@ class RsdServer:
         self.state = state
         self.address: tuple[str, int] | None = None
         self.ports: dict[str, int] = {}
+        self.remote_xpc: set[str] = set()  # services that speak RemoteXPC (HTTP/2) rather than lockdown plists
         self._servers: list[asyncio.AbstractServer] = []
         self.uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"edgeharness-fake-rsd:{state.udid}")
 
     async def start(self, port: int = 0) -> tuple[str, int]:
         """Listen on the service ports, then on the RSD port (``0``: a free one); returns the RSD address."""
+        from harness.testing.ios.remote_services import REMOTE_XPC_SERVICES
+
         handlers: dict[str, Handler] = {DTSERVICEHUB: self._dvt, LOCKDOWN_TRUSTED: self._lockdown}
         for shim, name in shim_names().items():
             handlers[shim] = self._shim(name)
+        for name, server in REMOTE_XPC_SERVICES.items():
+            handlers[name] = functools.partial(server, self.state)
+            self.remote_xpc.add(name)
         for name, handler in handlers.items():
             self.ports[name] = await self._listen(handler, 0)
         self.address = (HOST, await self._listen(self._rsd, port))
@@ -196,11 +233,10 @@ class RsdServer:
 
     # --- the RSD port ---------------------------------------------------------------
     async def _rsd(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = RemoteXpcPeer(reader, writer)
-        await peer.accept()
-        while (message := await peer.next_message()) is not None:
-            if message.get("MessageType") == "Handshake":
-                await peer.reply(self.peer_info())
+        async def handle(peer: RemoteXpcPeer, message: dict[str, Any]) -> dict[str, Any] | None:
+            return self.peer_info() if message.get("MessageType") == "Handshake" else None
+
+        await serve_xpc(RemoteXpcPeer(reader, writer), handle)
 
     def peer_info(self) -> dict[str, Any]:
         """What ``remoted`` answers a host's handshake with: the device's properties and its services."""
@@ -224,11 +260,15 @@ class RsdServer:
             "RemoteXPCVersionFlags": 0x0100000000000006,
             "IsVirtualDevice": False,
         }
-        services = {name: {"Entitlement": _entitlement(name), "Port": str(port),
-                           "Properties": {"ServiceVersion": 2} if name.endswith(SHIM_SUFFIX) else {}}
+        services = {name: {"Entitlement": _entitlement(name), "Port": str(port), "Properties": self._properties(name)}
                     for name, port in self.ports.items()}
         return {"MessageType": "Handshake", "MessagingProtocolVersion": 7, "UUID": self.uuid,
                 "Properties": props, "Services": services}
+
+    def _properties(self, name: str) -> dict[str, Any]:
+        if name in self.remote_xpc:
+            return {"UsesRemoteXPC": True, "ServiceVersion": 1}
+        return {"ServiceVersion": 2} if name.endswith(SHIM_SUFFIX) else {}
 
     # --- the service ports ------------------------------------------------------------
     async def _checkin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: str | None) -> bool:
