@@ -54,16 +54,12 @@ EXCLUDED: dict[str, str] = {
 
 #: Over RSD (``--rsd``) the suite asks for iOS 17+ RemoteXPC services the fake does not serve; a phone's
 #: ``remoted`` lists them, the fake's ``peer_info`` does not, so they fail with InvalidService instead of skipping.
+#: (The fake serves timed, notification_proxy.remote, the storage mounter bridge, installcoordination_proxy and
+#: cryptexd's read-only routines; see harness/testing/ios/remote_services.py.)
 EXCLUDED_RSD: dict[str, str] = {
     "tests/remote/core_device/test_file_service.py::": "CoreDevice file service (RemoteXPC): not served by the fake",
     "tests/remote/core_device/test_icon_service.py::": "CoreDevice icon service (RemoteXPC): not served by the fake",
     "tests/services/instruments/test_fetch_symbols.py::": "DVT symbol fetching (remoteFetchSymbols): no dyld cache",
-    "tests/services/test_cryptexd.py::": "cryptexd (RemoteXPC): no cryptexes to list",
-    "tests/services/test_install_coordination_proxy.py::": "installcoordination_proxy (RemoteXPC): not served",
-    "tests/services/test_notification_proxy_remote.py::": "notification_proxy.remote (RemoteXPC): not served "
-                                                          "(the lockdown-style notification_proxy shim is)",
-    "tests/services/test_storage_mounter_bridge.py::": "storage_mounter_proxy.bridge (RemoteXPC): not served",
-    "tests/services/test_timesync.py::": "timed.remote (RemoteXPC time sync): not served",
 }
 
 #: Excluded tests that would only wait for their timeout (deselected to keep the run short).

@@ -186,6 +186,41 @@ def test_native_remote_xpc_services_timed_and_notification_proxy(phone18):
     assert (event.command, event.name) == ("RelayNotification", "com.edgeharness.rsd-ping")
 
 
+def test_native_remote_xpc_mounter_bridge_install_records_and_cryptexd(phone18):
+    from pymobiledevice3.exceptions import InstallCoordinationError
+    from pymobiledevice3.services.cryptexd import CryptexdService
+    from pymobiledevice3.services.install_coordination_proxy import InstallCoordinationProxyService
+    from pymobiledevice3.services.mobile_image_mounter import MobileImageMounterService
+    from pymobiledevice3.services.storage_mounter_bridge import StorageMounterBridgeService
+
+    async def go():
+        async with _rsd(phone18) as rsd:
+            async with StorageMounterBridgeService(rsd) as bridge:
+                bridged = (await bridge.copy_devices(), await bridge.query_personalization_identifiers(),
+                           await bridge.query_nonce())
+            async with MobileImageMounterService(rsd) as mounter:  # the lockdown-style shim
+                direct = (await mounter.copy_devices(), await mounter.query_personalization_identifiers(),
+                          await mounter.query_nonce())
+            async with InstallCoordinationProxyService(rsd) as ic:
+                record = await ic.query(BENCH_BUNDLE_ID)
+            async with InstallCoordinationProxyService(rsd) as ic:
+                with pytest.raises(InstallCoordinationError, match="no application 'com.example.none'"):
+                    await ic.query("com.example.none")
+            cryptexd = CryptexdService(rsd)
+            return bridged, direct, record, await cryptexd.read_personalization_identifiers(), \
+                await cryptexd.copy_installed(), rsd.all_values
+
+    bridged, direct, record, ids, cryptexes, values = asyncio.run(go())
+    assert bridged == direct
+    devices, identifiers, nonce = bridged
+    assert devices[0]["DiskImageType"] == "Personalized" and devices[0]["MountPath"] == "/System/Developer"
+    assert identifiers["UniqueChipID"] == values["UniqueChipID"] and len(nonce) == 48
+    assert record.install_path.startswith("file:///private/var/containers/Bundle/Application/")
+    assert record.install_path.endswith("EdgeBench.app/") and record.db_sequence > 0
+    assert ids["img4_chip_ecid"] == values["UniqueChipID"] and ids["img4_chip_chip"] == values["ChipID"]
+    assert cryptexes == []  # the DDI is an image mount on the fake, not a cryptex
+
+
 def test_ios17_lockdown_refuses_dvt_but_serves_lockdown_services(phone18, tmp_path):
     async def go():
         ld = await create_using_usbmux(serial=phone18.udid, usbmux_address=phone18.usbmux_address,

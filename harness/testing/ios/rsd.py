@@ -193,12 +193,15 @@ class RsdServer:
         self.address: tuple[str, int] | None = None
         self.ports: dict[str, int] = {}
         self.remote_xpc: set[str] = set()  # services that speak RemoteXPC (HTTP/2) rather than lockdown plists
+        self.features: dict[str, list[str]] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self.uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"edgeharness-fake-rsd:{state.udid}")
 
     async def start(self, port: int = 0) -> tuple[str, int]:
         """Listen on the service ports, then on the RSD port (``0``: a free one); returns the RSD address."""
-        from harness.testing.ios.remote_services import REMOTE_XPC_SERVICES
+        from harness.testing.ios.remote_services import FEATURES, REMOTE_XPC_SERVICES
+
+        self.features = FEATURES
 
         handlers: dict[str, Handler] = {DTSERVICEHUB: self._dvt, LOCKDOWN_TRUSTED: self._lockdown}
         for shim, name in shim_names().items():
@@ -267,7 +270,8 @@ class RsdServer:
 
     def _properties(self, name: str) -> dict[str, Any]:
         if name in self.remote_xpc:
-            return {"UsesRemoteXPC": True, "ServiceVersion": 1}
+            return {"UsesRemoteXPC": True, "ServiceVersion": 1,
+                    **({"Features": self.features[name]} if name in self.features else {})}
         return {"ServiceVersion": 2} if name.endswith(SHIM_SUFFIX) else {}
 
     # --- the service ports ------------------------------------------------------------
