@@ -33,6 +33,7 @@ from pymobiledevice3.services.dvt.instruments.process_control import ProcessCont
 from pymobiledevice3.services.dvt.instruments.sysmontap import Sysmontap  # noqa: E402
 from pymobiledevice3.services.house_arrest import HouseArrestService  # noqa: E402
 from pymobiledevice3.services.installation_proxy import InstallationProxyService  # noqa: E402
+from pymobiledevice3.services.springboard import SpringBoardServicesService  # noqa: E402
 from pymobiledevice3.services.syslog import SyslogService  # noqa: E402
 from pymobiledevice3.tunneld.api import get_tunneld_devices  # noqa: E402
 
@@ -124,6 +125,8 @@ def test_shim_services_after_rsd_checkin(phone18):
                 back = await ha.get_file_contents("/Documents/over-rsd.txt")
             async with DiagnosticsService(rsd) as diag:
                 battery = await diag.get_battery()
+            async with SpringBoardServicesService(rsd) as springboard:
+                assert BENCH_BUNDLE_ID in str(await springboard.get_icon_state())
             async with SyslogService(rsd) as syslog:
                 async for line in syslog.watch():
                     first = line

@@ -41,7 +41,7 @@ class SpringBoardServices:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await read_plist(reader)) is not None:
-            await write_plist(writer, self.handle(request))
+            await write_plist(writer, self._handle(request))
 
     def _handle(self, request: dict[str, Any]) -> Any:
         command = request.get("command")
