@@ -257,6 +257,12 @@ def test_rsd_port_drops_a_client_that_is_not_http2_and_stays_up(phone18):
     with socket.create_connection(phone18.rsd_address, timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
         assert sock.recv(100) == b""  # closed without an answer
+    from hyperframe.frame import DataFrame
+
+    with socket.create_connection(phone18.rsd_address, timeout=5) as sock:  # HTTP/2, then XPC with a bad magic
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + DataFrame(stream_id=1, data=b"\xff" * 40).serialize())
+        while sock.recv(4096):  # our settings, then the end of the connection
+            pass
 
     async def go():
         async with _rsd(phone18) as rsd:

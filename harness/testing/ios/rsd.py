@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -218,7 +219,8 @@ class RsdServer:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 await handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError, HyperframeError) as exc:
+                # a peer that went away, or sent frames or XPC that do not parse (untrusted input): drop it
                 log.debug("fake RSD connection ended: %r", exc)
             except asyncio.CancelledError:
                 # the fake is stopping; ending quietly keeps Python 3.11's stream callback from logging it
