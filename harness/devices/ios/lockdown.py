@@ -36,7 +36,8 @@ HINT_TUNNEL = ("iOS 17+ reaches DVT only through a tunnel: start `sudo pymobiled
                "HARNESS_TUNNELD=HOST:PORT (or pass tunneld_address, or inject a tunnel_provider); "
                "or use a device on iOS < 17 (with its DDI mounted)")
 TUNNEL_RECHECK_S = 10.0  # how long "tunneld has no tunnel to this phone" is believed
-HINT_LOST = "check the cable; finished results are kept, rerun the remaining cases"
+HINT_LOST = ("check the cable (and tunneld, for a phone reached through its tunnel); finished results are kept, "
+             "rerun the remaining cases")
 
 
 def pairing_dir(cache: str | os.PathLike[str] | None = None) -> Path:
