@@ -347,21 +347,6 @@ def test_harness_kills_a_hung_app_over_rsd(tunneld_only, opened, small_model):
     assert run.pid not in phone.running_pids()
 
 
-def test_a_tunnel_that_drops_fails_one_case_and_the_next_reconnects(tunneld_only, opened, small_model):
-    from harness.errors import DeviceLost
-
-    phone = tunneld_only(installed={BENCH_BUNDLE_ID: "1.0"})
-    dev = opened(phone)
-    assert run_app_benchmark(dev, small_model, PARAMS, "before", 60).status == "ok"
-    old = phone.rsd_address
-    assert phone.restart_tunnel() != old  # every connection cut; RSD and services on new ports
-    with pytest.raises(DeviceLost) as err:  # the cached RSD points at the dead tunnel: this case fails, typed
-        run_app_benchmark(dev, small_model, PARAMS, "during", 60)
-    assert "dropped" in str(err.value) and err.value.hint
-    run = run_app_benchmark(dev, small_model, PARAMS, "after", 60)  # asks tunneld again: the new tunnel
-    assert run.status == "ok", run.reason
-
-
 def test_tunneld_without_this_phone_names_the_fix_then_uses_the_tunnel_it_brings_up(
         make_fake_iphone, monkeypatch, opened, small_model):
     from harness.devices.ios import lockdown

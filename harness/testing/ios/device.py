@@ -561,12 +561,6 @@ class FakeIPhone:
             self.tunneld = FakeTunneld(lambda: {self.udid: self.rsd_address} if self.rsd_address else {}).start()
         return self
 
-    def restart_tunnel(self) -> tuple[str, int]:
-        """Cut the tunnel and bring it back on new ports (tunneld lists the new address): a link loss on iOS 17+."""
-        assert self._loop is not None and self.tunnel
-        self.rsd_address = asyncio.run_coroutine_threadsafe(self.rsd.restart(), self._loop).result(10)
-        return self.rsd_address
-
     @property
     def tunneld_address(self) -> tuple[str, int] | None:
         """``(host, port)`` of the fake tunneld (``HARNESS_TUNNELD``, the CLI's ``--tunnel UDID:PORT``)."""

@@ -196,7 +196,6 @@ class RsdServer:
         self.remote_xpc: set[str] = set()  # services that speak RemoteXPC (HTTP/2) rather than lockdown plists
         self.features: dict[str, list[str]] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._writers: set[asyncio.StreamWriter] = set()
         self.uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"edgeharness-fake-rsd:{state.udid}")
 
     async def start(self, port: int = 0) -> tuple[str, int]:
@@ -218,7 +217,6 @@ class RsdServer:
 
     async def _listen(self, handler: Handler, port: int) -> int:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self._writers.add(writer)
             try:
                 await handler(reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError, HyperframeError) as exc:
@@ -228,7 +226,6 @@ class RsdServer:
                 # the fake is stopping; ending quietly keeps Python 3.11's stream callback from logging it
                 return
             finally:
-                self._writers.discard(writer)
                 await close_quietly(writer)
 
         server = await asyncio.start_server(serve, HOST, port)
@@ -238,16 +235,6 @@ class RsdServer:
     def close(self) -> None:
         for server in self._servers:
             server.close()
-
-    async def restart(self) -> tuple[str, int]:
-        """The tunnel went down and came back (a replugged phone, a restarted tunneld): every connection is cut
-        and the RSD and its services listen on new ports."""
-        self.close()
-        self._servers.clear()
-        for writer in list(self._writers):
-            writer.close()
-        self.ports.clear()
-        return await self.start()
 
     # --- the RSD port ---------------------------------------------------------------
     async def _rsd(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
