@@ -151,7 +151,7 @@ def test_socket_dropped_mid_push_is_device_lost_then_recovers(make_fake_iphone, 
 
 @needs_models
 def test_ios17_without_tunnel_names_the_fix(make_fake_iphone, open_device, bench_ipa):
-    phone = make_fake_iphone(values={"ProductVersion": "17.5", "BuildVersion": "21F79"})
+    phone = make_fake_iphone(values={"ProductVersion": "17.5", "BuildVersion": "21F79"}, tunnel=False)
     with pytest.raises(DeviceError, match="InvalidService") as err:
         run_app_benchmark(open_device(phone), SMALL_MODEL, PARAMS, "r17", 30, bench_ipa)
     assert "tunneld" in err.value.hint

@@ -158,3 +158,42 @@ def test_remote_usbmuxd_over_loopback_tcp(make_fake_iphone, tmp_path: Path, smal
     row = json.loads(next(out.rglob("*.jsonl")).read_text().splitlines()[0])
     assert row["status"] == "ok", row["reason"]
     assert len(row["latency"]["repetitions"][0]["samples_us"]) == 2
+
+
+@pytest.mark.slow
+def test_smoke_suite_on_ios18_through_tunneld(tmp_path: Path, isolated_cache: Path) -> None:
+    """`fake-iphone serve --ios 18.1` as a user runs it: with only the HARNESS_TUNNELD route left (its usbmuxd
+    socket removed), `harness devices` finds the phone through tunneld and the smoke suite runs over RSD."""
+    import shlex
+    import signal
+
+    serve = subprocess.Popen([sys.executable, "-m", "harness.cli", "fake-iphone", "serve", "--ios", "18.1",
+                              "--root", str(tmp_path / "phone")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [serve.stdout.readline() for _ in range(6)]
+        assert lines[0].startswith("fake iPhone ios:"), "".join(lines) + serve.stderr.read()
+        device_id = lines[0].split()[2]
+        env = dict(os.environ)
+        for line in lines[1:4]:
+            name, value = shlex.split(line.split("#")[0].replace("use it with:", ""))[1].split("=", 1)
+            env[name] = value
+        assert env["HARNESS_TUNNELD"].startswith("127.0.0.1:") and "--rsd 127.0.0.1 " in lines[4]
+        os.unlink(env["USBMUXD_SOCKET_ADDRESS"])      # from here on, only tunneld and RSD reach the phone
+        devices = json.loads(_cli("devices", "--json", env=env).stdout)
+        entry = next(d for d in devices if d["id"] == device_id)
+        assert entry["reachable"] and entry["profile"] == "fake-iphone", entry
+        smoke = Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"
+        out = tmp_path / "out"
+        proc = _cli("run", str(smoke), "--device", device_id, "--out", str(out), env=env)
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(x) for x in next(out.glob("smoke-*.jsonl")).read_text().splitlines()]
+        assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), [(r["case"], r["reason"]) for r in rows]
+        for row in rows:
+            assert row["device"]["extra"]["link"] == "rsd" and row["device"]["os"].startswith("iOS 18.1")
+            assert all(len(r["samples_us"]) == 30 for r in row["latency"]["repetitions"])
+            assert "Sysmontap" in row["memory"]["method"] and row["memory"]["steady_rss_mb"] > 0
+        assert (out / "smoke.html").exists()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=20) == 0

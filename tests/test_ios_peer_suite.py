@@ -4,8 +4,9 @@ The suite ships in pymobiledevice3's sdist on PyPI (GPL-3.0): it is downloaded a
 pytest's cache folder (``.pytest_cache/d/pmd3-peer-suite``, so a re-run is offline), never copied
 into this repository. Its device tests (``-m device``, selected by its own conftest) reach the fake
 through ``USBMUXD_SOCKET_ADDRESS``, with ``HOME`` in a temporary folder for the pair records. The
-test asserts that every test in :data:`EXPECTED_PASS` passes and that nothing outside
-:data:`EXCLUDED` fails; see ``docs/ios.md`` for what the exclusions are and why.
+test asserts that every test in :data:`EXPECTED_PASS_FILE` passes and that nothing outside
+:data:`EXCLUDED` fails; see ``docs/ios.md`` for what the exclusions are and why. A second run points the
+suite's ``--rsd`` at the fake's RSD (iOS 18, no usbmuxd), against :data:`EXPECTED_RSD_PASS_FILE`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ EXCLUDED: dict[str, str] = {
         "socket_hygiene check fails its teardown (the same against the fake before this change, run alone)",
 }
 
+#: Over RSD (``--rsd``) the suite asks for iOS 17+ RemoteXPC services the fake does not serve; a phone's
+#: ``remoted`` lists them, the fake's ``peer_info`` does not, so they fail with InvalidService instead of skipping.
+#: (The fake serves timed, notification_proxy.remote, the storage mounter bridge, installcoordination_proxy and
+#: cryptexd's read-only routines; see harness/testing/ios/remote_services.py.)
+EXCLUDED_RSD: dict[str, str] = {
+    "tests/remote/core_device/test_file_service.py::": "CoreDevice file service (RemoteXPC): not served by the fake",
+    "tests/remote/core_device/test_icon_service.py::": "CoreDevice icon service (RemoteXPC): not served by the fake",
+    "tests/services/instruments/test_fetch_symbols.py::": "DVT symbol fetching (remoteFetchSymbols): no dyld cache",
+}
+
 #: Excluded tests that would only wait for their timeout (deselected to keep the run short).
 DESELECTED = (
     "tests/services/instruments/test_core_profile_session.py::test_stackshot",
@@ -59,10 +70,11 @@ DESELECTED = (
 
 #: The peer tests the fake must pass (filled from a measured run; ids are pymobiledevice3's).
 EXPECTED_PASS_FILE = Path(__file__).with_name("data") / "ios_peer_suite_expected.txt"
+EXPECTED_RSD_PASS_FILE = Path(__file__).with_name("data") / "ios_peer_suite_rsd_expected.txt"
 
 
-def _excluded(test_id: str) -> str | None:
-    return next((why for prefix, why in EXCLUDED.items() if test_id.startswith(prefix)), None)
+def _excluded(test_id: str, excluded: dict[str, str]) -> str | None:
+    return next((why for prefix, why in excluded.items() if test_id.startswith(prefix)), None)
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -105,27 +117,47 @@ def _outcomes(junit: Path) -> dict[str, str]:
     return outcomes
 
 
-def test_pymobiledevice3_device_tests_pass_against_the_fake(peer_suite, tmp_path):
-    src, deps = peer_suite
+def _run_peer_suite(src: Path, deps: Path, tmp_path: Path, phone: FakeIPhone, *args: str) -> tuple[dict, str]:
+    """Run the suite's device tests against ``phone``; (test id -> outcome, the tail of its output)."""
     home = tmp_path / "home"
     home.mkdir()
     junit = tmp_path / "peer.xml"
-    with FakeIPhone(installed={BENCH_BUNDLE_ID: "1.0"}, root=tmp_path / "phone") as phone:
-        env = {**os.environ, "HOME": str(home), "USBMUXD_SOCKET_ADDRESS": phone.usbmux_address,
-               "PYTHONPATH": str(deps)}
-        env.pop("PYTEST_ADDOPTS", None)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "tests", "-m", "device", "-p", "no:cacheprovider",
-             "-p", "no:edgeharness", "-q", "--timeout", "100", f"--junitxml={junit}", "-o", "addopts=",
-             *(arg for test_id in DESELECTED for arg in ("--deselect", test_id))],
-            cwd=src, env=env, capture_output=True, text=True, timeout=1800,
-        )
+    env = {**os.environ, "HOME": str(home), "USBMUXD_SOCKET_ADDRESS": phone.usbmux_address, "PYTHONPATH": str(deps)}
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests", "-m", "device", "-p", "no:cacheprovider",
+         "-p", "no:edgeharness", "-q", "--timeout", "100", f"--junitxml={junit}", "-o", "addopts=",
+         *(arg for test_id in DESELECTED for arg in ("--deselect", test_id)), *args],
+        cwd=src, env=env, capture_output=True, text=True, timeout=1800,
+    )
     assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    outcomes = _outcomes(junit)
-    expected = [line.strip() for line in EXPECTED_PASS_FILE.read_text().splitlines() if line.strip()]
+    return _outcomes(junit), proc.stdout[-4000:]
+
+
+def _check(outcomes: dict[str, str], expected_file: Path, excluded: dict[str, str], output: str) -> None:
+    expected = [line.strip() for line in expected_file.read_text().splitlines() if line.strip()]
     not_passing = {t: outcomes.get(t, "missing") for t in expected if outcomes.get(t) != "passed"}
-    unexpected_failures = sorted(t for t, o in outcomes.items() if o == "failed" and not _excluded(t))
+    unexpected_failures = sorted(t for t, o in outcomes.items() if o == "failed" and not _excluded(t, excluded))
     assert not not_passing and not unexpected_failures, (
         f"expected to pass but did not: {not_passing}\nfailed outside the exclusions: {unexpected_failures}\n"
-        + proc.stdout[-4000:]
+        + output
     )
+
+
+def test_pymobiledevice3_device_tests_pass_against_the_fake(peer_suite, tmp_path):
+    src, deps = peer_suite
+    with FakeIPhone(installed={BENCH_BUNDLE_ID: "1.0"}, root=tmp_path / "phone") as phone:
+        outcomes, output = _run_peer_suite(src, deps, tmp_path, phone)
+    _check(outcomes, EXPECTED_PASS_FILE, EXCLUDED, output)
+
+
+def test_pymobiledevice3_device_tests_pass_over_rsd(peer_suite, tmp_path):
+    """The same suite with ``--rsd HOST PORT`` on an iOS 18 fake whose usbmuxd socket is gone: every test that
+    runs reaches the phone through its RSD alone (the ``lockdown`` fixture's tests skip: no usbmuxd)."""
+    src, deps = peer_suite
+    with FakeIPhone(values={"ProductVersion": "18.1", "BuildVersion": "22B83"}, installed={BENCH_BUNDLE_ID: "1.0"},
+                    root=tmp_path / "phone") as phone:
+        os.unlink(phone.usbmux_address)
+        assert phone.rsd_address is not None
+        outcomes, output = _run_peer_suite(src, deps, tmp_path, phone, "--rsd", *map(str, phone.rsd_address))
+    _check(outcomes, EXPECTED_RSD_PASS_FILE, {**EXCLUDED, **EXCLUDED_RSD}, output)

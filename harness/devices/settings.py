@@ -11,6 +11,7 @@ is given one, and hands each backend's opener the fields it needs.
 | ``HARNESS_ADB_RECONNECT_S`` | ``adb_reconnect_s`` | how long a broken adb link is retried |
 | ``HARNESS_ADB_DEVICES`` / ``HARNESS_INVENTORY`` | ``adb_devices`` / ``inventory`` | ``harness devices`` |
 | ``USBMUXD_SOCKET_ADDRESS`` | ``usbmux_address`` | the iOS backend's usbmuxd |
+| ``HARNESS_TUNNELD`` (``HOST:PORT``) | ``tunneld_address`` | iOS 17+: a ``pymobiledevice3 remote tunneld`` |
 | ``ANDROID_SERIAL`` | ``android_serial`` | the default device when none is named |
 | ``ADB_SERVER_SOCKET``, ``ANDROID_ADB_SERVER_PORT`` | ``adb_server_socket``, ``adb_server_port`` | adb server |
 | ``HARNESS_HOST_ZYGOTE`` (on unless ``0``) | ``host_zygote`` | the host's preloaded pyrunner zygote |
@@ -18,6 +19,7 @@ is given one, and hands each backend's opener the fields it needs.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ from pathlib import Path
 from harness.errors import UsageError
 
 DEFAULT_RECONNECT_S = 10.0
+TUNNELD_DEFAULT_PORT = 49151  # pymobiledevice3's tunneld
 
 
 def default_cache_dir() -> Path:
@@ -50,6 +53,7 @@ class DeviceSettings:
     adb_devices: tuple[str, ...] = ()
     inventory: Path | None = None
     usbmux_address: str | None = None
+    tunneld_address: tuple[str, int] | None = None
     android_serial: str | None = None
     adb_server_socket: str | None = None
     adb_server_port: str | None = None
@@ -77,6 +81,7 @@ class DeviceSettings:
             adb_devices=tuple(i for i in env.get("HARNESS_ADB_DEVICES", "").replace(",", " ").split() if i),
             inventory=Path(env["HARNESS_INVENTORY"]) if env.get("HARNESS_INVENTORY") else None,
             usbmux_address=env.get("USBMUXD_SOCKET_ADDRESS") or None,
+            tunneld_address=parse_tunneld_address(env["HARNESS_TUNNELD"]) if env.get("HARNESS_TUNNELD") else None,
             android_serial=env.get("ANDROID_SERIAL") or None,
             adb_server_socket=env.get("ADB_SERVER_SOCKET") or None,
             adb_server_port=env.get("ANDROID_ADB_SERVER_PORT") or None,
@@ -95,3 +100,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{name}={text!r} is not a number of seconds >= 0", hint=f"e.g. {name}={default:g}")
     return value
+
+
+def parse_tunneld_address(text: str, source: str = "HARNESS_TUNNELD") -> tuple[str, int]:
+    """``HOST:PORT`` of a ``pymobiledevice3 remote tunneld`` (``HOST`` alone: port 49151; ``[v6]:PORT``)."""
+    spec = text.strip()
+    host, sep, port_text = spec.rpartition(":")
+    if not sep or (":" in host and not host.startswith("[")):  # no port, or a bare IPv6 address
+        host, port_text = spec, str(TUNNELD_DEFAULT_PORT)
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+        if ":" in host:
+            ipaddress.IPv6Address(host)
+    except ValueError:
+        port = 0
+    if not host or not 0 < port < 65536:
+        raise UsageError(f"{source}={text!r} is not a tunneld address", hint="use HOST:PORT, e.g. 127.0.0.1:49151")
+    return host, port

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pymobiledevice3.lockdown import LockdownClient
+from pymobiledevice3.lockdown_service_provider import LockdownServiceProvider
 from pymobiledevice3.services.house_arrest import HouseArrestService
 from pymobiledevice3.services.installation_proxy import InstallationProxyService
 
@@ -48,7 +48,7 @@ def bundle_version(info: dict[str, Any]) -> str:
     return str(info.get("CFBundleVersion") or info.get("CFBundleShortVersionString") or "")
 
 
-async def install(lockdown: LockdownClient, bundle_id: str, app: Path, version: str) -> bool:
+async def install(lockdown: LockdownServiceProvider, bundle_id: str, app: Path, version: str) -> bool:
     """Install ``app``; False when ``bundle_id`` at ``version`` is already on the phone."""
     async with InstallationProxyService(lockdown) as ip:
         installed = (await ip.get_apps(bundle_identifiers=[bundle_id])).get(bundle_id)
@@ -60,9 +60,12 @@ async def install(lockdown: LockdownClient, bundle_id: str, app: Path, version: 
 
 
 class Container:
-    """The app's container (house_arrest ``VendContainer``): one AFC session per operation."""
+    """The app's container (house_arrest ``VendContainer``): one AFC session per operation.
 
-    def __init__(self, lockdown: LockdownClient, bundle_id: str) -> None:
+    ``lockdown`` is the lockdown client or the phone's RSD (house_arrest's ``.shim.remote`` port).
+    """
+
+    def __init__(self, lockdown: LockdownServiceProvider, bundle_id: str) -> None:
         self.lockdown = lockdown
         self.bundle_id = bundle_id
 

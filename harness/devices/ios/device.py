@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pymobiledevice3.remote.remote_service_discovery import RemoteServiceDiscoveryService
 from pymobiledevice3.services.diagnostics import DiagnosticsService
 from pymobiledevice3.services.dvt.instruments.dvt_provider import DvtProvider
 from pymobiledevice3.services.dvt.instruments.process_control import ProcessControl
@@ -59,12 +60,12 @@ TunnelProvider = Callable[[str], Awaitable[Any]]
 
 def open_ios_device(device_id: str, settings: DeviceSettings | None = None, **options: Any) -> IosDevice:
     """An :class:`IosDevice` for ``ios:UDID``; options as :class:`IosDevice` (they win over ``settings``:
-    usbmuxd address, pair-record folder). Connects (and pairs) lazily."""
+    usbmuxd address, pair-record folder, tunneld address). Connects (and pairs) lazily."""
     if not device_id.startswith("ios:") or len(device_id) <= 4:
         raise DeviceNotFound(f"not an iOS device id: {device_id!r}", device=device_id, hint="use ios:UDID")
     if settings is not None:
         options = {"usbmux_address": settings.usbmux_address, "pairing_folder": pairing_dir(settings.cache_dir),
-                   **options}
+                   "tunneld_address": settings.tunneld_address, **options}
     return IosDevice(device_id, **options)
 
 
@@ -72,9 +73,10 @@ class IosDevice(AppHost):
     """An iPhone behind usbmuxd; the harness's boundary to pymobiledevice3.
 
     ``pair_timeout_s``: how long to wait for the Trust dialog (0 = fail at once with a hint).
-    ``tunnel_provider(udid)`` returns an RSD (or any LockdownServiceProvider) for DVT on iOS 17+;
-    ``tunneld_address`` asks a running ``tunneld`` instead. ``transfer_timeout_s`` bounds one
-    push or pull.
+    ``tunneld_address``: a running ``tunneld`` (``HARNESS_TUNNELD``); when it has a tunnel to this
+    phone, every service goes over the phone's RSD (the iOS 17+ route, see :mod:`.tunnel`), else
+    over lockdown. ``tunnel_provider(udid)`` returns an RSD (or any LockdownServiceProvider) for DVT
+    only, on iOS 17+. ``transfer_timeout_s`` bounds one push or pull.
     """
 
     platform = "ios"
@@ -102,7 +104,8 @@ class IosDevice(AppHost):
         self.connect_timeout_s = connect_timeout_s
         self.transfer_timeout_s = transfer_timeout_s
         self._lockdown = Lockdown(self.udid, device_id, usbmux_address=usbmux_address,
-                                  pairing_folder=pairing_folder or pairing_dir(), pair_timeout_s=pair_timeout_s)
+                                  pairing_folder=pairing_folder or pairing_dir(), pair_timeout_s=pair_timeout_s,
+                                  tunneld_address=tunneld_address)
         self._loop = LoopOwner(f"ios-{self.udid}")
         self._info: DeviceInfo | None = None
 
@@ -121,7 +124,7 @@ class IosDevice(AppHost):
             raise DeviceError(f"{what}: the device was closed while it ran", device=self.id) from exc
 
     async def _container(self) -> apps.Container:
-        return apps.Container(await self._lockdown.client(), self.bundle_id)
+        return apps.Container(await self._lockdown.provider(), self.bundle_id)
 
     def close(self) -> None:
         """Close the lockdown connection and the device loop (no task left, thread joined); safe twice."""
@@ -143,7 +146,7 @@ class IosDevice(AppHost):
         if self._info is None:
             facts = self.facts()
             profile = profiles.match({k: str(v) for k, v in facts.items()}, "ios", self.profile_dir)
-            extra = {k: str(facts[k]) for k in FACT_KEYS if k in facts}
+            extra = {k: str(facts[k]) for k in (*FACT_KEYS, "link") if k in facts}
             extra["delegates"] = ",".join(profile.delegates)
             if profile.extra.get("neural_engine_cores") is not None:
                 extra["neural_engine_cores"] = str(profile.extra["neural_engine_cores"])
@@ -159,8 +162,11 @@ class IosDevice(AppHost):
     def facts(self) -> dict[str, Any]:
         """The lockdown GetValue facts profiles match on (ProductType, ProductVersion, ...)."""
         async def get() -> dict[str, Any]:
-            values = (await self._lockdown.client()).all_values
-            return {k: values[k] for k in (*FACT_KEYS, "UniqueDeviceID") if k in values}
+            provider = await self._lockdown.provider()
+            values = provider.all_values
+            facts = {k: values[k] for k in (*FACT_KEYS, "UniqueDeviceID") if k in values}
+            facts["link"] = "rsd" if isinstance(provider, RemoteServiceDiscoveryService) else "lockdown"
+            return facts
         return self._run("read lockdown values", get(), self.connect_timeout_s)
 
     def delegates(self) -> tuple[str, ...]:
@@ -202,7 +208,7 @@ class IosDevice(AppHost):
                               device=self.id, hint="set bundle_id to the app's CFBundleIdentifier")
 
         async def install() -> bool:
-            return await apps.install(await self._lockdown.client(), self.bundle_id, Path(app),
+            return await apps.install(await self._lockdown.provider(), self.bundle_id, Path(app),
                                       apps.bundle_version(info))
         return self._run(f"install {Path(app).name}", install(), 600)
 
@@ -256,21 +262,20 @@ class IosDevice(AppHost):
                              duration_s=duration, model_pushed=pushed)
 
     async def _dvt_source(self) -> Any:
-        """Lockdown on iOS < 17; on 17+ the injected tunnel provider or tunneld, else lockdown (InvalidService)."""
-        ld = await self._lockdown.client()
-        if int(str(ld.product_version).split(".")[0]) < 17:
-            return ld
+        """The RSD when tunneld has one; lockdown on iOS < 17; on 17+ the injected tunnel provider, else
+        lockdown (which answers InvalidService, turned into the tunnel hint)."""
+        provider = await self._lockdown.provider()
+        if isinstance(provider, RemoteServiceDiscoveryService):
+            return provider
+        if int(str(provider.product_version).split(".")[0]) < 17:
+            return provider
         if self.tunnel_provider is not None:
             return await self.tunnel_provider(self.udid)
         if self.tunneld_address is not None:
-            from pymobiledevice3.tunneld.api import get_tunneld_device_by_udid
-
-            rsd = await get_tunneld_device_by_udid(self.udid, self.tunneld_address)
-            if rsd is None:
-                raise DeviceError(f"tunneld at {self.tunneld_address} has no tunnel to this phone", device=self.id,
-                                  hint=HINT_TUNNEL)
-            return rsd
-        return ld
+            host, port = self.tunneld_address
+            raise DeviceError(f"tunneld at {host}:{port} has no tunnel to this iOS 17+ phone", device=self.id,
+                              hint=HINT_TUNNEL)
+        return provider
 
     async def _launch_and_wait(self, run: _Run, box: apps.Container, result_path: str,
                                timeout_s: float) -> tuple[int, bool]:
@@ -311,12 +316,12 @@ class IosDevice(AppHost):
                     return
 
     async def _stream_syslog(self, run: _Run) -> None:
-        async with SyslogService(await self._lockdown.client()) as syslog:
+        async with SyslogService(await self._lockdown.provider()) as syslog:
             async for line in syslog.watch():
                 run.log_line(line if isinstance(line, str) else line.decode("utf-8", "replace"))
 
     async def _stream_battery(self, run: _Run) -> None:
-        async with DiagnosticsService(await self._lockdown.client()) as diag:
+        async with DiagnosticsService(await self._lockdown.provider()) as diag:
             while True:
                 registry = await diag.get_battery()
                 run.emit("app_battery", dict(registry) if isinstance(registry, dict) else {})

@@ -4,10 +4,13 @@ The fake sits at the lowest transport boundary only: unmodified pymobiledevice3 
 connects to its usbmuxd socket (``USBMUXD_SOCKET_ADDRESS`` or ``usbmux_address``) and speaks
 real usbmuxd, lockdownd (with a real TLS session), installation_proxy, house_arrest + AFC,
 syslog_relay, os_trace_relay, diagnostics_relay, springboardservices, the image mounter, crash
-reports and DVT/DTX to it (usbmuxd also on loopback TCP with ``usbmux_tcp_port``). An idle phone
+reports and DVT/DTX to it (usbmuxd also on loopback TCP with ``usbmux_tcp_port``). As an iOS 17+
+phone (``tunnel=True``, the default from ProductVersion 17) it also serves the far end of a tunnel on
+loopback TCP: RemoteServiceDiscovery (RemoteXPC over HTTP/2, ``rsd.py``) with DVT and the
+``*.shim.remote`` services, and a tunneld listing it (``tunneld.py``). An idle phone
 shows stock apps and daemons (see ``system.py``). Apps "run" as host processes in the
-app's container directory. What it cannot prove: code signing, DDI mounting, iOS 17 tunnels
-(RemoteXPC), real battery update rates and real device timing.
+app's container directory. What it cannot prove: code signing, DDI mounting, creating the iOS 17
+tunnel itself (TUN, CDTunnel, QUIC, RemotePairing), real battery update rates and real device timing.
 
 The daemons run on their own event loop in a background thread, so a synchronous test and
 the harness's own per-device loop can both talk to it.
@@ -40,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from harness.testing.ios import services, system, system_services
 from harness.testing.ios.dvt import serve_dvt
 from harness.testing.ios.lockdownd import Lockdownd, server_tls_context
+from harness.testing.ios.rsd import RsdServer
+from harness.testing.ios.tunneld import FakeTunneld
 from harness.testing.ios.usbmuxd import Usbmuxd
 
 LOCKDOWN_PORT = 62078
@@ -474,9 +479,14 @@ class FakeIPhone:
         battery: dict[str, Any] | None = None,
         root: Path | None = None,
         usbmux_tcp_port: int | None = None,
+        tunnel: bool | None = None,
     ) -> None:
         """``usbmux_tcp_port``: also serve usbmuxd on ``127.0.0.1:PORT`` (0 picks a free port), as a farm
-        host exposes its phones' usbmuxd over TCP; :attr:`usbmux_tcp_address` is then ``127.0.0.1:PORT``."""
+        host exposes its phones' usbmuxd over TCP; :attr:`usbmux_tcp_address` is then ``127.0.0.1:PORT``.
+
+        ``tunnel``: serve RSD and a tunneld on loopback (:attr:`rsd_address`, :attr:`tunneld_address`), as
+        ``pymobiledevice3 remote tunneld`` and the tunnel's far end would; default: when ProductVersion is 17+.
+        """
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="fake-iphone-")) if root is None else root
         self.state = DeviceState(
@@ -495,6 +505,10 @@ class FakeIPhone:
         self.usbmux_tcp_address: str | None = None
         self._tcp_port = usbmux_tcp_port
         self._tcp_server: asyncio.AbstractServer | None = None
+        self.tunnel = self.state.major_version >= 17 if tunnel is None else tunnel
+        self.rsd = RsdServer(self.state)
+        self.rsd_address: tuple[str, int] | None = None
+        self.tunneld: FakeTunneld | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -534,6 +548,8 @@ class FakeIPhone:
                 )
                 port = self._tcp_server.sockets[0].getsockname()[1]
                 self.usbmux_tcp_address = f"127.0.0.1:{port}"
+            if self.tunnel:
+                self.rsd_address = self._loop.run_until_complete(self.rsd.start())
             self._loop.create_task(self.state.log_heartbeat(), name="fake-iphone-heartbeat")
             ready.set()
             self._loop.run_forever()
@@ -541,7 +557,14 @@ class FakeIPhone:
         self._thread = threading.Thread(target=run, name="fake-iphone", daemon=True)
         self._thread.start()
         ready.wait(10)
+        if self.tunnel:
+            self.tunneld = FakeTunneld(lambda: {self.udid: self.rsd_address} if self.rsd_address else {}).start()
         return self
+
+    @property
+    def tunneld_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the fake tunneld (``HARNESS_TUNNELD``, the CLI's ``--tunnel UDID:PORT``)."""
+        return self.tunneld.address if self.tunneld is not None else None
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the fake's loop (the state belongs to that thread)."""
@@ -556,6 +579,9 @@ class FakeIPhone:
         """Kill app processes, close every connection, stop the loop and remove the temp root."""
         if self._loop is None:
             return
+        if self.tunneld is not None:
+            self.tunneld.stop()
+            self.tunneld = None
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(15)
         self._loop.call_soon_threadsafe(self._loop.stop)
         assert self._thread is not None
@@ -574,6 +600,7 @@ class FakeIPhone:
         for server in (self._server, self._tcp_server):
             if server is not None:
                 server.close()
+        self.rsd.close()
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]
         for task in tasks:

@@ -34,12 +34,21 @@ DVT_SERVICES = (
 SSL_SERVICES = DVT_SERVICES
 
 
-class Lockdownd:
-    """One lockdownd connection: plain plists until ``StartSession``, then TLS."""
+#: The session of a ``lockdown.remote.trusted`` connection: the RSD tunnel is itself the paired, encrypted link.
+TUNNEL_SESSION = "rsd-tunnel"
 
-    def __init__(self, state: DeviceState) -> None:
+
+class Lockdownd:
+    """One lockdownd connection: plain plists until ``StartSession``, then TLS.
+
+    ``remote``: the ``com.apple.mobile.lockdown.remote.trusted`` variant behind an RSD tunnel: already in a
+    session (no pairing, no TLS), and services are not started here but found in RSD's ``peer_info``.
+    """
+
+    def __init__(self, state: DeviceState, *, remote: bool = False) -> None:
         self.state = state
-        self.session_host: str | None = None
+        self.remote = remote
+        self.session_host: str | None = TUNNEL_SESSION if remote else None
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer requests until the host closes the connection."""
@@ -110,6 +119,8 @@ class Lockdownd:
         return {"EscrowBag": os.urandom(32)}
 
     async def _req_StartSession(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if self.remote:
+            return {"SessionID": str(uuid.uuid4()), "EnableSessionSSL": False}
         if request.get("HostID") not in self.state.host_pairings:
             return {"Error": "InvalidHostID"}
         self.session_host = request["HostID"]
@@ -121,6 +132,8 @@ class Lockdownd:
 
     async def _req_StartService(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name = request.get("Service", "")
+        if self.remote:
+            return {"Error": "InvalidService"}
         if self.session_host is None:
             return {"Error": "SessionInactive"}
         if self.state.faults.locked:

@@ -1,7 +1,8 @@
 """``harness fake-iphone serve``: run the wire-level fake iPhone until interrupted.
 
 It lets a user try the iOS path without a phone, from the shell: start it, export the
-``USBMUXD_SOCKET_ADDRESS`` it prints, then ``harness devices`` and
+``USBMUXD_SOCKET_ADDRESS`` it prints (and, with ``--ios 17`` or later, ``HARNESS_TUNNELD``: the iOS 17+
+route through tunneld and RSD), then ``harness devices`` and
 ``harness run SUITE --device ios:UDID`` talk to it through unmodified pymobiledevice3.
 It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and a
 ``harness.toml`` naming it, so a suite runs without further setup.
@@ -10,6 +11,7 @@ It also writes an (unsigned) ipa of the benchmark app that the fake accepts, and
 from __future__ import annotations
 
 import argparse
+import re
 import threading
 from pathlib import Path
 
@@ -27,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--product-type", default=None,
                         help="lockdown ProductType, e.g. iPhone15,2 (default iPhone14,5)")
     parser.add_argument("--ios", default=None, metavar="VERSION",
-                        help="ProductVersion (default 16.7.2; 17 or later answers InvalidService without a tunnel)")
+                        help="ProductVersion (default 16.7.2; 17 or later: lockdown answers InvalidService for DVT, "
+                             "and the phone serves RSD and a tunneld on loopback, as through a tunnel)")
+    parser.add_argument("--build", default=None, metavar="BUILD",
+                        help="BuildVersion to report with --ios, e.g. 22B83 for 18.1 (default: the fake's 20H115)")
     parser.add_argument("--battery", default="usb", choices=BATTERIES,
                         help="usb: on external power (energy refused, as on a cabled farm); unplugged: discharging")
     parser.add_argument("--trust", default="accept", help="how the Trust prompt answers pairing (default accept)")
@@ -49,7 +54,10 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - FakeIPhone needs the ios 
     except ImportError as exc:
         raise UsageError(f"the fake iPhone needs pymobiledevice3 ({exc})",
                          hint="pip install 'edgeharness[ios]'") from None
-    values = {k: v for k, v in (("ProductType", args.product_type), ("ProductVersion", args.ios)) if v}
+    if args.ios is not None and not re.fullmatch(r"\d{1,2}(\.\d{1,3}){0,2}", args.ios):
+        raise UsageError(f"--ios {args.ios!r} is not an iOS version", hint="e.g. --ios 16.7.2 or --ios 18.1")
+    values = {k: v for k, v in (("ProductType", args.product_type), ("ProductVersion", args.ios),
+                                ("BuildVersion", getattr(args, "build", None))) if v}
     try:
         faults = FakeFaults(trust=args.trust)
     except ValueError as exc:
@@ -86,6 +94,12 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         if phone.usbmux_tcp_address:
             print(f"  or over TCP: export USBMUXD_SOCKET_ADDRESS={phone.usbmux_tcp_address}", flush=True)
         print(f"              export HARNESS_CONFIG={config}    # names the benchmark app {ipa.name}", flush=True)
+        if phone.tunneld_address and phone.rsd_address:
+            host, port = phone.tunneld_address
+            print(f"              export HARNESS_TUNNELD={host}:{port}    # iOS 17+: DVT and the services over RSD",
+                  flush=True)
+            print(f"  pymobiledevice3: --rsd {phone.rsd_address[0]} {phone.rsd_address[1]}  or  "
+                  f"--tunnel {phone.udid}:{port}", flush=True)
         print(f"              harness run suites/smoke.toml --device {phone.device_id}", flush=True)
         wait_until_stopped(stop)
     finally:

@@ -69,22 +69,41 @@ class ImageMounterService:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await read_plist(reader)) is not None:
-            await write_plist(writer, self._handle(request))
+            await write_plist(writer, self.handle(request))
 
-    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def image(self) -> tuple[str, str]:
+        """The mounted image's type and path: the personalized DDI from iOS 17, the Developer image before."""
+        return ("Personalized", "/System/Developer") if self.state.major_version >= 17 else ("Developer", "/Developer")
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request's reply (also what ``storage_mounter_proxy.bridge`` answers over RemoteXPC)."""
         command = request.get("Command")
+        image_type, mount_path = self.image()
         if command == "LookupImage":
-            mounted = request.get("ImageType") == "Developer"
+            mounted = request.get("ImageType") == image_type
             return {"ImageSignature": [self.SIGNATURE] if mounted else [], "Status": "Complete"}
         if command == "CopyDevices":
-            return {"EntryList": [{"DiskImageType": "Developer", "IsMounted": True,
-                                   "ImageSignature": self.SIGNATURE, "MountPath": "/Developer"}],
+            return {"EntryList": [{"DiskImageType": image_type, "IsMounted": True,
+                                   "ImageSignature": self.SIGNATURE, "MountPath": mount_path}],
                     "Status": "Complete"}
         if command == "QueryDeveloperModeStatus":
             return {"DeveloperModeStatus": True, "Status": "Complete"}
+        if command == "QueryPersonalizationIdentifiers":
+            return {"PersonalizationIdentifiers": personalization_identifiers(self.state), "Status": "Complete"}
+        if command == "QueryNonce":
+            return {"PersonalizationNonce": hashlib.sha384(f"nonce:{self.state.udid}".encode()).digest(),
+                    "Status": "Complete"}
         if command in ("MountImage", "ReceiveBytes"):
             return {"Error": "ImageMountFailed", "DetailedError": "the fake iPhone cannot mount disk images"}
         return {"Error": "UnknownCommand"}
+
+
+def personalization_identifiers(state: DeviceState) -> dict[str, Any]:
+    """What a personalized image is signed for: the phone's board, chip and ECID (from its lockdown values)."""
+    values = state.lockdown_values()
+    return {"BoardId": values["BoardId"], "ChipID": values["ChipID"], "UniqueChipID": values["UniqueChipID"],
+            "SecurityDomain": 1, "CertificateSecurityMode": True, "EffectiveSecurityModeAp": True,
+            "EffectiveProductionStatusAp": True, "CertificateProductionStatus": True}
 
 
 async def serve_crash_mover(state: DeviceState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
