@@ -296,11 +296,11 @@ class CaseRunner:
             if calibrating and minimum is not None:  # the first repetition tells how long one run takes
                 calibrating = False
                 minimum = _min_duration(m.run.min_duration_s, sampling) or minimum  # at the sampler's real pace
-                scaled = extended_runs(runs, measured_s(outcome.repetition), minimum[0])
+                took_s = measured_s(outcome.repetition)
+                scaled = extended_runs(runs, took_s, minimum[0])
                 if scaled > runs:
                     dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
-                              "repetition 1 measured again", case_id, runs, measured_s(outcome.repetition),
-                              minimum[0], minimum[1], scaled)
+                              "repetition 1 measured again", case_id, runs, took_s, minimum[0], minimum[1], scaled)
                     runs = scaled
                     sampling.discard_last()
                     raws.pop()
