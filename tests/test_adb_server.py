@@ -32,6 +32,7 @@ from harness.errors import CommandTimeout, ConfigError, DeviceError, DeviceLost,
 from harness.results import RAW_TRUNCATION_MARKER
 from harness.testing import VirtualDevice
 from harness.testing.android.client import AdbClient, _free_port
+from tests.loopback import serve_each
 
 pytest_plugins = ["harness.testing.android.fixtures"]
 
@@ -412,15 +413,7 @@ class _HostileServer:
 
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = ServerAddress("127.0.0.1", self.sock.getsockname()[1])
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+        serve_each(self.sock, self._one)
 
     @staticmethod
     def _one(conn) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from harness.devices.endpoint.proxy import ShapingProxy
 from harness.errors import DeviceNotFound, SuiteError
 from harness.results import Endpoint, Result
 from harness.suite import parse_suite
+from tests.loopback import serve_each
 
 EP = "kserve+http://127.0.0.1:8500/face_landmark"
 
@@ -104,15 +105,7 @@ class _Echo:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.reply = b"x" * (reply_bytes - 1) + b"\n"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+        serve_each(self.sock, self._one)
 
     def _one(self, conn: socket.socket) -> None:
         try:
