@@ -197,6 +197,10 @@ class GateConfigError(UsageError):
         self.reason = reason
 
 
+class NetworkMethodError(HarnessError):
+    """A network method (a namespace, a veth pair, a tc qdisc) could not be set up here: the case is skipped."""
+
+
 class DelegateUnavailable(HarnessError):
     """The requested delegate cannot run on this device (the case is skipped, not failed)."""
 

@@ -53,7 +53,7 @@ _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "min_duration_s": (int, float),
 }
 _SUITE_ONLY = {"name": str, "description": str, "cooldown": dict, "tool": dict, "require": dict, "network": dict}
-NETWORK_KEYS = ("profiles", "timeout_s", "retries", "backoff_ms", "cache", "profile")
+NETWORK_KEYS = ("profiles", "timeout_s", "retries", "backoff_ms", "cache", "profile", "method")
 _MODEL_ONLY = {"zoo": str, "path": str, "name": str, "budget": dict, "accelerator": str}
 
 # Inclusive bounds of the numeric settings: a figure outside is a typo or a unit mistake (and a
@@ -412,6 +412,10 @@ def _parse_network(ctx: _Ctx, net: dict[str, Any]) -> NetworkSettings:
     table = "suite.network"
     _reject_unknown(ctx, net, set(NETWORK_KEYS), table)
     custom = {}
+    method = net.get("method", "auto")
+    if method not in net_profiles.METHODS:
+        raise ctx.error(f"unknown method {method!r}", "method", table,
+                        hint=f"allowed: {', '.join(net_profiles.METHODS)}")
     own = net.get("profile", {})
     if not isinstance(own, dict):
         raise ctx.error("profile must be a table of [suite.network.profile.NAME] tables", "profile", table)
@@ -430,7 +434,7 @@ def _parse_network(ctx: _Ctx, net: dict[str, Any]) -> NetworkSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
                 raise ctx.error(f"must be a number from 0 to {high:g}, got {value!r}", key, f"{where}.{name}",
                                 hint="delays in ms, rates in kbit/s (0 = unlimited), loss/stall/reset in %")
-        custom[name] = custom_profile(name, values)
+        custom[name] = custom_profile(name, {"method": method, **values})
     profiles = net.get("profiles", [])
     known = {**net_profiles.PROFILES, **custom}
     if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
@@ -457,7 +461,7 @@ def _parse_network(ctx: _Ctx, net: dict[str, Any]) -> NetworkSettings:
         if not isinstance(net["cache"], bool):
             raise ctx.error(f"must be true or false, got {net['cache']!r}", "cache", table)
         values["cache"] = net["cache"]
-    return NetworkSettings(tuple(profiles), MappingProxyType(custom), replace(policy, **values))
+    return NetworkSettings(tuple(profiles), MappingProxyType(custom), replace(policy, **values), method)
 
 
 def _resolve(base: Path, value: str) -> str:

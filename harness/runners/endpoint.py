@@ -30,8 +30,6 @@ NAME = "endpoint"
 METHOD = ("end to end per request (time.perf_counter_ns around the client call: serialisation, network through "
           "the profile's method, server, deserialisation; retries and backoff included)")
 MEMORY_METHOD = "not measured for endpoints (the client is the harness; the server's memory is not read)"
-PROXY_METHOD = "tcp-proxy: asyncio TCP proxy on loopback (per-direction delay/jitter, rate, stalls, resets; " \
-               "loss as retransmission delay)"
 _IO: dict[str, tuple[dict[str, Any], list[str]]] = {}
 _IO_LOCK = threading.Lock()
 
@@ -100,7 +98,7 @@ class EndpointRunner:
         endpoint = Endpoint(
             protocol=PROTOCOLS.get(str(doc.get("scheme", "")), ""), url=str(doc.get("url", "")),
             network=network.name,
-            network_method=f"{PROXY_METHOD}: {network.describe()}" if network.method == "tcp-proxy" else network.method,
+            network_method=one_line(doc.get("network_method") or network.method, 600),
             network_profile=network.record(),
             client=vars(task.client or ClientPolicy()).copy(),
             counts=counts,

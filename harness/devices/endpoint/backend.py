@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 
 from harness.devices.base import AppHost, AppObserver, AppRunOutcome, Capabilities
 from harness.devices.endpoint.client import CLIENTS, PROTOCOLS, PolicyClient, RequestFailed
-from harness.devices.endpoint.network import ClientPolicy, NetworkProfile, netem_problem
+from harness.devices.endpoint.network import ClientPolicy, NetworkProfile
 from harness.devices.endpoint.proxy import ShapingProxy
+from harness.devices.endpoint.shaping import open_path
 from harness.devices.settings import DeviceSettings
-from harness.errors import DeviceNotFound
+from harness.errors import DeviceNotFound, NetworkMethodError
 from harness.results import DeviceInfo
 
 SCHEMES = tuple(PROTOCOLS)
@@ -95,23 +96,24 @@ class EndpointDevice(AppHost):
         """One repetition: a fresh client through the profile's method; the result document for the runner."""
         started = time.monotonic()
         profile: NetworkProfile = params["network"]
-        if profile.method == "netem":
-            problem = netem_problem()
-            if problem:
-                return AppRunOutcome(run_tag, "skipped", problem, None, None, 0.0)
         a = self.address
-        proxy = ShapingProxy((a.host, a.port), profile, seed=int(params.get("seed", 0)))
         try:
-            host, port = proxy.start()
+            path = open_path(profile, (a.host, a.port), seed=int(params.get("seed", 0)))
+        except NetworkMethodError as exc:
+            return AppRunOutcome(run_tag, "skipped", str(exc), None, None, 0.0)
+        with path:
+            host, port = path.address
             policy: ClientPolicy = params["policy"]
-            client = PolicyClient(CLIENTS[a.scheme](host, port, a.model, policy.timeout_s), policy)
-            try:
-                doc = _requests(client, proxy, params, started + timeout_s)
-            finally:
-                client.close()
-        finally:
-            proxy.stop()
-        doc.update(proxy=vars(proxy.snapshot()), scheme=a.scheme, url=self.id)
+
+            def session() -> dict:  # where the client lives: the namespace's thread for the netns method
+                client = PolicyClient(CLIENTS[a.scheme](host, port, a.model, policy.timeout_s), policy)
+                try:
+                    return _requests(client, path.proxy, params, started + timeout_s)
+                finally:
+                    client.close()
+
+            doc = path.run(session)
+        doc.update(proxy=vars(path.proxy.snapshot()), scheme=a.scheme, url=self.id, network_method=path.method)
         status = doc.pop("status")
         return AppRunOutcome(run_tag, status, doc.get("reason"), doc, None, time.monotonic() - started)
 

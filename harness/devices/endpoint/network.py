@@ -1,7 +1,8 @@
 """Network conditions for endpoint devices: named profiles and the methods that make them.
 
 A profile is per-direction delay, jitter, rate and loss (plus stalls and resets, the faults a mobile
-client must survive). Two methods make one:
+client must survive). The methods that make one (chosen by :mod:`.shaping`; ``auto`` is ``netns`` where this
+process may make a namespace, else ``tcp-proxy``, and every result records which ran):
 
 - ``tcp-proxy`` (works everywhere, as Shopify's toxiproxy does it): an asyncio TCP proxy on loopback
   between client and server (:mod:`harness.devices.endpoint.proxy`). Per direction it delays each chunk
@@ -9,10 +10,11 @@ client must survive). Two methods make one:
   and injects stalls and connection resets. **Packet loss cannot be made at TCP level**: a lost segment
   is modelled as the retransmission delay it causes (per chunk, probability ``1 - (1 - loss)^segments``,
   one retransmission timeout ``max(200 ms, RTT)``: Linux's ``TCP_RTO_MIN`` is 200 ms).
-- ``netem``: ``tc qdisc ... netem`` inside a network namespace, real packet-level emulation. Used only
-  where the kernel has ``sch_netem`` and we may create namespaces; :func:`netem_problem` says why not.
-  This version detects it and skips (see ``docs/server.md``): every case under ``netem`` is ``skipped``
-  with the reason, never run on an unshaped network.
+- ``netns`` (:mod:`.netns`): the client runs in a network namespace behind a veth pair; ``tc tbf`` makes each
+  direction's rate, ``tc netem`` delay/jitter/loss where the kernel has ``sch_netem`` (else the proxy does,
+  listening on the veth's host end). Needs CAP_NET_ADMIN and iproute2.
+- ``netem``: ``netns`` that must have ``sch_netem``; :func:`netem_problem` says why not. A method that cannot
+  run skips the case with the reason, never runs it on an unshaped network.
 
 Profile numbers (RTT split evenly over the two directions; ``down`` = server to client):
 
@@ -31,9 +33,6 @@ edge        840      40           240/200       0           WebPageTest connecti
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -42,7 +41,7 @@ from typing import Any
 RTO_MIN_MS = 200.0
 #: Segment size used to turn a chunk into segments for the loss model (Ethernet MSS with timestamps).
 MSS_BYTES = 1448
-METHODS = ("tcp-proxy", "netem")
+METHODS = ("auto", "netns", "netem", "tcp-proxy")
 PROFILE_KEYS = ("delay_ms", "jitter_ms", "rate_kbit", "up_rate_kbit", "loss_pct", "stall_pct", "stall_ms",
                 "reset_pct", "method")
 
@@ -63,7 +62,7 @@ class NetworkProfile:
     stall_pct: float = 0.0
     stall_ms: float = 0.0
     reset_pct: float = 0.0
-    method: str = "tcp-proxy"
+    method: str = "auto"
     source: str = "user-defined"
 
     @property
@@ -133,10 +132,12 @@ class NetworkSettings:
     profiles: tuple[str, ...] = ()
     custom: Mapping[str, NetworkProfile] = field(default_factory=dict)
     client: ClientPolicy = field(default_factory=ClientPolicy)
+    #: ``[suite.network] method``: the method of every built-in profile and of the suite's own that name none.
+    method: str = "auto"
 
     def profile(self, name: str) -> NetworkProfile:
         """The profile called ``name`` (the suite's own first); KeyError when unknown."""
-        return self.custom.get(name) or PROFILES[name]
+        return self.custom.get(name) or replace(PROFILES[name], method=self.method)
 
 
 def custom_profile(name: str, table: Mapping[str, Any]) -> NetworkProfile:
@@ -147,26 +148,8 @@ def custom_profile(name: str, table: Mapping[str, Any]) -> NetworkProfile:
 
 
 def netem_problem() -> str | None:
-    """Why the ``netem`` method cannot run here, or None when it could (kernel module and ``tc`` present)."""
-    if shutil.which("tc") is None:
-        return "the netem method needs `tc` (iproute2), not installed"
-    if os.geteuid() != 0:
-        return "the netem method needs root (a network namespace and tc qdisc)"
-    if not _kernel_has("sch_netem"):
-        return "this kernel has no sch_netem (CONFIG_NET_SCH_NETEM off); use method = \"tcp-proxy\""
-    return ("netem shaping inside a network namespace is not implemented in this version; "
-            "use method = \"tcp-proxy\"")
+    """Why the ``netem`` method cannot run here (no iproute2, no CAP_NET_ADMIN, or the kernel refuses a netem
+    qdisc: probed once in a throwaway namespace), or None when it can."""
+    from harness.devices.endpoint import netns
 
-
-def _kernel_has(module: str) -> bool:
-    try:
-        with open("/proc/modules") as f:
-            if any(line.split(" ", 1)[0] == module for line in f):
-                return True
-    except OSError:
-        pass
-    try:
-        done = subprocess.run(["modprobe", "-n", module], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    return netns.problem() or netns.netem_problem()

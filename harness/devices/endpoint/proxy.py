@@ -7,7 +7,10 @@ request) drawn from a seeded generator, so two runs of a profile see the same dr
 a chunk is never delivered before the one read before it (TCP does not reorder a byte stream).
 
 It counts the bytes each way (exactly what crossed it, HTTP headers included) and every fault it injected.
-It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only.
+It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only, or, for the ``netns`` method, on
+the host end of the namespace's veth pair, bound to that device (``SO_BINDTODEVICE``): only a connection that
+arrives over that veth, i.e. from the namespace, reaches it (not even this host's other processes, whose packets
+to that address go over ``lo``). Its upstream connections are made in the host's namespace.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ class ProxyCounters:
 
 
 class ShapingProxy:
-    """Listen on 127.0.0.1:``port`` (0: any free port), forward to ``upstream`` shaped by ``profile``."""
+    """Listen on ``listen`` (any free port; bound to ``device`` when given), forward to ``upstream`` shaped by
+    ``profile``."""
 
-    def __init__(self, upstream: tuple[str, int], profile: NetworkProfile, seed: int = 0) -> None:
+    def __init__(self, upstream: tuple[str, int], profile: NetworkProfile, seed: int = 0,
+                 listen: str = "127.0.0.1", device: str | None = None) -> None:
         self.upstream = upstream
+        self.listen, self.device = listen, device
         self.profile = profile
         self.rng = random.Random(seed)
         self.counters = ProxyCounters()
@@ -60,7 +66,7 @@ class ShapingProxy:
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:
-                self._server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+                self._server = loop.run_until_complete(asyncio.start_server(self._serve, sock=self._socket()))
                 self.address = self._server.sockets[0].getsockname()[:2]
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
@@ -76,6 +82,20 @@ class ShapingProxy:
         if failure:
             raise failure[0]
         return self.address
+
+    def _socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.device:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
+            sock.bind((self.listen, 0))
+            sock.listen(100)
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
 
     def stop(self) -> None:
         """Close the listener and every connection; safe to call twice."""

@@ -1,0 +1,121 @@
+"""Which network method shapes a repetition, and the pieces it takes: the shaping proxy, a namespace, or both.
+
+``method`` (per profile, or ``[suite.network] method`` for all):
+
+- ``auto`` (default): ``netns`` where this process may make it (CAP_NET_ADMIN, ``ip``/``tc``), else ``tcp-proxy``;
+  the recorded method says which, and why not ``netns``.
+- ``netns``: the client runs inside a network namespace (:mod:`.netns`) behind a veth pair; ``tc tbf`` limits each
+  direction's rate on its egress end, ``netem`` adds delay/jitter/loss where the kernel has ``sch_netem``, else the
+  shaping proxy does (it listens on the veth's host address, bound to that device, and forwards to the server).
+  The proxy always carries stalls and resets (no qdisc makes those) and counts the bytes.
+- ``netem``: ``netns`` that must have ``netem`` (skipped without it).
+- ``tcp-proxy``: the loopback shaping proxy alone, as before.
+
+A method that cannot run raises :class:`~harness.errors.NetworkMethodError`: the case is skipped with its reason,
+never run on an unshaped network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from harness.devices.endpoint import netns
+from harness.devices.endpoint.network import NetworkProfile
+from harness.devices.endpoint.proxy import ShapingProxy
+from harness.errors import NetworkMethodError
+
+PROXY_METHOD = ("tcp-proxy: asyncio TCP proxy on loopback (per-direction delay/jitter, rate, stalls, resets; "
+                "loss as retransmission delay)")
+T = TypeVar("T")
+
+
+@dataclass
+class ShapedPath:
+    """A repetition's way to the server: connect to ``address`` from inside :meth:`run`."""
+
+    proxy: ShapingProxy
+    link: netns.NamespaceLink | None
+    method: str
+    address: tuple[str, int] = ("127.0.0.1", 0)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` where the client lives: in the namespace's thread, or here for the proxy alone."""
+        return self.link.run(fn) if self.link is not None else fn()
+
+    def close(self) -> None:
+        self.proxy.stop()
+        if self.link is not None:
+            self.link.close()
+
+    def __enter__(self) -> ShapedPath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_path(profile: NetworkProfile, upstream: tuple[str, int], seed: int = 0) -> ShapedPath:
+    """Set up ``profile``'s method to ``upstream``; NetworkMethodError when the method it asks for cannot run."""
+    method = profile.method
+    fallback = ""
+    if method != "tcp-proxy":
+        reason = netns.problem()
+        if reason is None and method == "netem":
+            reason = netns.netem_problem()
+        if reason is None:
+            try:
+                return _namespace_path(profile, upstream, seed)
+            except NetworkMethodError as exc:
+                reason = exc.message
+        if method != "auto":
+            raise NetworkMethodError(f"network method {method!r} unavailable: {reason}")
+        fallback = f" [auto: netns unavailable: {reason}]"
+    proxy = ShapingProxy(upstream, profile, seed=seed)
+    try:
+        address = proxy.start()
+    except BaseException:
+        proxy.stop()
+        raise
+    return ShapedPath(proxy, None, f"{PROXY_METHOD}: {profile.describe()}{fallback}", address)
+
+
+def _namespace_path(profile: NetworkProfile, upstream: tuple[str, int], seed: int) -> ShapedPath:
+    wants_netem = profile.method == "netem" or bool(profile.delay_ms or profile.jitter_ms or profile.loss_pct)
+    netem_reason = netns.netem_problem() if wants_netem else "not needed"
+    up_rate = profile.up_rate_kbit or profile.rate_kbit
+    if netem_reason is None:
+        down = netns.Direction(profile.rate_kbit, tuple(netns.netem_args(profile.delay_ms, profile.jitter_ms,
+                                                                          profile.loss_pct)))
+        up = netns.Direction(up_rate, down.netem)
+        proxied = replace(profile, delay_ms=0.0, jitter_ms=0.0, loss_pct=0.0, rate_kbit=0.0, up_rate_kbit=0.0)
+    else:
+        down, up = netns.Direction(profile.rate_kbit), netns.Direction(up_rate)
+        proxied = replace(profile, rate_kbit=0.0, up_rate_kbit=0.0)
+    link = netns.NamespaceLink(down=down, up=up)
+    link.open()
+    proxy = ShapingProxy(upstream, proxied, seed=seed, listen=link.host_ip, device=link.host_if)
+    try:
+        address = proxy.start()
+    except BaseException:
+        proxy.stop()
+        link.close()
+        raise
+    return ShapedPath(proxy, link, _describe(profile, link, netem_reason), address)
+
+
+def _describe(profile: NetworkProfile, link: netns.NamespaceLink, netem_reason: str | None) -> str:
+    def rate(k: float) -> str:
+        return f"{k:g} kbit/s" if k > 0 else "unlimited"
+
+    parts = [f"netns: the client in its own network namespace behind a veth pair (link-local /30); "
+             f"tc tbf on each direction's egress (down {rate(link.down.rate_kbit)}, up {rate(link.up.rate_kbit)})"]
+    if netem_reason is None:
+        parts.append("tc netem delay/jitter/loss on both veth ends; the proxy on the veth's host address adds "
+                     "stalls and resets only")
+    else:
+        why = "" if netem_reason == "not needed" else f" (no netem: {netem_reason})"
+        parts.append("delay/jitter, loss as retransmission delay, stalls and resets by the tcp-proxy on the veth's "
+                     f"host address{why}")
+    return "; ".join(parts) + f": {profile.describe()}"
