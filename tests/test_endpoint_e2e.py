@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from harness import api, hybrid
+from harness.devices.endpoint import netns
 from harness.devices.endpoint.network import PROFILES
 from harness.errors import ServerError
 from harness.gate import Budget, check_budgets
@@ -21,6 +22,7 @@ from harness.serving import launch
 from harness.testing.postgres import _free_port
 
 pytestmark = pytest.mark.slow
+METHOD_HERE = "tcp-proxy" if netns.problem() else "netns"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,9 @@ def test_hybrid_run_wifi_and_4g(server, tmp_path):
         assert min(e.network_us) / 1000 >= floor - 1, (e.network, min(e.network_us), floor)
         samples = [v / 1000 for rep in res.latency.repetitions for v in rep.samples_us]
         p50[e.network] = statistics.median(samples)
-        assert "tcp-proxy" in e.network_method and e.counts["retries"] == 0 and e.counts["failed"] == 0
+        # auto: the namespace method where this process may make one (root here), else the loopback proxy
+        assert e.network_method.startswith(METHOD_HERE), e.network_method
+        assert e.counts["retries"] == 0 and e.counts["failed"] == 0
         assert res.energy is not None and res.energy.per_inference_mj is None and "not measured" in res.energy.reason
     # 4g's floor is 319 ms above wifi's (150 ms more delay each way less jitter, 442 KB at 9 instead of 15 Mbit/s).
     # The gap must show in the medians; it is not asserted whole: devices run in parallel, so the endpoint's

@@ -8,9 +8,10 @@ a chunk is never delivered before the one read before it (TCP does not reorder a
 
 It counts the bytes each way (exactly what crossed it, HTTP headers included) and every fault it injected.
 It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only, or, for the ``netns`` method, on
-the host end of the namespace's veth pair, bound to that device (``SO_BINDTODEVICE``): only a connection that
-arrives over that veth, i.e. from the namespace, reaches it (not even this host's other processes, whose packets
-to that address go over ``lo``). Its upstream connections are made in the host's namespace.
+the host end of the namespace's veth pair, bound to that device (``SO_BINDTODEVICE``: nothing arriving on
+another interface reaches it) and resetting every connection whose source is not ``allow_peer`` (the
+namespace's end: this host's own processes connecting to that address come from the address itself). Its
+upstream connections are made in the host's namespace.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ProxyCounters:
     resets: int = 0
     retransmits: int = 0
     connections: int = 0
+    refused: int = 0
 
 
 class ShapingProxy:
@@ -44,9 +46,9 @@ class ShapingProxy:
     ``profile``."""
 
     def __init__(self, upstream: tuple[str, int], profile: NetworkProfile, seed: int = 0,
-                 listen: str = "127.0.0.1", device: str | None = None) -> None:
+                 listen: str = "127.0.0.1", device: str | None = None, allow_peer: str | None = None) -> None:
         self.upstream = upstream
-        self.listen, self.device = listen, device
+        self.listen, self.device, self.allow_peer = listen, device, allow_peer
         self.profile = profile
         self.rng = random.Random(seed)
         self.counters = ProxyCounters()
@@ -138,6 +140,11 @@ class ShapingProxy:
             pass
 
     async def _connection(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        if self.allow_peer is not None and (c_writer.get_extra_info("peername") or ("",))[0] != self.allow_peer:
+            with self._lock:
+                self.counters.refused += 1
+            _reset(c_writer)
+            return
         with self._lock:
             self.counters.connections += 1
         try:

@@ -95,7 +95,8 @@ def _namespace_path(profile: NetworkProfile, upstream: tuple[str, int], seed: in
         proxied = replace(profile, rate_kbit=0.0, up_rate_kbit=0.0)
     link = netns.NamespaceLink(down=down, up=up)
     link.open()
-    proxy = ShapingProxy(upstream, proxied, seed=seed, listen=link.host_ip, device=link.host_if)
+    proxy = ShapingProxy(upstream, proxied, seed=seed, listen=link.host_ip, device=link.host_if,
+                         allow_peer=link.ns_ip)
     try:
         address = proxy.start()
     except BaseException:

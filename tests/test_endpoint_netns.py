@@ -1,0 +1,283 @@
+"""The ``netns`` network method against the real kernel: a namespace, a veth pair, tc tbf, the client inside.
+
+Needs CAP_NET_ADMIN and iproute2 (root here; CI runs as root): elsewhere the kernel tests are skipped with the
+reason. The servers are loopback HTTP servers in this process; the client talks to them from inside the
+namespace through the shaping proxy on the veth's host end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.devices.endpoint import netns
+from harness.devices.endpoint.network import PROFILES, NetworkProfile
+from harness.devices.endpoint.shaping import open_path
+from harness.errors import NetworkMethodError, SuiteError
+from harness.suite import parse_suite
+from tests.loopback import serve_each
+
+NO_NETNS = netns.problem()
+kernel = pytest.mark.skipif(NO_NETNS is not None, reason=f"needs the netns method here: {NO_NETNS}")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- pure parts: what the tc commands say ----------------------------------------------------------------
+def test_tbf_and_netem_commands_are_argv_lists():
+    assert netns.qdisc_argv("ehXh", 0) == []
+    [tbf] = netns.qdisc_argv("ehXh", 1600)
+    assert tbf[:6] == ["tc", "qdisc", "add", "dev", "ehXh", "root"] and tbf[8:11] == ["tbf", "rate", "1600kbit"]
+    assert int(tbf[tbf.index("burst") + 1]) >= 2 * netns.MTU_FRAME
+    root, child = netns.qdisc_argv("ehXn", 9000, netns.netem_args(85, 5, 2), netns="ns1")
+    assert root[:3] == ["tc", "-n", "ns1"] and root[root.index("netem"):] == ["netem", "delay", "85ms", "5ms",
+                                                                               "loss", "2%"]
+    assert child[child.index("parent"):child.index("parent") + 4] == ["parent", "1:1", "handle", "10:"]
+
+
+def test_suite_method_applies_to_every_profile_without_its_own():
+    text = textwrap.dedent("""
+        [suite]
+        name = "s"
+        [suite.network]
+        profiles = ["3g", "mine", "pinned"]
+        method = "netns"
+        [suite.network.profile.mine]
+        delay_ms = 5
+        [suite.network.profile.pinned]
+        method = "tcp-proxy"
+        [[models]]
+        zoo = "face_landmark"
+    """)
+    net = parse_suite(text, "s.toml").models[0].network
+    assert [net.profile(n).method for n in ("3g", "mine", "pinned")] == ["netns", "netns", "tcp-proxy"]
+    assert net.profile("3g").rate_kbit == PROFILES["3g"].rate_kbit
+    with pytest.raises(SuiteError, match=r"s\.toml:\d+.*method"):
+        parse_suite(text.replace('method = "netns"', 'method = "vpn"'), "s.toml")
+
+
+# -- a loopback HTTP server for the kernel tests ---------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(b"x" * int(self.path.strip("/")))
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[:2]
+    srv.shutdown()
+    srv.server_close()
+
+
+def _leftovers(token: str) -> list[str]:
+    names = [n for n in netns.list_namespaces() if token in n]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return names + [line for line in links.splitlines() if token in line]
+
+
+# -- the kernel -----------------------------------------------------------------------------------------
+@kernel
+def test_requests_originate_in_the_namespace_and_cross_the_shaped_veth(server):
+    profile = NetworkProfile("t", rate_kbit=50_000, method="netns")
+    body = os.urandom(300_000)
+    with open_path(profile, server) as path:
+        link = path.link
+        assert link is not None and path.address[0] == link.host_ip and path.method.startswith("netns:")
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", link.host_if], capture_output=True, text=True).stdout
+        assert "tbf" in qdiscs and "rate 50Mbit" in qdiscs
+        before = link.counters()
+
+        def request() -> tuple[str, bytes]:
+            conn = http.client.HTTPConnection(*path.address, timeout=10)
+            conn.request("POST", "/", body)
+            local = conn.sock.getsockname()[0]
+            answer = conn.getresponse().read()
+            conn.close()
+            return local, answer
+
+        local, answer = path.run(request)
+        after = link.counters()
+        # the client's socket is the namespace's (its veth address), and its bytes went through both qdiscs
+        assert local == link.ns_ip and answer == body
+        assert after["up"] - before["up"] >= len(body) and after["down"] - before["down"] >= len(body)
+        assert path.proxy.snapshot().bytes_up >= len(body)
+        # the proxy serves the namespace's end only: a connection from this host's own processes is reset
+        with socket.create_connection(path.address, timeout=5) as sock:
+            sock.sendall(b"GET /10 HTTP/1.0\r\n\r\n")
+            try:
+                assert sock.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        assert path.proxy.snapshot().refused == 1
+        token = link.token
+    assert _leftovers(token) == []
+
+
+@kernel
+def test_tbf_holds_the_profile_rate(server):
+    """200 KB down at 800 kbit/s (100 KB/s) take >= ~2 s less one burst; never faster than the rate."""
+    profile = NetworkProfile("slow", rate_kbit=800, up_rate_kbit=400, method="netns")
+    size = 200_000
+    with open_path(profile, server) as path:
+        def fetch() -> float:
+            conn = http.client.HTTPConnection(*path.address, timeout=30)
+            t0 = time.perf_counter()
+            conn.request("GET", f"/{size}")
+            assert len(conn.getresponse().read()) == size
+            conn.close()
+            return time.perf_counter() - t0
+
+        seconds = path.run(fetch)
+    rate = size / seconds  # bytes/s
+    assert rate <= 800_000 / 8 * 1.1, rate
+    assert rate >= 800_000 / 8 * 0.5, rate
+
+
+@kernel
+def test_delay_without_netem_comes_from_the_proxy_on_the_veth(server):
+    if netns.netem_problem() is None:
+        pytest.skip("this kernel has netem: the delay is netem's (the proxy adds none)")
+    profile = NetworkProfile("slow", delay_ms=40, rate_kbit=20_000, method="auto")
+    with open_path(profile, server) as path:
+        assert "no netem" in path.method and path.proxy.profile.delay_ms == 40 and path.proxy.profile.rate_kbit == 0
+
+        def timed() -> float:
+            conn = http.client.HTTPConnection(*path.address, timeout=10)
+            conn.request("GET", "/10")
+            conn.getresponse().read()
+            t0 = time.perf_counter()
+            conn.request("GET", "/10")
+            conn.getresponse().read()
+            conn.close()
+            return time.perf_counter() - t0
+
+        assert path.run(timed) >= 2 * 0.040
+
+
+@kernel
+def test_netem_method_is_skipped_with_the_reason_where_the_kernel_lacks_it(server):
+    reason = netns.netem_problem()
+    if reason is None:
+        pytest.skip("this kernel has netem")
+    before = netns.list_namespaces()
+    with pytest.raises(NetworkMethodError, match="netem"):
+        open_path(NetworkProfile("p", delay_ms=5, method="netem"), server)
+    assert netns.list_namespaces() == before
+
+
+@kernel
+def test_without_cap_net_admin_auto_falls_back_and_netns_is_refused(server):
+    """A child process without CAP_NET_ADMIN (setpriv drops it): auto records the proxy and why; netns refuses."""
+    if subprocess.run(["which", "setpriv"], capture_output=True).returncode:
+        pytest.skip("setpriv (util-linux) not installed")
+    code = textwrap.dedent(f"""
+        from harness.devices.endpoint.network import NetworkProfile
+        from harness.devices.endpoint.shaping import open_path
+        from harness.errors import NetworkMethodError
+        with open_path(NetworkProfile("p", delay_ms=1), {tuple(server)!r}) as path:
+            print(path.method)
+        try:
+            open_path(NetworkProfile("p", method="netns"), {tuple(server)!r})
+        except NetworkMethodError as exc:
+            print(exc)
+    """)
+    done = subprocess.run(["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", sys.executable, "-c",
+                           code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    auto, refused = done.stdout.splitlines()[-2:]
+    assert auto.startswith("tcp-proxy") and "netns unavailable" in auto and "CAP_NET_ADMIN" in auto, done.stderr
+    assert "'netns' unavailable" in refused and "CAP_NET_ADMIN" in refused
+
+
+@kernel
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig):
+    """The CLI runs an endpoint case whose server never answers; stopped while the client waits inside the
+    namespace, it removes the namespace and the veth pair."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    serve_each(listener, lambda conn: (conn.recv(1 << 20), time.sleep(60), conn.close()))
+    port = listener.getsockname()[1]
+    suite = tmp_path / "s.toml"
+    suite.write_text(textwrap.dedent("""
+        [suite]
+        name = "stop"
+        warmup_runs = 1
+        measured_runs = 2
+        repetitions = 1
+        timeout_s = 120
+        [suite.network]
+        profiles = ["3g"]
+        method = "netns"
+        timeout_s = 60
+        retries = 0
+        [[models]]
+        zoo = "face_landmark"
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--device",
+                             f"tfserving+http://127.0.0.1:{port}/face_landmark", "--out", str(tmp_path / "out"),
+                             "--no-report"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        mine: list[str] = []
+        deadline = time.monotonic() + 90
+        while not mine and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            mine = [n for n in netns.list_namespaces() if n.startswith(f"{netns.PREFIX}-{proc.pid}-")]
+        assert mine, f"no namespace appeared: {proc.poll()} {proc.stdout.read() if proc.poll() is not None else ''}"
+        time.sleep(1.0)  # the client is inside, waiting on the server
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert proc.returncode != 0, out
+    token = mine[0].rsplit("-", 1)[1]
+    assert _leftovers(token) == [], out
+
+
+@kernel
+def test_a_killed_run_is_swept_by_the_next(server):
+    """SIGKILL leaves no chance to clean up: the next run's sweep removes what the dead process made."""
+    code = textwrap.dedent("""
+        import os, sys
+        from harness.devices.endpoint import netns
+        link = netns.NamespaceLink(down=netns.Direction(1000))
+        link.open()
+        print(link.token, flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    token = proc.stdout.readline().strip()
+    assert token and _leftovers(token)
+    proc.kill()
+    proc.wait(10)
+    assert _leftovers(token)  # nothing could clean up
+    assert any(token in name for name in netns.sweep_stale())
+    assert _leftovers(token) == []
