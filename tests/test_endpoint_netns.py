@@ -281,3 +281,13 @@ def test_a_killed_run_is_swept_by_the_next(server):
     assert _leftovers(token)  # nothing could clean up
     assert any(token in name for name in netns.sweep_stale())
     assert _leftovers(token) == []
+
+
+def test_the_proxy_listener_says_tcp_so_asyncio_turns_nagle_off():
+    """asyncio sets TCP_NODELAY on accepted sockets only when their proto is IPPROTO_TCP (a socket made with
+    proto 0 inherits 0): without it, two small writes meet the peer's delayed ACK (+40 ms per request)."""
+    from harness.devices.endpoint.proxy import ShapingProxy
+
+    with ShapingProxy(("127.0.0.1", 9), PROFILES["direct"]) as proxy:
+        sock = proxy._server.sockets[0]
+        assert sock.proto == socket.IPPROTO_TCP and proxy.address[0] == "127.0.0.1"
