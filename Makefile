@@ -11,8 +11,9 @@ SERVER_STAMP := $(SERVER_VENV)/.installed
 # report, Android's shell and userland for the virtual device (mksh as /system/bin/sh, toybox), and a
 # PostgreSQL server for the team store's tests (started by the tests, as nobody), and qemu-user-static, which
 # runs the arm64 virtual device's userland (its sysroot: `make arm64-sysroot`, once, into the cache).
-# (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.)
-SYSTEM_PACKAGES := adb chromium mksh toybox postgresql qemu-user-static
+# (The virtual device's sandbox uses util-linux `unshare`/`nsenter`, already in Debian.) iproute2 (`ip`, `tc`):
+# the endpoint's netns network method (a namespace, a veth pair, tc tbf; docs/server.md).
+SYSTEM_PACKAGES := adb chromium mksh toybox postgresql qemu-user-static iproute2
 
 .PHONY: install system-deps arm64-sysroot demo test lint bench clean
 
@@ -39,6 +40,7 @@ system-deps:
 	command -v toybox >/dev/null 2>&1 || missing="$$missing toybox"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \
+	command -v tc >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ]; then echo "warning: missing Debian packages:$$missing (install them as root); tests that need them will skip"; \

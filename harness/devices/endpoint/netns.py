@@ -170,7 +170,7 @@ class NamespaceLink:
     def open(self) -> None:
         """Create the namespace, the veth pair, the addresses and the qdiscs; NetworkMethodError (all undone)."""
         sweep_stale()
-        _LIVE[self.name] = self
+        _track(self)
         self._alive = True
         try:
             _ip("netns", "add", self.name)
@@ -263,7 +263,14 @@ def _pid_alive(pid: int) -> bool:
 _LIVE: dict[str, NamespaceLink] = {}
 
 
-@atexit.register
+def _track(link: NamespaceLink) -> None:
+    """Remember ``link`` for the exit handler (registered at the first namespace, not at import)."""
+    if not _LIVE and not getattr(_track, "registered", False):
+        atexit.register(_close_all)
+        _track.registered = True  # type: ignore[attr-defined]
+    _LIVE[link.name] = link
+
+
 def _close_all() -> None:
     for link in list(_LIVE.values()):
         link.close()
