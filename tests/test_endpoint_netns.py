@@ -165,6 +165,7 @@ def test_delay_without_netem_comes_from_the_proxy_on_the_veth(server):
     profile = NetworkProfile("slow", delay_ms=40, rate_kbit=20_000, method="auto")
     with open_path(profile, server) as path:
         assert "no netem" in path.method and path.proxy.profile.delay_ms == 40 and path.proxy.profile.rate_kbit == 0
+        assert netns.PREFIX not in path.method  # the recorded method is the same text run after run
 
         def timed() -> float:
             conn = http.client.HTTPConnection(*path.address, timeout=10)

@@ -94,7 +94,7 @@ class EndpointRunner:
                      if first_index else "the server reports no request index")
         counts = {k: v for k, v in (doc.get("counts") or {}).items() if k != "reasons"}
         counts.update({k: v for k, v in (doc.get("proxy") or {}).items() if k in ("stalls", "resets", "retransmits",
-                                                                               "connections")})
+                                                                               "connections", "refused")})
         endpoint = Endpoint(
             protocol=PROTOCOLS.get(str(doc.get("scheme", "")), ""), url=str(doc.get("url", "")),
             network=network.name,

@@ -336,8 +336,8 @@ def netem_problem() -> str | None:
             try:
                 link.open()
                 _run(["tc", "-n", link.name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], quiet=True)
-            except NetworkMethodError as exc:
-                reason = f"this kernel refuses a netem qdisc (no sch_netem?): {exc.message}"
+            except NetworkMethodError as exc:  # tc's own words, without the throwaway namespace's name
+                reason = f"this kernel refuses a netem qdisc (no sch_netem?): {exc.message.rsplit(' failed: ', 1)[-1]}"
             finally:
                 link.close()
         _NETEM["problem"] = reason
