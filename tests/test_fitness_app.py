@@ -152,3 +152,30 @@ def test_an_endpoint_runs_and_says_each_condition_is_not_applicable(server, tmp_
     assert {x.split("not applicable: ")[1].split(" ")[0] for x in lines} == \
         {"battery_min", "thermal_status_max", "other_cpu_max"}
     assert time.monotonic() - started < 120  # nothing was waited for
+
+
+@pytest.mark.slow
+def test_an_ios18_phone_reached_only_through_tunneld_gives_the_same_readings(make_fake_iphone, monkeypatch):
+    """The RSD route (iOS 17+): the battery domain from lockdown.remote.trusted, Sysmontap over dtservicehub."""
+    from harness.devices.ios.device import open_ios_device
+    from harness.devices.settings import DeviceSettings
+
+    phone = make_fake_iphone(values={"ProductVersion": "18.1", "BuildVersion": "22B83"}, sysmon_interval_s=0.1)
+    os.unlink(phone.usbmux_address)
+    host, port = phone.tunneld_address
+    monkeypatch.setenv("HARNESS_TUNNELD", f"{host}:{port}")
+    device = open_ios_device(phone.device_id, DeviceSettings.from_env())
+    try:
+        assert device.facts()["link"] == "rsd"
+        req = fitness.Requirements(battery_min=30, other_cpu_max=1.0, window_s=0.5)
+        read = fitness.reader(device, req)
+        assert read is not None
+        fit = read()
+        state = device.read_state({"app_battery", "app_system_cpu"}, 0.5)
+    finally:
+        device.close()
+    assert fit.battery_pct == 80.0 and fit.thermal_status is None  # the fake's USB-powered default level
+    assert fit.other_cpu is not None and 0.0 <= fit.other_cpu <= 1.0
+    rows = state["app_system_cpu"]
+    assert len(rows) >= 2 and all(r["CPUCount"] == os.cpu_count() for r in rows)
+    assert state["app_battery"]["BatteryCurrentCapacity"] == 80
