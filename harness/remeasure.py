@@ -120,6 +120,12 @@ def _suite_case(cases: Sequence[Case], name: str, v: CaseVerdict) -> Case:
                      hint="give the suite the candidate run was made from (--suite)")
 
 
+def run_name(name: str, candidate_run_id: str) -> str:
+    """The suite name of the run holding the repetitions added to ``candidate_run_id`` (a valid name)."""
+    tail = f"{REMEASURE_MARK}{candidate_run_id}"
+    return name[:max(1, MAX_LEN - len(tail))] + tail
+
+
 class Remeasurer:
     """The run the added repetitions go to and the devices they run on, begun on first need.
 
@@ -137,8 +143,7 @@ class Remeasurer:
             from harness.devices.discovery import open_device
         self.store, self.open_device, self.release_each = store, open_device, release_each
         self.cancel = cancel if cancel is not None else threading.Event()
-        tail = f"{REMEASURE_MARK}{candidate_run_id}"
-        self.name = name[:max(1, MAX_LEN - len(tail))] + tail
+        self.name = run_name(name, candidate_run_id)
         self.lease_timeout_s, self.lease_dir = lease_timeout_s, lease_dir
         self.runner: CaseRunner | None = None
         self.keeper: LeaseKeeper | None = None

@@ -100,3 +100,19 @@ def test_remeasure_without_a_baseline_is_a_usage_error(pytester: pytest.Pytester
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*remeasure needs a baseline*hint: add --harness-baseline NAME*"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_under_xdist_the_controllers_summary_pools_the_workers_added_repetitions(
+        pytester: pytest.Pytester, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xdist")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = pytester.runpytest_subprocess("suites/", "-n", "2", "--harness-out", str(baseline),
+                                           "--harness-baseline", "main", "--harness-remeasure", "--junitxml", "x.xml")
+    props, lines = _props(pytester.path / "x.xml")  # the worker's adaptive verdict
+    assert int(props["candidate_repetitions"]) >= 6 and "remeasure:" in lines[-1]
+    assert result.ret == (1 if props["gate_verdict"] in ("slower", "noisy") else 0)
+    (row,) = [x for x in summary.read_text().splitlines() if x.startswith("| blazeface")]
+    # the controller judged the 3 repetitions of its run together with the worker's added ones (as --also):
+    # never "too few repetitions" on the run's own 3, which the fixed gate alone would say
+    assert "too few repetitions" not in row and "candidate 3" not in row, row
