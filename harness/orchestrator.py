@@ -234,21 +234,28 @@ class CaseRunner:
         """Why the device is not fit to be measured (``[suite] require``) after waiting for it, or None.
 
         A device found unfit after a full wait is read once, without waiting again, before each later case.
+        The reading is chosen by the device's capabilities (:func:`harness.samplers.fitness.reader`);
+        conditions that make no sense on it (an endpoint's battery) are said once, never silently dropped.
         """
-        if not require.active or not device.capabilities().shell:
+        if not require.active:
             return None
-        shell = cast(ShellDevice, device)
         with self._lock:
             waited_before = device.id in self._unfit
         if waited_before:
             require = replace(require, wait_s=0.0)
-        outcome = fitness.wait(require, lambda: fitness.read(shell, require), label=f"[{device.id}] ")
+        read_fit = fitness.reader(device, require)
+        inapplicable = fitness.not_applicable(device.capabilities(), require)
+        outcome = fitness.wait(require, read_fit, label=f"[{device.id}] ") if read_fit is not None else None
+        said = [*(("not applicable", w) for w in inapplicable),
+                *(("not checked", w) for w in (outcome.unchecked if outcome is not None else ()))]
+        if outcome is None and not inapplicable:
+            said.append(("not checked", "the device neither runs commands nor hosts an app to read"))
         with self._lock:
-            unsaid = [w for w in outcome.unchecked if (device.id, w) not in self._said]
-            self._said.update((device.id, w) for w in unsaid)
-        for what in unsaid:
-            dlog.warning("require: not checked: %s", what)
-        if not outcome.unmet:
+            unsaid = [(how, w) for how, w in said if (device.id, w) not in self._said]
+            self._said.update((device.id, w) for _how, w in unsaid)
+        for how, what in unsaid:
+            dlog.warning("require: %s: %s", how, what)
+        if outcome is None or not outcome.unmet:
             return None
         with self._lock:
             self._unfit.add(device.id)

@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allowed slowdown for --harness-baseline, e.g. 5%% (default: suite [gate] or 5%%)")
     group.addoption("--harness-noisy", default=None, choices=["fail", "warn"],
                     help="what a case too noisy to judge does (default fail)")
+    group.addoption("--harness-remeasure", action="store_true", default=None,
+                    help="with --harness-baseline: measure a case the gate cannot decide again, in batches, up to "
+                         "the suite's [gate] max_repetitions/max_seconds (default: suite [gate] remeasure)")
     group.addoption("--harness-lease-timeout", type=float, default=None, metavar="S",
                     help="wait this long for a device another run holds, then skip the case (default 600)")
     group.addoption("--harness-lease-dir", default=None, metavar="DIR",
@@ -63,9 +66,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     from harness.devices.discovery import selected_ids
 
-    ids = selected_ids(config.getoption("harness_device"), config.getoption("harness_inventory"))
     worker = getattr(config, "workerinput", None)  # set by pytest-xdist in a worker process
-    config.stash[_SESSION_KEY] = HarnessSession(
+    try:
+        ids = selected_ids(config.getoption("harness_device"), config.getoption("harness_inventory"))
+        config.stash[_SESSION_KEY] = _session(config, ids, worker)
+    except HarnessError as exc:  # a bad option or baseline: pytest's one-line usage error, no traceback
+        raise pytest.UsageError(escape_lines(str(exc))) from None
+
+
+def _session(config: pytest.Config, ids: list[str], worker: dict | None) -> HarnessSession:
+    return HarnessSession(
         ids,
         config.getoption("harness_out"),
         report_path=config.getoption("harness_report"),
@@ -73,7 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
         measured_runs=config.getoption("harness_runs"),
         baseline=config.getoption("harness_baseline"),
         gate_overrides={"max_regression": config.getoption("harness_max_regression"),
-                        "noisy": config.getoption("harness_noisy")},
+                        "noisy": config.getoption("harness_noisy"),
+                        "remeasure": config.getoption("harness_remeasure")},
         run_id=worker.get(_RUN_ID_INPUT) if worker else None,
         part=worker["workerid"] if worker and worker.get(_RUN_ID_INPUT) else None,
         lease_timeout_s=config.getoption("harness_lease_timeout"),
@@ -119,6 +130,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if report is None or hs.results_path is None:
         return
     terminalreporter.write_line(escape(f"edgeharness: results {hs.results_path}"))
+    added = [r for done in hs.remeasured for r in done.added]
+    if added:
+        where = next(d.results_path for d in hs.remeasured if d.added)
+        terminalreporter.write_line(escape(f"edgeharness: remeasure added {len(added)} result(s) of "
+                                           f"{sum(1 for d in hs.remeasured if d.added)} undecided case(s): {where}"))
     terminalreporter.write_line(escape(f"edgeharness: report  {report}"))
 
 
@@ -217,7 +233,7 @@ class CaseItem(pytest.Item):
         if result.status in FAILING:
             raise CaseFailed(escape(f"{result.status}: {result.reason}"))
         try:
-            outcome = hs.judge(result)
+            outcome = hs.judge(result, self.case)
         except GateError as exc:  # not comparable (another run context...): this item fails with the lines
             raise CaseFailed(escape_lines(f"gate: {exc}")) from None
         if outcome is not None:
@@ -225,8 +241,9 @@ class CaseItem(pytest.Item):
 
             for verdict in outcome.verdicts:
                 self.user_properties.extend(junit_properties(verdict))
+            self.user_properties.extend(("gate_remeasure", line) for line in outcome.remeasure)
             if not outcome.passed:
-                raise CaseFailed(escape("gate: " + "; ".join(outcome.failures)))
+                raise CaseFailed(escape("gate: " + "; ".join([*outcome.failures, *outcome.remeasure[-1:]])))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str:
         if isinstance(excinfo.value, CaseFailed):

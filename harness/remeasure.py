@@ -110,21 +110,93 @@ def _candidate_reps(results: Sequence[Result]) -> dict[CaseKey, int]:
     return counts
 
 
-def _suite_case(suite: Suite, v: CaseVerdict) -> Case:
-    for case in suite.cases():
+def _suite_case(cases: Sequence[Case], name: str, v: CaseVerdict) -> Case:
+    for case in cases:
         m = case.model
         if (m.name, case.delegate, case.threads, m.run.api_for(case.delegate)) == (v.model, v.delegate, v.threads,
                                                                                    v.api):
             return case
-    raise UsageError(f"{v.label}: undecided, but suite {suite.name!r} has no such case to re-measure",
+    raise UsageError(f"{v.label}: undecided, but suite {name!r} has no such case to re-measure",
                      hint="give the suite the candidate run was made from (--suite)")
+
+
+def run_name(name: str, candidate_run_id: str) -> str:
+    """The suite name of the run holding the repetitions added to ``candidate_run_id`` (a valid name)."""
+    tail = f"{REMEASURE_MARK}{candidate_run_id}"
+    return name[:max(1, MAX_LEN - len(tail))] + tail
+
+
+class Remeasurer:
+    """The run the added repetitions go to and the devices they run on, begun on first need.
+
+    :func:`remeasure` makes one per call; a front that gates case by case (the pytest plugin's session)
+    makes one and passes it to every call (``into``), so one session's re-measuring is one run, and closes
+    it when the session ends. ``release_each``: give each device's lease back after every case (a session
+    measuring its own next case on the same device must not wait for this run's lease).
+    """
+
+    def __init__(self, store: Store, name: str, candidate_run_id: str, *,
+                 open_device: Callable[[str], Device] | None = None, cancel: threading.Event | None = None,
+                 lease_timeout_s: float = DEFAULT_TIMEOUT_S, lease_dir: str | Path | None = None,
+                 release_each: bool = False) -> None:
+        if open_device is None:
+            from harness.devices.discovery import open_device
+        self.store, self.open_device, self.release_each = store, open_device, release_each
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.name = run_name(name, candidate_run_id)
+        self.lease_timeout_s, self.lease_dir = lease_timeout_s, lease_dir
+        self.runner: CaseRunner | None = None
+        self.keeper: LeaseKeeper | None = None
+        self.devices: dict[str, Device] = {}
+
+    @property
+    def run_id(self) -> str | None:
+        return self.runner.run_id if self.runner is not None else None
+
+    @property
+    def results_path(self) -> Path | None:
+        return self.runner.writer.path if self.runner is not None and self.runner.writer is not None else None
+
+    def begin(self) -> CaseRunner:
+        """The run's case runner (the run is begun, and its results file made, on the first call)."""
+        if self.runner is None:
+            run_id = new_run_id()
+            writer = self.store.begin_run(run_id, self.name)
+            self.keeper = LeaseKeeper(self.store.leases(self.lease_dir), run_id, self.lease_timeout_s,
+                                      cancel=self.cancel)
+            self.runner = CaseRunner(run_id, writer, cancel=self.cancel, leases=self.keeper)
+        return self.runner
+
+    def run_case(self, device_id: str, case: Case) -> Result:
+        """Measure ``case`` on the device named ``device_id`` under its lease; the result is on disk."""
+        runner = self.begin()
+        if device_id not in self.devices:
+            self.devices[device_id] = self.open_device(device_id)
+        try:
+            return runner.run_case(self.devices[device_id], case)
+        finally:
+            if self.release_each and self.keeper is not None:
+                self.keeper.release(device_id)
+
+    def close(self, *, interrupted: bool = False) -> None:
+        """Finish the run (when one was begun), give the leases back, close the devices; safe twice."""
+        runner, self.runner = self.runner, None
+        if runner is not None and runner.writer is not None:
+            runner.writer.close()
+            self.store.finish_run(runner.run_id, interrupted=interrupted)
+        if self.keeper is not None:
+            self.keeper.release_all()
+            self.keeper = None
+        devices, self.devices = self.devices, {}
+        for dev in devices.values():
+            dev.close()
 
 
 def remeasure(
     store: Store,
     baseline: Sequence[Result],
     candidate: Sequence[Result],
-    suite: Suite,
+    suite: Suite | Sequence[Case],
     config: GateConfig,
     budgets: Mapping[str, Budget] | None = None,
     *,
@@ -134,17 +206,24 @@ def remeasure(
     lease_timeout_s: float = DEFAULT_TIMEOUT_S,
     lease_dir: str | Path | None = None,
     clock: Callable[[], float] = time.monotonic,
+    into: Remeasurer | None = None,
 ) -> Remeasured:
     """Gate ``candidate`` against ``baseline`` adaptively (see module doc); the devices are opened by the
-    candidate's device ids (``open_device``: :func:`harness.devices.discovery.open_device` by default)."""
-    if open_device is None:
-        from harness.devices.discovery import open_device
+    candidate's device ids (``open_device``: :func:`harness.devices.discovery.open_device` by default).
+
+    ``suite``: the suite the candidate ran, or just its cases (a front that gates one case at a time).
+    ``into``: the run to add the repetitions to, kept open for the caller (see :class:`Remeasurer`);
+    by default a new run, finished before this returns.
+    """
+    cases = suite.cases() if isinstance(suite, Suite) else list(suite)
+    name = suite.name if isinstance(suite, Suite) else "cases"
     spending, started = _Spending(config), clock()
-    token = cancel if cancel is not None else threading.Event()
+    own = into is None
+    target = into if into is not None else Remeasurer(
+        store, name, candidate[0].run_id, open_device=open_device, cancel=cancel, lease_timeout_s=lease_timeout_s,
+        lease_dir=lease_dir)
+    token = target.cancel
     done = Remeasured(GateOutcome(0, (), (), (), ()))
-    devices: dict[str, Device] = {}
-    runner: CaseRunner | None = None
-    keeper: LeaseKeeper | None = None
     last_s: dict[CaseKey, float] = {}  # how long each case's last batch took: the next one is expected as long
     skip: set[CaseKey] = set()  # cases that cannot be re-measured (another model file, a failing batch)
 
@@ -162,15 +241,7 @@ def remeasure(
             if token.is_set():
                 done.stopped = "interrupted"
                 break
-            if runner is None:
-                run_id = new_run_id()
-                tail = f"{REMEASURE_MARK}{candidate[0].run_id}"
-                writer = store.begin_run(run_id, suite.name[:max(1, MAX_LEN - len(tail))] + tail)
-                keeper = LeaseKeeper(store.leases(lease_dir), run_id, lease_timeout_s, cancel=token)
-                runner = CaseRunner(run_id, writer, cancel=token, leases=keeper)
-                done.run_id, done.results_path = run_id, writer.path
-            batch = _batch(runner, suite, undecided, config, spending, devices, open_device, done, last_s, skip,
-                           clock, started)
+            batch = _batch(target, cases, name, undecided, config, spending, done, last_s, skip, clock, started)
             if batch is None:
                 done.stopped = _why_stopped(undecided, config, spending, skip)
                 break
@@ -179,23 +250,19 @@ def remeasure(
                 on_batch(batch)
         done.outcome = gate(baseline, [*candidate, *done.added], config, budgets, looks(final=True))
     finally:
-        if runner is not None and runner.writer is not None:
-            runner.writer.close()
-            store.finish_run(runner.run_id, interrupted=done.stopped == "interrupted")
-        if keeper is not None:
-            keeper.release_all()
-        for dev in devices.values():
-            dev.close()
+        if target.run_id is not None and (own or done.added):
+            done.run_id, done.results_path = target.run_id, target.results_path
+        if own:
+            target.close(interrupted=done.stopped == "interrupted")
     done.seconds = clock() - started
     return done
 
 
-def _batch(runner: CaseRunner, suite: Suite, undecided: Sequence[CaseVerdict], config: GateConfig,
-           spending: _Spending, devices: dict[str, Device], open_device: Callable[[str], Device], done: Remeasured,
-           last_s: dict[CaseKey, float], skip: set[CaseKey], clock: Callable[[], float],
-           started: float) -> Batch | None:
+def _batch(target: Remeasurer, cases: Sequence[Case], name: str, undecided: Sequence[CaseVerdict],
+           config: GateConfig, spending: _Spending, done: Remeasured, last_s: dict[CaseKey, float],
+           skip: set[CaseKey], clock: Callable[[], float], started: float) -> Batch | None:
     """One batch of repetitions for each undecided case its budgets allow; None when none could run."""
-    cases, reps, t0 = [], [], clock()
+    labels, reps, t0 = [], [], clock()
     number = 0
     for v in undecided:
         n_seen, _alpha, number = spending.level[v.key]
@@ -204,17 +271,15 @@ def _batch(runner: CaseRunner, suite: Suite, undecided: Sequence[CaseVerdict], c
             continue
         if clock() - started + last_s.get(v.key, 0.0) > config.max_seconds:
             continue
-        case = _suite_case(suite, v)
-        if runner.model(case.model).sha256 != v.key[0]:
+        case = _suite_case(cases, name, v)
+        if target.begin().model(case.model).sha256 != v.key[0]:
             log.warning("%s: the suite's model file is not the candidate's (sha256 differs): not re-measured", v.label)
             skip.add(v.key)
             continue
         n = min(case.model.run.repetitions, room)
         sub = Case(replace(case.model, run=replace(case.model.run, repetitions=n)), case.delegate, case.threads)
-        if v.device not in devices:
-            devices[v.device] = open_device(v.device)
         t_case = clock()
-        result = runner.run_case(devices[v.device], sub)
+        result = target.run_case(v.device, sub)
         last_s[v.key] = clock() - t_case
         if result.status != "ok" or case_key(result) != v.key:
             log.warning("%s: re-measuring gave %s%s: not re-measured further", v.label, result.status,
@@ -222,11 +287,11 @@ def _batch(runner: CaseRunner, suite: Suite, undecided: Sequence[CaseVerdict], c
             skip.add(v.key)
             continue
         done.added.append(result)
-        cases.append(v.label)
+        labels.append(v.label)
         reps.append(n)
-    if not cases:
+    if not labels:
         return None
-    return Batch(number + 1, tuple(cases), tuple(reps), clock() - t0)
+    return Batch(number + 1, tuple(labels), tuple(reps), clock() - t0)
 
 
 def _why_stopped(undecided: Sequence[CaseVerdict], config: GateConfig, spending: _Spending,

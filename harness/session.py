@@ -7,6 +7,7 @@ drive cases the same way.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -14,15 +15,18 @@ from pathlib import Path
 
 from harness.devices.base import Device
 from harness.devices.discovery import open_device
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.gate import GateOutcome
 from harness.leases import DEFAULT_TIMEOUT_S, LeaseKeeper
 from harness.names import check_name, inside
 from harness.orchestrator import CaseRunner
+from harness.remeasure import Remeasured, Remeasurer, remeasure, run_name
 from harness.results import Result
 from harness.runners.base import RunSettings
-from harness.store import ResultWriter, Store, new_run_id, open_store
+from harness.store import ResultWriter, Store, load_results, new_run_id, open_store
 from harness.suite import Case, ModelSpec, checked_overrides
+
+log = logging.getLogger("harness")
 
 
 class HarnessSession:
@@ -64,12 +68,19 @@ class HarnessSession:
         self._lock = threading.Lock()
         self.baseline_name = baseline
         self.gate_overrides = gate_overrides or {}
+        if self.gate_overrides.get("remeasure") and not baseline:
+            raise UsageError("remeasure needs a baseline: undecided cases are those compared with one",
+                             hint="add --harness-baseline NAME (or drop --harness-remeasure)")
         self.baseline: list[Result] | None = self.store.load_baseline(baseline) if baseline else None
         self.verdicts: list = []
         self.breaches: list = []
         self.collected: set[tuple[str, str]] = set()  # (device id, model name) of the cases a front offered
         self.lease_timeout_s = DEFAULT_TIMEOUT_S if lease_timeout_s is None else lease_timeout_s
         self.lease_dir = lease_dir
+        #: what adaptive mode (``[gate] remeasure``) did, one entry per case it gated; the added results
+        #: are one run of their own, ``<name>.remeasure-of-<run id>`` (:class:`~harness.remeasure.Remeasurer`)
+        self.remeasured: list[Remeasured] = []
+        self._remeasurer: Remeasurer | None = None
 
     def note_collected(self, device_id: str, cases: Sequence[Case]) -> None:
         """Cases a front collected for a device (run or deselected): the scope of :meth:`baseline_not_measured`."""
@@ -113,9 +124,13 @@ class HarnessSession:
             if runner.leases is not None:
                 runner.leases.release(device.id)
 
-    def judge(self, result: Result) -> GateOutcome | None:
+    def judge(self, result: Result, case: Case | None = None, also: Sequence[Result] = ()) -> GateOutcome | None:
         """Gate one case: budgets always, regression when a baseline was given (never across devices).
 
+        Adaptive mode (``[gate] remeasure = true`` in the suite or ``gate_overrides``), with a baseline and
+        the ``case`` that made ``result``: a case the gate cannot decide is measured again on its device by
+        :func:`harness.remeasure.remeasure`, its repetitions added to this session's re-measuring run.
+        ``also``: repetitions of the same case measured before (pooled with ``result``, judged at the full alpha).
         Returns None when there is nothing to judge (no budget, no baseline for this case).
         """
         from harness.api import budgets, gate_config
@@ -130,10 +145,24 @@ class HarnessSession:
             return None
         # one item: the baseline's other cases are not this item's fault (see baseline_not_measured)
         config = replace(gate_config([result], self.gate_overrides), allow_missing=True)
-        outcome = gate(base, [result], config, case_budgets)
+        if config.remeasure and base is not None and case is not None:
+            done = remeasure(self.store, base, [result, *also], [self.adjust(case)], config, case_budgets,
+                             into=self.remeasurer())
+            self.remeasured.append(done)
+            outcome = replace(done.outcome, remeasure=tuple(done.lines()))
+        else:
+            outcome = gate(base, [result, *also], config, case_budgets)
         self.verdicts.extend(outcome.verdicts)
         self.breaches.extend(outcome.breaches)
         return outcome
+
+    def remeasurer(self) -> Remeasurer:
+        """The session's re-measuring run (begun when a case first needs it), on the session's devices."""
+        if self._remeasurer is None:
+            self._remeasurer = Remeasurer(self.store, self.name, self.run_id, open_device=self.device,
+                                          lease_timeout_s=self.lease_timeout_s, lease_dir=self.lease_dir,
+                                          release_each=True)
+        return self._remeasurer
 
     def baseline_not_measured(self) -> list[str]:
         """Baseline cases of the collected models and devices this session did not measure, with why.
@@ -152,13 +181,31 @@ class HarnessSession:
 
     def judge_run(self) -> None:
         """Gate every successful result of the run (the controller of a distributed run: the workers
-        judged their own cases, this gathers the verdicts for one summary)."""
+        judged their own cases, this gathers the verdicts for one summary).
+
+        The repetitions the workers' adaptive gate added (their re-measuring runs, named after this run) are
+        pooled with each case's result, as ``harness gate --also`` would pool them.
+        """
+        from harness.gate import case_key
+
+        added = self._added_by_workers()
         for result in self.results:
             if result.status == "ok":
                 try:
-                    self.judge(result)
+                    self.judge(result, also=[a for a in added if case_key(a) == case_key(result)])
                 except HarnessError:
                     continue  # the worker already failed that item with the reason
+
+    def _added_by_workers(self) -> list[Result]:
+        name = run_name(self.name, self.run_id)
+        added: list[Result] = []
+        try:
+            for run in self.store.runs():
+                if run.suite == name and run.results_path:
+                    added += [r for r in load_results(run.results_path) if r.status == "ok"]
+        except HarnessError as exc:  # the summary goes on with the workers' own results
+            log.warning("warning: the re-measured repetitions of run %s not read: %s", self.run_id, exc)
+        return added
 
     def bench(
         self,
@@ -202,6 +249,8 @@ class HarnessSession:
         A worker (``part``) only closes its part: the controller reports on the whole run.
         ``interrupted`` (Ctrl-C) marks the run as stopped before every case ended.
         """
+        if self._remeasurer is not None:  # its devices are the session's: closed below
+            self._remeasurer.close(interrupted=interrupted)
         for dev in self._devices.values():
             dev.close()
         if self._writer is None:

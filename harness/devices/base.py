@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +61,7 @@ PROBES = frozenset({
     "app_memory",      # Sysmontap rows of the app process (AppHost)
     "app_battery",     # battery registry polled during the app run (AppHost)
     "app_log",         # the app's log lines (AppHost)
+    "app_system_cpu",  # system-wide CPU load outside an app run (AppHost: Sysmontap SystemCPUUsage)
 })
 
 
@@ -199,3 +200,10 @@ class AppHost(Device):
     def run_app(self, model: Path, params: Mapping[str, Any], run_tag: str, timeout_s: float,
                 app: Path | None = None, observers: Sequence[AppObserver] = ()) -> AppRunOutcome:
         """Run one benchmark through the app; a timeout kills the app and returns status ``timeout``."""
+
+    def read_state(self, probes: Collection[str], window_s: float) -> dict[str, Any]:
+        """Outside an app run, the device's raw state for the probes asked, as plain data (the fitness
+        check before a case, :mod:`harness.samplers.fitness`): ``app_battery``: the battery values the
+        device reports (a dict); ``app_system_cpu``: the system CPU rows of about ``window_s`` of monitoring
+        (a list of dicts). A probe the device cannot read now is left out; by default nothing is read."""
+        return {}

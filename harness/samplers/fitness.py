@@ -7,22 +7,32 @@ holds or ``wait_s`` has passed, polling every ``poll_s``. A device still unfit a
 cases ``skipped`` with the unmet condition and the reading. What a device cannot report is not checked
 (a desktop has no battery, a Linux host no thermal status) and is logged once, never guessed.
 
-Readings follow the device's probes: ``power_supply`` → the battery's ``capacity``; ``thermalservice``
-→ ``dumpsys thermalservice``; ``proc_stat`` → two ``/proc/stat`` reads ``window_s`` apart on the device;
-``host_cpu`` → psutil on the host.
+Readings follow the device's declared capabilities and probes. A shell device (host, Android, Linux):
+``power_supply`` → the battery's ``capacity``; ``thermalservice`` → ``dumpsys thermalservice``;
+``proc_stat`` → two ``/proc/stat`` reads ``window_s`` apart on the device; ``host_cpu`` → psutil on the
+host. An app host (an iPhone) between app runs (:meth:`~harness.devices.base.AppHost.read_state`):
+``app_battery`` → ``BatteryCurrentCapacity`` (%) of the lockdown battery domain; ``app_system_cpu`` →
+Sysmontap's ``SystemCPUUsage.CPU_TotalLoad`` (the sum of the per-core loads) over ``CPUCount``, the
+first row after start dropped (it is always 0 or 100). No iPhone service reports the thermal state
+(``ProcessInfo.thermalState`` is in-app only), so ``thermal_status_max`` is not checked there.
+
+An endpoint (a server reached over the network) has no battery, thermal status or CPU share the
+harness can read: every ``require`` condition is *not applicable* to it, said once per device, and its
+cases run (:func:`not_applicable`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from shlex import quote
+from typing import cast
 
 import psutil
 
-from harness.devices.base import ShellDevice
+from harness.devices.base import AppHost, Capabilities, Device, ShellDevice
 from harness.samplers.parsers import parse_thermalservice
 
 log = logging.getLogger(__name__)
@@ -92,6 +102,66 @@ def read(device: ShellDevice, req: Requirements) -> Fitness:
     parts = (out.split(SPLIT) + ["", "", ""])[:3]
     other = (psutil.cpu_percent(None) / 100.0) if host_cpu else busy_share(parts[2])
     return Fitness(_number(parts[0]), parse_thermalservice(parts[1]).status if parts[1].strip() else None, other)
+
+
+def read_app(device: AppHost, req: Requirements) -> Fitness:
+    """An app host's readings between app runs (see module doc); what it does not give stays None."""
+    probes = device.capabilities().probes
+    wanted = ({"app_battery"} if req.battery_min is not None else set()) | \
+        ({"app_system_cpu"} if req.other_cpu_max is not None else set())
+    state = device.read_state(frozenset(wanted & probes), req.window_s) if wanted & probes else {}
+    return Fitness(battery_level(state.get("app_battery")), None, system_cpu_share(state.get("app_system_cpu")))
+
+
+def battery_level(values: object) -> float | None:
+    """``BatteryCurrentCapacity`` (0-100 %) of an iPhone's battery domain values, or None (device output)."""
+    if not isinstance(values, Mapping):
+        return None
+    level = values.get("BatteryCurrentCapacity")
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level <= 100:
+        return None
+    return float(level)
+
+
+def system_cpu_share(rows: object) -> float | None:
+    """Busy share (0..1) of all CPUs from Sysmontap system rows: ``CPU_TotalLoad`` sums the per-core
+    percentages, so it is divided by ``CPUCount`` (``EnabledCPUs`` when that is all there is); the first
+    row is dropped. None when fewer than two rows or no usable one (device output is untrusted)."""
+    if not isinstance(rows, Sequence) or len(rows) < 2:
+        return None
+    shares = []
+    for row in rows[1:]:
+        usage = row.get("SystemCPUUsage") if isinstance(row, Mapping) else None
+        total = usage.get("CPU_TotalLoad") if isinstance(usage, Mapping) else None
+        cpus = row.get("CPUCount", row.get("EnabledCPUs")) if isinstance(row, Mapping) else None
+        if isinstance(total, int | float) and isinstance(cpus, int) and not isinstance(cpus, bool) \
+                and cpus >= 1 and 0 <= total <= 100 * cpus:
+            shares.append(float(total) / cpus / 100.0)
+    return sum(shares) / len(shares) if shares else None
+
+
+def not_applicable(caps: Capabilities, req: Requirements) -> tuple[str, ...]:
+    """The asked conditions that make no sense on this kind of device (an endpoint: all of them)."""
+    if not caps.endpoint:
+        return ()
+    why = "an endpoint is a server reached over the network: the harness reads no {} of it"
+    asked = (("battery_min", req.battery_min, "battery level"), ("thermal_status_max", req.thermal_status_max,
+                                                                 "thermal status"),
+             ("other_cpu_max", req.other_cpu_max, "CPU share"))
+    return tuple(f"{key} ({why.format(what)})" for key, value, what in asked if value is not None)
+
+
+def reader(device: Device, req: Requirements) -> Callable[[], Fitness] | None:
+    """How to read ``device`` for ``req``, chosen by its declared capabilities; None: it cannot be read
+    (an endpoint, see :func:`not_applicable`, or a device that neither runs commands nor hosts an app)."""
+    caps = device.capabilities()
+    if caps.endpoint:
+        return None
+    if caps.shell:
+        return lambda: read(cast(ShellDevice, device), req)
+    if caps.app_host:
+        return lambda: read_app(cast(AppHost, device), req)
+    return None
 
 
 def busy_share(text: str) -> float | None:

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +39,7 @@ from harness.devices.ios import apps
 from harness.devices.ios.lockdown import HINT_TUNNEL, Lockdown, pairing_dir
 from harness.devices.ios.loop import LoopClosed, LoopOwner
 from harness.devices.settings import DeviceSettings
-from harness.errors import CommandTimeout, DeviceError, DeviceNotFound
+from harness.errors import CommandTimeout, DeviceError, DeviceLost, DeviceNotFound
 from harness.results import DeviceInfo
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ RESULT_POLL_S = 2.0
 BATTERY_POLL_S = 1.0
 SYSMON_READY_S = 5.0  # longest wait for Sysmontap's first rows before launching the app
 SYSMON_INTERVAL_MS = 500
-PROBES = frozenset({"app_memory", "app_battery", "app_log"})
+PROBES = frozenset({"app_memory", "app_battery", "app_log", "app_system_cpu"})
+BATTERY_DOMAIN = "com.apple.mobile.battery"  # lockdown values: BatteryCurrentCapacity (%), BatteryIsCharging...
+STATE_SLACK_S = 15.0  # beyond the window: a phone's Sysmontap ticks every 3-5 s whatever rate is asked
 TunnelProvider = Callable[[str], Awaitable[Any]]
 
 
@@ -260,6 +262,40 @@ class IosDevice(AppHost):
         return AppRunOutcome(run_id=run_id, status=str(result.get("status") or run.status or "failed"),
                              reason=str(reason) if reason is not None else None, result=result, pid=pid,
                              duration_s=duration, model_pushed=pushed)
+
+    def read_state(self, probes: Collection[str], window_s: float) -> dict[str, Any]:
+        """The phone's battery values (lockdown domain ``com.apple.mobile.battery``) and its system CPU
+        rows (Sysmontap ``SystemCPUUsage``, ``CPUCount``, ``EnabledCPUs``; at least two rows, over about
+        ``window_s``); a reading the phone does not give now is left out (and logged), a lost phone raises."""
+        out: dict[str, Any] = {}
+        reads = {"app_battery": (self._battery_values, self.connect_timeout_s),
+                 "app_system_cpu": (lambda: self._system_cpu_rows(window_s), window_s + STATE_SLACK_S)}
+        for probe, (read, timeout_s) in reads.items():
+            if probe not in probes:
+                continue
+            try:
+                out[probe] = self._run(f"read {probe}", read(), timeout_s)
+            except DeviceLost:
+                raise
+            except DeviceError as exc:
+                log.info("[%s] %s not read: %s", self.id, probe, exc)
+        return out
+
+    async def _battery_values(self) -> dict[str, Any]:
+        values = await (await self._lockdown.provider()).get_value(domain=BATTERY_DOMAIN)
+        return dict(values) if isinstance(values, dict) else {}
+
+    async def _system_cpu_rows(self, window_s: float) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        started = time.monotonic()
+        async with DvtProvider(await self._dvt_source()) as dvt, \
+                await Sysmontap.create(dvt, interval=SYSMON_INTERVAL_MS) as tap:
+            async for row in tap:
+                if isinstance(row, dict) and "SystemCPUUsage" in row:
+                    rows.append({k: v for k, v in row.items() if k != "Processes"})
+                if len(rows) >= 2 and time.monotonic() - started >= window_s:
+                    return rows
+        return rows
 
     async def _dvt_source(self) -> Any:
         """The RSD when tunneld has one; lockdown on iOS < 17; on 17+ the injected tunnel provider, else

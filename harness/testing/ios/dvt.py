@@ -244,8 +244,10 @@ class FakeSysmontap(DTXService):
             rows = {pid: self._row(pid, name) for pid, name in state.process_names().items()}
             rows = {pid: row for pid, row in rows.items() if row is not None}
             memory = [psutil.virtual_memory().total, psutil.virtual_memory().available // 16384]
-            times = psutil.cpu_times_percent(None)
-            usage = {"CPU_TotalLoad": 100.0 - times.idle, "CPU_UserLoad": times.user, "CPU_SystemLoad": times.system}
+            # as sysmond: CPU_TotalLoad is the SUM of the per-core loads (0 .. 100 x CPUCount); the user,
+            # system and nice shares are -1 (not measured); the first row after start is meaningless
+            usage = {"CPU_TotalLoad": sum(psutil.cpu_percent(None, percpu=True)), "CPU_UserLoad": -1.0,
+                     "CPU_SystemLoad": -1.0, "CPU_NiceLoad": -1.0}
             await self.send_notification([{
                 "Processes": rows, "System": memory, "SystemCPUUsage": usage, "CPUCount": cpus,
                 "EnabledCPUs": cpus, "Type": 7,
