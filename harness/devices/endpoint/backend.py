@@ -28,7 +28,8 @@ from harness.errors import DeviceNotFound
 from harness.results import DeviceInfo
 
 SCHEMES = tuple(PROTOCOLS)
-ID_HINT = "write an endpoint as kserve+http://HOST:PORT/MODEL or tfserving+http://HOST:PORT/MODEL"
+ID_HINT = ("write an endpoint as kserve+http://HOST:PORT/MODEL, kserve+grpc://HOST:PORT/MODEL or "
+           "tfserving+http://HOST:PORT/MODEL")
 ENERGY_NOTE = "not measured for endpoints: the energy is the server's and the radio's, which no probe here reads"
 
 
@@ -139,7 +140,9 @@ def _requests(client: PolicyClient, proxy: ShapingProxy, params: Mapping[str, An
         rows.append({"measured": i >= max(1, warmup), "e2e_us": e2e, "server_us": None if hit else reply.server_us,
                      "server_index": None if hit else reply.server_index, "cache_hit": hit,
                      "request_bytes": after.bytes_up - before.bytes_up,
-                     "response_bytes": after.bytes_down - before.bytes_down})
+                     "response_bytes": after.bytes_down - before.bytes_down,
+                     "request_message_bytes": None if hit else reply.request_message_bytes,
+                     "response_message_bytes": None if hit else reply.response_message_bytes})
     counts = vars(client.counts)
     if last_reply is None:
         reasons = counts.get("reasons") or ["no request answered"]
