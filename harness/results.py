@@ -263,11 +263,11 @@ class Endpoint:
     network_us: tuple[float | None, ...] = ()
     request_bytes: tuple[int, ...] = ()
     response_bytes: tuple[int, ...] = ()
-    request_message_bytes: tuple[int | None, ...] = ()
-    response_message_bytes: tuple[int | None, ...] = ()
     cold_request_us: float | None = None
     cold_note: str = ""
     energy_note: str = ""
+    request_message_bytes: tuple[int | None, ...] = ()
+    response_message_bytes: tuple[int | None, ...] = ()
 
 
 #: The per-request series of an :class:`Endpoint` (tuples, one entry per measured request).

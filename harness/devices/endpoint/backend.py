@@ -52,7 +52,7 @@ def parse_endpoint_id(device_id: str) -> EndpointAddress:
         port = parts.port
     except ValueError:
         port = None
-    if not parts.hostname or port is None:
+    if not parts.hostname or not port:  # None (absent or out of range) or 0
         raise ValueError(f"{device_id!r}: HOST:PORT is missing or the port is not a number in 1..65535")
     if not model or "/" in model or not all(c.isalnum() or c in "._-" for c in model):
         raise ValueError(f"{device_id!r}: the model name after HOST:PORT/ must be one name ([A-Za-z0-9._-])")

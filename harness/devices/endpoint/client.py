@@ -33,7 +33,7 @@ PROTOCOLS = {"kserve+http": "KServe v2 REST (tritonclient.http, binary tensors)"
              "tfserving+http": "TF Serving v1 REST predict (JSON, http.client)"}
 
 
-MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a v1 (JSON) response larger than this is refused
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a v1 (JSON) response or a gRPC message larger than this is refused
 
 
 class RequestFailed(Exception):
@@ -137,9 +137,9 @@ class KServeV2Client(ProtocolClient):
 class KServeV2GrpcClient(KServeV2Client):
     """KServe v2 over gRPC through ``tritonclient.grpc`` (``ModelInfer``, tensors as ``raw_input_contents``).
 
-    The per-attempt timeout is the RPC's deadline (``client_timeout``). The channel keeps tritonclient's
-    defaults; gRPC's own retries are only its transparent ones (an RPC that never left the client): every
-    retry counted is the policy's.
+    The per-attempt timeout is the RPC's deadline (``client_timeout``); a response message over
+    :data:`MAX_RESPONSE_BYTES` is refused. gRPC's own retries are only its transparent ones (an RPC that never
+    left the client; no retry policy is configured): every retry counted is the policy's.
     """
 
     binary: dict[str, Any] = {}
@@ -147,7 +147,10 @@ class KServeV2GrpcClient(KServeV2Client):
     def _open(self) -> tuple[Any, Any]:
         import tritonclient.grpc as triton
 
-        return triton, triton.InferenceServerClient(f"{self.host}:{self.port}")
+        # tritonclient's own channel arguments are gRPC's defaults but for the message sizes (2 GiB each way):
+        # a server's response is untrusted, so it gets the bound the v1 client has
+        return triton, triton.InferenceServerClient(f"{self.host}:{self.port}", channel_args=[
+            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
 
     def _send(self, inputs: list, outputs: list) -> Any:
         return self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
