@@ -12,7 +12,7 @@ from harness import plan
 from harness.devices import discovery
 from harness.devices.endpoint import EndpointDevice, parse_endpoint_id
 from harness.devices.endpoint.network import PROFILES, NetworkProfile, netem_problem
-from harness.devices.endpoint.proxy import ShapingProxy
+from harness.devices.endpoint.proxy import H2_PREFACE, RequestStarts, ShapingProxy
 from harness.errors import DeviceNotFound, SuiteError
 from harness.results import Endpoint, Result
 from harness.suite import parse_suite
@@ -166,6 +166,50 @@ def test_loss_is_modelled_as_retransmission_delay():
     assert p.retransmit_delay_ms() == 200  # max(TCP_RTO_MIN, RTT 170 ms)
     assert p.loss_chance(1448) == pytest.approx(0.02) and p.loss_chance(100 * 1448) == pytest.approx(1 - 0.98 ** 100)
     assert "retransmission" in p.describe()
+
+
+def _frame(kind: int, payload: bytes, stream: int = 0) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, 0]) + stream.to_bytes(4, "big") + payload
+
+
+def test_request_starts_over_http1_and_http2():
+    """HTTP/1.x: a request starts at the client's first chunk after the server spoke. HTTP/2: at each HEADERS
+    frame, wherever the chunk boundaries fall; SETTINGS, WINDOW_UPDATE, PING and DATA start nothing."""
+    h1 = RequestStarts()
+    assert [h1.chunk(b"POST / HTTP/1.1\r\n"), h1.chunk(b"body")] == [True, False]
+    h1.server_spoke()
+    assert h1.chunk(b"POST / HTTP/1.1\r\n") is True
+    stream = (H2_PREFACE + _frame(0x4, b"\0" * 12) + _frame(0x1, b"h" * 40, 1) + _frame(0x0, b"d" * 70000, 1)
+              + _frame(0x8, b"\0\0\1\0") + _frame(0x6, b"p" * 8) + _frame(0x1, b"h" * 30, 3) + _frame(0x0, b"d", 3))
+    for size in (1, 5, 9, 24, 4096, len(stream)):
+        starts = RequestStarts()
+        chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        flags = [starts.chunk(c) for c in chunks]
+        starts.server_spoke()  # the server's frames between requests change nothing over HTTP/2
+        expected = 1 if size == len(stream) else 2
+        assert sum(flags) == expected, (size, sum(flags))
+
+
+def test_grpc_resets_are_drawn_once_per_request_through_the_proxy(tmp_path):
+    """Over one long-lived HTTP/2 connection a reset is drawn per request (HEADERS frame), not per control frame:
+    resets never outnumber the attempts, and every request still gets through on retries."""
+    from harness import api
+
+    server = _HostileGrpc(_outputs)  # a well-formed answer
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\nwarmup_runs = 2\nmeasured_runs = 20\nrepetitions = 1\n'
+                     '[suite.network]\nprofiles = ["flaky"]\nretries = 10\nbackoff_ms = 1\ntimeout_s = 5\n'
+                     '[suite.network.profile.flaky]\nreset_pct = 40\n[[models]]\nzoo = "face_landmark"\n')
+    try:
+        summary = api.run(suite, devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
+                          out_dir=tmp_path / "o", report=False)
+    finally:
+        server.close()
+    [result] = summary.results
+    assert result.status == "ok", result.reason
+    c = result.endpoint.counts
+    assert 1 <= c["resets"] <= c["attempts"] - 22 and c["failed"] == 0, c
+    assert c["connections"] == c["resets"] + 1, c  # each reset cost one new connection, nothing else did
 
 
 def test_result_with_an_endpoint_record_round_trips():
