@@ -92,7 +92,7 @@ class DeviceEntry:
 
 
 ID_HINT = ("use `host`, `adb:HOST:PORT`, an adb serial, `adb-server:SERIAL`, `adb-server:HOST:PORT/SERIAL`, `ios:UDID` "
-           "or an endpoint `kserve+http://HOST:PORT/MODEL`")
+           "or an endpoint `kserve+http://HOST:PORT/MODEL` (also kserve+grpc://, tfserving+http://)")
 
 
 def local_adb_server(settings: DeviceSettings) -> ServerAddress:

@@ -97,8 +97,8 @@ def start(model: str, port: int, *, host: str = "127.0.0.1", delegate: str = "cp
     """Start the server for ``model`` (zoo name or path) and wait until it answers ready (v2 gRPC on
     ``grpc_port`` too when given; off otherwise)."""
     if grpc_port is not None and (not 0 < grpc_port < 65536 or grpc_port == port):
-        raise ServerError(f"gRPC port {grpc_port} is not a free port number in 1..65535 apart from the HTTP port "
-                          f"{port}", hint="give --grpc-port another port than --port, or leave it out (gRPC off)")
+        raise ServerError(f"gRPC port {grpc_port} must be a port number in 1..65535 other than the HTTP port {port}",
+                          hint="give --grpc-port another port than --port, or leave it out (gRPC off)")
     server_python = find_server_python(python)
     if server_python is None:
         raise ServerError("no Python with kserve to run the model server", hint=INSTALL_HINT)
