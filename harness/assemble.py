@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-from harness.results import Accelerator, Endpoint, Energy, Memory
+from harness.results import ENDPOINT_SERIES, Accelerator, Endpoint, Energy, Memory
 from harness.runners import accelerator
 from harness.runners.outcome import RunnerOutcome
 from harness.samplers.app import MEMORY_METHOD, AppRun, app_energy, app_memory
@@ -108,5 +108,5 @@ def endpoint_over(outcomes: list[RunnerOutcome]) -> Endpoint | None:
     return replace(
         first, counts=counts,
         **{k: tuple(x for p in parts for x in getattr(p, k))
-           for k in ("server_compute_us", "network_us", "request_bytes", "response_bytes")},
+           for k in ENDPOINT_SERIES},
     )

@@ -389,9 +389,13 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
     from harness.serving import launch
 
     server = launch.start(args.model, args.port, host=args.host, delegate=args.delegate, threads=args.threads,
-                          python=os.environ.get(launch.ENV_PYTHON) or None)
+                          python=os.environ.get(launch.ENV_PYTHON) or None, grpc_port=args.grpc_port)
     print(f"serving {server.name} (KServe v2 REST, TF Serving v1 REST) on http://{server.host}:{server.port}")
+    if server.grpc_device_id:
+        print(f"  and KServe v2 gRPC on {server.host}:{server.grpc_port}")
     print(f"  --device {server.device_id}")
+    if server.grpc_device_id:
+        print(f"  --device {server.grpc_device_id}")
     print(f"  --device tfserving+http://{server.host}:{server.port}/{server.name}")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a stopped harness stops its server
@@ -635,11 +639,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "a phone. Needs the ios extra. See docs/ios.md.",
         "print how to reach the phone and serve until stopped (Ctrl-C)", add_fake_iphone_arguments,
         cmd_fake_iphone)
-    s = sub.add_parser("serve-model", help="serve a model over KServe v2 / TF Serving v1 REST (LiteRT inside)",
+    s = sub.add_parser("serve-model", help="serve a model over KServe v2 REST/gRPC and TF Serving v1 REST (LiteRT "
+                                                       "inside)",
                        description="Start a LiteRT model server on KServe's Python model server, for endpoint "
-                                   "devices (kserve+http://HOST:PORT/MODEL). See docs/server.md.")
+                                   "devices (kserve+http://HOST:PORT/MODEL, kserve+grpc:// with --grpc-port). "
+                                   "See docs/server.md.")
     s.add_argument("model", help="a zoo model name or a .tflite path")
     s.add_argument("--port", type=int, required=True, help="HTTP port")
+    s.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve KServe v2 gRPC on this port (kserve+grpc://; default: off)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     s.add_argument("--delegate", choices=("cpu", "xnnpack"), default="cpu",
                    help="the server's LiteRT kernels (default cpu: the harness's reference)")

@@ -244,7 +244,9 @@ class Endpoint:
 
     ``server_compute_us``: the server's own compute time where it reports it (None where it does not);
     ``network_us``: end-to-end minus server compute (network, (de)serialisation, client and server framework);
-    bytes as they crossed the shaping proxy, HTTP headers and retries included. ``cold_request_us``: the first
+    bytes as they crossed the shaping proxy, HTTP headers and retries included (``request_message_bytes`` /
+    ``response_message_bytes``: the serialized protobuf messages where the protocol has them, gRPC; None
+    elsewhere, empty in older records). ``cold_request_us``: the first
     request after the server started, when this case sent it (``cold_note`` says why not otherwise).
     ``client``: the policy; ``counts``: how often it kicked in (retries, timeouts, errors, cache hits, failed
     requests) and the faults the proxy injected (stalls, resets, retransmissions).
@@ -264,6 +266,13 @@ class Endpoint:
     cold_request_us: float | None = None
     cold_note: str = ""
     energy_note: str = ""
+    request_message_bytes: tuple[int | None, ...] = ()
+    response_message_bytes: tuple[int | None, ...] = ()
+
+
+#: The per-request series of an :class:`Endpoint` (tuples, one entry per measured request).
+ENDPOINT_SERIES = ("server_compute_us", "network_us", "request_bytes", "response_bytes", "request_message_bytes",
+                   "response_message_bytes")
 
 
 @dataclass(frozen=True)
@@ -421,8 +430,7 @@ def _endpoint(data: Any) -> Endpoint | None:
         return None
     if not isinstance(data, dict):
         raise TypeError(f"endpoint: expected an object, got {type(data).__name__}")
-    tuples = ("server_compute_us", "network_us", "request_bytes", "response_bytes")
-    return Endpoint(**{**data, **{k: tuple(data.get(k) or ()) for k in tuples}})
+    return Endpoint(**{**data, **{k: tuple(data.get(k) or ()) for k in ENDPOINT_SERIES}})
 
 
 def _soak(data: Any) -> Soak | None:

@@ -12,7 +12,7 @@ from harness import plan
 from harness.devices import discovery
 from harness.devices.endpoint import EndpointDevice, parse_endpoint_id
 from harness.devices.endpoint.network import PROFILES, NetworkProfile, netem_problem
-from harness.devices.endpoint.proxy import ShapingProxy
+from harness.devices.endpoint.proxy import H2_PREFACE, RequestStarts, ShapingProxy
 from harness.errors import DeviceNotFound, SuiteError
 from harness.results import Endpoint, Result
 from harness.suite import parse_suite
@@ -25,6 +25,9 @@ def test_endpoint_ids_parse_and_open():
     a = parse_endpoint_id(EP)
     assert (a.scheme, a.host, a.port, a.model) == ("kserve+http", "127.0.0.1", 8500, "face_landmark")
     assert parse_endpoint_id("tfserving+http://[::1]:9000/m1").host == "::1"
+    g = parse_endpoint_id("kserve+grpc://127.0.0.1:8501/face_landmark")
+    assert (g.scheme, g.port, g.model) == ("kserve+grpc", 8501, "face_landmark")
+    assert "gRPC" in discovery.open_device("kserve+grpc://127.0.0.1:8501/face_landmark").info().extra["protocol"]
     device = discovery.open_device(EP)
     assert isinstance(device, EndpointDevice)
     caps = device.capabilities()
@@ -34,7 +37,9 @@ def test_endpoint_ids_parse_and_open():
 
 @pytest.mark.parametrize("bad", ["kserve+http://127.0.0.1/face", "kserve+http://127.0.0.1:99999/m",
                                  "kserve+http://127.0.0.1:80/", "kserve+http://127.0.0.1:80/a/b",
-                                 "kserve+http://u@h:80/m", "kserve+ftp://h:80/m", "kserve+http://h:80/m?x=1"])
+                                 "kserve+http://u@h:80/m", "kserve+ftp://h:80/m", "kserve+http://h:80/m?x=1",
+                                 "kserve+grpc://127.0.0.1/m", "kserve+grpc://h:0/m", "kserve+grpc://h:80/a/b",
+                                 "kserve+grpc://h:80/m#f", "grpc://h:80/m", "kserve+grpcs://h:80/m"])
 def test_bad_endpoint_ids_are_refused_with_the_form(bad):
     assert discovery.id_problem(bad)
     with pytest.raises(DeviceNotFound):
@@ -163,6 +168,50 @@ def test_loss_is_modelled_as_retransmission_delay():
     assert "retransmission" in p.describe()
 
 
+def _frame(kind: int, payload: bytes, stream: int = 0) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, 0]) + stream.to_bytes(4, "big") + payload
+
+
+def test_request_starts_over_http1_and_http2():
+    """HTTP/1.x: a request starts at the client's first chunk after the server spoke. HTTP/2: at each HEADERS
+    frame, wherever the chunk boundaries fall; SETTINGS, WINDOW_UPDATE, PING and DATA start nothing."""
+    h1 = RequestStarts()
+    assert [h1.chunk(b"POST / HTTP/1.1\r\n"), h1.chunk(b"body")] == [True, False]
+    h1.server_spoke()
+    assert h1.chunk(b"POST / HTTP/1.1\r\n") is True
+    stream = (H2_PREFACE + _frame(0x4, b"\0" * 12) + _frame(0x1, b"h" * 40, 1) + _frame(0x0, b"d" * 70000, 1)
+              + _frame(0x8, b"\0\0\1\0") + _frame(0x6, b"p" * 8) + _frame(0x1, b"h" * 30, 3) + _frame(0x0, b"d", 3))
+    for size in (1, 5, 9, 24, 4096, len(stream)):
+        starts = RequestStarts()
+        chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        flags = [starts.chunk(c) for c in chunks]
+        starts.server_spoke()  # the server's frames between requests change nothing over HTTP/2
+        expected = 1 if size == len(stream) else 2
+        assert sum(flags) == expected, (size, sum(flags))
+
+
+def test_grpc_resets_are_drawn_once_per_request_through_the_proxy(tmp_path):
+    """Over one long-lived HTTP/2 connection a reset is drawn per request (HEADERS frame), not per control frame:
+    resets never outnumber the attempts, and every request still gets through on retries."""
+    from harness import api
+
+    server = _HostileGrpc(_outputs)  # a well-formed answer
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\nwarmup_runs = 2\nmeasured_runs = 20\nrepetitions = 1\n'
+                     '[suite.network]\nprofiles = ["flaky"]\nretries = 10\nbackoff_ms = 1\ntimeout_s = 5\n'
+                     '[suite.network.profile.flaky]\nreset_pct = 40\n[[models]]\nzoo = "face_landmark"\n')
+    try:
+        summary = api.run(suite, devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
+                          out_dir=tmp_path / "o", report=False)
+    finally:
+        server.close()
+    [result] = summary.results
+    assert result.status == "ok", result.reason
+    c = result.endpoint.counts
+    assert 1 <= c["resets"] <= c["attempts"] - 22 and c["failed"] == 0, c
+    assert c["connections"] == c["resets"] + 1, c  # each reset cost one new connection, nothing else did
+
+
 def test_result_with_an_endpoint_record_round_trips():
     from harness.results import CaseInfo, DeviceInfo
 
@@ -210,6 +259,7 @@ class _Junk:
     ("kserve+http", 200, b'{"outputs": [], "parameters": {"server_compute_us": 1e400}}'),
     ("kserve+http", 200, b'{"model_name": "face_landmark", "outputs": []}'),
     ("kserve+http", 200, b'{"outputs": [{"name": "conv2d_20", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}'),
+    ("kserve+grpc", 200, b"an HTTP/1.1 server, not gRPC"),
 ])
 def test_a_hostile_server_fails_its_case_alone_with_a_reason(tmp_path, scheme, status, body):
     from harness import api
@@ -226,6 +276,108 @@ def test_a_hostile_server_fails_its_case_alone_with_a_reason(tmp_path, scheme, s
     [result] = summary.results
     assert result.status == "failed" and result.reason and "failed" in result.reason
     assert (tmp_path / "o").is_dir() and list((tmp_path / "o").glob("s-*.jsonl"))  # stored like any result
+
+
+class _HostileGrpc:
+    """A real gRPC server on loopback (grpcio, the v2 service's messages) answering every ModelInfer with
+    ``answer(response)`` filled in, or aborting when ``answer`` raises."""
+
+    def __init__(self, answer) -> None:
+        from concurrent import futures
+
+        import grpc
+        from tritonclient.grpc import service_pb2
+
+        def infer(request, context):
+            response = service_pb2.ModelInferResponse(model_name=request.model_name)
+            try:
+                answer(response)
+            except RuntimeError as exc:
+                context.abort(grpc.StatusCode.INTERNAL, str(exc))
+            return response
+
+        handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                infer, request_deserializer=service_pb2.ModelInferRequest.FromString,
+                response_serializer=service_pb2.ModelInferResponse.SerializeToString)})
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.stop(0)
+
+
+def _outputs(response, datatype="FP32", raw=None, compute_ns=None) -> None:
+    """face_landmark's two outputs (zeros) as raw contents; ``raw`` replaces the first one's bytes."""
+    for name, size in (("conv2d_20", 1404), ("conv2d_30", 1)):
+        response.outputs.add(name=name, datatype=datatype, shape=[1, 1, 1, size])
+        response.raw_output_contents.append(bytes(4 * size))
+    if raw is not None:
+        response.raw_output_contents[0] = raw
+    if compute_ns is not None:
+        response.parameters["server_compute_ns"].CopyFrom(compute_ns)
+
+
+def _grpc_suite(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\nwarmup_runs = 1\nmeasured_runs = 2\nrepetitions = 1\n'
+                     '[suite.network]\nretries = 1\nbackoff_ms = 1\ntimeout_s = 5\n[[models]]\nzoo = "face_landmark"\n')
+    return suite
+
+
+def _abort(response):
+    raise RuntimeError("the server broke")
+
+
+@pytest.mark.parametrize("answer,why", [
+    (lambda r: None, "lacks output"),
+    (lambda r: _outputs(r, datatype="BYTES"), "not numeric"),
+    (lambda r: _outputs(r, raw=b"abc"), "buffer size"),
+    (_abort, "the server broke"),
+])
+def test_a_hostile_grpc_server_fails_its_case_alone_with_a_reason(tmp_path, answer, why):
+    from harness import api
+
+    server = _HostileGrpc(answer)
+    try:
+        summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
+                          out_dir=tmp_path / "o", report=False)
+    finally:
+        server.close()
+    [result] = summary.results
+    assert result.status == "failed" and why in result.reason, result.reason
+    assert "\n" not in result.reason and list((tmp_path / "o").glob("s-*.jsonl"))
+
+
+def test_grpc_compute_time_is_kept_only_when_it_can_be_true(tmp_path, monkeypatch):
+    """A well-formed answer with a negative or a string compute time is ok, its compute time unknown; a message
+    over the client's bound is refused."""
+    from tritonclient.grpc import service_pb2
+
+    from harness import api
+    from harness.devices.endpoint import client
+
+    for bad in (service_pb2.InferParameter(int64_param=-5), service_pb2.InferParameter(string_param="12")):
+        server = _HostileGrpc(lambda r, bad=bad: _outputs(r, compute_ns=bad))
+        try:
+            summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
+                              out_dir=tmp_path / "o", report=False)
+        finally:
+            server.close()
+        [result] = summary.results
+        assert result.status == "ok", result.reason
+        assert result.endpoint.server_compute_us == (None, None) and len(result.endpoint.response_message_bytes) == 2
+    monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 1000)  # face_landmark's answer is 5.6 KB
+    server = _HostileGrpc(_outputs)
+    try:
+        summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
+                          out_dir=tmp_path / "o2", report=False)
+    finally:
+        server.close()
+    [result] = summary.results
+    assert result.status == "failed" and "RESOURCE_EXHAUSTED" in result.reason, result.reason
 
 
 def test_a_budget_under_a_network_profile_applies_to_that_profile_only():

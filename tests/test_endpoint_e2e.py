@@ -1,14 +1,18 @@
 """Endpoint devices against a real LiteRT model server on KServe (loopback), side by side with the host.
 
-The server is started by the test (``harness.serving.launch``: KServe's Python model server in its own venv);
-without that venv the module is skipped with the reason (``make install`` builds it; CI has it).
+The server is started by the test (``harness.serving.launch``: KServe's Python model server in its own venv,
+v2 REST and, with ``grpc_port``, v2 gRPC); without that venv the module is skipped with the reason
+(``make install`` builds it; CI has it).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import statistics
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -32,7 +36,7 @@ def server(tmp_path_factory):
         pytest.skip(f"no Python with kserve for the model server ({launch.INSTALL_HINT})")
     log = tmp_path_factory.mktemp("server") / "server.log"
     try:
-        srv = launch.start("face_landmark", _free_port(), python=python, log=log)
+        srv = launch.start("face_landmark", _free_port(), python=python, log=log, grpc_port=_free_port())
     except ServerError as exc:
         pytest.fail(f"{exc}\n{log.read_text(errors='replace')[-3000:]}")
     yield srv
@@ -67,9 +71,50 @@ def _floor_ms(profile, request_bytes: int, response_bytes: int) -> float:
     return 2 * (profile.delay_ms - profile.jitter_ms) + wire
 
 
+def _listening(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket the process listens on, read from /proc/net/tcp and tcp6 (the kernel's
+    table: what psutil reads too) for the socket inodes among /proc/PID/fd."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: TCP_LISTEN
+                continue
+            hex_ip, hex_port = fields[1].split(":")
+            # each 32-bit word of the address is in host (little-endian) order
+            raw = b"".join(bytes.fromhex(hex_ip[i:i + 8])[::-1] for i in range(0, len(hex_ip), 8))
+            out.append((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+    return out
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback  # gRPC binds 127.0.0.1 as ::ffff:127.0.0.1
+
+
 def test_server_listens_on_loopback_only(server):
-    listening = [c for c in psutil.Process(server.process.pid).net_connections(kind="inet") if c.status == "LISTEN"]
-    assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
+    """REST and gRPC both listen, on loopback only (KServe alone would bind 0.0.0.0 and [::])."""
+    listening = _listening(server.process.pid)
+    assert {port for _, port in listening} == {server.port, server.grpc_port}, listening
+    assert all(_is_loopback(ip) for ip, _ in listening), listening
+    same = [c for c in psutil.Process(server.process.pid).net_connections(kind="inet") if c.status == "LISTEN"]
+    assert {(ipaddress.ip_address(c.laddr.ip), c.laddr.port) for c in same} == {
+        (ipaddress.ip_address(ip), port) for ip, port in listening}
+    # and from outside loopback nothing answers: this host's other addresses are refused on both ports
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback]
+    for address in others:
+        for port in (server.port, server.grpc_port):
+            with pytest.raises(OSError), socket.create_connection((address, port), timeout=2):
+                pass
 
 
 def test_hybrid_run_wifi_and_4g(server, tmp_path):
@@ -148,3 +193,63 @@ def test_cache_and_tfserving_protocol(server, tmp_path):
     drifts = {res.device.id: d for _, res, d in hybrid.endpoint_drift(summary.results)}
     assert drifts[tf_id].value("max_abs") == 0.0 and "TF Serving" in next(
         r for r in summary.results if r.device.id == tf_id).endpoint.protocol
+
+
+def test_grpc_and_http_of_one_server_agree(server, tmp_path):
+    """kserve+grpc:// runs the same suite as kserve+http:// against the same server: ok, the same outputs, no drift
+    against the host, the server's compute time (int64 ns over gRPC), message and wire bytes, one long-lived
+    HTTP/2 connection per repetition through the shaping proxy (direct and wifi)."""
+    summary = api.run(_suite(tmp_path, 'profiles = ["direct", "wifi"]', runs=6, reps=2),
+                      devices=["host", server.device_id, server.grpc_device_id], out_dir=tmp_path / "out", report=False)
+    assert {r.status for r in summary.results} == {"ok"}, [(r.case.case_id, r.reason) for r in summary.results]
+    by = {(r.device.id, r.endpoint.network): r for r in summary.results if r.endpoint}
+    for network in ("direct", "wifi"):
+        http, grpc = by[(server.device_id, network)], by[(server.grpc_device_id, network)]
+        assert http.outputs == grpc.outputs  # the same fingerprints over both protocols
+        e = grpc.endpoint
+        assert "gRPC" in e.protocol and e.url == server.grpc_device_id
+        assert len(e.server_compute_us) == 12 and all(v is not None and v > 0 for v in e.server_compute_us)
+        assert all(v is not None and v >= 0 for v in e.network_us)
+        # the serialized ModelInferRequest holds the float32 input tensor; on the wire it is framed (HTTP/2
+        # DATA and HEADERS frames, the 5-byte gRPC message prefix), so the wire count is a little larger
+        assert min(e.request_message_bytes) > 192 * 192 * 3 * 4 and min(e.response_message_bytes) > 1405 * 4
+        assert all(0 < w - m < 4096 for w, m in zip(e.request_bytes, e.request_message_bytes))
+        assert all(0 < w - m < 4096 for w, m in zip(e.response_bytes, e.response_message_bytes))
+        assert not http.endpoint.request_message_bytes  # REST has no messages: the series stays empty
+        assert e.counts["connections"] == 2 and e.counts["attempts"] == 2 * (2 + 6) and e.counts["failed"] == 0
+        if network == "wifi":
+            floor = _floor_ms(PROFILES["wifi"], min(e.request_bytes), min(e.response_bytes))
+            assert min(e.network_us) / 1000 >= floor - 1, (min(e.network_us), floor)
+    drifts = {res.device.id: d for _, res, d in hybrid.endpoint_drift(summary.results)}
+    assert drifts[server.grpc_device_id].value("max_abs") == 0.0
+
+
+def test_grpc_retries_resets_and_counts_deadlines(server, tmp_path):
+    """The http client's policy holds over gRPC: a reset connection is retried on a new connection (one reset draw
+    per request, not per HTTP/2 control frame); a passed deadline (the per-attempt timeout) is retried, and a case
+    whose every request times out fails with why."""
+    flaky = textwrap.dedent("""
+        profiles = ["flaky"]
+        retries = 8
+        backoff_ms = 5
+        [suite.network.profile.flaky]
+        delay_ms = 2
+        reset_pct = 30
+    """)
+    [res] = api.run(_suite(tmp_path, flaky, runs=8, reps=1), devices=[server.grpc_device_id],
+                    out_dir=tmp_path / "out", report=False).results
+    assert res.status == "ok", res.reason
+    counts = res.endpoint.counts
+    assert 1 <= counts["resets"] <= counts["retries"] and counts["failed"] == 0, counts
+    assert counts["connections"] == counts["resets"] + 1, counts
+    stuck = textwrap.dedent("""
+        profiles = ["stuck"]
+        retries = 1
+        timeout_s = 1
+        [suite.network.profile.stuck]
+        stall_pct = 100
+        stall_ms = 3000
+    """)
+    [res] = api.run(_suite(tmp_path, stuck, runs=1, reps=1), devices=[server.grpc_device_id],
+                    out_dir=tmp_path / "out2", report=False).results
+    assert res.status == "failed" and "DEADLINE_EXCEEDED" in res.reason, res.reason

@@ -53,11 +53,13 @@ BACKENDS: dict[str, Backend] = {
                    "pip install 'edgeharness[ios]'"),
     # Inference endpoints (docs/server.md): the id's scheme is the prefix (``kserve+http://HOST:PORT/MODEL``).
     "kserve+http": Backend("harness.devices.endpoint", "open_endpoint_device", "list_endpoint_devices",
-                           "pip install 'edgeharness[server]' (tritonclient[http])"),
+                           "pip install 'edgeharness[server]' (tritonclient[http,grpc])"),
+    "kserve+grpc": Backend("harness.devices.endpoint", "open_endpoint_device", "list_endpoint_devices",
+                           "pip install 'edgeharness[server]' (tritonclient[http,grpc])"),
     "tfserving+http": Backend("harness.devices.endpoint", "open_endpoint_device", "list_endpoint_devices",
                               "pip install edgeharness"),
 }
-ENDPOINT_SCHEMES = ("kserve+http", "tfserving+http")
+ENDPOINT_SCHEMES = ("kserve+http", "kserve+grpc", "tfserving+http")
 
 
 def is_endpoint_id(device_id: str) -> bool:
@@ -90,7 +92,7 @@ class DeviceEntry:
 
 
 ID_HINT = ("use `host`, `adb:HOST:PORT`, an adb serial, `adb-server:SERIAL`, `adb-server:HOST:PORT/SERIAL`, `ios:UDID` "
-           "or an endpoint `kserve+http://HOST:PORT/MODEL`")
+           "or an endpoint `kserve+http://HOST:PORT/MODEL` (also kserve+grpc://, tfserving+http://)")
 
 
 def local_adb_server(settings: DeviceSettings) -> ServerAddress:

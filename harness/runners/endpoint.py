@@ -107,12 +107,21 @@ class EndpointRunner:
                              for r, sv in zip(measured, server)),
             request_bytes=tuple(int(r.get("request_bytes") or 0) for r in ok),
             response_bytes=tuple(int(r.get("response_bytes") or 0) for r in ok),
+            request_message_bytes=_message_bytes(ok, "request_message_bytes"),
+            response_message_bytes=_message_bytes(ok, "response_message_bytes"),
             cold_request_us=warm[0]["e2e_us"] if warm and first_index == 1 else None,
             cold_note=cold_note,
             energy_note=ENERGY_NOTE,
         )
         return replace(outcome, endpoint=endpoint, latency_method=METHOD, memory_method=MEMORY_METHOD,
                        energy=Energy(method="none", reason=ENERGY_NOTE))
+
+
+def _message_bytes(rows: list[dict[str, Any]], key: str) -> tuple[int | None, ...]:
+    """A per-request message size series; empty when no request reported one (REST protocols)."""
+    values = tuple(v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+                   for v in (r.get(key) for r in rows))
+    return values if any(v is not None for v in values) else ()
 
 
 def _server_us(row: Mapping[str, Any]) -> float | None:

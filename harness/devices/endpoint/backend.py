@@ -29,7 +29,8 @@ from harness.errors import DeviceNotFound, NetworkMethodError
 from harness.results import DeviceInfo
 
 SCHEMES = tuple(PROTOCOLS)
-ID_HINT = "write an endpoint as kserve+http://HOST:PORT/MODEL or tfserving+http://HOST:PORT/MODEL"
+ID_HINT = ("write an endpoint as kserve+http://HOST:PORT/MODEL, kserve+grpc://HOST:PORT/MODEL or "
+           "tfserving+http://HOST:PORT/MODEL")
 ENERGY_NOTE = "not measured for endpoints: the energy is the server's and the radio's, which no probe here reads"
 
 
@@ -52,7 +53,7 @@ def parse_endpoint_id(device_id: str) -> EndpointAddress:
         port = parts.port
     except ValueError:
         port = None
-    if not parts.hostname or port is None:
+    if not parts.hostname or not port:  # None (absent or out of range) or 0
         raise ValueError(f"{device_id!r}: HOST:PORT is missing or the port is not a number in 1..65535")
     if not model or "/" in model or not all(c.isalnum() or c in "._-" for c in model):
         raise ValueError(f"{device_id!r}: the model name after HOST:PORT/ must be one name ([A-Za-z0-9._-])")
@@ -141,7 +142,9 @@ def _requests(client: PolicyClient, proxy: ShapingProxy, params: Mapping[str, An
         rows.append({"measured": i >= max(1, warmup), "e2e_us": e2e, "server_us": None if hit else reply.server_us,
                      "server_index": None if hit else reply.server_index, "cache_hit": hit,
                      "request_bytes": after.bytes_up - before.bytes_up,
-                     "response_bytes": after.bytes_down - before.bytes_down})
+                     "response_bytes": after.bytes_down - before.bytes_down,
+                     "request_message_bytes": None if hit else reply.request_message_bytes,
+                     "response_message_bytes": None if hit else reply.response_message_bytes})
     counts = vars(client.counts)
     if last_reply is None:
         reasons = counts.get("reasons") or ["no request answered"]

@@ -2,12 +2,15 @@
 
 - ``kserve+http``: KServe v2 / Open Inference Protocol REST through NVIDIA's ``tritonclient.http`` (the
   maintained client of that protocol), tensors in its binary extension (``Inference-Header-Content-Length``).
+- ``kserve+grpc``: the same protocol over gRPC (``inference.GRPCInferenceService/ModelInfer``) through
+  ``tritonclient.grpc``, tensors as raw contents; one HTTP/2 connection per client.
 - ``tfserving+http``: TF Serving's ``/v1/models/{name}:predict`` JSON (``{"inputs": {...}}``) with the
   standard library's ``http.client``: TF Serving's own Python client (``tensorflow-serving-api``) needs
   TensorFlow and speaks gRPC only.
 
 The server's own compute time is read where it reports it (the v2 response parameter / v1 body key
-``server_compute_us``, which ``harness serve-model`` writes); else None. ``tritonclient`` is imported here only.
+``server_compute_us``, which ``harness serve-model`` writes; over gRPC, whose KServe parameters carry no float,
+the integer ``server_compute_ns``); else None. ``tritonclient`` is imported here only.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import numpy as np
 from harness.devices.endpoint.network import ClientPolicy
 
 PROTOCOLS = {"kserve+http": "KServe v2 REST (tritonclient.http, binary tensors)",
+             "kserve+grpc": "KServe v2 gRPC (tritonclient.grpc, raw tensor contents)",
              "tfserving+http": "TF Serving v1 REST predict (JSON, http.client)"}
 
 
-MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a v1 (JSON) response larger than this is refused
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a v1 (JSON) response or a gRPC message larger than this is refused
 
 
 class RequestFailed(Exception):
@@ -38,11 +42,14 @@ class RequestFailed(Exception):
 
 @dataclass
 class Reply:
-    """One request's answer: outputs by name, the server's compute time and request index when reported."""
+    """One request's answer: outputs by name, the server's compute time and request index when reported, and
+    the serialized request/response message sizes where the protocol has messages (gRPC)."""
 
     outputs: dict[str, np.ndarray]
     server_us: float | None = None
     server_index: int | None = None
+    request_message_bytes: int | None = None
+    response_message_bytes: int | None = None
 
 
 @dataclass
@@ -75,34 +82,102 @@ class ProtocolClient:
 
 
 class KServeV2Client(ProtocolClient):
-    def connect(self) -> None:
+    """KServe v2 over REST through ``tritonclient.http``; :class:`KServeV2GrpcClient` changes only the transport
+    (the module, how the client is opened, how its parameters are read): one request path for both."""
+
+    def _open(self) -> tuple[Any, Any]:
+        """(the tritonclient module, its connected client)."""
         import tritonclient.http as triton
 
-        self._triton = triton
-        self.client = triton.InferenceServerClient(f"{self.host}:{self.port}", connection_timeout=self.timeout_s,
-                                                   network_timeout=self.timeout_s)
+        return triton, triton.InferenceServerClient(f"{self.host}:{self.port}", connection_timeout=self.timeout_s,
+                                                    network_timeout=self.timeout_s)
+
+    binary = {"binary_data": True}  # REST: tensors in the binary extension (gRPC's are always raw bytes)
+
+    def _send(self, inputs: list, outputs: list) -> Any:
+        return self.client.infer(self.model, inputs, outputs=outputs)
+
+    def _parameters(self, result: Any) -> Mapping[str, Any]:
+        return (result.get_response() or {}).get("parameters") or {}
+
+    def _message_bytes(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                       result: Any) -> tuple[int | None, int | None]:
+        """(request, response) message sizes where the protocol has messages (gRPC); REST: None."""
+        return None, None
+
+    def connect(self) -> None:
+        self._triton, self.client = self._open()
 
     def infer(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> Reply:
         t = self._triton
         sent = []
         for name, arr in inputs.items():
             i = t.InferInput(name, list(arr.shape), _v2_type(arr.dtype))
-            i.set_data_from_numpy(arr, binary_data=True)
+            i.set_data_from_numpy(arr, **self.binary)
             sent.append(i)
-        wanted = [t.InferRequestedOutput(n, binary_data=True) for n in outputs]
-        result = self.client.infer(self.model, sent, outputs=wanted)
-        response = result.get_response() or {}
-        params = response.get("parameters") or {}
+        wanted = [t.InferRequestedOutput(n, **self.binary) for n in outputs]
+        result = self._send(sent, wanted)
+        params = self._parameters(result)
         got = {n: result.as_numpy(n) for n in outputs}
         missing = [n for n, a in got.items() if a is None]
         if missing:
             raise RuntimeError(f"the v2 response lacks output(s) {missing}")
-        return Reply(_numeric(got), _number(params.get("server_compute_us")), _int(params.get("server_request_index")))
+        server_us = _number(params.get("server_compute_us"))
+        if server_us is None and (ns := _int(params.get("server_compute_ns"))) is not None:
+            server_us = ns / 1000.0
+        return Reply(_numeric(got), server_us, _int(params.get("server_request_index")),
+                     *self._message_bytes(inputs, outputs, result))
 
     def close(self) -> None:
         client = getattr(self, "client", None)
         if client is not None:
             client.close()
+
+
+class KServeV2GrpcClient(KServeV2Client):
+    """KServe v2 over gRPC through ``tritonclient.grpc`` (``ModelInfer``, tensors as ``raw_input_contents``).
+
+    The per-attempt timeout is the RPC's deadline (``client_timeout``); a response message over
+    :data:`MAX_RESPONSE_BYTES` is refused. gRPC's own retries are only its transparent ones (an RPC that never
+    left the client; no retry policy is configured): every retry counted is the policy's.
+    """
+
+    binary: dict[str, Any] = {}
+
+    def _open(self) -> tuple[Any, Any]:
+        import tritonclient.grpc as triton
+
+        # tritonclient's own channel arguments are gRPC's defaults but for the message sizes (2 GiB each way):
+        # a server's response is untrusted, so it gets the bound the v1 client has
+        return triton, triton.InferenceServerClient(f"{self.host}:{self.port}", channel_args=[
+            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
+
+    def _send(self, inputs: list, outputs: list) -> Any:
+        return self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+
+    def _parameters(self, result: Any) -> Mapping[str, Any]:
+        out = {}
+        for key, p in result.get_response().parameters.items():
+            kind = p.WhichOneof("parameter_choice")
+            out[key] = getattr(p, kind) if kind else None
+        return out
+
+    def _message_bytes(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                       result: Any) -> tuple[int | None, int | None]:
+        """The serialized ``ModelInferRequest``/``ModelInferResponse`` sizes (no HTTP/2 or gRPC framing). The
+        request is rebuilt with the fields tritonclient sets (model name, tensor metadata, raw contents, requested
+        outputs) once per set of inputs: the harness sends the same inputs every request."""
+        key = (id(inputs), tuple(outputs))
+        if getattr(self, "_request_key", None) != key:
+            pb = self._triton.service_pb2
+            request = pb.ModelInferRequest(model_name=self.model, raw_input_contents=[
+                np.ascontiguousarray(a).tobytes() for a in inputs.values()])
+            for name, arr in inputs.items():
+                request.inputs.add(name=name, datatype=_v2_type(arr.dtype), shape=list(arr.shape))
+            for name in outputs:
+                request.outputs.add(name=name)
+            self._request_key, self._request_bytes = key, request.ByteSize()
+        return self._request_bytes, result.get_response().ByteSize()
 
 
 class TfServingV1Client(ProtocolClient):
@@ -134,7 +209,8 @@ class TfServingV1Client(ProtocolClient):
             conn.close()
 
 
-CLIENTS: dict[str, type[ProtocolClient]] = {"kserve+http": KServeV2Client, "tfserving+http": TfServingV1Client}
+CLIENTS: dict[str, type[ProtocolClient]] = {"kserve+http": KServeV2Client, "kserve+grpc": KServeV2GrpcClient,
+                                             "tfserving+http": TfServingV1Client}
 
 
 class PolicyClient:
@@ -203,7 +279,8 @@ def _numeric(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def _is_timeout(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
-    return isinstance(exc, socket.timeout | TimeoutError) or "timed out" in text or "timeout" in text
+    return (isinstance(exc, socket.timeout | TimeoutError) or "timed out" in text or "timeout" in text
+            or "deadline_exceeded" in text)  # gRPC's status for a passed deadline
 
 
 def _key(inputs: Mapping[str, np.ndarray]) -> str:

@@ -6,6 +6,10 @@ direction), with loss as retransmission delay, stalls (server to client) and res
 request) drawn from a seeded generator, so two runs of a profile see the same draws. Delivery order is kept:
 a chunk is never delivered before the one read before it (TCP does not reorder a byte stream).
 
+Where a request starts (:class:`RequestStarts`): over HTTP/1.x, at the client's first chunk after the server
+spoke; over HTTP/2 (gRPC: one long-lived connection, control frames both ways between requests), at each
+HEADERS frame the client sends (a new stream), found by reading the frames' 9-byte headers.
+
 It counts the bytes each way (exactly what crossed it, HTTP headers included) and every fault it injected.
 It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only, or, for the ``netns`` method, on
 the host end of the namespace's veth pair, bound to that device (``SO_BINDTODEVICE``: nothing arriving on
@@ -26,6 +30,51 @@ from dataclasses import dataclass
 from harness.devices.endpoint.network import NetworkProfile
 
 CHUNK = 64 * 1024
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4: what an HTTP/2 client sends first
+H2_HEADERS = 0x1  # RFC 9113 6.2: the frame type that opens a stream (a request)
+
+
+class RequestStarts:
+    """Tells, chunk by chunk of the client-to-server stream, whether a request starts in it."""
+
+    def __init__(self) -> None:
+        self.h2: bool | None = None  # unknown until the first bytes show the HTTP/2 preface or not
+        self.seen = b""
+        self.answered = True  # HTTP/1.x: the server has spoken since the last request began
+        self.header = b""  # HTTP/2: the part of a frame header read so far
+        self.skip = 0  # HTTP/2: bytes of the current frame's payload (or of the preface) still to pass
+
+    def server_spoke(self) -> None:
+        self.answered = True
+
+    def chunk(self, data: bytes) -> bool:
+        if self.h2 is None:
+            self.seen += data[:len(H2_PREFACE)]
+            if H2_PREFACE.startswith(self.seen[:len(H2_PREFACE)]) and len(self.seen) < len(H2_PREFACE):
+                return False  # too few bytes to tell yet
+            self.h2 = self.seen.startswith(H2_PREFACE)
+            self.skip = len(H2_PREFACE) - (len(self.seen) - min(len(data), len(H2_PREFACE)))
+            if not self.h2:
+                return self._http1()
+        return self._frames(data) if self.h2 else self._http1()
+
+    def _http1(self) -> bool:
+        started, self.answered = self.answered, False
+        return started
+
+    def _frames(self, data: bytes) -> bool:
+        started, i = False, 0
+        while i < len(data):
+            if self.skip:
+                n = min(self.skip, len(data) - i)
+                i, self.skip = i + n, self.skip - n
+                continue
+            take = data[i:i + 9 - len(self.header)]
+            self.header, i = self.header + take, i + len(take)
+            if len(self.header) == 9:
+                started = started or self.header[3] == H2_HEADERS
+                self.skip, self.header = int.from_bytes(self.header[:3], "big"), b""
+        return started
 
 
 @dataclass
@@ -154,9 +203,9 @@ class ShapingProxy:
         except OSError:
             _reset(c_writer)
             return
-        state = {"new_request": True}
-        up = asyncio.ensure_future(self._pipe(c_reader, s_writer, up=True, state=state, peers=(c_writer, s_writer)))
-        down = asyncio.ensure_future(self._pipe(s_reader, c_writer, up=False, state=state,
+        starts = RequestStarts()
+        up = asyncio.ensure_future(self._pipe(c_reader, s_writer, up=True, starts=starts, peers=(c_writer, s_writer)))
+        down = asyncio.ensure_future(self._pipe(s_reader, c_writer, up=False, starts=starts,
                                                 peers=(c_writer, s_writer)))
         try:
             await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
@@ -168,7 +217,7 @@ class ShapingProxy:
                 w.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool,
-                    state: dict, peers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+                    starts: RequestStarts, peers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
         loop = asyncio.get_running_loop()
         p = self.profile
         rate = (p.up_rate_kbit or p.rate_kbit) if up else p.rate_kbit
@@ -194,16 +243,14 @@ class ShapingProxy:
                 with self._lock:
                     if up:
                         self.counters.bytes_up += len(data)
-                        if state["new_request"]:
-                            state["new_request"] = False
-                            if p.reset_pct and self.rng.random() * 100 < p.reset_pct:
-                                self.counters.resets += 1
-                                for w in peers:
-                                    _reset(w)
-                                return
+                        if starts.chunk(data) and p.reset_pct and self.rng.random() * 100 < p.reset_pct:
+                            self.counters.resets += 1
+                            for w in peers:
+                                _reset(w)
+                            return
                     else:
                         self.counters.bytes_down += len(data)
-                        state["new_request"] = True
+                        starts.server_spoke()
                         if p.stall_pct and self.rng.random() * 100 < p.stall_pct:
                             self.counters.stalls += 1
                             extra_ms += p.stall_ms
