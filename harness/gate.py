@@ -1114,7 +1114,7 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
     for v in verdicts:
         cells = _row(v)
         cells[5] = f"{icon.get(v.verdict, '')} {v.verdict}"
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_md(c, 1000) for c in cells) + " |")
     changed = [f"- {_md(v.label)}: {_md('; '.join(v.context_changed))}" for v in verdicts if v.context_changed]
     if changed:
         lines += ["", "**Run context changed (tolerated)**", ""] + changed

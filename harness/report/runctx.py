@@ -35,25 +35,30 @@ class ContextTally:
 
     seen: dict[tuple[str, str], dict[tuple[tuple[str, str], ...], int]] = field(default_factory=dict)
     labels: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # key -> (device label, side)
+    _cache: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # see _analysis
 
     def add(self, device_id: str, run_id: str, context: object, *, label: str = "", side: str = "") -> None:
         """Count one result's ``context`` (anything: a record's value; not a non-empty mapping -> not counted)."""
         if not context or not isinstance(context, dict):
             return
         key = (device_id, run_id)
+        counts = self.seen.get(key)
+        if counts is None:
+            counts = self.seen[key] = {}
+            self.labels[key] = (label or device_id, side)
+        self._cache = None
+        items = tuple(context.items())
+        if len(items) > MAX_FIELDS:
+            items = items[:MAX_FIELDS]
         try:
-            items = tuple(context.items()) if len(context) <= MAX_FIELDS else tuple(context.items())[:MAX_FIELDS]
-            counts = self.seen.setdefault(key, {})
             counts[items] = counts.get(items, 0) + 1
         except TypeError:  # an unhashable value (a list in a hostile record): count it as text
-            items = tuple((str(k), str(v)) for k, v in tuple(context.items())[:MAX_FIELDS])
-            counts = self.seen.setdefault(key, {})
+            items = tuple((str(k), str(v)) for k, v in items)
             counts[items] = counts.get(items, 0) + 1
-        if key not in self.labels:
-            self.labels[key] = (label or device_id, side)
 
     def merge(self, other: ContextTally) -> None:
         """Add ``other``'s counts (read from another part of the input)."""
+        self._cache = None
         for key, counts in other.seen.items():
             mine = self.seen.setdefault(key, {})
             for items, n in counts.items():
@@ -74,23 +79,10 @@ class ContextTally:
         """
         if not self.seen:
             return None
-        from harness.samplers.context import FIELDS  # here: only a report with contexts pays for the import
-
-        rows = {key: _values(counts) for key, counts in self.seen.items()}
-        names = [f for f in FIELDS if any(f in r for r in rows.values())]
-        extra = sorted({f for r in rows.values() for f in r} - set(FIELDS))
-        names += extra[:max(0, MAX_FIELDS - len(names))]
-        common = {f: _most_common(rows.values(), f) for f in names}
-        by_device: dict[str, list[tuple[str, str]]] = {}
-        for key in rows:
-            by_device.setdefault(key[0], []).append(key)
-        differs_in_runs = {(dev, f) for dev, keys in by_device.items() for f in names
-                           if len({_cell_key(rows[k].get(f)) for k in keys}) > 1}
-        varying = names if every_field else [f for f in names
-                                             if len({_cell_key(r.get(f)) for r in rows.values()}) > 1]
-        first = rows[next(iter(rows))]
-        same = [(f, FIELDS.get(f, ("",))[0], ", ".join(v for v, _ in first[f])) for f in names
-                if f not in varying and first.get(f)]
+        a = self._analysis()
+        rows, names, common, differs_in_runs = a["rows"], a["names"], a["common"], a["differs_in_runs"]
+        varying = names if every_field else a["varying"]
+        same = [] if every_field else a["same"]
         keep = set(devices) if devices is not None else None
         order = sorted((k for k in rows if keep is None or k[0] in keep),
                        key=lambda k: (self.labels[k][0], k[0], self.labels[k][1] != "baseline", k[1]))
@@ -106,10 +98,37 @@ class ContextTally:
                 cells.append({"shown": vals, "cls": " ".join(marks)})
             out_rows.append({"device": label, "href": (link(key[0]) or "") if link else "", "run": key[1], "side": side,
                              "cases": sum(self.seen[key].values()), "cells": cells})
-        return {"fields": [(f, FIELDS.get(f, ("field of a newer record",))[0]) for f in varying], "rows": out_rows,
+        return {"fields": [(f, a["what"].get(f, "field of a newer record")) for f in varying], "rows": out_rows,
                 "same": same, "hidden": max(0, len(order) - MAX_ROWS),
                 "runs_differ": sorted({f for _, f in differs_in_runs if f in varying}),
-                "devices": len(by_device)}
+                "devices": a["devices"]}
+
+    def _analysis(self) -> dict[str, Any]:
+        """Each row's shown values, the fields, the most common value of each, what differs: once per tally
+        (a folder report asks for a table per device page; computed for every page, this was ~0.3 s at 100)."""
+        if self._cache is not None:
+            return self._cache
+        from harness.samplers.context import FIELDS  # here: only a report with contexts pays for the import
+
+        rows = {key: _values(counts) for key, counts in self.seen.items()}
+        names = [f for f in FIELDS if any(f in r for r in rows.values())]
+        extra = sorted({f for r in rows.values() for f in r} - set(FIELDS))
+        names += extra[:max(0, MAX_FIELDS - len(names))]
+        by_device: dict[str, list[tuple[str, str]]] = {}
+        for key in rows:
+            by_device.setdefault(key[0], []).append(key)
+        varying = [f for f in names if len({_cell_key(r.get(f)) for r in rows.values()}) > 1]
+        first = rows[next(iter(rows))]
+        self._cache = {
+            "rows": rows, "names": names, "varying": varying, "devices": len(by_device),
+            "common": {f: _most_common(rows.values(), f) for f in names},
+            "differs_in_runs": {(dev, f) for dev, keys in by_device.items() if len(keys) > 1 for f in names
+                                if len({_cell_key(rows[k].get(f)) for k in keys}) > 1},
+            "same": [(f, FIELDS.get(f, ("",))[0], ", ".join(v for v, _ in first[f])) for f in names
+                     if f not in varying and first.get(f)],
+            "what": {f: FIELDS[f][0] for f in names if f in FIELDS},
+        }
+        return self._cache
 
 
 def _values(counts: Mapping[tuple[tuple[object, object], ...], int]) -> dict[str, list[tuple[str, int]]]:
