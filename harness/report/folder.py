@@ -269,6 +269,8 @@ class FolderReport:
         self.models = fleet.groups(self.cases, "model", "model", "model")
         self.colours = fleet.delegate_colours(self.cases, baseline)
         self.device_page = {g.key: g.page for g in self.devices}
+        # the Run context, analysed once here: a forked page writer inherits it instead of redoing it
+        self.context = self.facts.contexts.table(link=self.device_page.get) if self.facts.contexts else None
         self.trends: dict[str, list[CaseTrend]] = {}  # device id -> its cases' histories (more than one run)
         for t in trends:
             if len(t.points) > 1 and t.device_id in self.device_page:
@@ -309,7 +311,7 @@ class FolderReport:
                            key=lambda t: (t.changes[-1].started_at, t.label), reverse=True),
             index_changes=INDEX_PROBLEMS,
             soaks=self._soaks(), index_soaks=INDEX_PROBLEMS,
-            context=self.facts.contexts.table(link=self.device_page.get) if self.facts.contexts else None,
+            context=self.context,
         )
 
     def _soaks(self) -> list[Case]:

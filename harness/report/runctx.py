@@ -36,10 +36,15 @@ class ContextTally:
     seen: dict[tuple[str, str], dict[tuple[tuple[str, str], ...], int]] = field(default_factory=dict)
     labels: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # key -> (device label, side)
     _cache: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # see _analysis
+    _last: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)  # the last context counted
 
     def add(self, device_id: str, run_id: str, context: object, *, label: str = "", side: str = "") -> None:
         """Count one result's ``context`` (anything: a record's value; not a non-empty mapping -> not counted)."""
         if not context or not isinstance(context, dict):
+            return
+        last = self._last
+        if last is not None and last[2] == context and last[0] == device_id and last[1] == run_id:
+            last[3][last[4]] += 1  # the same context as the record before (the common case): ~1 us, not ~5
             return
         key = (device_id, run_id)
         counts = self.seen.get(key)
@@ -55,10 +60,11 @@ class ContextTally:
         except TypeError:  # an unhashable value (a list in a hostile record): count it as text
             items = tuple((str(k), str(v)) for k, v in items)
             counts[items] = counts.get(items, 0) + 1
+        self._last = (device_id, run_id, context, counts, items)
 
     def merge(self, other: ContextTally) -> None:
         """Add ``other``'s counts (read from another part of the input)."""
-        self._cache = None
+        self._cache = self._last = None
         for key, counts in other.seen.items():
             mine = self.seen.setdefault(key, {})
             for items, n in counts.items():
