@@ -46,6 +46,7 @@ from harness.errors import (  # noqa: F401 - the gate's errors, importable from 
 )
 from harness.results import DeviceInfo, Result
 from harness.samplers import context as runcontext
+from harness.textsafe import clip
 
 VERDICTS = ("faster", "slower", "same", "noisy", "failed")
 NOISY_POLICIES = ("fail", "warn")
@@ -1093,6 +1094,12 @@ def render_compare_table(verdicts: Sequence[CaseVerdict]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows).rstrip()
 
 
+def _md(text: str, limit: int = 200) -> str:
+    """Untrusted text for a Markdown list item: cut, control characters escaped, no HTML, no table break."""
+    return (clip(text, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
+
+
 def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = (),
                             missing: Sequence[str] = ()) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: a table of verdicts, budget breaches, baseline cases not measured."""
@@ -1107,7 +1114,10 @@ def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[
     for v in verdicts:
         cells = _row(v)
         cells[5] = f"{icon.get(v.verdict, '')} {v.verdict}"
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_md(c, 1000) for c in cells) + " |")
+    changed = [f"- {_md(v.label)}: {_md('; '.join(v.context_changed))}" for v in verdicts if v.context_changed]
+    if changed:
+        lines += ["", "**Run context changed (tolerated)**", ""] + changed
     blamed = [f"- {v.label}: {v.blame.line}" for v in verdicts if v.blame is not None]
     if blamed:
         lines += ["", "**Blame by operator**", ""] + blamed

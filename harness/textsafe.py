@@ -40,6 +40,16 @@ def shown(value: str, limit: int = 40) -> str:
     return f"'{escape(cut)}'"
 
 
+def clip(value: object, limit: int = 80) -> str:
+    """An untrusted value as one short display line: cut to ``limit`` characters (``…`` marks the cut), then
+    control, newline and bidi characters shown as escapes (:func:`escape`), so a cut never splits an escape.
+
+    Not HTML-safe by itself: a page still escapes the result (autoescaping or ``harness.report.text.esc``).
+    """
+    text = value if isinstance(value, str) else str(value)
+    return escape(text) if len(text) <= limit else escape(text[:max(limit - 1, 1)]) + "…"
+
+
 class EscapingFormatter(logging.Formatter):
     """A log formatter whose lines carry no raw control characters (log records quote device output)."""
 

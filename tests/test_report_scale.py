@@ -56,9 +56,11 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def fleet_file(real: Path, out: Path, devices: int, models: int, *, hostile: bool = False) -> Path:
+def fleet_file(real: Path, out: Path, devices: int, models: int, *, hostile: bool = False,
+               soak: dict | None = None) -> Path:
     """``devices x models x 2`` records from the real ones: new device ids and model names, latencies scaled
-    by device (so devices differ), every 7th case failed; with ``hostile``, names and reasons hold markup."""
+    by device (so devices differ), every 7th case failed; with ``hostile``, names and reasons hold markup;
+    with ``soak``, the first case is a soak run with those windows."""
     base = records(real)
     n = 0
     with out.open("w", encoding="utf-8") as fh:
@@ -76,6 +78,8 @@ def fleet_file(real: Path, out: Path, devices: int, models: int, *, hostile: boo
                     n += 1
                     if n % 7 == 0:
                         r.update(status="failed", latency=None, reason=f"tool error: {PAYLOAD}")
+                    if n == 1 and soak is not None:
+                        r["soak"] = soak
                     fh.write(json.dumps(r) + "\n")
     return out
 
@@ -127,9 +131,14 @@ def test_quantile_is_numpys_linear_interpolation():
 
 @pytest.fixture(scope="module")
 def hundred(real, tmp_path_factory) -> Path:
-    """100 devices x 5 models x 2 delegates = 1,000 results rendered as a folder; returns index.html."""
+    """100 devices x 5 models x 2 delegates = 1,000 results rendered as a folder, the first a soak run (windows
+    from the soak recorder, throttling); returns index.html."""
+    import dataclasses
+
+    from test_soak import _throttled_record
+
     root = tmp_path_factory.mktemp("fleet100")
-    src = fleet_file(real, root / "fleet.jsonl", 100, 5)
+    src = fleet_file(real, root / "fleet.jsonl", 100, 5, soak=dataclasses.asdict(_throttled_record()))
     return api.render_files([src], root / "report.html")
 
 
@@ -312,8 +321,10 @@ def test_chromium_shows_the_pages_at_100_devices(hundred, name):
     assert "<script" not in text.lower() and "<svg" in text
     if name == "index.html":
         assert text.count('<th class="dev"') == 100 and 'id="device-model-matrix"' in text
+        assert 'id="soak-summary"' in text and 'href="device-0001.html#soak-0"' in text
     else:
         assert text.count('class="case-block"') == 10 and 'id="cases"' in text
+        assert text.count('class="soak-block"') == 1 and '<svg class="plot soak"' in text and "first throttle" in text
     shot = target.with_suffix(".png")
     proc = chromium(f"--screenshot={shot}", "--window-size=1400,1800", "--hide-scrollbars", target.as_uri())
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]

@@ -173,8 +173,14 @@ def case_rows(cases: Iterable[Case], speed: dict[int, Any], model_page: dict[str
                    f'{esc(model_page[c.model])}">{esc(c.model)}</a></td><td>{esc(c.delegate)}</td><td class="num">'
                    f"{c.threads}</td><td>{_status(c.status)}</td>{figure_cells(c)}<td class=\"num\">{shown}</td>"
                    f'<td class="num">{fmt_mb(c.peak_memory_mb)}</td><td><a href="#case-{c.index}">case {c.index}'
-                   "</a></td></tr>\n")
+                   f"</a>{_soak_link(c) if c.soak is not None else ''}</td></tr>\n")
     return Markup("".join(out))  # noqa: S704 - record values escaped, numbers formatted here
+
+
+def _soak_link(c: Case) -> str:
+    ratio = c.soak["sustained_peak_ratio"] if c.soak else None
+    shown = f" {ratio:.2f}" if ratio is not None else ""
+    return f' · <a href="#soak-{c.index}" title="sustained / peak throughput">soak{shown}</a>'
 
 
 def block_frame(c: Case) -> tuple[str, str]:

@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -30,8 +30,9 @@ from markupsafe import Markup
 
 from harness.errors import UsageError
 from harness.names import inside
-from harness.report import case_html, fleet, forked, svgplot
+from harness.report import case_html, fleet, forked, soak_block, svgplot
 from harness.report.case_html import figure_cells, reading, show
+from harness.report.runctx import ContextTally
 from harness.report.scan import Case, Part, Tally, count_records, iter_cases, split, total_bytes
 from harness.report.shelf import Shelf
 from harness.report.text import BASELINE_DELEGATE, fmt_mb, fmt_ms, fmt_x
@@ -117,6 +118,7 @@ class Facts:
     finished: str
     devices: dict[str, dict]
     versions: dict[str, set[str]]
+    contexts: ContextTally = field(default_factory=ContextTally)  # run contexts per device and run
 
 
 def _collect(facts: Facts, case: Case, data: dict[str, Any]) -> None:
@@ -134,6 +136,7 @@ def _collect(facts: Facts, case: Case, data: dict[str, Any]) -> None:
             value = env.get(key)
             if isinstance(value, str) and len(facts.versions.setdefault(key, set())) < 10:
                 facts.versions[key].add(value)
+    facts.contexts.add(case.device_id, case.run_id, data.get("context"), label=case.device)
 
 
 def _box_chart(rows: Iterable[tuple[str, str, list[tuple[Any, str, str, dict]]]], x_title: str, *,
@@ -200,6 +203,7 @@ class Scanned:
             f.devices.setdefault(key, value)
         for key, values in g.versions.items():
             f.versions.setdefault(key, set()).update(values)
+        f.contexts.merge(g.contexts)
         self.tally.cases += other.tally.cases
         self.tally.skipped += other.tally.skipped
         self.warnings.extend(other.warnings)
@@ -213,6 +217,10 @@ def scan_parts(parts: Sequence[Part], shelves: Sequence[Shelf], number: int) -> 
     for case, data in iter_cases(parts, out.tally, out.warnings.append):
         _collect(out.facts, case, data)
         case.details = (number, *shelf.put(case_html.details(case, data)))
+        soak = data.get("soak")
+        if soak is not None and case.ok and (figures := soak_block.summary(soak)) is not None:
+            case.soak = figures  # a soak run: its curve and windows on the device page, its figures on the index
+            case.soak_block = (number, *shelf.put(soak_block.block(case, soak, figures)))
         case.reps = []  # shown in the details now; less to hold and to pass between processes
         out.cases.append(case)
     shelf.flush()
@@ -261,6 +269,8 @@ class FolderReport:
         self.models = fleet.groups(self.cases, "model", "model", "model")
         self.colours = fleet.delegate_colours(self.cases, baseline)
         self.device_page = {g.key: g.page for g in self.devices}
+        # the Run context, analysed once here: a forked page writer inherits it instead of redoing it
+        self.context = self.facts.contexts.table(link=self.device_page.get) if self.facts.contexts else None
         self.trends: dict[str, list[CaseTrend]] = {}  # device id -> its cases' histories (more than one run)
         for t in trends:
             if len(t.points) > 1 and t.device_id in self.device_page:
@@ -300,7 +310,17 @@ class FolderReport:
             changed=sorted((t for ts in self.trends.values() for t in ts if t.changes),
                            key=lambda t: (t.changes[-1].started_at, t.label), reverse=True),
             index_changes=INDEX_PROBLEMS,
+            soaks=self._soaks(), index_soaks=INDEX_PROBLEMS,
+            context=self.context,
         )
+
+    def _soaks(self) -> list[Case]:
+        """The soak cases, the ones that kept the least of their peak throughput first (no ratio: last)."""
+        soaks = [c for c in self.cases if c.soak is not None]
+        if not soaks:
+            return soaks
+        return sorted(soaks, key=lambda c: (c.soak["sustained_peak_ratio"] is None,
+                                            c.soak["sustained_peak_ratio"] or 0.0, c.device, c.model, c.index))
 
     def device(self, group: fleet.Group) -> str:
         """The device page of ``group`` as text (:meth:`device_bytes` is what the writer uses)."""
@@ -338,8 +358,20 @@ class FolderReport:
         return self.env.get_template("fleet/device.html.j2").render(
             **self._common(group.label), group=group, info=self.facts.devices.get(group.key, {}), chart=chart,
             model_page=model_page, multi_run=len(self.facts.runs) > 1,
-            blocks=blocks, history=history(self.trends.get(group.key, ())),
+            blocks=blocks, history=history(self.trends.get(group.key, ())), soaks=self._soak_blocks(group),
+            context=self.facts.contexts.table(devices=(group.key,), every_field=True)
+            if self.facts.contexts else None,
         )
+
+    def _soak_blocks(self, group: fleet.Group) -> Markup | None:
+        """The device's soak runs (curve, figures, windows) from the shelves, framed; None when it has none."""
+        out = []
+        for c in group.cases:
+            if c.soak_block is not None:
+                number, *where = c.soak_block
+                before, after = soak_block.frame(c)
+                out += [before, self.shelves[number].get(where), after]
+        return Markup("".join(out)) if out else None  # noqa: S704 - built by soak_block: values escaped there
 
     def details(self, case: Case) -> str:
         """The details block of ``case``, from the shelf it was put on when its line was read."""

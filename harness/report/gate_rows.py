@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.gate import VERDICTS, Budget, CaseVerdict, GateOutcome, budget_checks, verdict_line
 from harness.results import Result
+from harness.textsafe import clip
 
 _ORDER = {"failed": 0, "slower": 1, "noisy": 2, "faster": 3, "same": 4}
 
@@ -27,6 +28,7 @@ def verdict_row(v: CaseVerdict, outcome: GateOutcome) -> dict[str, Any]:
         "base_median_us": None, "cand_median_us": None, "ratio": None, "ci_low": None, "ci_high": None,
         "level": None, "base_reps": None, "cand_reps": None, "base_rep_us": (), "cand_rep_us": (),
         "blame": v.blame.as_dict() if v.blame is not None else None,
+        "context_changed": [clip(d, 160) for d in v.context_changed],
     }
     if c is not None:
         row.update(base_median_us=c.baseline.median_us, cand_median_us=c.candidate.median_us, ratio=c.ratio,

@@ -137,6 +137,20 @@ def summary_section(data: ReportData) -> Section:
     )
 
 
+def context_section(data: ReportData) -> Section | None:
+    """Run context per device and run (the gate's baseline too, when given): what must match to compare figures.
+
+    Absent when no result recorded one (records written before the run context existed)."""
+    from harness.report.runctx import ContextTally
+
+    tally = ContextTally()
+    for side, results in (("baseline", data.gate_baseline), ("", data.results)):
+        for res in results:
+            tally.add(res.device.id, res.run_id, res.context, label=frames.device_label(res), side=side)
+    table = tally.table()
+    return None if table is None else Section("context", "Run context", "run_context.html.j2", table)
+
+
 def results_section(data: ReportData) -> Section:
     """Per-device tables of model x delegate x threads, plus a device pivot of medians when several."""
     cases = _sorted_cases(data.cases)
@@ -303,6 +317,7 @@ def soak_section(data: ReportData) -> Section | None:
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     gate_section,
     summary_section,
+    context_section,
     results_section,
     distributions_section,
     speedups_section,

@@ -70,6 +70,8 @@ class Case:
     rep_medians_us: list[float] = field(default_factory=list)
     peak_memory_mb: float | None = None
     details: tuple[int, int, int] = (0, 0, 0)  # where the folder writer put the details block: shelf, offset, length
+    soak: dict[str, Any] | None = None  # a soak run's derived figures (harness.report.soak_block.summary)
+    soak_block: tuple[int, int, int] | None = None  # where its soak block (curve, windows) was put, as details
 
     @property
     def ok(self) -> bool:
