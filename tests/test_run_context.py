@@ -101,6 +101,17 @@ def test_device_part_of_the_context_is_parsed_from_the_device_command():
     assert context.parse_device_part("garbage") == {"charging": "no battery"}
 
 
+def test_an_endpoints_network_method_is_context_a_changed_method_refuses_the_gate():
+    from harness.devices.base import Capabilities
+
+    ctx = context.from_environment({"runtime": "remote", "network_method": "netns"}, Capabilities(endpoint=True))
+    assert ctx["runner_kind"] == "endpoint" and ctx["network_method"] == "netns"
+    base, cand = _pair({**CTX, "network_method": "tcp-proxy"}, {**CTX, "network_method": "netns"})
+    with pytest.raises(ContextMismatch) as err:
+        g.gate(base, cand, FAST)
+    assert "network_method" in str(err.value) and "baseline 'tcp-proxy', candidate 'netns'" in str(err.value)
+
+
 def test_frequency_caps_are_compared_in_10_percent_steps():
     assert [context.caps_text(r) for r in (1.0, 0.98, 0.6, 0.64, 0.35)] == ["100%", "100%", "60%", "60%", "40%"]
 

@@ -113,8 +113,12 @@ class EndpointRunner:
             cold_note=cold_note,
             energy_note=ENERGY_NOTE,
         )
+        # the method's kind (netns, netem, tcp-proxy) is part of the run context: the gate never silently
+        # compares a run shaped by the kernel with one shaped by the proxy
+        kind = endpoint.network_method.split(":", 1)[0].strip()
         return replace(outcome, endpoint=endpoint, latency_method=METHOD, memory_method=MEMORY_METHOD,
-                       energy=Energy(method="none", reason=ENERGY_NOTE))
+                       energy=Energy(method="none", reason=ENERGY_NOTE),
+                       environment={**outcome.environment, **({"network_method": kind} if kind else {})})
 
 
 def _message_bytes(rows: list[dict[str, Any]], key: str) -> tuple[int | None, ...]:

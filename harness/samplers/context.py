@@ -19,7 +19,8 @@ Where the values come from:
   at start): the thermal sampler's snapshot before the case;
 - ``charging``: the battery sampler's check (charging or externally powered vs on battery), or
   ``no battery`` when the device lists no power supply;
-- ``host_kernel``: the kernel of the machine running the harness.
+- ``host_kernel``: the kernel of the machine running the harness;
+- ``network_method``: for an endpoint, how its network conditions were made (``netns``, ``netem``, ``tcp-proxy``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ FIELDS: dict[str, tuple[str, str]] = {
                        "[suite] require = { thermal_status_max = 0 }"),
     "device_kernel": ("the device's kernel release", "compare runs on the same OS build"),
     "host_kernel": ("the harness host's kernel release", "run the gate's runs on the same runner image"),
+    "network_method": ("how an endpoint's network conditions were made (netns, netem, tcp-proxy)",
+                       "shape both runs the same way: [suite.network] method = \"netns\" or \"tcp-proxy\""),
 }
 
 #: The device-side part, read by :func:`device_part` with one shell command (uid, governors, kernel, supplies).
@@ -121,7 +124,7 @@ def from_environment(environment: Mapping[str, Any], caps: Capabilities) -> dict
     runtime = " ".join(str(environment[k]) for k in ("runtime", "runtime_version") if environment.get(k))
     if runtime:
         out["runtime"] = runtime
-    for key in ("tool", "vendor_libs", "python"):
+    for key in ("tool", "vendor_libs", "python", "network_method"):
         if environment.get(key):
             out[key] = str(environment[key])
     return {k: _bounded(v) for k, v in out.items()}
