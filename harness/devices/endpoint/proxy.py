@@ -129,6 +129,7 @@ class ShapingProxy:
                 self.address = (self.listen, 0) if self.listen.startswith(UNIX) else name[:2]
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
+                loop.close()  # never ran: stop() has nothing to do
                 ready.set()
                 return
             ready.set()

@@ -25,7 +25,11 @@ never run on an unshaped network.
 
 from __future__ import annotations
 
+import atexit
+import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,6 +44,7 @@ from harness.errors import NetworkMethodError
 
 PROXY_METHOD = ("tcp-proxy: asyncio TCP proxy on loopback (per-direction delay/jitter, rate, stalls, resets; "
                 "loss as retransmission delay)")
+RELAY_DIR = re.compile(r"^edgeharness-relay-(\d+)-")  # + the creating PID: a killed run's is swept
 RELAY_METHOD = ("the client (gRPC: its C core connects from process-wide threads setns cannot move) enters the "
                 "namespace through a relay: a Unix socket in a private directory to a thread inside the namespace "
                 "that connects over TCP from the namespace's veth address")
@@ -70,7 +75,7 @@ class ShapedPath:
         if self.link is not None:
             self.link.close()
         if self.unix_path is not None:
-            shutil.rmtree(Path(self.unix_path).parent, ignore_errors=True)
+            _remove_relay_dir(str(Path(self.unix_path).parent))
 
     def __enter__(self) -> ShapedPath:
         return self
@@ -138,7 +143,10 @@ def _add_relay(path: ShapedPath, link: netns.NamespaceLink) -> None:
     """Start ``path``'s relay: Unix socket (a fresh 0700 directory) -> a thread in ``link``'s namespace -> TCP ->
     the proxy on the veth. The relay shapes nothing (``direct``) and reuses the proxy's copy loop: asyncio turns
     Nagle off on its TCP side, a Unix socket has none."""
-    path.unix_path = str(Path(tempfile.mkdtemp(prefix="edgeharness-relay-")) / "grpc.sock")  # mkdtemp: 0700
+    sweep_stale_relays()
+    folder = tempfile.mkdtemp(prefix=f"edgeharness-relay-{os.getpid()}-")  # mkdtemp: 0700, this user's only
+    _RELAY_DIRS.add(folder)
+    path.unix_path = str(Path(folder) / "g")  # short: a Unix socket's path has 107 bytes
     path.relay = ShapingProxy(path.address, PROFILES["direct"], listen=UNIX + path.unix_path,
                               setup=partial(netns.enter, link.path))
     try:
@@ -146,6 +154,39 @@ def _add_relay(path: ShapedPath, link: netns.NamespaceLink) -> None:
     except OSError as exc:  # e.g. a TMPDIR so long the socket's path passes AF_UNIX's 107 bytes
         raise NetworkMethodError(f"the relay into the namespace could not listen on {path.unix_path}: {exc}",
                                  hint="set TMPDIR to a short directory") from None
+
+
+#: Relay directories in use, removed at exit too: a run stopped while its client waits exits with its case's
+#: thread still inside ``with path``.
+_RELAY_DIRS: set[str] = set()
+
+
+def _remove_relay_dir(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    _RELAY_DIRS.discard(folder)
+
+
+def _remove_relay_dirs() -> None:
+    for folder in list(_RELAY_DIRS):
+        _remove_relay_dir(folder)
+
+
+atexit.register(_remove_relay_dirs)  # does nothing unless a relay ran
+
+
+def sweep_stale_relays() -> list[str]:
+    """Remove the relay directories (ours: this user's, not symlinks) that a process no longer alive made."""
+    gone = []
+    for entry in Path(tempfile.gettempdir()).glob("edgeharness-relay-*"):
+        m = RELAY_DIR.match(entry.name)
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if m and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not netns.pid_alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(str(entry))
+    return gone
 
 
 def _describe(profile: NetworkProfile, link: netns.NamespaceLink, netem_reason: str | None, relay: bool) -> str:
