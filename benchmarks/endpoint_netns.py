@@ -10,10 +10,13 @@ where each method puts it (inside the namespace for ``netns``), on one kept-aliv
   2. delay: each ``--delay-profiles`` profile whole, ``--delay-requests`` small GETs (100 B), p50/p90 against
      the profile's floor 2 x (delay - jitter) and ceiling 2 x (delay + jitter), both methods;
   3. overhead: the ``direct`` profile, per request p50/p90 for a 1 KB and a 442 KB echo (face_landmark's input
-     size): ``bare`` (no proxy, no namespace), ``tcp-proxy``, ``netns``, in ``--rounds`` interleaved rounds;
+     size): ``bare`` (no proxy, no namespace), ``tcp-proxy``, ``netns``, ``netns+relay`` (the client outside the
+     namespace through the relay gRPC takes: its cost is ``netns+relay - netns``), in ``--rounds`` interleaved
+     rounds;
      then what setting a path up and tearing it down costs (per repetition), ``--setups`` times each method;
   4. with ``--kserve``: the endpoint device's own repetition (``EndpointDevice.run_app``) for face_landmark on
-     the KServe server, ``direct`` under each method, interleaved rounds.
+     the KServe server, ``direct`` under each method, over REST and over gRPC (whose ``netns`` path adds the relay
+     into the namespace), interleaved rounds; netns - tcp-proxy p50 per protocol.
 
 Every figure is wall time from ``time.perf_counter`` with its sample count. Usage:
   python benchmarks/endpoint_netns.py [--rate-profiles 3g,edge] [--rate-requests 4] [--delay-profiles wifi,4g,3g]
@@ -65,11 +68,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def timed(address: tuple[str, int], requests: list[tuple[str, int]]) -> list[float]:
-    """Seconds per request on one kept-alive connection (the first request, which connects, not counted)."""
-    conn = http.client.HTTPConnection(*address, timeout=120)
-    conn.connect()
-    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # http.client sends headers, body apart
+def timed(address: tuple[str, int] | str, requests: list[tuple[str, int]]) -> list[float]:
+    """Seconds per request on one kept-alive connection (the first request, which connects, not counted);
+    ``address`` a str: a Unix socket's path (the relay's)."""
+    if isinstance(address, str):
+        conn = http.client.HTTPConnection("relay", timeout=120)
+        conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.sock.connect(address)
+    else:
+        conn = http.client.HTTPConnection(*address, timeout=120)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # http.client sends headers, body apart
     out = []
     for i, (verb, size) in enumerate([("GET", 10), *requests]):
         body = b"y" * size if verb in ("POST", "SINK") else None
@@ -125,29 +134,32 @@ def delay_part(upstream: tuple[str, int], names: list[str], n: int) -> None:
 def overhead_part(upstream: tuple[str, int], n: int, rounds: int, setups: int) -> None:
     direct = PROFILES["direct"]
     per = max(1, n // rounds)
-    print(f"\n3. overhead, profile direct: per request ms, {per} requests x {rounds} interleaved rounds per way")
-    print(f"{'size':>8}  {'way':<11}{'n':>5}{'p50':>9}{'p90':>9}{'p50 - bare':>12}")
+    print(f"\n3. overhead, profile direct: per request ms, {per} requests x {rounds} interleaved rounds per way "
+          "(netns+relay: the client outside, through the relay a gRPC client takes into the namespace)")
+    print(f"{'size':>8}  {'way':<13}{'n':>5}{'p50':>9}{'p90':>9}{'p50 - bare':>12}")
     for size in (1_000, 442_780):
-        ways: dict[str, list[float]] = {"bare": [], **{m: [] for m in METHODS}}
+        ways: dict[str, list[float]] = {"bare": [], **{m: [] for m in METHODS}, "netns+relay": []}
         for _ in range(rounds):
             ways["bare"] += timed(upstream, [("POST", size)] * per)
             for method in METHODS:
                 ways[method] += through(replace(direct, method=method), upstream, [("POST", size)] * per)[0]
+            with open_path(replace(direct, method="netns"), upstream, relay=True) as path:
+                ways["netns+relay"] += timed(path.unix_path, [("POST", size)] * per)
         bare = statistics.median(ways["bare"]) * 1000
         for way, t in ways.items():
             ms = [v * 1000 for v in t]
-            print(f"{size:>8}  {way:<11}{len(ms):>5}{q(ms, 50):>9.3f}{q(ms, 90):>9.3f}{q(ms, 50) - bare:>+12.3f}")
+            print(f"{size:>8}  {way:<13}{len(ms):>5}{q(ms, 50):>9.3f}{q(ms, 90):>9.3f}{q(ms, 50) - bare:>+12.3f}")
     print(f"\n   per repetition: set up + tear down a path ({setups} times each; netns: namespace, veth, "
           "addresses, tbf x2, proxy)")
-    for method in METHODS:
-        profile = NetworkProfile("r", rate_kbit=9000, method=method)
+    for way in (*METHODS, "netns+relay"):
+        profile = NetworkProfile("r", rate_kbit=9000, method=way.split("+")[0])
         costs = []
         for _ in range(setups):
             t0 = time.perf_counter()
-            path: ShapedPath = open_path(profile, upstream)
+            path: ShapedPath = open_path(profile, upstream, relay=way.endswith("+relay"))
             path.close()
             costs.append((time.perf_counter() - t0) * 1000)
-        print(f"   {method:<11}p50 {statistics.median(costs):8.1f} ms   max {max(costs):8.1f} ms   (n={setups})")
+        print(f"   {way:<13}p50 {statistics.median(costs):8.1f} ms   max {max(costs):8.1f} ms   (n={setups})")
 
 
 def kserve_part(n: int, rounds: int) -> None:
@@ -158,25 +170,30 @@ def kserve_part(n: int, rounds: int) -> None:
     from harness.testing.postgres import _free_port
 
     inputs, outputs = model_io(str(zoo.fetch("face_landmark")))
-    server = launch.start("face_landmark", _free_port(), python=os.environ.get(launch.ENV_PYTHON) or None)
+    server = launch.start("face_landmark", _free_port(), python=os.environ.get(launch.ENV_PYTHON) or None,
+                          grpc_port=_free_port())
     try:
-        device = EndpointDevice(server.device_id)
+        devices = {"rest": EndpointDevice(server.device_id), "grpc": EndpointDevice(server.grpc_device_id)}
         per = max(1, n // rounds)
-        ways: dict[str, list[float]] = {m: [] for m in METHODS}
+        ways: dict[tuple[str, str], list[float]] = {(p, m): [] for p in devices for m in METHODS}
         texts = {}
         for _ in range(rounds):
-            for method in METHODS:
+            for (protocol, method), ms in ways.items():
                 params = {"inputs": inputs, "outputs": outputs, "warmup": 1, "runs": per,
                           "network": replace(PROFILES["direct"], method=method), "policy": ClientPolicy(), "seed": 1}
-                run = device.run_app(model=None, params=params, run_tag="bench", timeout_s=600)  # type: ignore[arg-type]
-                ways[method] += [r["e2e_us"] / 1000 for r in run.result["rows"] if r["measured"]]
-                texts[method] = run.result["network_method"]
+                run = devices[protocol].run_app(model=None, params=params, run_tag="bench",  # type: ignore[arg-type]
+                                                timeout_s=600)
+                assert run.status == "ok", run.reason
+                ms += [r["e2e_us"] / 1000 for r in run.result["rows"] if r["measured"]]
+                texts[protocol, method] = run.result["network_method"]
         print(f"\n4. KServe face_landmark (442 KB request), EndpointDevice.run_app, profile direct, {per} requests x "
-              f"{rounds} rounds per method (ms)")
-        for method, ms in ways.items():
-            print(f"   {method:<11}n={len(ms):<4} p50 {q(ms, 50):8.2f}  p90 {q(ms, 90):8.2f}   "
-                  f"[{texts[method][:70]}...]")
-        print(f"   netns - tcp-proxy p50: {q(ways['netns'], 50) - q(ways['tcp-proxy'], 50):+.2f} ms")
+              f"{rounds} interleaved rounds per protocol and method (ms; gRPC under netns goes through the relay)")
+        for (protocol, method), ms in ways.items():
+            relay = " [relay]" if "relay" in texts[protocol, method] else ""
+            print(f"   {protocol:<5}{method:<11}n={len(ms):<4} p50 {q(ms, 50):8.2f}  p90 {q(ms, 90):8.2f}{relay}")
+        extra = {p: q(ways[p, "netns"], 50) - q(ways[p, "tcp-proxy"], 50) for p in devices}
+        for protocol, d in extra.items():
+            print(f"   {protocol}: netns - tcp-proxy p50: {d:+.2f} ms")
     finally:
         server.stop()
 

@@ -212,6 +212,68 @@ def test_grpc_resets_are_drawn_once_per_request_through_the_proxy(tmp_path):
     assert c["connections"] == c["resets"] + 1, c  # each reset cost one new connection, nothing else did
 
 
+def _resetting_server() -> socket.socket:
+    """A loopback server that reads a little of each connection, then resets it (RST: SO_LINGER 0)."""
+    import struct
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def handle(conn: socket.socket) -> None:
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    serve_each(listener, handle)
+    return listener
+
+
+@pytest.mark.parametrize("unix", [False, True])
+def test_a_reset_on_one_side_reaches_the_other_at_once(tmp_path, unix):
+    """A server's reset is passed on to the client without waiting for the client's next write (else a gRPC RPC
+    through the relay hung until its deadline); on a Unix socket, which has no RST, as the end of the stream."""
+    listener = _resetting_server()
+    listen = f"unix:{tmp_path / 's'}" if unix else "127.0.0.1"
+    try:
+        with ShapingProxy(listener.getsockname(), PROFILES["direct"], listen=listen) as proxy:
+            client = socket.socket(socket.AF_UNIX if unix else socket.AF_INET, socket.SOCK_STREAM)
+            client.settimeout(10)  # the proxy used to hold the other side up to 30 s
+            client.connect(str(tmp_path / "s") if unix else proxy.address)
+            client.sendall(b"hello")
+            try:
+                got = client.recv(10)
+            except ConnectionResetError:
+                got = None
+            client.close()
+    finally:
+        listener.close()
+    assert got in ((b"",) if unix else (None,)), got
+
+
+def test_grpc_dials_a_unix_socket_the_proxy_listens_on(tmp_path):
+    """The pieces of the netns relay without a namespace: a gRPC client given ``unix_path`` dials ``unix:PATH``
+    and a proxy listening there carries its requests (the relay's thread entering the namespace is tested in
+    test_endpoint_netns.py)."""
+    import numpy as np
+
+    from harness.devices.endpoint.client import CLIENTS, KServeV2GrpcClient
+
+    assert KServeV2GrpcClient.own_threads and not any(c.own_threads for k, c in CLIENTS.items() if "grpc" not in k)
+    server = _HostileGrpc(_outputs)
+    sock = tmp_path / "g"
+    try:
+        with ShapingProxy(("127.0.0.1", server.port), PROFILES["direct"], listen=f"unix:{sock}") as proxy:
+            assert proxy.address == (f"unix:{sock}", 0)
+            client = KServeV2GrpcClient("unused.invalid", 1, "face_landmark", 10.0, str(sock))
+            client.connect()
+            reply = client.infer({"input_1": np.zeros((1, 8), np.float32)}, ["conv2d_20"])
+            client.close()
+            counted = proxy.snapshot()
+    finally:
+        server.close()
+    assert reply.outputs["conv2d_20"].shape == (1, 1, 1, 1404)
+    assert counted.connections == 1 and counted.bytes_down >= reply.response_message_bytes
+
+
 def test_result_with_an_endpoint_record_round_trips():
     from harness.results import CaseInfo, DeviceInfo
 

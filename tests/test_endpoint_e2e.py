@@ -208,6 +208,9 @@ def test_grpc_and_http_of_one_server_agree(server, tmp_path):
         assert http.outputs == grpc.outputs  # the same fingerprints over both protocols
         e = grpc.endpoint
         assert "gRPC" in e.protocol and e.url == server.grpc_device_id
+        # under netns gRPC enters the namespace through the relay (its C core connects from threads of its own)
+        assert e.network_method.startswith(METHOD_HERE) and ("relay" in e.network_method) == (METHOD_HERE == "netns")
+        assert "relay" not in http.endpoint.network_method
         assert len(e.server_compute_us) == 12 and all(v is not None and v > 0 for v in e.server_compute_us)
         assert all(v is not None and v >= 0 for v in e.network_us)
         # the serialized ModelInferRequest holds the float32 input tensor; on the wire it is framed (HTTP/2

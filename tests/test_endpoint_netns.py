@@ -139,6 +139,53 @@ def test_requests_originate_in_the_namespace_and_cross_the_shaped_veth(server):
 
 
 @kernel
+def test_grpc_enters_the_namespace_through_the_relay_for_every_fresh_namespace():
+    """gRPC's C core connects from process-wide threads of its own (made here, in the host's namespace, by the
+    server below), so running the client in the namespace's thread would not move its connection. Through the
+    relay, in each of two fresh namespaces: the one TCP connection the proxy accepts comes from the namespace's veth
+    address, none is refused, and both veth qdiscs carried at least the request's and the answer's bytes."""
+    import numpy as np
+
+    from harness.devices.endpoint.client import KServeV2GrpcClient
+    from tests.test_endpoint import _HostileGrpc, _outputs
+
+    server = _HostileGrpc(_outputs)  # gRPC's threads exist before any namespace does
+    image = np.random.default_rng(1).random((1, 192, 192, 3), dtype=np.float32)  # 442 KB, face_landmark's input
+    tokens = []
+    try:
+        for _ in range(2):
+            with open_path(NetworkProfile("g", rate_kbit=100_000, method="netns"), ("127.0.0.1", server.port),
+                           relay=True) as path:
+                link = path.link
+                assert link is not None and path.relay is not None and "relay" in path.method
+                folder = Path(path.unix_path).parent
+                assert folder.stat().st_mode & 0o777 == 0o700 and folder.owner() == "root"
+                before = link.counters()
+                client = KServeV2GrpcClient("unused", 0, "face_landmark", 10.0, path.unix_path)
+                client.connect()
+                reply = client.infer({"input_1": image}, ["conv2d_20", "conv2d_30"])
+                # while the channel is up: the TCP connections in the namespace (ss -N: run inside it)
+                inside = subprocess.run(["ss", "-N", link.name, "-Htn", "state", "established"],
+                                        capture_output=True, text=True, timeout=10).stdout
+                client.close()
+                after = link.counters()
+                proxied = path.proxy.snapshot()
+                assert reply.outputs["conv2d_20"].shape == (1, 1, 1, 1404)
+                assert proxied.connections == 1 and proxied.refused == 0, vars(proxied)
+                proxy_at = f"{link.host_ip}:{path.address[1]}"
+                assert any(local.startswith(f"{link.ns_ip}:") and remote == proxy_at
+                           for local, remote in (line.split()[-2:] for line in inside.splitlines())), inside
+                assert proxied.bytes_up >= reply.request_message_bytes >= image.nbytes
+                assert after["up"] - before["up"] >= proxied.bytes_up, (before, after, vars(proxied))
+                assert after["down"] - before["down"] >= proxied.bytes_down >= reply.response_message_bytes
+                tokens.append(link.token)
+            assert not folder.exists()
+    finally:
+        server.close()
+    assert len(set(tokens)) == 2 and all(_leftovers(t) == [] for t in tokens)
+
+
+@kernel
 def test_tbf_holds_the_profile_rate(server):
     """200 KB down at 800 kbit/s (100 KB/s) take >= ~2 s less one burst; never faster than the rate."""
     profile = NetworkProfile("slow", rate_kbit=800, up_rate_kbit=400, method="netns")
@@ -216,10 +263,11 @@ def test_without_cap_net_admin_auto_falls_back_and_netns_is_refused(server):
 
 
 @kernel
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig):
+@pytest.mark.parametrize("sig, scheme", [(signal.SIGTERM, "tfserving+http"), (signal.SIGINT, "tfserving+http"),
+                                         (signal.SIGTERM, "kserve+grpc")])
+def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig, scheme):
     """The CLI runs an endpoint case whose server never answers; stopped while the client waits inside the
-    namespace, it removes the namespace and the veth pair."""
+    namespace (gRPC: through the relay), it removes the namespace, the veth pair and the relay's directory."""
     listener = socket.create_server(("127.0.0.1", 0))
     serve_each(listener, lambda conn: (conn.recv(1 << 20), time.sleep(60), conn.close()))
     port = listener.getsockname()[1]
@@ -239,9 +287,11 @@ def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig):
         [[models]]
         zoo = "face_landmark"
     """))
+    tmp = tmp_path / "tmp"  # the relay's directory goes here
+    tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--device",
-                             f"tfserving+http://127.0.0.1:{port}/face_landmark", "--out", str(tmp_path / "out"),
-                             "--no-report"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             f"{scheme}://127.0.0.1:{port}/face_landmark", "--out", str(tmp_path / "out"),
+                             "--no-report"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         mine: list[str] = []
@@ -251,6 +301,7 @@ def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig):
             mine = [n for n in netns.list_namespaces() if n.startswith(f"{netns.PREFIX}-{proc.pid}-")]
         assert mine, f"no namespace appeared: {proc.poll()} {proc.stdout.read() if proc.poll() is not None else ''}"
         time.sleep(1.0)  # the client is inside, waiting on the server
+        relays = list(tmp.iterdir())
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -260,6 +311,7 @@ def test_a_run_stopped_midway_leaves_no_namespace_or_veth(tmp_path, sig):
     assert proc.returncode != 0, out
     token = mine[0].rsplit("-", 1)[1]
     assert _leftovers(token) == [], out
+    assert len(relays) == (scheme == "kserve+grpc") and list(tmp.iterdir()) == [], (relays, out)
 
 
 @kernel
@@ -282,6 +334,22 @@ def test_a_killed_run_is_swept_by_the_next(server):
     assert _leftovers(token)  # nothing could clean up
     assert any(token in name for name in netns.sweep_stale())
     assert _leftovers(token) == []
+
+
+def test_a_killed_runs_relay_directory_is_swept_and_no_one_elses(tmp_path, monkeypatch):
+    """The relay's directory carries its creator's PID: a dead one's is removed, a live one's and a symlink stay."""
+    from harness.devices.endpoint import shaping
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"edgeharness-relay-{dead.stdout.strip()}-abc"
+    live = tmp_path / f"edgeharness-relay-{os.getpid()}-def"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "g").touch()
+    (tmp_path / "edgeharness-relay-1-link").symlink_to(live)
+    assert shaping.sweep_stale_relays() == [str(stale)]
+    assert not stale.exists() and live.exists() and (tmp_path / "edgeharness-relay-1-link").is_symlink()
 
 
 def test_the_proxy_listener_says_tcp_so_asyncio_turns_nagle_off():

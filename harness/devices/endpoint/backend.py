@@ -98,8 +98,9 @@ class EndpointDevice(AppHost):
         started = time.monotonic()
         profile: NetworkProfile = params["network"]
         a = self.address
+        kind = CLIENTS[a.scheme]
         try:
-            path = open_path(profile, (a.host, a.port), seed=int(params.get("seed", 0)))
+            path = open_path(profile, (a.host, a.port), seed=int(params.get("seed", 0)), relay=kind.own_threads)
         except NetworkMethodError as exc:
             return AppRunOutcome(run_tag, "skipped", str(exc), None, None, 0.0)
         with path:
@@ -107,7 +108,7 @@ class EndpointDevice(AppHost):
             policy: ClientPolicy = params["policy"]
 
             def session() -> dict:  # where the client lives: the namespace's thread for the netns method
-                client = PolicyClient(CLIENTS[a.scheme](host, port, a.model, policy.timeout_s), policy)
+                client = PolicyClient(kind(host, port, a.model, policy.timeout_s, path.unix_path), policy)
                 try:
                     return _requests(client, path.proxy, params, started + timeout_s)
                 finally:

@@ -66,10 +66,19 @@ class PolicyCounts:
 
 
 class ProtocolClient:
-    """Sends one inference; ``connect`` again after a failure (a reset connection is gone)."""
+    """Sends one inference; ``connect`` again after a failure (a reset connection is gone).
 
-    def __init__(self, host: str, port: int, model: str, timeout_s: float) -> None:
+    ``unix_path``: a Unix socket to dial instead of ``host:port``, given to a client that declares
+    :attr:`own_threads` when the network method runs it in a namespace (the relay of :mod:`.shaping`).
+    """
+
+    #: The library connects from threads of its own, not the caller's, so running the client in a namespace's
+    #: thread does not put its connections there (gRPC's C core: process-wide event-engine threads).
+    own_threads = False
+
+    def __init__(self, host: str, port: int, model: str, timeout_s: float, unix_path: str | None = None) -> None:
         self.host, self.port, self.model, self.timeout_s = host, port, model, timeout_s
+        self.unix_path = unix_path
 
     def connect(self) -> None:
         raise NotImplementedError
@@ -143,13 +152,16 @@ class KServeV2GrpcClient(KServeV2Client):
     """
 
     binary: dict[str, Any] = {}
+    own_threads = True
 
     def _open(self) -> tuple[Any, Any]:
         import tritonclient.grpc as triton
 
+        # tritonclient hands the url to grpc.insecure_channel as the target: ``unix:/path`` is gRPC's Unix socket
+        target = f"unix:{self.unix_path}" if self.unix_path else f"{self.host}:{self.port}"
         # tritonclient's own channel arguments are gRPC's defaults but for the message sizes (2 GiB each way):
         # a server's response is untrusted, so it gets the bound the v1 client has
-        return triton, triton.InferenceServerClient(f"{self.host}:{self.port}", channel_args=[
+        return triton, triton.InferenceServerClient(target, channel_args=[
             ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
 
     def _send(self, inputs: list, outputs: list) -> Any:

@@ -243,14 +243,15 @@ def sweep_stale() -> list[str]:
     gone = []
     for name in list_namespaces():
         m = NAME_RE.match(name)
-        if not m or _pid_alive(int(m.group(1))):
+        if not m or pid_alive(int(m.group(1))):
             continue
         remove(name, f"eh{m.group(2)}h")
         gone.append(name)
     return gone
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one we may not signal does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,7 +15,9 @@ It runs its own asyncio loop in a daemon thread and listens on 127.0.0.1 only, o
 the host end of the namespace's veth pair, bound to that device (``SO_BINDTODEVICE``: nothing arriving on
 another interface reaches it) and resetting every connection whose source is not ``allow_peer`` (the
 namespace's end: this host's own processes connecting to that address come from the address itself). Its
-upstream connections are made in the host's namespace.
+upstream connections are made in the namespace its thread is in: the host's, unless ``setup`` moved it (the
+``netns`` method's relay for gRPC, :mod:`.shaping`, listens on a Unix socket, ``listen="unix:/path"``, and
+enters the namespace first, so its upstream connections are the namespace's).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.devices.endpoint.network import NetworkProfile
@@ -32,6 +35,7 @@ from harness.devices.endpoint.network import NetworkProfile
 CHUNK = 64 * 1024
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4: what an HTTP/2 client sends first
 H2_HEADERS = 0x1  # RFC 9113 6.2: the frame type that opens a stream (a request)
+UNIX = "unix:"  # a ``listen`` that starts so is a Unix socket's path
 
 
 class RequestStarts:
@@ -91,13 +95,14 @@ class ProxyCounters:
 
 
 class ShapingProxy:
-    """Listen on ``listen`` (any free port; bound to ``device`` when given), forward to ``upstream`` shaped by
-    ``profile``."""
+    """Listen on ``listen`` (any free port; bound to ``device`` when given; ``unix:/path``: that Unix socket),
+    forward to ``upstream`` shaped by ``profile``. ``setup`` runs first in the proxy's thread (before any socket)."""
 
     def __init__(self, upstream: tuple[str, int], profile: NetworkProfile, seed: int = 0,
-                 listen: str = "127.0.0.1", device: str | None = None, allow_peer: str | None = None) -> None:
+                 listen: str = "127.0.0.1", device: str | None = None, allow_peer: str | None = None,
+                 setup: Callable[[], None] | None = None) -> None:
         self.upstream = upstream
-        self.listen, self.device, self.allow_peer = listen, device, allow_peer
+        self.listen, self.device, self.allow_peer, self.setup = listen, device, allow_peer, setup
         self.profile = profile
         self.rng = random.Random(seed)
         self.counters = ProxyCounters()
@@ -117,10 +122,14 @@ class ShapingProxy:
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:
+                if self.setup is not None:
+                    self.setup()
                 self._server = loop.run_until_complete(asyncio.start_server(self._serve, sock=self._socket()))
-                self.address = self._server.sockets[0].getsockname()[:2]
+                name = self._server.sockets[0].getsockname()
+                self.address = (self.listen, 0) if self.listen.startswith(UNIX) else name[:2]
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
+                loop.close()  # never ran: stop() has nothing to do
                 ready.set()
                 return
             ready.set()
@@ -135,14 +144,19 @@ class ShapingProxy:
         return self.address
 
     def _socket(self) -> socket.socket:
+        unix = self.listen.startswith(UNIX)
         # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (a 0 here made
         # every accepted connection Nagle's, +40 ms per request against the client's delayed ACK)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if unix
+                else socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP))
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.device:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
-            sock.bind((self.listen, 0))
+            if unix:
+                sock.bind(self.listen[len(UNIX):])
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.device:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
+                sock.bind((self.listen, 0))
             sock.listen(100)
         except BaseException:
             sock.close()
@@ -264,8 +278,9 @@ class ShapingProxy:
                 queue.put_nowait((due, data))
             queue.put_nowait(None)
             await sender
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError):  # a reset (or error) on one side is passed on at once to both, as a
+            for w in peers:                 # relay must: else the other side would wait for its next write
+                _reset(w)
         finally:
             sender.cancel()
 
