@@ -21,7 +21,7 @@ def with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
         launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
     interval = f", every {launched.sample_interval_s:.2f} s" if launched.sample_interval_s else ""
     return replace(
-        parsed, energy=energy, steady_rss_mb=steady,
+        parsed, energy=energy, steady_rss_mb=steady, sample_interval_s=launched.sample_interval_s,
         peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
         memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
         else parsed.memory_method,
@@ -72,8 +72,10 @@ def ops_over(outcomes: list[RunnerOutcome]) -> tuple[dict, ...]:
 def memory_over(outcomes: list[RunnerOutcome]) -> Memory:
     """One memory record over the repetitions: the highest peak, the median of every other reading."""
     peaks = present(outcomes, "peak_rss_mb")
+    # the method of a repetition that gave the steady figure (an app's Sysmontap rows may miss one repetition)
+    method = next((o.memory_method for o in outcomes if o.steady_rss_mb is not None), outcomes[0].memory_method)
     return Memory(
-        method=outcomes[0].memory_method,
+        method=method,
         peak_rss_mb=max(peaks) if peaks else None,
         rss_before_init_mb=median_of(outcomes, "rss_before_init_mb"),
         rss_after_init_mb=median_of(outcomes, "rss_after_init_mb"),

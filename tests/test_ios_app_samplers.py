@@ -86,3 +86,15 @@ def test_a_failing_observer_does_not_stop_the_run(make_fake_iphone, small_model:
     assert battery.readings and "external power" in battery.refusal()
     assert any("EDGEHARNESS_DONE obs-1 ok" in line for line in log.lines())
 
+
+def test_the_cases_memory_method_is_that_of_a_repetition_that_gave_the_figure():
+    """One repetition without Sysmontap rows must not label the case's Sysmontap figure as the app's own reading."""
+    from harness.assemble import memory_over
+    from harness.runners.outcome import RunnerOutcome
+
+    own = RunnerOutcome("ok", None, peak_rss_mb=40.0, memory_method="app's own reading")
+    rows = RunnerOutcome("ok", None, peak_rss_mb=41.0, steady_rss_mb=38.0,
+                         memory_method="app's own reading; steady: iOS Sysmontap (3 rows, every 0.50 s)")
+    memory = memory_over([own, rows, own])
+    assert memory.steady_rss_mb == 38.0 and "Sysmontap" in memory.method and memory.peak_rss_mb == 41.0
+    assert memory_over([own, own]).method == "app's own reading"

@@ -150,11 +150,18 @@ def test_socket_dropped_mid_push_is_device_lost_then_recovers(make_fake_iphone, 
 
 
 @needs_models
+@pytest.mark.timeout(120)  # the user-facing bound: one lockdown connection (60 s), not an install and a push
 def test_ios17_without_tunnel_names_the_fix(make_fake_iphone, open_device, bench_ipa):
-    phone = make_fake_iphone(values={"ProductVersion": "17.5", "BuildVersion": "21F79"}, tunnel=False)
+    """An iOS 17+ phone whose tunnel the harness is not told about (the fake serves RSD and a tunneld, as the far
+    end of a tunnel would, but HARNESS_TUNNELD is unset): the phone's own InvalidService to DVT over lockdown
+    stops the run with the tunneld hint before anything is installed or pushed."""
+    phone = make_fake_iphone(values={"ProductVersion": "17.5", "BuildVersion": "21F79"})
+    assert phone.rsd_address is not None and phone.tunneld_address is not None  # the RSD side is on
     with pytest.raises(DeviceError, match="InvalidService") as err:
         run_app_benchmark(open_device(phone), SMALL_MODEL, PARAMS, "r17", 30, bench_ipa)
     assert "tunneld" in err.value.hint
+    assert not any("installd[" in line for line in phone.syslog)  # nothing installed ...
+    assert not list(phone.root.glob("containers/*/Documents/models/*"))  # ... nor pushed
 
 
 @needs_models

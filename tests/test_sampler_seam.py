@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices.base import Capabilities, ShellDevice
+from harness.devices.base import APP_MONITOR_INTERVAL_S, Capabilities, ShellDevice
 from harness.devices.host import HostDevice
 from harness.orchestrator import CaseRunner
 from harness.samplers import energy, probe, thermal
@@ -82,6 +82,30 @@ def test_no_shell_no_samplers():
     sampling.before_case()
     assert sampling.samplers == [] and sampling.cooldown is None
     assert sampling.finish(None, None) == (None, None, None)
+
+
+def test_an_app_hosts_memory_monitor_sizes_the_measured_window():
+    """An app host's memory rows name the app only while it runs: two monitor ticks of measured time, at the
+    interval asked until a repetition shows the pace the device really kept (an iPhone: often seconds)."""
+
+    class App(BoardDevice):
+        def __init__(self, probes: frozenset[str]) -> None:
+            super().__init__("app:1")
+            self.probes = probes
+
+        def capabilities(self) -> Capabilities:
+            return Capabilities(app_host=True, probes=self.probes)
+
+    sampling = CaseSampling(App(frozenset({"app_memory", "app_log"})), None)
+    sampling.before_case()
+    need, why = sampling.min_duration_s()
+    assert need == 2 * APP_MONITOR_INTERVAL_S and "500 ms asked" in why
+    sampling.app_paced(None)  # a repetition whose monitor ticked once tells nothing
+    assert sampling.min_duration_s()[0] == 2 * APP_MONITOR_INTERVAL_S
+    sampling.app_paced(4.0)
+    need, why = sampling.min_duration_s()
+    assert need == 8.0 and "4000 ms observed" in why
+    assert CaseSampling(App(frozenset({"app_log"})), None).min_duration_s() is None  # no monitor, no need
 
 
 def test_charging_is_judged_from_sysfs_supplies_where_dumpsys_battery_gives_nothing():

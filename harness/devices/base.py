@@ -153,6 +153,11 @@ class ShellDevice(Device):
         return ()
 
 
+#: The interval an app host asks its process monitor for (iOS: Sysmontap). A device keeps its own pace
+#: (an iPhone often 3-5 s); the ``app_memory`` observer measures the one it got.
+APP_MONITOR_INTERVAL_S = 0.5
+
+
 class AppObserver(Protocol):
     """One raw stream of an app run, handed over as plain data (no transport types).
 

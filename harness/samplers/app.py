@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.devices.base import AppHost, AppObserver, AppRunOutcome
+from harness.devices.base import APP_MONITOR_INTERVAL_S, AppHost, AppObserver, AppRunOutcome
 from harness.results import Energy
 from harness.samplers.parsers import process_sample, smart_battery
 
@@ -26,6 +26,9 @@ MEMORY_METHOD = "iOS Sysmontap physFootprint/resident of the app process"
 MAX_LOG_LINES = 5000
 NO_BATTERY = "the device gives no battery readings"
 MIB = 1024.0 * 1024.0
+#: Monitor intervals an app's measured window must span for its memory rows: the backend launches the app just
+#: after a tick, so a run shorter than one interval gets no row naming it (then only the app's own reading is left).
+MEMORY_WINDOW_INTERVALS = 2
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,16 @@ def run_app_benchmark(device: AppHost, model: Path, params: Mapping[str, Any], r
         battery=tuple(battery.readings) if battery else (),
         energy_refusal=battery.refusal() if battery else NO_BATTERY,
     )
+
+
+def memory_min_duration_s(observed_interval_s: float | None) -> tuple[float, str]:
+    """The measured window (s) an app run needs for rows of its process, and why: ``MEMORY_WINDOW_INTERVALS`` of
+    the monitor's pace (observed in an earlier run, else the interval the backend asks for)."""
+    pace = observed_interval_s if observed_interval_s else APP_MONITOR_INTERVAL_S
+    seen = "observed" if observed_interval_s else "asked"
+    return (MEMORY_WINDOW_INTERVALS * pace,
+            f"{MEMORY_WINDOW_INTERVALS} app memory monitor ticks at the {pace * 1000:.0f} ms {seen}: its rows name "
+            "the app only while it runs")
 
 
 def app_energy(battery: Sequence[BatteryReading], refusal: str | None, measured_s: float,

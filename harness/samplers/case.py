@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from harness.devices.base import Capabilities, Device, ShellDevice, ShellResult
 from harness.results import DeviceInfo, Energy, Latency, Memory, Thermal
-from harness.samplers import contention, context, cooldown, energy, memory, probe, thermal, throttle
+from harness.samplers import app, contention, context, cooldown, energy, memory, probe, thermal, throttle
 from harness.samplers.base import SAMPLER_ERRORS, RepetitionReadings, Sampler
 from harness.samplers.run import RepetitionRun
 
@@ -125,6 +125,7 @@ class CaseSampling:
         self.problems: list[str] = []
         self.cooldown: cooldown.CooldownOutcome | None = None
         self._reps: list[RepetitionReadings] = []
+        self._app_pace_s: float | None = None  # an app host's memory monitor: the interval it kept
 
     def _safe(self, what: str, fn: Callable[[], T]) -> T | None:
         try:
@@ -156,7 +157,12 @@ class CaseSampling:
         """What the case's samplers need of each repetition's measured window (s) and why; None: nothing.
 
         Called after :meth:`before_case` (a charging device's battery sampler needs nothing: it makes no figure).
+        An app host with the ``app_memory`` probe needs its monitor's rows while the app runs
+        (:func:`harness.samplers.app.memory_min_duration_s`, at the pace :meth:`app_paced` was told).
         """
+        if not self.enabled:
+            probes = self.device.capabilities().probes
+            return app.memory_min_duration_s(self._app_pace_s) if "app_memory" in probes else None
         source = self._one(energy.RaplEnergy) or self._one(energy.PowerSupplyEnergy)
         need = source.min_duration_s() if source is not None else None
         if not need:
@@ -175,6 +181,11 @@ class CaseSampling:
         times = [t for t, _ in reading.power] if reading is not None else []
         gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
         return gaps[len(gaps) // 2] / 1e9 if gaps else None
+
+    def app_paced(self, interval_s: float | None) -> None:
+        """The interval an app host's memory monitor kept in a repetition (None: it did not tick twice)."""
+        if interval_s:
+            self._app_pace_s = interval_s
 
     def discard_last(self) -> None:
         """Forget the last repetition's readings (a calibration repetition whose figures are not kept)."""

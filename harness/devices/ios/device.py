@@ -34,7 +34,14 @@ from pymobiledevice3.services.dvt.instruments.sysmontap import Sysmontap
 from pymobiledevice3.services.syslog import SyslogService
 
 from harness import profiles
-from harness.devices.base import AppHost, AppObserver, AppRunOutcome, Capabilities, sha256_file
+from harness.devices.base import (
+    APP_MONITOR_INTERVAL_S,
+    AppHost,
+    AppObserver,
+    AppRunOutcome,
+    Capabilities,
+    sha256_file,
+)
 from harness.devices.ios import apps
 from harness.devices.ios.lockdown import HINT_TUNNEL, Lockdown, pairing_dir
 from harness.devices.ios.loop import LoopClosed, LoopOwner
@@ -52,8 +59,8 @@ FACT_KEYS = ("ProductType", "ProductVersion", "BuildVersion", "HardwareModel", "
              "CPUArchitecture", "DeviceName", "DeviceClass")
 RESULT_POLL_S = 2.0
 BATTERY_POLL_S = 1.0
-SYSMON_READY_S = 5.0  # longest wait for Sysmontap's first rows before launching the app
-SYSMON_INTERVAL_MS = 500
+SYSMON_READY_S = 5.0  # longest wait for one Sysmontap tick before launching the app
+SYSMON_INTERVAL_MS = round(APP_MONITOR_INTERVAL_S * 1000)
 PROBES = frozenset({"app_memory", "app_battery", "app_log", "app_system_cpu"})
 BATTERY_DOMAIN = "com.apple.mobile.battery"  # lockdown values: BatteryCurrentCapacity (%), BatteryIsCharging...
 STATE_SLACK_S = 15.0  # beyond the window: a phone's Sysmontap ticks every 3-5 s whatever rate is asked
@@ -110,6 +117,7 @@ class IosDevice(AppHost):
                                   tunneld_address=tunneld_address)
         self._loop = LoopOwner(f"ios-{self.udid}")
         self._info: DeviceInfo | None = None
+        self._sysmon_paced = False  # a run has seen two Sysmontap ticks: the phone's pace is measured
 
     # --- plumbing -------------------------------------------------------------------
     def _run(self, what: str, coro: Coroutine[Any, Any, T], timeout_s: float | None) -> T:
@@ -224,6 +232,8 @@ class IosDevice(AppHost):
         """
         if not RUN_ID_RE.match(run_tag):
             raise DeviceError(f"bad run id {run_tag!r}", device=self.id, hint="letters, digits, '.', '_' and '-' only")
+        # an iOS 17+ phone without a tunnel cannot launch the app: say so before a long install or push
+        self._run("reach DVT to launch the app", self._check_dvt_route(), self.connect_timeout_s)
         installed = self.install_app(app) if app is not None else False
         outcome = self._run(f"benchmark {Path(model).name}",
                             self._run_app(Path(model), dict(params), run_tag, timeout_s, tuple(observers)),
@@ -298,32 +308,44 @@ class IosDevice(AppHost):
         return rows
 
     async def _dvt_source(self) -> Any:
-        """The RSD when tunneld has one; lockdown on iOS < 17; on 17+ the injected tunnel provider, else
-        lockdown (which answers InvalidService, turned into the tunnel hint)."""
+        """The RSD when tunneld has one; lockdown on iOS < 17; on 17+ the injected tunnel provider."""
         provider = await self._lockdown.provider()
-        if isinstance(provider, RemoteServiceDiscoveryService):
-            return provider
-        if int(str(provider.product_version).split(".")[0]) < 17:
-            return provider
+        return await self.tunnel_provider(self.udid) if await self._dvt_needs_tunnel(provider) else provider
+
+    async def _dvt_needs_tunnel(self, provider: Any) -> bool:
+        """True when DVT must come from the injected tunnel provider (an iOS 17+ phone over lockdown).
+
+        An iOS 17+ phone with no route to DVT fails here, before anything is installed or pushed: with tunneld set
+        but no tunnel to it, and otherwise with the phone's own answer to DVT over lockdown (InvalidService,
+        turned into the tunnel hint).
+        """
+        if isinstance(provider, RemoteServiceDiscoveryService) or int(str(provider.product_version).split(".")[0]) < 17:
+            return False
         if self.tunnel_provider is not None:
-            return await self.tunnel_provider(self.udid)
+            return True
         if self.tunneld_address is not None:
             host, port = self.tunneld_address
             raise DeviceError(f"tunneld at {host}:{port} has no tunnel to this iOS 17+ phone", device=self.id,
                               hint=HINT_TUNNEL)
-        return provider
+        await provider.get_service_connection_attributes(DvtProvider.SERVICE_NAME)
+        return False
+
+    async def _check_dvt_route(self) -> None:
+        await self._dvt_needs_tunnel(await self._lockdown.provider())
 
     async def _launch_and_wait(self, run: _Run, box: apps.Container, result_path: str,
                                timeout_s: float) -> tuple[int, bool]:
         async with DvtProvider(await self._dvt_source()) as dvt, ProcessControl(dvt) as pc:
             # Sysmontap first: its first rows come an interval after it starts, and a short app run would
-            # otherwise end before any row names it. Bounded: a sampler that never ticks must not stall runs.
+            # otherwise end before any row names it. Until a run on this phone has seen two ticks, wait for the
+            # second, so the run's observer measures the phone's pace (the orchestrator sizes the measured window
+            # by it: rows name the app only while it runs). Bounded: a sampler that never ticks must not stall runs.
             sampler = None
             if run.wants("app_memory"):
-                ticking = asyncio.Event()
-                sampler = asyncio.create_task(self._stream_sysmon(dvt, run, ticking))
+                ticking, needed = asyncio.Event(), 1 if self._sysmon_paced else 2
+                sampler = asyncio.create_task(self._stream_sysmon(dvt, run, ticking, needed))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ticking.wait(), SYSMON_READY_S)
+                    await asyncio.wait_for(ticking.wait(), SYSMON_READY_S * needed)
             try:
                 pid = await pc.launch(self.bundle_id, arguments=["--edgeharness-run", run.run_id],
                                       environment={"EDGEHARNESS_RUN_ID": run.run_id}, kill_existing=True)
@@ -363,10 +385,15 @@ class IosDevice(AppHost):
                 run.emit("app_battery", dict(registry) if isinstance(registry, dict) else {})
                 await asyncio.sleep(BATTERY_POLL_S)
 
-    async def _stream_sysmon(self, dvt: Any, run: _Run, ticking: asyncio.Event) -> None:
+    async def _stream_sysmon(self, dvt: Any, run: _Run, ticking: asyncio.Event, needed: int) -> None:
+        """Feed Sysmontap's process rows to the run; ``ticking`` is set once ``needed`` ticks came."""
+        ticks = 0
         async with await Sysmontap.create(dvt, interval=SYSMON_INTERVAL_MS) as tap:
             async for procs in tap.iter_processes():
-                ticking.set()
+                ticks += 1
+                self._sysmon_paced = self._sysmon_paced or ticks >= 2
+                if ticks >= needed:
+                    ticking.set()
                 run.emit("app_memory", [dict(p) for p in procs if isinstance(p, dict)])
 
 
