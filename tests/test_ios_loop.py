@@ -154,3 +154,41 @@ def test_the_apps_result_file_must_be_a_json_object():
     assert _result_object(b'{"status": "ok", "samples_us": [1, 2]}') == {"status": "ok", "samples_us": [1, 2]}
     for junk in (b"[1, 2]", b"{not json", b"\xff\xfe", b"", b'"ok"'):
         assert _result_object(junk) is None
+
+
+def test_a_failed_future_nobody_awaited_is_one_line_and_never_breaks_ast_parse(caplog):
+    """pymobiledevice3's AFC reader leaves failed futures behind when a connection drops. Their finalizers run at
+    garbage collection, which can fall inside an ``ast.parse`` (pytest's import hook); on CPython 3.11 a traceback
+    formatted there made that ``ast.parse`` raise ``SystemError: AST constructor recursion depth mismatch``."""
+    import ast
+    import gc
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # a handler that formats what it gets, as pytest's own does
+    source = open(ast.__file__, encoding="utf-8").read()
+    with LoopOwner("unretrieved") as owner:
+        def recv() -> bytes:
+            raise ConnectionError("Connection was terminated abruptly.")
+
+        async def drop_failed_futures() -> None:
+            for _ in range(50):
+                fut = asyncio.get_running_loop().create_future()
+                try:
+                    data = b"" + recv()  # raised inside an expression: 3.11 points carets at it (with ast.parse)
+                except ConnectionError as exc:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(data)
+                cycle: list = [fut]
+                cycle.append(cycle)  # only the garbage collector frees it: its finalizer runs when GC does
+        owner.run(drop_failed_futures(), 10)
+        threshold = gc.get_threshold()
+        gc.set_threshold(50)
+        try:
+            ast.parse(source)  # raised SystemError with asyncio's default handler (it logs the traceback)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.collect()
+    lines = [r for r in caplog.records if "unawaited future" in r.getMessage()]
+    assert lines and all(r.levelno == logging.DEBUG and r.exc_info is None for r in lines)
+    assert "ConnectionError: Connection was terminated abruptly." in lines[0].getMessage()
