@@ -21,7 +21,7 @@ def with_app_readings(parsed: RunnerOutcome, launched: AppRun) -> RunnerOutcome:
         launched.battery, launched.energy_refusal, measured_s, len(parsed.repetition.samples_us))
     interval = f", every {launched.sample_interval_s:.2f} s" if launched.sample_interval_s else ""
     return replace(
-        parsed, energy=energy, steady_rss_mb=steady, sample_interval_s=launched.sample_interval_s,
+        parsed, energy=energy, steady_rss_mb=steady,
         peak_rss_mb=parsed.peak_rss_mb if parsed.peak_rss_mb is not None else peak,
         memory_method=f"{parsed.memory_method}; steady: {MEMORY_METHOD} ({rows} rows{interval})" if rows
         else parsed.memory_method,

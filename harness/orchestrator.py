@@ -302,7 +302,6 @@ class CaseRunner:
                                     accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
             if calibrating and minimum is not None:  # the first repetition tells how long one run takes
                 calibrating = False
-                sampling.app_paced(outcome.sample_interval_s)
                 minimum = _min_duration(m.run.min_duration_s, sampling) or minimum  # at the sampler's real pace
                 took_s = measured_s(outcome.repetition)
                 scaled = extended_runs(runs, took_s, minimum[0])

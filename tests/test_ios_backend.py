@@ -65,8 +65,11 @@ def test_discovery_without_usbmuxd_finds_nothing(tmp_path):
 @needs_models
 def test_real_model_runs_through_the_app_contract(fake_iphone, open_device, bench_ipa):
     dev = open_device(fake_iphone)
+    assert dev.monitor_interval_s() is None  # the phone's Sysmontap pace is not known before a run
     out = run_app_benchmark(dev, SMALL_MODEL, PARAMS, "run-1", timeout_s=120, app=bench_ipa)
     assert out.status == "ok", out.reason
+    # the first run waited for two ticks before the launch: the pace is measured (the fake ticks every 0.5 s)
+    assert out.sample_interval_s is not None and 0.3 <= dev.monitor_interval_s() <= 2.0
     assert out.app_installed and out.model_pushed
     assert len(out.result["samples_us"]) == 5 and all(s > 0 for s in out.result["samples_us"])
     assert out.result["runtime"] and out.result["delegate"] == "cpu"

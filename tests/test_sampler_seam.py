@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices.base import APP_MONITOR_INTERVAL_S, Capabilities, ShellDevice
+from harness.devices.base import APP_MONITOR_INTERVAL_S, AppHost, Capabilities, ShellDevice
 from harness.devices.host import HostDevice
 from harness.orchestrator import CaseRunner
 from harness.samplers import energy, probe, thermal
@@ -86,9 +86,11 @@ def test_no_shell_no_samplers():
 
 def test_an_app_hosts_memory_monitor_sizes_the_measured_window():
     """An app host's memory rows name the app only while it runs: two monitor ticks of measured time, at the
-    interval asked until a repetition shows the pace the device really kept (an iPhone: often seconds)."""
+    interval asked until the device has measured the pace its monitor really keeps (an iPhone: often seconds)."""
 
-    class App(BoardDevice):
+    class App(BoardDevice, AppHost):
+        pace: float | None = None
+
         def __init__(self, probes: frozenset[str]) -> None:
             super().__init__("app:1")
             self.probes = probes
@@ -96,13 +98,21 @@ def test_an_app_hosts_memory_monitor_sizes_the_measured_window():
         def capabilities(self) -> Capabilities:
             return Capabilities(app_host=True, probes=self.probes)
 
-    sampling = CaseSampling(App(frozenset({"app_memory", "app_log"})), None)
+        def install_app(self, app):
+            return False
+
+        def run_app(self, model, params, run_tag, timeout_s, app=None, observers=()):
+            raise NotImplementedError
+
+        def monitor_interval_s(self) -> float | None:
+            return self.pace
+
+    device = App(frozenset({"app_memory", "app_log"}))
+    sampling = CaseSampling(device, None)
     sampling.before_case()
     need, why = sampling.min_duration_s()
     assert need == 2 * APP_MONITOR_INTERVAL_S and "500 ms asked" in why
-    sampling.app_paced(None)  # a repetition whose monitor ticked once tells nothing
-    assert sampling.min_duration_s()[0] == 2 * APP_MONITOR_INTERVAL_S
-    sampling.app_paced(4.0)
+    device.pace = 4.0  # the phone's first run measured its Sysmontap pace
     need, why = sampling.min_duration_s()
     assert need == 8.0 and "4000 ms observed" in why
     assert CaseSampling(App(frozenset({"app_log"})), None).min_duration_s() is None  # no monitor, no need

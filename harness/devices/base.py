@@ -206,6 +206,11 @@ class AppHost(Device):
                 app: Path | None = None, observers: Sequence[AppObserver] = ()) -> AppRunOutcome:
         """Run one benchmark through the app; a timeout kills the app and returns status ``timeout``."""
 
+    def monitor_interval_s(self) -> float | None:
+        """The interval (s) the device's process monitor (``app_memory``) really kept in the runs so far; None
+        before it was measured (then :data:`APP_MONITOR_INTERVAL_S`, the interval asked for, is assumed)."""
+        return None
+
     def read_state(self, probes: Collection[str], window_s: float) -> dict[str, Any]:
         """Outside an app run, the device's raw state for the probes asked, as plain data (the fitness
         check before a case, :mod:`harness.samplers.fitness`): ``app_battery``: the battery values the

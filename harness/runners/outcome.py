@@ -58,8 +58,6 @@ class RunnerOutcome:
     accelerator: Accelerator | None = None  # what actually executed (see harness.runners.accelerator)
     endpoint: Endpoint | None = None  # a case run against an inference endpoint: its network-side figures
     ops_method: str = ""  # how ``ops`` were timed
-    # an app host's process monitor (iOS Sysmontap): the interval it really kept (s), when it ticked twice
-    sample_interval_s: float | None = None
 
 
 class BadOutput(ValueError):

@@ -181,7 +181,7 @@ def run_app_benchmark(device: AppHost, model: Path, params: Mapping[str, Any], r
 
 def memory_min_duration_s(observed_interval_s: float | None) -> tuple[float, str]:
     """The measured window (s) an app run needs for rows of its process, and why: ``MEMORY_WINDOW_INTERVALS`` of
-    the monitor's pace (observed in an earlier run, else the interval the backend asks for)."""
+    the monitor's pace (as the device measured it, else the interval the backend asks for)."""
     pace = observed_interval_s if observed_interval_s else APP_MONITOR_INTERVAL_S
     seen = "observed" if observed_interval_s else "asked"
     return (MEMORY_WINDOW_INTERVALS * pace,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from harness.devices.base import Capabilities, Device, ShellDevice, ShellResult
+from harness.devices.base import AppHost, Capabilities, Device, ShellDevice, ShellResult
 from harness.results import DeviceInfo, Energy, Latency, Memory, Thermal
 from harness.samplers import app, contention, context, cooldown, energy, memory, probe, thermal, throttle
 from harness.samplers.base import SAMPLER_ERRORS, RepetitionReadings, Sampler
@@ -125,7 +125,6 @@ class CaseSampling:
         self.problems: list[str] = []
         self.cooldown: cooldown.CooldownOutcome | None = None
         self._reps: list[RepetitionReadings] = []
-        self._app_pace_s: float | None = None  # an app host's memory monitor: the interval it kept
 
     def _safe(self, what: str, fn: Callable[[], T]) -> T | None:
         try:
@@ -158,11 +157,13 @@ class CaseSampling:
 
         Called after :meth:`before_case` (a charging device's battery sampler needs nothing: it makes no figure).
         An app host with the ``app_memory`` probe needs its monitor's rows while the app runs
-        (:func:`harness.samplers.app.memory_min_duration_s`, at the pace :meth:`app_paced` was told).
+        (:func:`harness.samplers.app.memory_min_duration_s`, at the pace the device says its monitor kept).
         """
         if not self.enabled:
-            probes = self.device.capabilities().probes
-            return app.memory_min_duration_s(self._app_pace_s) if "app_memory" in probes else None
+            caps = self.device.capabilities()
+            if not (caps.app_host and "app_memory" in caps.probes):
+                return None
+            return app.memory_min_duration_s(cast(AppHost, self.device).monitor_interval_s())
         source = self._one(energy.RaplEnergy) or self._one(energy.PowerSupplyEnergy)
         need = source.min_duration_s() if source is not None else None
         if not need:
@@ -181,11 +182,6 @@ class CaseSampling:
         times = [t for t, _ in reading.power] if reading is not None else []
         gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
         return gaps[len(gaps) // 2] / 1e9 if gaps else None
-
-    def app_paced(self, interval_s: float | None) -> None:
-        """The interval an app host's memory monitor kept in a repetition (None: it did not tick twice)."""
-        if interval_s:
-            self._app_pace_s = interval_s
 
     def discard_last(self) -> None:
         """Forget the last repetition's readings (a calibration repetition whose figures are not kept)."""

@@ -63,6 +63,7 @@ SYSMON_READY_S = 5.0  # longest wait for one Sysmontap tick before launching the
 SYSMON_INTERVAL_MS = round(APP_MONITOR_INTERVAL_S * 1000)
 PROBES = frozenset({"app_memory", "app_battery", "app_log", "app_system_cpu"})
 BATTERY_DOMAIN = "com.apple.mobile.battery"  # lockdown values: BatteryCurrentCapacity (%), BatteryIsCharging...
+SYSMON_GAPS_KEPT = 20  # the pace is the median gap of the last ticks seen
 STATE_SLACK_S = 15.0  # beyond the window: a phone's Sysmontap ticks every 3-5 s whatever rate is asked
 TunnelProvider = Callable[[str], Awaitable[Any]]
 
@@ -117,7 +118,7 @@ class IosDevice(AppHost):
                                   tunneld_address=tunneld_address)
         self._loop = LoopOwner(f"ios-{self.udid}")
         self._info: DeviceInfo | None = None
-        self._sysmon_paced = False  # a run has seen two Sysmontap ticks: the phone's pace is measured
+        self._sysmon_gaps: list[float] = []  # seconds between Sysmontap ticks in recent runs (the phone's pace)
 
     # --- plumbing -------------------------------------------------------------------
     def _run(self, what: str, coro: Coroutine[Any, Any, T], timeout_s: float | None) -> T:
@@ -210,6 +211,12 @@ class IosDevice(AppHost):
         return local
 
     # --- AppHost contract ------------------------------------------------------------------
+    def monitor_interval_s(self) -> float | None:
+        """The median gap (s) between the Sysmontap ticks of the last runs: the phone's own pace (it ignores the
+        asked 500 ms; often 3-5 s). The first run on a phone waits for two ticks before it launches, to measure it."""
+        gaps = sorted(self._sysmon_gaps)
+        return gaps[len(gaps) // 2] if gaps else None
+
     def install_app(self, app: Path) -> bool:
         """Install the benchmark app (``.ipa`` or ``.app``); False when that version is already installed."""
         info = apps.read_app_bundle_info(Path(app), self.id)
@@ -342,7 +349,7 @@ class IosDevice(AppHost):
             # by it: rows name the app only while it runs). Bounded: a sampler that never ticks must not stall runs.
             sampler = None
             if run.wants("app_memory"):
-                ticking, needed = asyncio.Event(), 1 if self._sysmon_paced else 2
+                ticking, needed = asyncio.Event(), 1 if self._sysmon_gaps else 2
                 sampler = asyncio.create_task(self._stream_sysmon(dvt, run, ticking, needed))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ticking.wait(), SYSMON_READY_S * needed)
@@ -387,11 +394,13 @@ class IosDevice(AppHost):
 
     async def _stream_sysmon(self, dvt: Any, run: _Run, ticking: asyncio.Event, needed: int) -> None:
         """Feed Sysmontap's process rows to the run; ``ticking`` is set once ``needed`` ticks came."""
-        ticks = 0
+        ticks, last = 0, 0.0
         async with await Sysmontap.create(dvt, interval=SYSMON_INTERVAL_MS) as tap:
             async for procs in tap.iter_processes():
-                ticks += 1
-                self._sysmon_paced = self._sysmon_paced or ticks >= 2
+                now, ticks = time.monotonic(), ticks + 1
+                if ticks >= 2:
+                    self._sysmon_gaps = [*self._sysmon_gaps[-(SYSMON_GAPS_KEPT - 1):], now - last]
+                last = now
                 if ticks >= needed:
                     ticking.set()
                 run.emit("app_memory", [dict(p) for p in procs if isinstance(p, dict)])
