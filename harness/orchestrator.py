@@ -14,7 +14,6 @@ a delegate the device lacks is ``skipped``. The other cases and devices go on.
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import posixpath
 import shlex
@@ -58,8 +57,8 @@ from harness.samplers import context as runcontext
 from harness.samplers import fitness
 from harness.samplers.app import run_app_benchmark
 from harness.samplers.case import CaseSampling
-from harness.samplers.energy import measured_s
 from harness.samplers.fitness import Requirements
+from harness.schedule import RepetitionSchedule
 from harness.store import ResultWriter, Store, new_run_id, now_iso
 from harness.suite import Case, ModelSpec, Suite
 
@@ -277,16 +276,14 @@ class CaseRunner:
         sampling.before_case()
         soaking = self._soak_recorder(m, sampling)
         context = sampling.context()
-        # a soak measures for its duration: no calibration repetition, no extended runs
-        minimum = _min_duration(m.run.min_duration_s, sampling) if soaking is None else None
-        runs, calibrating = m.run.measured_runs, minimum is not None
+        schedule = RepetitionSchedule(m.run, m.soak, sampling.min_duration_s)
         begun = time.monotonic()
-        i = 0
-        while i < m.run.repetitions if soaking is None else not soaking.done(time.monotonic() - begun):
+        while schedule.another(time.monotonic() - begun):
+            i = schedule.number
             if self.cancel is not None and self.cancel.is_set():
-                raise RunInterrupted(f"{case_id}: stopped before repetition {i + 1}")
-            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i + 1}{'-c' if calibrating else ''}"
-            rep_task = replace(task, tag=tag, settings=replace(task.settings, measured_runs=runs))
+                raise RunInterrupted(f"{case_id}: stopped before repetition {i}")
+            tag = f"{self.run_id}-{m.name}-{case.delegate}-t{case.threads}-r{i}{'-c' if schedule.calibrating else ''}"
+            rep_task = replace(task, tag=tag, settings=replace(task.settings, measured_runs=schedule.runs))
             with sampling.around_repetition() as sampled_device:
                 outcome, raw = self._repetition(sampled_device, runner, rep_task, artifact)
                 ended_s = time.monotonic() - begun  # the command returned (before the samplers stop)
@@ -295,25 +292,20 @@ class CaseRunner:
                 soaking.add_repetition(ended_s, outcome.repetition)
                 soaking.add_snapshot(time.monotonic() - begun, sampling.snapshot())
             if outcome.status != "ok":
-                reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i + 1}: {outcome.reason}"
+                reason = outcome.reason if m.run.repetitions == 1 else f"repetition {i}: {outcome.reason}"
                 status = outcome.status if outcome.status in ("skipped", "timeout") else "failed"
                 return self._result(case, case_id, artifact, info, status, reason, started, raw="\n".join(raws),
                                     runner=runner.name, delegates=outcome.delegates,
                                     accelerator=assemble.accelerator_of(case.delegate, outcome, raw, ran=False))
-            if calibrating and minimum is not None:  # the first repetition tells how long one run takes
-                calibrating = False
-                minimum = _min_duration(m.run.min_duration_s, sampling) or minimum  # at the sampler's real pace
-                took_s = measured_s(outcome.repetition)
-                scaled = extended_runs(runs, took_s, minimum[0])
-                if scaled > runs:
-                    dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
-                              "repetition 1 measured again", case_id, runs, took_s, minimum[0], minimum[1], scaled)
-                    runs = scaled
-                    sampling.discard_last()
-                    raws.pop()
-                    continue
+            extension = schedule.after(outcome.repetition)
+            if extension is not None:  # a calibration short of the minimum: measured again with more runs
+                dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
+                          "repetition 1 measured again", case_id, extension.planned, extension.took_s,
+                          extension.minimum_s, extension.why, extension.runs)
+                sampling.discard_last()
+                raws.pop()
+                continue
             outcomes.append(outcome)
-            i += 1
         first = outcomes[0]
         latency = Latency(method=first.latency_method, repetitions=tuple(o.repetition for o in outcomes))
         memory, energy, thermal = sampling.finish(latency, assemble.memory_over(outcomes))
@@ -326,8 +318,7 @@ class CaseRunner:
             accelerator=assemble.accelerator_of(case.delegate, first, raws[0]),
             context={**context, **runcontext.from_environment(
                 {"harness": __version__, **first.environment}, device.capabilities())},
-            min_duration_s=minimum[0] if minimum is not None else None,
-            actual_runs=runs if runs != m.run.measured_runs else None,
+            min_duration_s=schedule.min_duration_s, actual_runs=schedule.actual_runs,
             endpoint=assemble.endpoint_over(outcomes),
         )
         if soaking is None:
@@ -424,29 +415,6 @@ class CaseRunner:
                              latency=None, memory=None, energy=None, thermal=None, outputs=(), delegates=(), ops=())
             self.writer.append(result)
         return result
-
-
-#: Head room over the calibration's estimate when extending the measured runs to ``min_duration_s``.
-EXTEND_MARGIN = 1.25
-MAX_RUNS = 1_000_000
-
-
-def _min_duration(setting: float | None, sampling: CaseSampling) -> tuple[float, str] | None:
-    """The minimum measured seconds per repetition and why: the suite's ``min_duration_s``, else what the
-    case's samplers need (None: no minimum)."""
-    if setting is not None:
-        return (setting, "the suite's min_duration_s") if setting > 0 else None
-    return sampling.min_duration_s()
-
-
-def extended_runs(planned: int, measured: float, minimum_s: float) -> int:
-    """Measured runs per repetition so that one repetition's measured time reaches ``minimum_s``.
-
-    ``measured`` is what ``planned`` runs took (s); unknown (0) keeps the plan. Never fewer than planned.
-    """
-    if measured <= 0 or measured >= minimum_s:
-        return planned
-    return min(MAX_RUNS, max(planned, math.ceil(planned * minimum_s / measured * EXTEND_MARGIN)))
 
 
 def run_suite(

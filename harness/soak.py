@@ -3,8 +3,8 @@
 Users ask for this because the ranking of devices at minute 1 is not the ranking at minute 30: a phone
 heats, throttles and slows. The suite asks for it with ``soak = { duration_s = 600, window_s = 30 }``
 (``[suite]`` for every model, or one ``[[models]]`` entry). The orchestrator then runs repetitions (each a
-separate process, as always) back to back until ``duration_s`` has passed, takes a thermal snapshot after
-each, and this module turns what it saw into windows and figures (pure; :class:`SoakRecorder`):
+separate process, as always) back to back until ``duration_s`` has passed (:mod:`harness.schedule`), takes a
+thermal snapshot after each, and this module turns what it saw into windows and figures (pure; :class:`SoakRecorder`):
 
 - **placing iterations in time**: a repetition's measured iterations run back to back at the end of its
   process, so iteration k ended ``sum(samples after k)`` before the repetition ended (the time the
@@ -131,9 +131,6 @@ class SoakRecorder:
     test: ThrottleTest = field(default_factory=ThrottleTest)
     repetitions: list[RepetitionSeen] = field(default_factory=list)
     snapshots: list[tuple[float, ThermalSnapshot]] = field(default_factory=list)
-
-    def done(self, elapsed_s: float) -> bool:
-        return elapsed_s >= self.settings.duration_s
 
     def add_repetition(self, end_s: float, repetition: Repetition) -> None:
         self.repetitions.append(RepetitionSeen(end_s, repetition))

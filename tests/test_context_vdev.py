@@ -11,19 +11,18 @@ import time
 
 import pytest
 
-from harness.orchestrator import CaseRunner, extended_runs
-from tests.test_samplers_vdev import _case as samplers_case
-from tests.test_samplers_vdev import phone  # noqa: F401 - the same fast-physics device fixture
+from harness.orchestrator import CaseRunner
+from tests.helpers import one_case
 
-pytest_plugins = ["harness.testing.android.fixtures"]
+pytest_plugins = ["harness.testing.android.fixtures", "tests.vdev"]  # phone: the fast-physics device fixture
 
 
 def _case(zoo: str, *, runs: int = 30, reps: int = 2, extra: str = ""):
-    return samplers_case(zoo, runs=runs, reps=reps, extra=extra)
+    return one_case(zoo, runs=runs, reps=reps, extra=extra)
 
 
 @pytest.mark.slow
-def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):  # noqa: F811 - the imported fixture
+def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):
     """face_landmark x 10 runs lasts ~20 ms: at most one power sample. The default minimum duration (what the
     battery sampler needs) extends the runs, so the record has an energy figure and both counts."""
     vd, device = phone
@@ -45,15 +44,8 @@ def test_short_repetitions_are_extended_until_energy_can_be_measured(phone):  # 
     assert min(measured) > 0.15  # reached (most of) the minimum: its runs were scaled from a measured calibration
 
 
-def test_extended_runs_arithmetic():
-    assert extended_runs(30, 0.05, 0.25) == 188  # 30 x 5 x 1.25 margin
-    assert extended_runs(30, 0.5, 0.25) == 30  # long enough already
-    assert extended_runs(30, 0.0, 0.25) == 30  # unknown duration: the plan stands
-    assert extended_runs(10, 1e-9, 3600) == 1_000_000  # bounded
-
-
 @pytest.mark.slow
-def test_device_contention_reading_sees_a_hog_on_the_device(phone):  # noqa: F811 - the imported fixture
+def test_device_contention_reading_sees_a_hog_on_the_device(phone):
     """/proc/stat on the device: a CPU hog started in the device's shell is other work, the benchmark is not."""
     vd, device = phone
     runner = CaseRunner("hog")
@@ -73,7 +65,7 @@ def test_device_contention_reading_sees_a_hog_on_the_device(phone):  # noqa: F81
 
 
 @pytest.mark.slow
-def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):  # noqa: F811 - the imported fixture
+def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):
     vd, device = phone
     vd.host_path("/sys/class/power_supply/battery/capacity").write_text("12\n")
     require = 'require = { battery_min = 30, thermal_status_max = 0, wait_s = 2, poll_s = 0.5 }'
@@ -89,7 +81,7 @@ def test_unfit_device_is_waited_for_then_skipped_with_the_reading(phone):  # noq
 
 
 @pytest.mark.slow
-def test_hot_device_is_skipped_on_thermal_status(phone):  # noqa: F811 - the imported fixture
+def test_hot_device_is_skipped_on_thermal_status(phone):
     vd, device = phone
     vd.physics.set_temperature(60.0)  # status 3, cools with tau 2 s towards ambient: wait too short here
     require = 'require = { thermal_status_max = 0, wait_s = 0.5, poll_s = 0.2 }'
@@ -99,7 +91,7 @@ def test_hot_device_is_skipped_on_thermal_status(phone):  # noqa: F811 - the imp
 
 
 @pytest.mark.slow
-def test_result_records_the_device_run_context(phone):  # noqa: F811 - the imported fixture
+def test_result_records_the_device_run_context(phone):
     vd, device = phone
     result = CaseRunner("ctx").run_case(device, _case("face_detection_front", runs=10, reps=1))
     assert result.status == "ok", result.reason
