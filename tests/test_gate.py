@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -16,38 +15,10 @@ import pytest
 
 from harness import gate as g
 from harness.errors import HarnessError, UsageError
-from harness.results import CaseInfo, DeviceInfo, Energy, Latency, Memory, Repetition, Result, Thermal
+from harness.results import Energy, Memory, Repetition, Result, Thermal
+from tests.helpers import make_result
 
 FAST = g.GateConfig(n_boot=200)
-
-
-def make_result(
-    run_id="r1",
-    factor=1.0,
-    n_reps=10,
-    n_iter=30,
-    seed=0,
-    model="mobilenet",
-    sha="a" * 64,
-    device="host-1",
-    rep_cv=0.03,
-    status="ok",
-    throttled=False,
-    case_id="test_case[mobilenet-cpu]",
-    reps=None,
-    **extra,
-):
-    rng = np.random.default_rng(seed)
-    if reps is None:
-        reps = []
-        for _ in range(n_reps):
-            center = 2000.0 * factor * math.exp(rng.normal(0, rep_cv))
-            reps.append(Repetition(samples_us=tuple(center * np.exp(rng.normal(0, 0.02, n_iter))), init_us=15000.0))
-    case = CaseInfo(case_id, model, sha, "cpu", 1, "pyrunner")
-    dev = DeviceInfo(device, "host", model="x86_64-box", device_class=extra.pop("device_class", ""))
-    thermal = Thermal("test", throttled=True, throttle_reasons=("cpu0 capped",)) if throttled else None
-    latency = Latency("perf_counter_ns", tuple(reps)) if status == "ok" else None
-    return Result(run_id, case, dev, status, latency=latency, thermal=thermal, **extra)
 
 
 def test_same_code_twice_is_same_and_passes():

@@ -29,6 +29,7 @@ from harness.devices.output import BoundedOutput
 from harness.errors import CommandTimeout, RunInterrupted
 from harness.results import RAW_TRUNCATION_MARKER
 from harness.store import LocalStore
+from tests.helpers import STOPPED_SUITE  # a quick case, then one that runs until stopped
 
 pytest_plugins = ["harness.testing.fixtures"]
 
@@ -218,23 +219,6 @@ def test_after_the_stop_a_cleanup_command_runs_and_a_long_one_is_cut(backend: st
         assert time.monotonic() - start < AFTER_STOP_S + 1.5
     finally:
         device.close()
-
-
-STOPPED_SUITE = """
-[suite]
-name = "stopped"
-delegates = ["xnnpack"]
-warmup_runs = 1
-repetitions = 3
-measured_runs = 100000
-[[models]]
-zoo = "face_detection_front"
-name = "quick"
-measured_runs = 2
-repetitions = 1
-[[models]]
-zoo = "face_landmark"
-"""
 
 
 @pytest.mark.parametrize("how", ["token", "ctrl-c"])

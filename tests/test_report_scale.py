@@ -13,10 +13,8 @@ import html
 import json
 import logging
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +23,8 @@ from markupsafe import escape
 from harness import api
 from harness.report import folder, frames, scan
 from harness.store import load_results
+from tests.browser import CHROMIUM, chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SUITE = """
 [suite]
 name = "fleet"
@@ -301,14 +299,6 @@ def test_run_writes_the_folder_and_a_latest_page_that_links_to_it(tmp_path, zoo_
 
 
 # ---------------------------------------------------------------- a real browser
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: install the Debian package 'chromium'")

@@ -17,7 +17,7 @@ from harness.errors import ContextMismatch, GateConfigError, SuiteError
 from harness.results import Result
 from harness.samplers import contention, context, fitness, probe
 from harness.suite import parse_suite
-from tests.test_gate import make_result
+from tests.helpers import make_result
 
 FAST = g.GateConfig(n_boot=200)
 CTX = {"harness_version": "0.1.0", "runtime": "ai-edge-litert 2.3.0", "governor": "schedutil",

@@ -9,38 +9,20 @@ import threading
 import time
 
 import psutil
-import pytest
 
-from harness.devices.discovery import open_device
 from harness.devices.host import HostDevice
 from harness.orchestrator import CaseRunner
 from harness.report.html import render_report
-from harness.suite import parse_suite
-from harness.testing.android.physics import PhysicsConfig
+from tests.helpers import one_case
 
-pytest_plugins = ["harness.testing.android.fixtures"]
-FAST = PhysicsConfig(tick_s=0.05, tau_s=2.0)
-
-
-def _case(zoo: str, *, runs: int = 150, reps: int = 1, delegate: str = "xnnpack", extra: str = ""):
-    suite = parse_suite(f'[suite]\ndelegates=["{delegate}"]\nmeasured_runs={runs}\nrepetitions={reps}\n'
-                        f'warmup_runs=3\n{extra}\n[[models]]\nzoo="{zoo}"\n')
-    return suite.cases()[0]
-
-
-@pytest.fixture
-def phone(virtual_device_factory):
-    vd = virtual_device_factory(physics=FAST)
-    device = open_device("adb:" + vd.address)
-    yield vd, device
-    device.close()
+pytest_plugins = ["harness.testing.android.fixtures", "tests.vdev"]
 
 
 def test_heavier_model_costs_more_energy_per_inference(phone, tmp_path):
     vd, device = phone
     runner = CaseRunner("energy")
-    light = runner.run_case(device, _case("face_detection_front", runs=200))
-    heavy = runner.run_case(device, _case("face_detection_full_range", runs=120))
+    light = runner.run_case(device, one_case("face_detection_front", runs=200))
+    heavy = runner.run_case(device, one_case("face_detection_full_range", runs=120))
     for r in (light, heavy):
         assert r.status == "ok", r.reason
         e = r.energy
@@ -63,7 +45,7 @@ def test_cooldown_waits_for_a_hot_device_then_returns(phone):
     vd, device = phone
     vd.physics.set_temperature(55.0)
     cooldown = 'cooldown = { mode = "threshold", threshold_c = 40.0, timeout_s = 60 }'
-    result = CaseRunner("cool").run_case(device, _case("face_detection_front", runs=20, extra=cooldown))
+    result = CaseRunner("cool").run_case(device, one_case("face_detection_front", runs=20, extra=cooldown))
     assert result.status == "ok", result.reason
     thermal = result.thermal
     assert thermal.cooldown_s is not None and thermal.cooldown_s > 0.5
@@ -74,19 +56,19 @@ def test_cooldown_waits_for_a_hot_device_then_returns(phone):
 def test_forced_frequency_cap_flags_the_run_throttled(phone):
     vd, device = phone
     vd.physics.force_freq_cap(0.5)
-    result = CaseRunner("cap").run_case(device, _case("face_detection_front", runs=20))
+    result = CaseRunner("cap").run_case(device, one_case("face_detection_front", runs=20))
     assert result.status == "ok"
     assert result.thermal.throttled
     assert any("frequency" in why for why in result.thermal.throttle_reasons)
     vd.physics.force_freq_cap(None)
-    calm = CaseRunner("calm").run_case(device, _case("face_detection_front", runs=20))
+    calm = CaseRunner("calm").run_case(device, one_case("face_detection_front", runs=20))
     assert not any("frequency" in why for why in calm.thermal.throttle_reasons)
 
 
 def test_charging_device_gets_no_energy_but_keeps_latency(phone):
     vd, device = phone
     vd.physics.set_charging(True)
-    result = CaseRunner("charging").run_case(device, _case("face_detection_front", runs=20))
+    result = CaseRunner("charging").run_case(device, one_case("face_detection_front", runs=20))
     assert result.status == "ok" and result.latency.n_iterations == 20
     assert result.energy.per_inference_mj is None
     assert "charging" in result.energy.reason and "Wi-Fi ADB" in result.energy.reason
@@ -132,7 +114,7 @@ def test_power_sampler_dying_mid_run_keeps_latency_and_says_why(phone):
 
     killer = threading.Thread(target=kill_probe_loop)
     killer.start()
-    result = CaseRunner("dies").run_case(device, _case("face_detection_full_range", runs=400))
+    result = CaseRunner("dies").run_case(device, one_case("face_detection_full_range", runs=400))
     killer.join()
     assert killed, "the probe loop was never seen"
     assert result.status == "ok" and result.latency.n_iterations == 400
@@ -141,7 +123,7 @@ def test_power_sampler_dying_mid_run_keeps_latency_and_says_why(phone):
 
 
 def test_host_run_shows_memory_thermal_and_why_energy_is_absent():
-    result = CaseRunner("host").run_case(HostDevice(), _case("face_detection_front", runs=30))
+    result = CaseRunner("host").run_case(HostDevice(), one_case("face_detection_front", runs=30))
     assert result.status == "ok", result.reason
     assert result.memory.peak_rss_mb > 0 and "psutil" in result.memory.method and result.memory.samples > 1
     assert result.thermal is not None and "thermal_zone" in result.thermal.method
@@ -155,7 +137,7 @@ def test_host_run_says_how_much_cpu_other_work_took(tmp_path):
     import subprocess
     import sys
 
-    case = _case("face_detection_front", runs=400)
+    case = one_case("face_detection_front", runs=400)
     quiet = CaseRunner("quiet").run_case(HostDevice(), case)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(psutil.cpu_count() or 1)]
     try:

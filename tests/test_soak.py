@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_gate import make_result
 
 from harness.errors import SuiteError
 from harness.results import Energy, Repetition, Result
@@ -20,6 +19,7 @@ from harness.soak import (
     summary_line,
 )
 from harness.suite import parse_suite
+from tests.helpers import make_result
 
 
 def _snap(ratio: float, status: int = 0, temp: float = 40.0) -> ThermalSnapshot:

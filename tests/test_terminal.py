@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_hostile_signals import STOPPED_SUITE  # a quick case, then one that runs until stopped
 
 from harness.store import load_results
 from harness.terminal import RunDisplay
+from tests.helpers import STOPPED_SUITE  # a quick case, then one that runs until stopped
 
 SUITE = """
 [suite]

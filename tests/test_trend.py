@@ -107,9 +107,8 @@ def test_the_run_report_gets_a_history_section_once_the_store_has_history(zoo_mo
 
 
 def test_the_folder_report_shows_each_devices_history_and_the_changes_on_its_opening_page(history, tmp_path):
-    from test_report_scale import CHROMIUM, chromium
-
     from harness.report.folder import render_folder
+    from tests.browser import CHROMIUM, chromium
 
     store, _ = history
     slowed = store.resolve_run("20990101T000000Z-000002")
