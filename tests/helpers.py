@@ -1,4 +1,5 @@
-"""Helpers several test modules share (a test module never imports another): synthetic results and suites."""
+"""Helpers several test modules share (a test module never imports another): synthetic results, soak records
+and suites."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import math
 
 import numpy as np
 
-from harness.results import CaseInfo, DeviceInfo, Latency, Repetition, Result, Thermal
+from harness.results import CaseInfo, DeviceInfo, Latency, Repetition, Result, Soak, Thermal
+from harness.samplers.thermal import ThermalSnapshot
+from harness.soak import SoakRecorder, SoakSettings
 from harness.suite import Case, parse_suite
 
 #: A quick case, then one that runs until it is stopped (100000 runs x 3 repetitions of face_landmark).
@@ -62,3 +65,18 @@ def one_case(zoo: str, *, runs: int = 150, reps: int = 1, delegate: str = "xnnpa
     suite = parse_suite(f'[suite]\ndelegates=["{delegate}"]\nmeasured_runs={runs}\nrepetitions={reps}\n'
                         f'warmup_runs=3\n{extra}\n[[models]]\nzoo="{zoo}"\n')
     return suite.cases()[0]
+
+
+def thermal_snapshot(ratio: float, status: int = 0, temp: float = 40.0) -> ThermalSnapshot:
+    """One CPU zone at ``temp`` C, thermal ``status``, cpu0 capped at ``ratio`` of its 2.4 GHz maximum."""
+    return ThermalSnapshot({"cpu": temp}, status, {"cpu0": (int(2_400_000 * ratio), 2_400_000, int(2_400_000 * ratio))})
+
+
+def throttled_soak_record() -> Soak:
+    """A 30 s soak in 10 s windows: 1 ms per iteration, then 2 ms from 15 s on, when the cap drops to 60%."""
+    rec = SoakRecorder(SoakSettings(30, 10))
+    rec.add_snapshot(0.0, thermal_snapshot(1.0))
+    for k, ms in enumerate((1.0, 1.0, 2.0, 2.0, 2.0, 2.0)):
+        rec.add_repetition(5.0 * (k + 1), Repetition(samples_us=(ms * 1000,) * 20))
+        rec.add_snapshot(5.0 * (k + 1), thermal_snapshot(1.0 if k < 2 else 0.6, temp=40 + 3 * k))
+    return rec.build(30.4)

@@ -24,6 +24,7 @@ from harness import api
 from harness.report import folder, frames, scan
 from harness.store import load_results
 from tests.browser import CHROMIUM, chromium
+from tests.helpers import throttled_soak_record
 
 SUITE = """
 [suite]
@@ -133,10 +134,8 @@ def hundred(real, tmp_path_factory) -> Path:
     from the soak recorder, throttling); returns index.html."""
     import dataclasses
 
-    from test_soak import _throttled_record
-
     root = tmp_path_factory.mktemp("fleet100")
-    src = fleet_file(real, root / "fleet.jsonl", 100, 5, soak=dataclasses.asdict(_throttled_record()))
+    src = fleet_file(real, root / "fleet.jsonl", 100, 5, soak=dataclasses.asdict(throttled_soak_record()))
     return api.render_files([src], root / "report.html")
 
 

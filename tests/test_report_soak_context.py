@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 import pytest
-from test_soak import _throttled_record
 
 from harness import api
 from harness import gate as g
@@ -24,6 +23,7 @@ from harness.report.html import render_report
 from harness.report.runctx import VALUE_CHARS
 from harness.results import Result
 from harness.store import load_results
+from tests.helpers import throttled_soak_record
 
 SUITE = """
 [suite]
@@ -74,7 +74,7 @@ def fleet(soaked: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     """Three devices: the real soak, a throttling soak with hostile evidence, and one whose governor differs."""
     root = tmp_path_factory.mktemp("soak_fleet")
     hot = _copy(soaked, "dev-hot", governor="schedutil")
-    hot["soak"] = dataclasses.asdict(_throttled_record())
+    hot["soak"] = dataclasses.asdict(throttled_soak_record())
     hot["soak"]["throttle_evidence"] = HOSTILE
     hot["soak"]["windows"][0]["energy_reason"] = HOSTILE
     odd = _copy(soaked, "dev-odd", governor=HOSTILE + "x" * 300)

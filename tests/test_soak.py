@@ -8,7 +8,6 @@ import pytest
 
 from harness.errors import SuiteError
 from harness.results import Energy, Repetition, Result
-from harness.samplers.thermal import ThermalSnapshot
 from harness.soak import (
     RepetitionSeen,
     SoakRecorder,
@@ -19,11 +18,7 @@ from harness.soak import (
     summary_line,
 )
 from harness.suite import parse_suite
-from tests.helpers import make_result
-
-
-def _snap(ratio: float, status: int = 0, temp: float = 40.0) -> ThermalSnapshot:
-    return ThermalSnapshot({"cpu": temp}, status, {"cpu0": (int(2_400_000 * ratio), 2_400_000, int(2_400_000 * ratio))})
+from tests.helpers import make_result, thermal_snapshot, throttled_soak_record
 
 
 def test_iterations_are_placed_back_from_the_repetition_end():
@@ -35,14 +30,14 @@ def test_iterations_are_placed_back_from_the_repetition_end():
 
 def test_windows_onset_and_sustained_over_peak():
     rec = SoakRecorder(SoakSettings(40, 10), ThrottleTest(min_freq_ratio=0.9, throttle_status=2))
-    rec.add_snapshot(0.0, _snap(1.0))
+    rec.add_snapshot(0.0, thermal_snapshot(1.0))
     # 4 s repetitions of 1 ms iterations: fast for 20 s, then throttled at 2 ms
     for k in range(10):
         ms = 1.0 if k < 5 else 2.0
         n = int(4000 / ms)
         end = 4.0 * (k + 1)
         rec.add_repetition(end, Repetition(samples_us=tuple([ms * 1000] * n)))
-        rec.add_snapshot(end, _snap(1.0 if k < 5 else 0.6, status=0 if k < 6 else 2, temp=40 + k))
+        rec.add_snapshot(end, thermal_snapshot(1.0 if k < 5 else 0.6, status=0 if k < 6 else 2, temp=40 + k))
     record = rec.build(41.0)
     assert [w.index for w in record.windows] == [0, 1, 2, 3]
     w0, w3 = record.windows[0], record.windows[-1]
@@ -81,10 +76,10 @@ def test_overrun_goes_to_the_last_window_and_energy_follows_repetitions():
 
 def test_no_throttle_says_what_was_seen_and_sparse_windows_are_left_out():
     rec = SoakRecorder(SoakSettings(20, 10))
-    rec.add_snapshot(0.0, _snap(1.0))
+    rec.add_snapshot(0.0, thermal_snapshot(1.0))
     rec.add_repetition(9.0, Repetition(samples_us=(1000.0,) * 2))  # under MIN_WINDOW_ITERATIONS
     rec.add_repetition(19.0, Repetition(samples_us=(2000.0,) * 5))
-    rec.add_snapshot(19.0, _snap(0.95, temp=44))
+    rec.add_snapshot(19.0, thermal_snapshot(0.95, temp=44))
     record = rec.build(19.5)
     assert record.time_to_throttle_s is None
     assert "not throttled in 2 snapshots (lowest cpufreq cap 95% of max" in record.throttle_evidence
@@ -123,7 +118,7 @@ def test_suite_soak_setting_per_suite_and_per_model():
 
 def test_soak_record_round_trips_and_old_records_load():
     rec = SoakRecorder(SoakSettings(10, 5))
-    rec.add_snapshot(0.0, _snap(1.0))
+    rec.add_snapshot(0.0, thermal_snapshot(1.0))
     rec.add_repetition(4.0, Repetition(samples_us=(1000.0,) * 5))
     base = make_result(n_reps=2)
     result = make_result(n_reps=2, soak=rec.build(10.2))
@@ -146,19 +141,10 @@ def test_throughput_is_the_inverse_of_the_mean_latency():
     assert window.throughput_ips == pytest.approx(500.0)  # a stall counts in the total time, not in the median
 
 
-def _throttled_record():
-    rec = SoakRecorder(SoakSettings(30, 10))
-    rec.add_snapshot(0.0, _snap(1.0))
-    for k, ms in enumerate((1.0, 1.0, 2.0, 2.0, 2.0, 2.0)):
-        rec.add_repetition(5.0 * (k + 1), Repetition(samples_us=(ms * 1000,) * 20))
-        rec.add_snapshot(5.0 * (k + 1), _snap(1.0 if k < 2 else 0.6, temp=40 + 3 * k))
-    return rec.build(30.4)
-
-
 def test_report_has_the_soak_curve_and_table(tmp_path):
     from harness.report.html import render_report
 
-    result = make_result(n_reps=6, soak=_throttled_record())
+    result = make_result(n_reps=6, soak=throttled_soak_record())
     page = render_report([result, make_result(model="plain")], tmp_path / "r.html").read_text()
     assert page.count('<section id="soak">') == 1 and "<svg" in page[page.index('<section id="soak">'):]
     soak = page[page.index('<section id="soak">'):page.index("</section>", page.index('<section id="soak">'))]
@@ -174,13 +160,13 @@ def test_run_table_ends_with_the_soak_figures():
     from harness.terminal import RunDisplay
 
     out = io.StringIO()
-    RunDisplay(1, 1, stream=out).table([make_result(n_reps=6, soak=_throttled_record())])
+    RunDisplay(1, 1, stream=out).table([make_result(n_reps=6, soak=throttled_soak_record())])
     line = [t for t in out.getvalue().splitlines() if "soak" in t][0]
     assert line.startswith("test_case[mobilenet-cpu]: soak 30 s in 3 windows of 10 s: first throttle at 15.0 s")
     assert "sustained/peak throughput 0.50 (500.0 vs 1000.0 inferences/s" in line
     from harness.terminal import case_rows
 
-    figures = case_rows([make_result(n_reps=6, soak=_throttled_record()), make_result(model="plain")])
+    figures = case_rows([make_result(n_reps=6, soak=throttled_soak_record()), make_result(model="plain")])
     assert figures[0].soak["time_to_throttle_s"] == 15.0 and figures[0].soak["sustained_peak_ratio"] == 0.5
     assert figures[0].soak["windows"] == 3 and figures[1].soak is None
 
