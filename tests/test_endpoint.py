@@ -16,7 +16,7 @@ from harness.devices.endpoint.proxy import H2_PREFACE, RequestStarts, ShapingPro
 from harness.errors import DeviceNotFound, SuiteError
 from harness.results import Endpoint, Result
 from harness.suite import parse_suite
-from tests.loopback import serve_each
+from tests.loopback import HostileGrpc, face_landmark_outputs, serve_each
 
 EP = "kserve+http://127.0.0.1:8500/face_landmark"
 
@@ -195,7 +195,7 @@ def test_grpc_resets_are_drawn_once_per_request_through_the_proxy(tmp_path):
     resets never outnumber the attempts, and every request still gets through on retries."""
     from harness import api
 
-    server = _HostileGrpc(_outputs)  # a well-formed answer
+    server = HostileGrpc(face_landmark_outputs)  # a well-formed answer
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nname = "s"\nwarmup_runs = 2\nmeasured_runs = 20\nrepetitions = 1\n'
                      '[suite.network]\nprofiles = ["flaky"]\nretries = 10\nbackoff_ms = 1\ntimeout_s = 5\n'
@@ -258,7 +258,7 @@ def test_grpc_dials_a_unix_socket_the_proxy_listens_on(tmp_path):
     from harness.devices.endpoint.client import CLIENTS, KServeV2GrpcClient
 
     assert KServeV2GrpcClient.own_threads and not any(c.own_threads for k, c in CLIENTS.items() if "grpc" not in k)
-    server = _HostileGrpc(_outputs)
+    server = HostileGrpc(face_landmark_outputs)
     sock = tmp_path / "g"
     try:
         with ShapingProxy(("127.0.0.1", server.port), PROFILES["direct"], listen=f"unix:{sock}") as proxy:
@@ -340,48 +340,6 @@ def test_a_hostile_server_fails_its_case_alone_with_a_reason(tmp_path, scheme, s
     assert (tmp_path / "o").is_dir() and list((tmp_path / "o").glob("s-*.jsonl"))  # stored like any result
 
 
-class _HostileGrpc:
-    """A real gRPC server on loopback (grpcio, the v2 service's messages) answering every ModelInfer with
-    ``answer(response)`` filled in, or aborting when ``answer`` raises."""
-
-    def __init__(self, answer) -> None:
-        from concurrent import futures
-
-        import grpc
-        from tritonclient.grpc import service_pb2
-
-        def infer(request, context):
-            response = service_pb2.ModelInferResponse(model_name=request.model_name)
-            try:
-                answer(response)
-            except RuntimeError as exc:
-                context.abort(grpc.StatusCode.INTERNAL, str(exc))
-            return response
-
-        handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
-            "ModelInfer": grpc.unary_unary_rpc_method_handler(
-                infer, request_deserializer=service_pb2.ModelInferRequest.FromString,
-                response_serializer=service_pb2.ModelInferResponse.SerializeToString)})
-        self.server = grpc.server(futures.ThreadPoolExecutor(2))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-
-    def close(self) -> None:
-        self.server.stop(0)
-
-
-def _outputs(response, datatype="FP32", raw=None, compute_ns=None) -> None:
-    """face_landmark's two outputs (zeros) as raw contents; ``raw`` replaces the first one's bytes."""
-    for name, size in (("conv2d_20", 1404), ("conv2d_30", 1)):
-        response.outputs.add(name=name, datatype=datatype, shape=[1, 1, 1, size])
-        response.raw_output_contents.append(bytes(4 * size))
-    if raw is not None:
-        response.raw_output_contents[0] = raw
-    if compute_ns is not None:
-        response.parameters["server_compute_ns"].CopyFrom(compute_ns)
-
-
 def _grpc_suite(tmp_path):
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nname = "s"\nwarmup_runs = 1\nmeasured_runs = 2\nrepetitions = 1\n'
@@ -395,14 +353,14 @@ def _abort(response):
 
 @pytest.mark.parametrize("answer,why", [
     (lambda r: None, "lacks output"),
-    (lambda r: _outputs(r, datatype="BYTES"), "not numeric"),
-    (lambda r: _outputs(r, raw=b"abc"), "buffer size"),
+    (lambda r: face_landmark_outputs(r, datatype="BYTES"), "not numeric"),
+    (lambda r: face_landmark_outputs(r, raw=b"abc"), "buffer size"),
     (_abort, "the server broke"),
 ])
 def test_a_hostile_grpc_server_fails_its_case_alone_with_a_reason(tmp_path, answer, why):
     from harness import api
 
-    server = _HostileGrpc(answer)
+    server = HostileGrpc(answer)
     try:
         summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
                           out_dir=tmp_path / "o", report=False)
@@ -422,7 +380,7 @@ def test_grpc_compute_time_is_kept_only_when_it_can_be_true(tmp_path, monkeypatc
     from harness.devices.endpoint import client
 
     for bad in (service_pb2.InferParameter(int64_param=-5), service_pb2.InferParameter(string_param="12")):
-        server = _HostileGrpc(lambda r, bad=bad: _outputs(r, compute_ns=bad))
+        server = HostileGrpc(lambda r, bad=bad: face_landmark_outputs(r, compute_ns=bad))
         try:
             summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
                               out_dir=tmp_path / "o", report=False)
@@ -432,7 +390,7 @@ def test_grpc_compute_time_is_kept_only_when_it_can_be_true(tmp_path, monkeypatc
         assert result.status == "ok", result.reason
         assert result.endpoint.server_compute_us == (None, None) and len(result.endpoint.response_message_bytes) == 2
     monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 1000)  # face_landmark's answer is 5.6 KB
-    server = _HostileGrpc(_outputs)
+    server = HostileGrpc(face_landmark_outputs)
     try:
         summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
                           out_dir=tmp_path / "o2", report=False)

@@ -26,7 +26,7 @@ from harness.devices.endpoint.network import PROFILES, NetworkProfile
 from harness.devices.endpoint.shaping import open_path
 from harness.errors import NetworkMethodError, SuiteError
 from harness.suite import parse_suite
-from tests.loopback import serve_each
+from tests.loopback import HostileGrpc, face_landmark_outputs, serve_each
 
 NO_NETNS = netns.problem()
 kernel = pytest.mark.skipif(NO_NETNS is not None, reason=f"needs the netns method here: {NO_NETNS}")
@@ -147,9 +147,8 @@ def test_grpc_enters_the_namespace_through_the_relay_for_every_fresh_namespace()
     import numpy as np
 
     from harness.devices.endpoint.client import KServeV2GrpcClient
-    from tests.test_endpoint import _HostileGrpc, _outputs
 
-    server = _HostileGrpc(_outputs)  # gRPC's threads exist before any namespace does
+    server = HostileGrpc(face_landmark_outputs)  # gRPC's threads exist before any namespace does
     image = np.random.default_rng(1).random((1, 192, 192, 3), dtype=np.float32)  # 442 KB, face_landmark's input
     tokens = []
     try:
