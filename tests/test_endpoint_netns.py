@@ -126,14 +126,17 @@ def test_requests_originate_in_the_namespace_and_cross_the_shaped_veth(server):
         assert local == link.ns_ip and answer == body
         assert after["up"] - before["up"] >= len(body) and after["down"] - before["down"] >= len(body)
         assert path.proxy.snapshot().bytes_up >= len(body)
-        # the proxy serves the namespace's end only: a connection from this host's own processes is reset
-        with socket.create_connection(path.address, timeout=5) as sock:
-            sock.sendall(b"GET /10 HTTP/1.0\r\n\r\n")
-            try:
-                assert sock.recv(100) == b""
-            except ConnectionResetError:
-                pass
-        assert path.proxy.snapshot().refused == 1
+        # the proxy serves the namespace's end only: a connection from this host's own processes gets no answer.
+        # It is reset by the proxy (counted as refused) or, now and then, by the kernel before the proxy sees it
+        # (the listener is bound to the veth, and the host's own SYN arrives on lo): connect() then raises
+        answer_to_host = b""
+        try:
+            with socket.create_connection(path.address, timeout=5) as sock:
+                sock.sendall(b"GET /10 HTTP/1.0\r\n\r\n")
+                answer_to_host = sock.recv(100)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        assert answer_to_host == b"" and path.proxy.snapshot().refused in (0, 1)
         token = link.token
     assert _leftovers(token) == []
 
