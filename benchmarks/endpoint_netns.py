@@ -30,42 +30,17 @@ import http.client
 import os
 import socket
 import statistics
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
 from harness.devices.endpoint import netns
 from harness.devices.endpoint.network import PROFILES, ClientPolicy, NetworkProfile
 from harness.devices.endpoint.shaping import ShapedPath, open_path
+from harness.testing.echo_http import echo_server
 
 METHODS = ("tcp-proxy", "netns")
-
-
-class Handler(BaseHTTPRequestHandler):
-    """GET /N: N bytes; POST /: its body back; POST /sink: nothing back. TCP_NODELAY, as a model server sets it
-    (else headers and body in two writes meet the client's delayed ACK: +40 ms per request)."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self._send(b"" if self.path == "/sink" else body)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._send(b"x" * int(self.path.strip("/")))
-
-    def _send(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def timed(address: tuple[str, int] | str, requests: list[tuple[str, int]]) -> list[float]:
@@ -215,10 +190,7 @@ def main() -> int:
         return 0
     print(f"netem here: {netns.netem_problem() or 'yes'}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs\n")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    upstream = srv.server_address[:2]
-    try:
+    with echo_server() as upstream:
         if args.rate_requests:
             rate_part(upstream, [p for p in args.rate_profiles.split(",") if p], args.rate_requests)
         if args.delay_requests:
@@ -227,8 +199,6 @@ def main() -> int:
             overhead_part(upstream, args.requests, args.rounds, args.setups)
         if args.kserve:
             kserve_part(args.kserve, args.rounds)
-    finally:
-        srv.shutdown()
     return 0
 
 

@@ -193,19 +193,11 @@ def test_request_starts_over_http1_and_http2():
 def test_grpc_resets_are_drawn_once_per_request_through_the_proxy(tmp_path):
     """Over one long-lived HTTP/2 connection a reset is drawn per request (HEADERS frame), not per control frame:
     resets never outnumber the attempts, and every request still gets through on retries."""
-    from harness import api
-
-    server = HostileGrpc(face_landmark_outputs)  # a well-formed answer
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nname = "s"\nwarmup_runs = 2\nmeasured_runs = 20\nrepetitions = 1\n'
                      '[suite.network]\nprofiles = ["flaky"]\nretries = 10\nbackoff_ms = 1\ntimeout_s = 5\n'
                      '[suite.network.profile.flaky]\nreset_pct = 40\n[[models]]\nzoo = "face_landmark"\n')
-    try:
-        summary = api.run(suite, devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
-                          out_dir=tmp_path / "o", report=False)
-    finally:
-        server.close()
-    [result] = summary.results
+    result = _run_against(face_landmark_outputs, suite, tmp_path / "o")  # a well-formed answer
     assert result.status == "ok", result.reason
     c = result.endpoint.counts
     assert 1 <= c["resets"] <= c["attempts"] - 22 and c["failed"] == 0, c
@@ -347,6 +339,20 @@ def _grpc_suite(tmp_path):
     return suite
 
 
+def _run_against(answer, suite, out):
+    """One run of ``suite`` against a real gRPC server answering with ``answer``; its one result."""
+    from harness import api
+
+    server = HostileGrpc(answer)
+    try:
+        summary = api.run(suite, devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"], out_dir=out,
+                          report=False)
+    finally:
+        server.close()
+    [result] = summary.results
+    return result
+
+
 def _abort(response):
     raise RuntimeError("the server broke")
 
@@ -358,15 +364,7 @@ def _abort(response):
     (_abort, "the server broke"),
 ])
 def test_a_hostile_grpc_server_fails_its_case_alone_with_a_reason(tmp_path, answer, why):
-    from harness import api
-
-    server = HostileGrpc(answer)
-    try:
-        summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
-                          out_dir=tmp_path / "o", report=False)
-    finally:
-        server.close()
-    [result] = summary.results
+    result = _run_against(answer, _grpc_suite(tmp_path), tmp_path / "o")
     assert result.status == "failed" and why in result.reason, result.reason
     assert "\n" not in result.reason and list((tmp_path / "o").glob("s-*.jsonl"))
 
@@ -376,27 +374,15 @@ def test_grpc_compute_time_is_kept_only_when_it_can_be_true(tmp_path, monkeypatc
     over the client's bound is refused."""
     from tritonclient.grpc import service_pb2
 
-    from harness import api
     from harness.devices.endpoint import client
 
     for bad in (service_pb2.InferParameter(int64_param=-5), service_pb2.InferParameter(string_param="12")):
-        server = HostileGrpc(lambda r, bad=bad: face_landmark_outputs(r, compute_ns=bad))
-        try:
-            summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
-                              out_dir=tmp_path / "o", report=False)
-        finally:
-            server.close()
-        [result] = summary.results
+        result = _run_against(lambda r, bad=bad: face_landmark_outputs(r, compute_ns=bad), _grpc_suite(tmp_path),
+                              tmp_path / "o")
         assert result.status == "ok", result.reason
         assert result.endpoint.server_compute_us == (None, None) and len(result.endpoint.response_message_bytes) == 2
     monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 1000)  # face_landmark's answer is 5.6 KB
-    server = HostileGrpc(face_landmark_outputs)
-    try:
-        summary = api.run(_grpc_suite(tmp_path), devices=[f"kserve+grpc://127.0.0.1:{server.port}/face_landmark"],
-                          out_dir=tmp_path / "o2", report=False)
-    finally:
-        server.close()
-    [result] = summary.results
+    result = _run_against(face_landmark_outputs, _grpc_suite(tmp_path), tmp_path / "o2")
     assert result.status == "failed" and "RESOURCE_EXHAUSTED" in result.reason, result.reason
 
 

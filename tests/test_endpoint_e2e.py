@@ -20,27 +20,16 @@ import pytest
 from harness import api, hybrid
 from harness.devices.endpoint import netns
 from harness.devices.endpoint.network import PROFILES
-from harness.errors import ServerError
 from harness.gate import Budget, check_budgets
-from harness.serving import launch
-from harness.testing.postgres import _free_port
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.model_server"]
 METHOD_HERE = "tcp-proxy" if netns.problem() else "netns"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    python = launch.find_server_python(os.environ.get(launch.ENV_PYTHON))
-    if python is None:
-        pytest.skip(f"no Python with kserve for the model server ({launch.INSTALL_HINT})")
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    try:
-        srv = launch.start("face_landmark", _free_port(), python=python, log=log, grpc_port=_free_port())
-    except ServerError as exc:
-        pytest.fail(f"{exc}\n{log.read_text(errors='replace')[-3000:]}")
-    yield srv
-    srv.stop()
+def server(kserve_server):
+    return kserve_server
 
 
 def _suite(tmp_path, network: str, runs: int = 8, reps: int = 2, budget: str = "") -> str:

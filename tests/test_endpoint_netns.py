@@ -14,9 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from harness.devices.endpoint.network import PROFILES, NetworkProfile
 from harness.devices.endpoint.shaping import open_path
 from harness.errors import NetworkMethodError, SuiteError
 from harness.suite import parse_suite
+from harness.testing.echo_http import echo_server
 from tests.loopback import HostileGrpc, face_landmark_outputs, serve_each
 
 NO_NETNS = netns.problem()
@@ -66,32 +65,10 @@ def test_suite_method_applies_to_every_profile_without_its_own():
         parse_suite(text.replace('method = "netns"', 'method = "vpn"'), "s.toml")
 
 
-# -- a loopback HTTP server for the kernel tests ---------------------------------------------------------
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self._send(body)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._send(b"x" * int(self.path.strip("/")))
-
-    def _send(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[:2]
-    srv.shutdown()
-    srv.server_close()
+    with echo_server() as address:
+        yield address
 
 
 def _leftovers(token: str) -> list[str]:

@@ -53,7 +53,7 @@ def test_an_endpoint_states_every_condition_not_applicable():
 
 
 pymobiledevice3 = pytest.importorskip("pymobiledevice3")
-pytest_plugins = ["harness.testing.ios.fixtures"]
+pytest_plugins = ["harness.testing.ios.fixtures", "tests.model_server"]
 
 
 @pytest.fixture
@@ -117,21 +117,8 @@ def test_iphone_cpu_kept_busy_by_other_work_is_skipped_with_the_reading(iphone, 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from harness.errors import ServerError
-    from harness.serving import launch
-    from harness.testing.postgres import _free_port
-
-    python = launch.find_server_python(os.environ.get(launch.ENV_PYTHON))
-    if python is None:
-        pytest.skip(f"no Python with kserve for the model server ({launch.INSTALL_HINT})")
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    try:
-        srv = launch.start("face_landmark", _free_port(), python=python, log=log)
-    except ServerError as exc:
-        pytest.fail(f"{exc}\n{log.read_text(errors='replace')[-3000:]}")
-    yield srv
-    srv.stop()
+def server(kserve_server):
+    return kserve_server
 
 
 @pytest.mark.slow
