@@ -150,18 +150,21 @@ def test_hybrid_run_wifi_and_4g(server, tmp_path):
 def test_resets_retries_cache_and_netem(server, tmp_path):
     network = textwrap.dedent("""
         profiles = ["flaky", "packets"]
-        retries = 4
+        retries = 8
         backoff_ms = 5
         cache = false
         [suite.network.profile.flaky]
         delay_ms = 2
         reset_pct = 30
-        stall_pct = 20
+        stall_pct = 50
         stall_ms = 50
         [suite.network.profile.packets]
         delay_ms = 2
         method = "netem"
     """)
+    # chances sized so the test cannot fail by luck: a stall is drawn per chunk the server sends (>= 12 here, one
+    # per answer: P(no stall) <= 0.5**12 = 0.02%), and a request fails only when 9 attempts in a row are reset
+    # (0.3**9 = 2e-5 per request)
     summary = api.run(_suite(tmp_path, network, runs=10, reps=1), devices=[server.device_id],
                       out_dir=tmp_path / "out", report=False)
     flaky, packets = sorted(summary.results, key=lambda r: r.case.case_id)
@@ -208,6 +211,9 @@ def test_grpc_and_http_of_one_server_agree(server, tmp_path):
         assert all(0 < w - m < 4096 for w, m in zip(e.request_bytes, e.request_message_bytes))
         assert all(0 < w - m < 4096 for w, m in zip(e.response_bytes, e.response_message_bytes))
         assert not http.endpoint.request_message_bytes  # REST has no messages: the series stays empty
+        # tritonclient asks for each output in binary (the v2 binary extension, per output): the REST answer is the
+        # raw float32 tensors (1404 + 1 floats) plus a small JSON header, not 26 KB of JSON numbers
+        assert max(http.endpoint.response_bytes) < 1405 * 4 + 2048, http.endpoint.response_bytes
         assert e.counts["connections"] == 2 and e.counts["attempts"] == 2 * (2 + 6) and e.counts["failed"] == 0
         if network == "wifi":
             floor = _floor_ms(PROFILES["wifi"], min(e.request_bytes), min(e.response_bytes))

@@ -113,9 +113,12 @@ def test_baseline_gate_in_pytest(pytester: pytest.Pytester, small_model: Path, t
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     second = pytester.runpytest_subprocess(*args, "--harness-baseline", "main", "--harness-noisy", "warn",
                                            "--junitxml", "j.xml")
-    second.assert_outcomes(passed=1)
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "j.xml").iter("property")}
     assert props["gate_verdict"] in ("same", "faster", "slower", "noisy")
+    # the verdict decides the item's outcome (noisy warns here): two runs seconds apart on a shared machine may
+    # really differ (a CI run once measured 1.06 -> 1.34 ms, p = 0.0006), and then the gate must say slower
+    slower = props["gate_verdict"] == "slower"
+    second.assert_outcomes(passed=0 if slower else 1, failed=1 if slower else 0)
     assert float(props["ratio"]) > 0
     text = summary.read_text()
     assert "edgeharness gate" in text and "blazeface" in text

@@ -94,7 +94,11 @@ class LiteRtModel(Model):
                 infer_outputs.append(out)
             timing = ({"server_compute_ns": compute_ns} if payload.from_grpc  # gRPC parameters carry no float
                       else {"server_compute_us": compute_ns / 1000.0})
+            # REST: the binary extension lets each requested output ask for binary data (tritonclient does so per
+            # output, not with the request-level flag); KServe applies that only when the response knows the request
+            requested = None if payload.from_grpc else (payload.request_outputs or None)
             return InferResponse(payload.id or "", self.name, infer_outputs, use_binary_outputs=binary,
+                                 requested_outputs=requested,
                                  parameters={**timing, "server_request_index": self.served})
         # v1 (TF Serving's predict): {"instances": [row]} (one input) or {"inputs": {name: value}}
         if "inputs" in payload and isinstance(payload["inputs"], dict):
