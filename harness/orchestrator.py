@@ -302,6 +302,10 @@ class CaseRunner:
                 dlog.info("%s: %d runs measured %.3f s < min_duration_s %.3g s (%s): %d runs per repetition, "
                           "repetition 1 measured again", case_id, extension.planned, extension.took_s,
                           extension.minimum_s, extension.why, extension.runs)
+                if extension.capped:
+                    dlog.warning("%s: %d runs is as many as fit in half of timeout_s %.3g s: the minimum of %.3g s "
+                                 "is not reached (hint: raise the suite's timeout_s, or lower min_duration_s)",
+                                 case_id, extension.runs, extension.capped_by_timeout_s, extension.minimum_s)
                 sampling.discard_last()
                 raws.pop()
                 continue

@@ -14,8 +14,10 @@ A case is repeated in one of three ways (the orchestrator's loop asks this objec
 
 Pure: the caller gives the elapsed time, what each repetition measured and, for the calibration, a function
 that reads the samplers' minimum (read at the start, and again after the calibration at the pace the
-samplers actually kept). No timeout is applied here: a minimum longer than the case's ``timeout_s`` allows
-extends the runs all the same, and the repetition then ends as a ``timeout``.
+samplers actually kept). An extension never plans more measured time than :data:`TIMEOUT_SHARE` of the case's
+``timeout_s`` at the calibration's pace (the rest is for warm-up, start-up and the samplers' idle window): a
+minimum the timeout cannot hold is not reached, the extension says so (:attr:`Extension.capped`), and the
+repetition still ends in time instead of as a ``timeout``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from harness.soak import SoakSettings
 #: Head room over the calibration's estimate when extending the measured runs to ``min_duration_s``.
 EXTEND_MARGIN = 1.25
 MAX_RUNS = 1_000_000
+#: The share of ``timeout_s`` an extended repetition's measured runs may plan to take.
+TIMEOUT_SHARE = 0.5
 
 #: A minimum measured duration per repetition (s) and why it applies; None: no minimum.
 Minimum = tuple[float, str] | None
@@ -65,6 +69,12 @@ class Extension:
     took_s: float
     minimum_s: float
     why: str
+    #: the runs were held to TIMEOUT_SHARE of this timeout (s); the minimum is not reached. None: not capped
+    capped_by_timeout_s: float | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.capped_by_timeout_s is not None
 
 
 class RepetitionSchedule:
@@ -104,8 +114,12 @@ class RepetitionSchedule:
             self.minimum = min_duration(self.settings.min_duration_s, self._need) or self.minimum  # the real pace
             took_s = measured_s(repetition) if repetition is not None else 0.0
             scaled = extended_runs(self.runs, took_s, self.minimum[0])
-            if scaled > self.runs:
-                extension = Extension(self.runs, scaled, took_s, *self.minimum)
+            timeout_s = self.settings.timeout_s
+            fits = math.floor(self.runs * TIMEOUT_SHARE * timeout_s / took_s) if took_s > 0 else scaled
+            capped = timeout_s if fits < scaled else None
+            scaled = max(self.runs, min(scaled, fits))
+            if scaled > self.runs:  # (held to the plan by the timeout: the calibration counts as repetition 1)
+                extension = Extension(self.runs, scaled, took_s, *self.minimum, capped_by_timeout_s=capped)
                 self.runs = scaled
                 return extension
         self.counted += 1

@@ -4,12 +4,13 @@ and their edges. The orchestrator's loop over it runs in test_context_vdev, test
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from harness.results import Repetition
 from harness.runners.base import RunSettings
-from harness.schedule import MAX_RUNS, Extension, RepetitionSchedule, extended_runs
+from harness.schedule import MAX_RUNS, TIMEOUT_SHARE, Extension, RepetitionSchedule, extended_runs
 from harness.soak import SoakRecorder, SoakSettings
 
 
@@ -97,15 +98,21 @@ def test_a_calibration_faster_than_a_tick_keeps_the_plan_and_counts(measured: Re
     assert schedule.actual_runs is None and schedule.min_duration_s == 0.25
 
 
-def test_a_minimum_longer_than_the_timeout_allows_is_bounded_by_max_runs_only():
-    """The schedule does not know how long the device takes to start a run: it extends to the minimum (at most
-    MAX_RUNS) and leaves the timeout to the command, so such a repetition ends as ``timeout``."""
+def test_a_minimum_longer_than_the_timeout_allows_is_held_to_half_the_timeout_and_says_so():
+    """An extension plans at most TIMEOUT_SHARE of ``timeout_s`` of measured runs at the calibration's pace, so the
+    repetition ends in time (the minimum then is not reached, and the extension says so); MAX_RUNS bounds the rest."""
     settings = RunSettings(measured_runs=10, repetitions=1, timeout_s=120.0, min_duration_s=3600.0)
     schedule = RepetitionSchedule(settings, None, never)
     extension = schedule.after(took(1.0, 10))
-    assert extension is not None and extension.runs == 45_000  # 10 x 3600 / 1 x 1.25
-    assert extension.runs * 0.1 > settings.timeout_s  # 4500 s at the calibration's pace: past the timeout
-    schedule = RepetitionSchedule(settings, None, never)
+    assert extension is not None and extension.capped and extension.capped_by_timeout_s == 120.0
+    assert extension.runs == 600  # 0.1 s a run: 60 s = half the timeout (the minimum wanted 45,000)
+    assert extension.runs * 0.1 <= TIMEOUT_SHARE * settings.timeout_s and schedule.actual_runs == 600
+    uncapped = RepetitionSchedule(replace(settings, min_duration_s=5.0), None, never).after(took(1.0, 10))
+    assert uncapped is not None and not uncapped.capped and uncapped.runs == 63  # 10 x 5 / 1 x 1.25
+    # planned runs already past half the timeout: nothing to extend, the calibration counts as repetition 1
+    held = RepetitionSchedule(replace(settings, timeout_s=1.0), None, never)
+    assert held.after(took(1.0, 10)) is None and held.number == 2 and held.actual_runs is None
+    schedule = RepetitionSchedule(replace(settings, timeout_s=1e12), None, never)
     assert schedule.after(took(1e-9, 10)).runs == MAX_RUNS
 
 
