@@ -52,11 +52,13 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="harness-pg-"))
         self.port = 0
         self._proc: subprocess.Popen | None = None
-        self._as: list[str] = []
-        if os.geteuid() == 0:  # postgres will not run as root
+        # postgres will not run as root: as root, the server itself runs as nobody (Popen's user/group, no wrapper
+        # process: a `runuser` in between once swallowed the stop signal and left the server running, orphaned)
+        self._as: dict = {}
+        if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
-            self._as = ["runuser", "-u", "nobody", "--"]
+            self._as = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
 
     @property
     def dsn(self) -> str:
@@ -64,13 +66,15 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         data = self.dir / "data"
-        subprocess.run([*self._as, str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER,
-                        "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120)
+        subprocess.run([str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER,
+                        "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120,
+                       cwd=self.dir, **self._as)
         self.port = _free_port()
         self._proc = subprocess.Popen(
-            [*self._as, str(self.bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
+            [str(self.bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", str(self.dir), "-c", "fsync=off", "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "wb"),  # noqa: SIM115 - child keeps it
+            cwd=self.dir, start_new_session=True, **self._as,
         )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
@@ -101,8 +105,8 @@ class PostgresServer:
             self._proc.send_signal(2)  # SIGINT: fast shutdown
             try:
                 self._proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+            except subprocess.TimeoutExpired:  # the server and its backends: their own session's group
+                os.killpg(self._proc.pid, 9)
                 self._proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
