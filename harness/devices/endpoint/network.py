@@ -13,7 +13,7 @@ process may make a namespace, else ``tcp-proxy``, and every result records which
 - ``netns`` (:mod:`.netns`): the client runs in a network namespace behind a veth pair; ``tc tbf`` makes each
   direction's rate, ``tc netem`` delay/jitter/loss where the kernel has ``sch_netem`` (else the proxy does,
   listening on the veth's host end). Needs CAP_NET_ADMIN and iproute2.
-- ``netem``: ``netns`` that must have ``sch_netem``; :func:`netem_problem` says why not. A method that cannot
+- ``netem``: ``netns`` that must have ``sch_netem``; :func:`.netns.netem_problem` says why not. A method that cannot
   run skips the case with the reason, never runs it on an unshaped network.
 
 Profile numbers (RTT split evenly over the two directions; ``down`` = server to client):
@@ -145,11 +145,3 @@ def custom_profile(name: str, table: Mapping[str, Any]) -> NetworkProfile:
     base = NetworkProfile(name)
     values = {k: (str(v) if k == "method" else float(v)) for k, v in table.items()}
     return replace(base, **values)
-
-
-def netem_problem() -> str | None:
-    """Why the ``netem`` method cannot run here (no iproute2, no CAP_NET_ADMIN, or the kernel refuses a netem
-    qdisc: probed once in a throwaway namespace), or None when it can."""
-    from harness.devices.endpoint import netns
-
-    return netns.problem() or netns.netem_problem()
