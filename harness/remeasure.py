@@ -131,17 +131,18 @@ class Remeasurer:
 
     :func:`remeasure` makes one per call; a front that gates case by case (the pytest plugin's session)
     makes one and passes it to every call (``into``), so one session's re-measuring is one run, and closes
-    it when the session ends. ``release_each``: give each device's lease back after every case (a session
-    measuring its own next case on the same device must not wait for this run's lease).
+    it when the session ends. ``borrowed``: the devices are the caller's (``open_device`` hands out the
+    session's own): each device's lease is given back after every case (the session measuring its own next
+    case on the same device must not wait for this run's lease), and :meth:`close` leaves them open.
     """
 
     def __init__(self, store: Store, name: str, candidate_run_id: str, *,
                  open_device: Callable[[str], Device] | None = None, cancel: threading.Event | None = None,
                  lease_timeout_s: float = DEFAULT_TIMEOUT_S, lease_dir: str | Path | None = None,
-                 release_each: bool = False) -> None:
+                 borrowed: bool = False) -> None:
         if open_device is None:
             from harness.devices.discovery import open_device
-        self.store, self.open_device, self.release_each = store, open_device, release_each
+        self.store, self.open_device, self.borrowed = store, open_device, borrowed
         self.cancel = cancel if cancel is not None else threading.Event()
         self.name = run_name(name, candidate_run_id)
         self.lease_timeout_s, self.lease_dir = lease_timeout_s, lease_dir
@@ -175,11 +176,11 @@ class Remeasurer:
         try:
             return runner.run_case(self.devices[device_id], case)
         finally:
-            if self.release_each and self.keeper is not None:
+            if self.borrowed and self.keeper is not None:
                 self.keeper.release(device_id)
 
     def close(self, *, interrupted: bool = False) -> None:
-        """Finish the run (when one was begun), give the leases back, close the devices; safe twice."""
+        """Finish the run (when one was begun), give the leases back, close the devices it opened; safe twice."""
         runner, self.runner = self.runner, None
         if runner is not None and runner.writer is not None:
             runner.writer.close()
@@ -188,7 +189,7 @@ class Remeasurer:
             self.keeper.release_all()
             self.keeper = None
         devices, self.devices = self.devices, {}
-        for dev in devices.values():
+        for dev in devices.values() if not self.borrowed else ():
             dev.close()
 
 

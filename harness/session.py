@@ -161,7 +161,7 @@ class HarnessSession:
         if self._remeasurer is None:
             self._remeasurer = Remeasurer(self.store, self.name, self.run_id, open_device=self.device,
                                           lease_timeout_s=self.lease_timeout_s, lease_dir=self.lease_dir,
-                                          release_each=True)
+                                          borrowed=True)
         return self._remeasurer
 
     def baseline_not_measured(self) -> list[str]:
@@ -249,7 +249,7 @@ class HarnessSession:
         A worker (``part``) only closes its part: the controller reports on the whole run.
         ``interrupted`` (Ctrl-C) marks the run as stopped before every case ended.
         """
-        if self._remeasurer is not None:  # its devices are the session's: closed below
+        if self._remeasurer is not None:  # it borrowed the session's devices: they are closed below
             self._remeasurer.close(interrupted=interrupted)
         for dev in self._devices.values():
             dev.close()
