@@ -27,6 +27,7 @@ and ``skipped`` cases then warn. Errors that make the gate impossible to evaluat
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -1096,8 +1097,7 @@ def render_compare_table(verdicts: Sequence[CaseVerdict]) -> str:
 
 def _md(text: str, limit: int = 200) -> str:
     """Untrusted text for a Markdown list item: cut, control characters escaped, no HTML, no table break."""
-    return (clip(text, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|"))
+    return html.escape(clip(text, limit), quote=False).replace("|", "\\|")
 
 
 def github_summary_markdown(verdicts: Sequence[CaseVerdict], breaches: Sequence[BudgetBreach] = (),
